@@ -1,0 +1,95 @@
+import { parseEntry, type InvalidEntry } from './entry.ts';
+import { trimAscii } from './sql-list.ts';
+
+/**
+ * A list compiled for matching: entries sorted into sets by kind, so matching an address costs
+ * a few hash lookups whatever the list's length.
+ *
+ * Under the `iredapd` preset entries are not validated: every piece is filed by its first
+ * characters exactly as iRedAPD compared them (`address == entry`, `'@'+domain == entry`,
+ * `'@.'+domain == entry`, `'@.' == entry`), which reproduces its quirks — an empty piece
+ * matches the null sender, a lone `@` matches an address with an empty domain, a bare domain
+ * matches nothing.
+ */
+export class CompiledList {
+  readonly #addresses = new Set<string>();
+  readonly #domains = new Set<string>();
+  readonly #trees = new Set<string>();
+  #any = false;
+  /** Entries in the order given (canonical text), for explanations and read-back. */
+  readonly entries: readonly string[];
+  /** Entries ignored as invalid (default semantics only). */
+  readonly invalid: readonly InvalidEntry[];
+
+  constructor(values: readonly string[], validate: boolean) {
+    const kept: string[] = [];
+    const invalid: InvalidEntry[] = [];
+    for (const value of values) {
+      if (validate) {
+        const entry = parseEntry(value);
+        switch (entry.kind) {
+          case 'invalid':
+            invalid.push(entry);
+            continue;
+          case 'any':
+            this.#any = true;
+            break;
+          case 'domain':
+            this.#domains.add(entry.domain);
+            break;
+          case 'domainTree':
+            this.#trees.add(entry.domain);
+            break;
+          case 'address':
+            this.#addresses.add(entry.address);
+            break;
+        }
+        kept.push(entry.text);
+      } else {
+        const piece = trimAscii(value).toLowerCase();
+        this.#fileLiteral(piece);
+        kept.push(piece);
+      }
+    }
+    this.entries = kept;
+    this.invalid = invalid;
+  }
+
+  get size(): number {
+    return this.entries.length;
+  }
+
+  /**
+   * The entry that matches `address` (lower-cased), or undefined. `domain` is the text after
+   * the address's last `@` (the whole address when it has none, as iRedAPD's split did).
+   * With `subdomains`, `@.example.com` also matches `x.example.com`, `a.b.example.com`.
+   */
+  match(address: string, domain: string, subdomains: boolean): string | undefined {
+    if (this.#addresses.has(address)) return address;
+    if (this.#domains.has(domain)) return '@' + domain;
+    if (this.#trees.size > 0) {
+      if (this.#trees.has(domain)) return '@.' + domain;
+      if (subdomains) {
+        for (let dot = domain.indexOf('.'); dot >= 0; dot = domain.indexOf('.', dot + 1)) {
+          const parent = domain.slice(dot + 1);
+          if (this.#trees.has(parent)) return '@.' + parent;
+        }
+      }
+    }
+    if (this.#any) return '@.';
+    return undefined;
+  }
+
+  #fileLiteral(piece: string): void {
+    if (piece === '@.') this.#any = true;
+    else if (piece.startsWith('@.')) this.#trees.add(piece.slice(2));
+    else if (piece.startsWith('@')) this.#domains.add(piece.slice(1));
+    else this.#addresses.add(piece);
+  }
+}
+
+/** The domain part as the spec defines it: the text after the last `@`. */
+export function domainOf(address: string): string {
+  const at = address.lastIndexOf('@');
+  return at < 0 ? address : address.slice(at + 1);
+}

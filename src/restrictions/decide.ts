@@ -1,0 +1,187 @@
+import { domainOf, type CompiledList } from './compiled-list.ts';
+import type { ListName } from './lists.ts';
+import type { CompiledMailbox } from './mailbox.ts';
+import type { DecisionOptions } from './options.ts';
+import { trimAscii } from './sql-list.ts';
+
+/** What the decision reads of a policy request (a `PolicyRequest` fits). */
+export interface DecisionInput {
+  readonly protocolState: string | undefined;
+  readonly sender: string | undefined;
+  readonly recipient: string | undefined;
+  readonly saslUsername: string | undefined;
+}
+
+/** The normalised addresses of one request and the mailbox keys to fetch for it. */
+export interface DecisionPlan {
+  /** Envelope sender, '' for the null sender. */
+  readonly sender: string;
+  /** The sender without its extension (recipient_delimiter), when it has one. */
+  readonly senderBase: string | undefined;
+  readonly recipient: string;
+  readonly recipientBase: string | undefined;
+  /** The sending identity whose outbound lists apply ('' when there is none). */
+  readonly identity: string;
+  readonly identityBase: string | undefined;
+  /** Every distinct mailbox key the decision may read, for one batched store lookup. */
+  readonly keys: readonly string[];
+}
+
+export type Verdict = 'allow' | 'reject' | 'none' | 'skip' | 'failure';
+
+/** One decision and why: which mailbox, list and entry decided (spec §6, `--explain`). */
+export interface Decision {
+  readonly verdict: Verdict;
+  /** The policy action text, e.g. `DUNNO` or `REJECT Not authorized`. */
+  readonly action: string;
+  readonly direction?: 'outbound' | 'inbound';
+  readonly mailbox?: string;
+  readonly list?: ListName;
+  readonly entry?: string;
+  /** The address the entry matched. */
+  readonly matched?: string;
+  /** Words for skip / none / failure decisions. */
+  readonly reason?: string;
+}
+
+/** Looks a key up among the mailboxes fetched for a plan; undefined when it has none. */
+export type MailboxLookup = (key: string) => CompiledMailbox | undefined;
+
+/**
+ * Step 0 of the decision (spec §3): is the request judged at all, and which mailboxes does it
+ * need. Returns a reason string for requests answered `DUNNO` without a lookup.
+ */
+export function planDecision(input: DecisionInput, options: DecisionOptions): DecisionPlan | string {
+  if (input.protocolState === undefined) return 'the request has no protocol_state';
+  if (input.protocolState.toUpperCase() !== 'RCPT') return `protocol_state is ${input.protocolState}, not RCPT`;
+  if (input.recipient === undefined) return 'the request has no recipient';
+  if (input.sender === undefined) return 'the request has no sender';
+  const recipient = normalise(input.recipient);
+  if (recipient === '') return 'the recipient is empty';
+  const sender = normalise(input.sender);
+  const sasl = options.identityFromSasl && input.saslUsername !== undefined ? normalise(input.saslUsername) : '';
+  const identity = sasl !== '' ? sasl : sender;
+
+  const delimiter = options.recipientDelimiter;
+  const senderBase = stripExtension(sender, delimiter);
+  const recipientBase = stripExtension(recipient, delimiter);
+  const identityBase = identity === sender ? senderBase : stripExtension(identity, delimiter);
+
+  const keys: string[] = [];
+  if (identity !== '') addKey(keys, identity);
+  if (identityBase !== undefined) addKey(keys, identityBase);
+  addKey(keys, recipient);
+  if (recipientBase !== undefined) addKey(keys, recipientBase);
+  return { sender, senderBase, recipient, recipientBase, identity, identityBase, keys };
+}
+
+/**
+ * Steps 2–4 of spec §3 over already-fetched mailboxes: outbound (the sending identity's
+ * recipient lists), then inbound (the recipient's sender lists); the first hit wins and an
+ * allowed list is consulted before its rejected twin.
+ */
+export function decide(plan: DecisionPlan, lookup: MailboxLookup, options: DecisionOptions): Decision {
+  if (plan.identity !== '') {
+    const mailbox = findMailbox(lookup, plan.identity, plan.identityBase);
+    if (mailbox !== undefined) {
+      const hit =
+        check(mailbox.allowedRecipients, 'allowedRecipients', plan.recipient, plan.recipientBase, options) ??
+        check(mailbox.rejectedRecipients, 'rejectedRecipients', plan.recipient, plan.recipientBase, options);
+      if (hit !== undefined) return verdictOf(hit, 'outbound', mailbox.address, options);
+    }
+  }
+  const mailbox = findMailbox(lookup, plan.recipient, plan.recipientBase);
+  if (mailbox !== undefined) {
+    const exempt = options.nullSenderExemption && plan.sender === '';
+    const hit =
+      check(mailbox.allowedSenders, 'allowedSenders', plan.sender, plan.senderBase, options) ??
+      (exempt ? undefined : check(mailbox.rejectedSenders, 'rejectedSenders', plan.sender, plan.senderBase, options));
+    if (hit !== undefined) return verdictOf(hit, 'inbound', mailbox.address, options);
+  }
+  return { verdict: 'none', action: 'DUNNO', reason: 'no list of the sending identity or the recipient matched' };
+}
+
+/** The answer for a request not judged (see {@link planDecision}). */
+export function skipped(reason: string): Decision {
+  return { verdict: 'skip', action: 'DUNNO', reason };
+}
+
+/** The answer when the store failed and no last known good data covers the request (spec §4). */
+export function failed(reason: string, options: DecisionOptions): Decision {
+  return { verdict: 'failure', action: options.failureAction, reason };
+}
+
+/** One line for a person: the action, then which mailbox, list and entry decided. */
+export function explain(decision: Decision): string {
+  switch (decision.verdict) {
+    case 'allow':
+    case 'reject':
+      return (
+        `${decision.action} (${decision.verdict}: ${decision.direction}, mailbox ${decision.mailbox}, ` +
+        `${decision.list} entry "${decision.entry}" matched ${decision.matched === '' ? 'the null sender <>' : decision.matched})`
+      );
+    default:
+      return `${decision.action} (${decision.verdict}: ${decision.reason})`;
+  }
+}
+
+interface Hit {
+  readonly list: ListName;
+  readonly entry: string;
+  readonly matched: string;
+}
+
+function check(
+  list: CompiledList | null,
+  name: ListName,
+  address: string,
+  base: string | undefined,
+  options: DecisionOptions,
+): Hit | undefined {
+  if (list === null) return undefined;
+  let entry = list.match(address, domainOf(address), options.subdomainMatching);
+  if (entry !== undefined) return { list: name, entry, matched: address };
+  if (base === undefined) return undefined;
+  entry = list.match(base, domainOf(base), options.subdomainMatching);
+  return entry === undefined ? undefined : { list: name, entry, matched: base };
+}
+
+function verdictOf(hit: Hit, direction: 'outbound' | 'inbound', mailbox: string, options: DecisionOptions): Decision {
+  const allow = hit.list === 'allowedRecipients' || hit.list === 'allowedSenders';
+  return {
+    verdict: allow ? 'allow' : 'reject',
+    action: allow ? options.allowAction : options.rejectAction,
+    direction,
+    mailbox,
+    list: hit.list,
+    entry: hit.entry,
+    matched: hit.matched,
+  };
+}
+
+function findMailbox(lookup: MailboxLookup, key: string, base: string | undefined): CompiledMailbox | undefined {
+  return lookup(key) ?? (base === undefined ? undefined : lookup(base));
+}
+
+function normalise(address: string): string {
+  return trimAscii(address).toLowerCase();
+}
+
+/** `alice+news@example.com` → `alice@example.com` for delimiter `+` (any of its characters). */
+export function stripExtension(address: string, delimiter: string): string | undefined {
+  if (delimiter === '' || address === '') return undefined;
+  const at = address.lastIndexOf('@');
+  const localEnd = at < 0 ? address.length : at;
+  for (let i = 0; i < localEnd; i++) {
+    if (delimiter.includes(address[i]!)) {
+      // Postfix keeps an address that begins with the delimiter as it is.
+      if (i === 0) return undefined;
+      return address.slice(0, i) + address.slice(localEnd);
+    }
+  }
+  return undefined;
+}
+
+function addKey(keys: string[], key: string): void {
+  if (!keys.includes(key)) keys.push(key);
+}

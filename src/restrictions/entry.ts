@@ -1,0 +1,78 @@
+/**
+ * Restriction entries (spec §2): `@.`, `@domain`, `@.domain`, `user@domain`.
+ * Parsing is pure; both the schema (to refuse bad input) and the compiler (to ignore bad
+ * stored data) use it, so "valid" means one thing everywhere.
+ */
+export type Entry =
+  | { readonly kind: 'any'; readonly text: string }
+  | { readonly kind: 'domain'; readonly text: string; readonly domain: string }
+  | { readonly kind: 'domainTree'; readonly text: string; readonly domain: string }
+  | { readonly kind: 'address'; readonly text: string; readonly address: string };
+
+export interface InvalidEntry {
+  readonly kind: 'invalid';
+  readonly text: string;
+  /** Why, in words a mail admin understands. */
+  readonly reason: string;
+}
+
+const MAX_ADDRESS = 320;
+const MAX_LOCAL = 64;
+const MAX_DOMAIN = 253;
+const MAX_LABEL = 63;
+
+/** A domain label: letters, digits, hyphen, underscore; any non-ASCII (IDN) character. */
+const LABEL = /^(?:[a-z0-9_\u0080-\uffff](?:[a-z0-9_\u0080-\uffff-]*[a-z0-9_\u0080-\uffff])?)$/;
+/** Local part: printable, no white space, no `@`, no `,` (the SQL list separator), no quotes. */
+const LOCAL = /^[^\s@,"\u0000-\u001f\u007f]+$/;
+
+/** Parses one entry (already trimmed or not); case is folded. */
+export function parseEntry(raw: string): Entry | InvalidEntry {
+  const text = raw.trim().toLowerCase();
+  if (text === '') return invalid(raw, 'is empty');
+  if (text === '@.') return { kind: 'any', text };
+  if (/\s/.test(text)) return invalid(raw, 'contains white space');
+  if (text.includes(',')) return invalid(raw, 'contains a comma (one entry per list item)');
+  const at = text.lastIndexOf('@');
+  if (at < 0) {
+    return invalid(raw, `is not an entry: write "@${text}" for the domain, "@.${text}" for it and its sub-domains, or a full address`);
+  }
+  if (at === 0) {
+    const tree = text.startsWith('@.');
+    const domain = text.slice(tree ? 2 : 1);
+    const problem = domainProblem(domain);
+    if (problem) return invalid(raw, problem);
+    return tree ? { kind: 'domainTree', text, domain } : { kind: 'domain', text, domain };
+  }
+  const local = text.slice(0, at);
+  const domain = text.slice(at + 1);
+  if (text.length > MAX_ADDRESS) return invalid(raw, `is longer than ${MAX_ADDRESS} characters`);
+  if (local.length > MAX_LOCAL) return invalid(raw, `has a local part longer than ${MAX_LOCAL} characters`);
+  if (!LOCAL.test(local)) return invalid(raw, 'has an invalid local part');
+  const problem = domainProblem(domain);
+  if (problem) return invalid(raw, problem);
+  return { kind: 'address', text, address: text };
+}
+
+/** The reason `domain` is not a valid domain name, or undefined when it is. */
+export function domainProblem(domain: string): string | undefined {
+  if (domain === '') return 'has no domain';
+  if (domain.length > MAX_DOMAIN) return `has a domain longer than ${MAX_DOMAIN} characters`;
+  if (domain.endsWith('.')) return 'has a domain ending in a dot';
+  for (const label of domain.split('.')) {
+    if (label === '') return 'has an empty domain label (two dots in a row or a leading dot)';
+    if (label.length > MAX_LABEL) return `has a domain label longer than ${MAX_LABEL} characters`;
+    if (!LABEL.test(label)) return `has an invalid domain label "${label}"`;
+  }
+  return undefined;
+}
+
+/** A short message naming the entry and the problem, or undefined for a valid entry. */
+export function entryProblem(raw: string): string | undefined {
+  const parsed = parseEntry(raw);
+  return parsed.kind === 'invalid' ? `"${raw}" ${parsed.reason}` : undefined;
+}
+
+function invalid(text: string, reason: string): InvalidEntry {
+  return { kind: 'invalid', text, reason };
+}
