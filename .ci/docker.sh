@@ -84,6 +84,9 @@ path-exclude /usr/share/info/*
 path-exclude /usr/share/locale/*
 path-include /usr/share/locale/locale.alias
 EOF
+  # As in Debian's official images: package scripts never start services during image builds.
+  printf '#!/bin/sh\nexit 101\n' >"$mw_root/usr/sbin/policy-rc.d"
+  chmod 755 "$mw_root/usr/sbin/policy-rc.d"
   rm -rf "$mw_root"/var/cache/apt/archives/*.deb "$mw_root"/var/lib/apt/lists/* \
     "$mw_root"/usr/share/doc/* "$mw_root"/usr/share/man/* "$mw_root"/usr/share/info/*
   tar -C "$mw_root" -c . | docker import \
