@@ -1,0 +1,279 @@
+/**
+ * One client connection: bytes in → decoder → handler → answers out, strictly in request order.
+ *
+ * Answers the handler gives synchronously are written at once when nothing is ahead of them;
+ * otherwise they wait in a queue behind the pending ones. Reading stops (the socket is paused and
+ * the rest of the chunk held) while too many answers are pending or the client is not reading
+ * them, so a pipelining client costs bounded memory yet every complete request is answered.
+ */
+import type { Socket } from 'node:net';
+import { PolicyDecoder, encodeReply, isValidAction, type RequestSink } from './codec.ts';
+import type { PolicyServerLimits } from './limits.ts';
+import type { DisconnectReason, PolicyLogger, PolicyServerMetrics } from './observe.ts';
+import type { PolicyHandler, PolicyRequest } from './request.ts';
+
+/** What a connection needs from its server. */
+export interface ConnectionContext {
+  readonly handler: PolicyHandler;
+  readonly failureAction: string;
+  readonly limits: PolicyServerLimits;
+  readonly logger: PolicyLogger;
+  readonly metrics: PolicyServerMetrics;
+  readonly now: () => number;
+  readonly onClose: (connection: PolicyConnection) => void;
+}
+
+/**
+ * open: reading. draining: the server is closing; no more reads, answer what was received.
+ * failing: protocol error or stall; no more reads, answer what was complete. closing: our side is
+ * ended. closed: the socket is gone.
+ */
+type State = 'open' | 'draining' | 'failing' | 'closing' | 'closed';
+
+interface PendingAnswer {
+  answer: string | undefined;
+  readonly startedAt: number;
+}
+
+export class PolicyConnection {
+  readonly #socket: Socket;
+  readonly #ctx: ConnectionContext;
+  readonly #decoder: PolicyDecoder;
+  readonly #remote: string;
+  readonly #timed: boolean;
+  readonly #queue: PendingAnswer[] = [];
+  #head = 0;
+  /** The unread rest of a chunk while reading is held back. */
+  #held: Buffer | undefined;
+  #heldOffset = 0;
+  #writeBlocked = false;
+  #peerEnded = false;
+  #state: State = 'open';
+  #lastActivity: number;
+  #requestStartedAt = 0;
+  #lingerUntil = Infinity;
+  readonly #sink: RequestSink = (request) => this.#onRequest(request);
+
+  constructor(socket: Socket, ctx: ConnectionContext) {
+    this.#socket = socket;
+    this.#ctx = ctx;
+    this.#decoder = new PolicyDecoder(ctx.limits);
+    this.#remote = socket.remoteAddress === undefined ? 'unix' : `${socket.remoteAddress}:${socket.remotePort}`;
+    this.#timed = ctx.metrics.onRequest !== undefined;
+    this.#lastActivity = ctx.now();
+    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
+    socket.on('drain', () => {
+      this.#writeBlocked = false;
+      this.#resumeIfPossible();
+    });
+    socket.on('end', () => {
+      this.#peerEnded = true;
+      this.#maybeFinish();
+    });
+    // Resets and the like: the 'close' that follows does the cleanup; an unhandled 'error' would crash.
+    socket.on('error', (err) => ctx.logger.debug({ remote: this.#remote, err }, 'policy connection error'));
+    socket.on('close', () => this.#onClose());
+  }
+
+  /** The peer, for logs: `address:port`, or `unix`. */
+  get remote(): string {
+    return this.#remote;
+  }
+
+  /** Stop reading and close once every request already received is answered (graceful shutdown). */
+  drain(): void {
+    if (this.#state !== 'open') return;
+    this.#state = 'draining';
+    this.#socket.pause();
+    this.#resumeIfPossible();
+    this.#maybeFinish();
+  }
+
+  destroy(): void {
+    this.#socket.destroy();
+  }
+
+  /** Enforces the timeouts; called periodically by the server with the current time. */
+  check(now: number): void {
+    if (this.#state === 'closing') {
+      if (now > this.#lingerUntil) this.#socket.destroy();
+      return;
+    }
+    if (this.#state !== 'open') return;
+    if (this.#requestStartedAt !== 0 && now - this.#requestStartedAt > this.#ctx.limits.requestTimeoutMs) {
+      this.#fail('request-timeout', `client stalled mid-request for more than ${this.#ctx.limits.requestTimeoutMs} ms`);
+    } else if (this.#isIdle() && now - this.#lastActivity > this.#ctx.limits.idleTimeoutMs) {
+      this.#ctx.logger.debug({ remote: this.#remote }, 'closing idle policy connection');
+      this.#close(false);
+    }
+  }
+
+  #isIdle(): boolean {
+    return this.#head === this.#queue.length && this.#held === undefined && !this.#decoder.inRequest;
+  }
+
+  #onData(chunk: Buffer): void {
+    if (this.#state !== 'open' && this.#state !== 'draining') return; // failing or closing: discarded
+    this.#lastActivity = this.#ctx.now();
+    if (this.#held !== undefined) {
+      // Defensive: no data should arrive while paused, but never drop or reorder it if it does.
+      this.#held = Buffer.concat([this.#held.subarray(this.#heldOffset), chunk]);
+      this.#heldOffset = 0;
+      return;
+    }
+    this.#consume(chunk, 0);
+  }
+
+  #consume(chunk: Buffer, offset: number): void {
+    const decodedBefore = this.#decoder.decoded;
+    this.#socket.cork(); // answers to a pipelined burst leave in one write
+    const stoppedAt = this.#decoder.decode(chunk, offset, this.#sink);
+    this.#socket.uncork();
+    const error = this.#decoder.error;
+    if (error !== undefined) {
+      this.#fail(error.reason, error.message);
+      return;
+    }
+    if (stoppedAt < chunk.length) {
+      this.#held = chunk;
+      this.#heldOffset = stoppedAt;
+      this.#socket.pause();
+    }
+    if (!this.#decoder.inRequest) this.#requestStartedAt = 0;
+    else if (this.#requestStartedAt === 0 || this.#decoder.decoded !== decodedBefore) this.#requestStartedAt = this.#ctx.now();
+    this.#maybeFinish();
+  }
+
+  #onRequest(request: PolicyRequest): boolean {
+    const startedAt = this.#timed ? this.#ctx.now() : 0;
+    let answer: string | Promise<string>;
+    try {
+      answer = this.#ctx.handler(request);
+    } catch (err) {
+      answer = this.#handlerFailed(err);
+    }
+    if (typeof answer === 'string') {
+      if (!isValidAction(answer)) answer = this.#handlerFailed(new TypeError(`invalid action ${JSON.stringify(answer)}`));
+      if (this.#head === this.#queue.length) this.#write(answer, startedAt);
+      else this.#queue.push({ answer, startedAt });
+    } else {
+      const pending: PendingAnswer = { answer: undefined, startedAt };
+      this.#queue.push(pending);
+      settle(answer).then(
+        (value) => {
+          pending.answer = isValidAction(value) ? value : this.#handlerFailed(new TypeError(`invalid action ${JSON.stringify(value)}`));
+          this.#flush();
+        },
+        (err: unknown) => {
+          pending.answer = this.#handlerFailed(err);
+          this.#flush();
+        },
+      );
+    }
+    return this.#accepting();
+  }
+
+  #handlerFailed(err: unknown): string {
+    this.#ctx.metrics.onHandlerFailure?.();
+    this.#ctx.logger.error({ remote: this.#remote, err }, 'policy handler failed; answering the failure action');
+    return this.#ctx.failureAction;
+  }
+
+  #accepting(): boolean {
+    return (
+      (this.#state === 'open' || this.#state === 'draining') &&
+      !this.#writeBlocked &&
+      this.#queue.length - this.#head < this.#ctx.limits.maxPendingPerConnection
+    );
+  }
+
+  #write(answer: string, startedAt: number): void {
+    const socket = this.#socket;
+    if (socket.destroyed || socket.writableEnded) return;
+    if (!socket.write(encodeReply(answer))) this.#writeBlocked = true;
+    if (this.#timed) this.#ctx.metrics.onRequest?.(this.#ctx.now() - startedAt);
+  }
+
+  /** Writes the answers at the head of the queue that are ready, then reads on if it may. */
+  #flush(): void {
+    const queue = this.#queue;
+    this.#socket.cork();
+    while (this.#head < queue.length) {
+      const next = queue[this.#head] as PendingAnswer;
+      if (next.answer === undefined) break;
+      this.#write(next.answer, next.startedAt);
+      this.#head++;
+    }
+    this.#socket.uncork();
+    if (this.#head === queue.length) {
+      queue.length = 0;
+      this.#head = 0;
+      this.#lastActivity = this.#ctx.now();
+    }
+    this.#resumeIfPossible();
+    this.#maybeFinish();
+  }
+
+  #resumeIfPossible(): void {
+    if (!this.#accepting()) return;
+    const held = this.#held;
+    if (held !== undefined) {
+      this.#held = undefined;
+      this.#consume(held, this.#heldOffset);
+    }
+    if (this.#held === undefined && this.#state === 'open' && !this.#peerEnded) this.#socket.resume();
+  }
+
+  /** Closes our side once nothing is left to answer, when the connection is meant to end. */
+  #maybeFinish(): void {
+    const state = this.#state;
+    const ending = state === 'failing' || state === 'draining' || this.#peerEnded;
+    if (!ending || state === 'closing' || state === 'closed') return;
+    if (this.#head !== this.#queue.length) return;
+    if (this.#held !== undefined && state !== 'failing') return;
+    this.#close(state === 'failing');
+  }
+
+  /** One log line, then answer what was complete and close. */
+  #fail(reason: DisconnectReason, message: string): void {
+    if (this.#state !== 'open' && this.#state !== 'draining') return;
+    this.#state = 'failing';
+    this.#held = undefined;
+    this.#socket.pause();
+    this.#ctx.logger.warn({ remote: this.#remote, reason }, `policy client disconnected: ${message}`);
+    this.#ctx.metrics.onProtocolError?.(reason);
+    this.#maybeFinish();
+  }
+
+  /**
+   * Ends our side. After a protocol error the client may still be sending: keep reading and
+   * discarding for a while (see `lingerMs`) so closing does not reset the connection under the
+   * answers it has not read. Otherwise the client is between requests: close once our FIN is out.
+   */
+  #close(linger: boolean): void {
+    this.#state = 'closing';
+    const socket = this.#socket;
+    if (linger) {
+      this.#lingerUntil = this.#ctx.now() + this.#ctx.limits.lingerMs;
+      socket.end();
+      socket.resume();
+    } else {
+      this.#lingerUntil = this.#ctx.now() + this.#ctx.limits.lingerMs;
+      socket.end(() => socket.destroy());
+    }
+  }
+
+  #onClose(): void {
+    if (this.#state === 'closed') return;
+    this.#state = 'closed';
+    this.#held = undefined;
+    this.#queue.length = 0;
+    this.#head = 0;
+    this.#ctx.onClose(this);
+  }
+}
+
+/** The handler's result as a promise, whatever thenable (or mistake) it returned. */
+function settle(value: unknown): Promise<unknown> {
+  return Promise.resolve(value);
+}

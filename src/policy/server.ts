@@ -1,0 +1,229 @@
+/**
+ * The Postfix SMTPD access policy delegation server: accepts connections on TCP or a unix socket,
+ * bounds them (see {@link PolicyServerLimits}), and hands each connection to a
+ * {@link PolicyConnection}. Deciding is the handler's job; this file only owns sockets and time.
+ */
+import { lstat, unlink } from 'node:fs/promises';
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { PolicyConnection, type ConnectionContext } from './connection.ts';
+import { resolveLimits, type PolicyServerLimits } from './limits.ts';
+import { silentLogger, type PolicyLogger, type PolicyServerMetrics } from './observe.ts';
+import type { PolicyHandler } from './request.ts';
+
+export interface PolicyServerOptions {
+  /** Decides each request; must not throw, but if it does the failure action is answered. */
+  readonly handler: PolicyHandler;
+  /** Answer when the handler throws, rejects or returns a non-action. Spec §4's default. */
+  readonly failureAction?: string;
+  readonly limits?: Partial<PolicyServerLimits>;
+  readonly logger?: PolicyLogger;
+  readonly metrics?: PolicyServerMetrics;
+}
+
+export type ListenTarget = { readonly host: string; readonly port: number } | { readonly path: string };
+export type PolicyServerAddress = { readonly host: string; readonly port: number } | { readonly path: string };
+
+export interface CloseOptions {
+  /** After this long, connections still open are destroyed and close resolves. Default 10 s. */
+  readonly timeoutMs?: number;
+}
+
+export type PolicyServerErrorKind =
+  /** Another process is serving on the address (a live unix socket, or the port is taken). */
+  | 'AddressInUse'
+  /** The path exists and is not a socket: we refuse to delete what we did not create. */
+  | 'PathNotSocket'
+  /** listen was called twice, or after close. */
+  | 'InvalidState'
+  | 'ListenFailed';
+
+export class PolicyServerError extends Error {
+  readonly kind: PolicyServerErrorKind;
+  constructor(kind: PolicyServerErrorKind, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'PolicyServerError';
+    this.kind = kind;
+  }
+}
+
+export const DEFAULT_FAILURE_ACTION = 'DEFER_IF_PERMIT Service temporarily unavailable';
+
+export class PolicyServer {
+  readonly #limits: PolicyServerLimits;
+  readonly #logger: PolicyLogger;
+  readonly #metrics: PolicyServerMetrics;
+  readonly #context: ConnectionContext;
+  readonly #connections = new Set<PolicyConnection>();
+  readonly #server: Server;
+  #address: PolicyServerAddress | undefined;
+  #sweeper: NodeJS.Timeout | undefined;
+  #state: 'new' | 'listening' | 'closing' | 'closed' = 'new';
+  #closed: Promise<void> | undefined;
+  #onIdle: (() => void) | undefined;
+
+  constructor(options: PolicyServerOptions) {
+    this.#limits = resolveLimits(options.limits);
+    this.#logger = options.logger ?? silentLogger;
+    this.#metrics = options.metrics ?? {};
+    this.#context = {
+      handler: options.handler,
+      failureAction: options.failureAction ?? DEFAULT_FAILURE_ACTION,
+      limits: this.#limits,
+      logger: this.#logger,
+      metrics: this.#metrics,
+      now: () => performance.now(),
+      onClose: (connection) => this.#onConnectionClosed(connection),
+    };
+    // allowHalfOpen: a client that sends its requests and then shuts down its side still gets
+    // every answer. noDelay: answers are single small writes that must not wait for Nagle.
+    this.#server = createServer({ allowHalfOpen: true, noDelay: true, keepAlive: true }, (socket) => this.#accept(socket));
+    this.#server.on('error', (err) => this.#logger.error({ err }, 'policy server error'));
+  }
+
+  /** The limits in force (defaults merged with the options). */
+  get limits(): PolicyServerLimits {
+    return this.#limits;
+  }
+
+  /** How many connections are open. */
+  get connections(): number {
+    return this.#connections.size;
+  }
+
+  /** Starts serving. A stale unix socket file (nobody listening) is removed first. */
+  async listen(target: ListenTarget): Promise<PolicyServerAddress> {
+    if (this.#state !== 'new') throw new PolicyServerError('InvalidState', `cannot listen: the policy server is ${this.#state}`);
+    this.#state = 'listening';
+    if ('path' in target) await removeStaleSocket(target.path);
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: NodeJS.ErrnoException): void => {
+        const where = 'path' in target ? target.path : `${target.host}:${target.port}`;
+        reject(
+          err.code === 'EADDRINUSE'
+            ? new PolicyServerError('AddressInUse', `${where} is already in use`, { cause: err })
+            : new PolicyServerError('ListenFailed', `cannot listen on ${where}: ${err.message}`, { cause: err }),
+        );
+      };
+      this.#server.once('error', onError);
+      const listening = (): void => {
+        this.#server.off('error', onError);
+        resolve();
+      };
+      if ('path' in target) this.#server.listen(target.path, listening);
+      else this.#server.listen(target.port, target.host, listening);
+    }).catch((err: unknown) => {
+      this.#state = 'closed';
+      throw err;
+    });
+    const bound = this.#server.address();
+    this.#address = typeof bound === 'string' || bound === null ? { path: 'path' in target ? target.path : String(bound) } : { host: bound.address, port: bound.port };
+    this.#startSweeper();
+    this.#logger.info({ address: this.#address }, 'policy server listening');
+    return this.#address;
+  }
+
+  /** Where the server listens (the real port when 0 was asked), or undefined before listen. */
+  address(): PolicyServerAddress | undefined {
+    return this.#address;
+  }
+
+  /**
+   * Graceful shutdown: stop accepting, answer every complete request already received, then close
+   * each connection (idle ones at once). Resolves when all are closed, or after `timeoutMs` by
+   * destroying the rest.
+   */
+  close(options: CloseOptions = {}): Promise<void> {
+    this.#closed ??= this.#close(options.timeoutMs ?? 10_000);
+    return this.#closed;
+  }
+
+  async #close(timeoutMs: number): Promise<void> {
+    const wasListening = this.#state === 'listening';
+    this.#state = 'closing';
+    const stopped = wasListening ? new Promise<void>((resolve) => this.#server.close(() => resolve())) : Promise.resolve();
+    const drained = new Promise<void>((resolve) => {
+      this.#onIdle = resolve;
+      if (this.#connections.size === 0) resolve();
+    });
+    for (const connection of this.#connections) connection.drain();
+    const deadline = setTimeout(() => {
+      if (this.#connections.size > 0) this.#logger.warn({ open: this.#connections.size }, 'policy server close deadline reached; destroying connections');
+      for (const connection of this.#connections) connection.destroy();
+    }, timeoutMs);
+    try {
+      await Promise.all([stopped, drained]);
+    } finally {
+      clearTimeout(deadline);
+      if (this.#sweeper !== undefined) clearInterval(this.#sweeper);
+      this.#state = 'closed';
+    }
+    this.#logger.info({}, 'policy server closed');
+  }
+
+  #accept(socket: Socket): void {
+    if (this.#state !== 'listening') {
+      socket.destroy();
+      return;
+    }
+    if (this.#connections.size >= this.#limits.maxConnections) {
+      this.#logger.warn(
+        { remote: socket.remoteAddress ?? 'unix', maxConnections: this.#limits.maxConnections },
+        'policy connection refused: too many connections',
+      );
+      this.#metrics.onConnectionRefused?.();
+      socket.on('error', () => {}); // a reset racing the destroy is of no interest
+      socket.destroy();
+      return;
+    }
+    const connection = new PolicyConnection(socket, this.#context);
+    this.#connections.add(connection);
+    this.#metrics.onConnections?.(this.#connections.size);
+    this.#logger.debug({ remote: connection.remote }, 'policy connection opened');
+  }
+
+  #onConnectionClosed(connection: PolicyConnection): void {
+    if (!this.#connections.delete(connection)) return;
+    this.#metrics.onConnections?.(this.#connections.size);
+    this.#logger.debug({ remote: connection.remote }, 'policy connection closed');
+    if (this.#connections.size === 0) this.#onIdle?.();
+  }
+
+  /**
+   * One timer for all connections instead of one per request: it runs a few times per shortest
+   * timeout, so a timeout fires at most a quarter late, and the hot path never touches a timer.
+   */
+  #startSweeper(): void {
+    const shortest = Math.min(this.#limits.requestTimeoutMs, this.#limits.idleTimeoutMs, this.#limits.lingerMs);
+    const every = Math.min(1000, Math.max(5, Math.floor(shortest / 4)));
+    this.#sweeper = setInterval(() => {
+      const now = performance.now();
+      for (const connection of this.#connections) connection.check(now);
+    }, every);
+    this.#sweeper.unref();
+  }
+}
+
+/** Removes `path` when it is a unix socket nobody answers on; refuses anything else. */
+async function removeStaleSocket(path: string): Promise<void> {
+  let isSocket: boolean;
+  try {
+    isSocket = (await lstat(path)).isSocket();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw new PolicyServerError('ListenFailed', `cannot inspect ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  if (!isSocket) throw new PolicyServerError('PathNotSocket', `${path} exists and is not a socket; not removing it`);
+  const live = await new Promise<boolean>((resolve) => {
+    const probe = connect(path);
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
+  if (live) throw new PolicyServerError('AddressInUse', `${path} is in use by a running server`);
+  await unlink(path).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'ENOENT') throw new PolicyServerError('ListenFailed', `cannot remove stale socket ${path}: ${err.message}`, { cause: err });
+  });
+}
