@@ -14,11 +14,12 @@ case "${attr,,}" in
   ou) top=organizationalUnit ;;
   *) echo "setup.sh: unsupported suffix $SUFFIX" >&2; exit 1 ;;
 esac
+shopt -u patsub_replacement 2>/dev/null || true
 subst() {
   local s
   s="$(<"$1")"
-  s="${s//@SUFFIX@/$SUFFIX}"
-  s="${s//@ROOTPW@/$ROOTPW}"
+  s="${s//@SUFFIX@/"$SUFFIX"}"
+  s="${s//@ROOTPW@/"$ROOTPW"}"
   s="${s//@TOPCLASS@/$top}"
   s="${s//@RDNATTR@/$attr}"
   s="${s//@RDNVALUE@/$value}"
