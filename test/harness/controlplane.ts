@@ -1,0 +1,584 @@
+// A real Kubernetes control plane for tests, envtest style: etcd + kube-apiserver (and, on demand,
+// kube-controller-manager) started from the binaries in KUBEBUILDER_ASSETS, which
+// `.ci/controlplane.sh` builds from the Go module proxy and caches outside the repository.
+//
+//   const cp = await startControlPlane();
+//   const kc = cp.kubeConfig();                       // admin (O=system:masters)
+//   const alice = await cp.userKubeconfig("alice", ["team-a"]);
+//   const sa = await cp.serviceAccountToken("ns", "operator");
+//   await cp.startControllerManager();                // garbage collection, namespace deletion
+//   await cp.stop();
+//
+// Everything listens on 127.0.0.1 only; users are client certificates minted with openssl
+// (CN = user, O = groups). Child processes never outlive the test process: they are killed on
+// exit, and a detached watchdog kills them (and removes the temp dir) if the process dies hard.
+import { spawn, execFile, type ChildProcess } from "node:child_process";
+import { existsSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync, mkdirSync, unlinkSync } from "node:fs";
+import { readFile, writeFile } from "node:fs/promises";
+import { request } from "node:https";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { KubeConfig } from "@kubernetes/client-node";
+
+export interface ControlPlaneOptions {
+  /** Directory with etcd, kube-apiserver (and kube-controller-manager); default $KUBEBUILDER_ASSETS. */
+  assetsDir?: string;
+  /** Extra kube-apiserver flags (`--name=value`), appended after the defaults. */
+  apiServerFlags?: string[];
+  /** Extra etcd flags. */
+  etcdFlags?: string[];
+  /** Start kube-controller-manager too (same as calling startControllerManager() afterwards). */
+  controllerManager?: boolean | ControllerManagerOptions;
+  /** Copy the components' logs to stderr as well as to their log files. */
+  verbose?: boolean;
+  /** Per-component readiness timeout, default 60 s. */
+  startTimeoutMs?: number;
+}
+
+export interface ControllerManagerOptions {
+  /** Value of --controllers; default DEFAULT_CONTROLLERS. */
+  controllers?: string[];
+  /** Extra kube-controller-manager flags. */
+  flags?: string[];
+}
+
+/** A kubeconfig on disk plus a way to load it. */
+export interface Kubeconfig {
+  /** Path of a self-contained kubeconfig file (credentials embedded). */
+  path: string;
+  yaml: string;
+  kubeConfig(): KubeConfig;
+}
+
+export interface ServiceAccountCredentials extends Kubeconfig {
+  token: string;
+  /** "system:serviceaccount:<namespace>:<name>" */
+  username: string;
+}
+
+export interface ControlPlane {
+  /** https://127.0.0.1:<port> */
+  readonly server: string;
+  readonly port: number;
+  /** http://127.0.0.1:<port> */
+  readonly etcdUrl: string;
+  /** Temporary directory holding PKI, kubeconfigs, etcd data and logs (removed by stop()). */
+  readonly dir: string;
+  /** The CA that signs the serving and client certificates (PEM file). */
+  readonly caPath: string;
+  /** Admin kubeconfig (CN=admin, O=system:masters). */
+  readonly kubeconfigPath: string;
+  /** Milliseconds from the call to startControlPlane() until the API server was ready. */
+  readonly startupMs: number;
+  /** Admin client configuration. */
+  kubeConfig(): KubeConfig;
+  /** Client-certificate kubeconfig for a user (CN=user, O=groups); RBAC applies. */
+  userKubeconfig(user: string, groups?: string[]): Promise<Kubeconfig>;
+  /**
+   * Bearer token for a ServiceAccount from the TokenRequest API, and a kubeconfig using it.
+   * The ServiceAccount (not the namespace) is created when missing unless create is false.
+   */
+  serviceAccountToken(namespace: string, name: string, opts?: { expirationSeconds?: number; create?: boolean; audiences?: string[] }): Promise<ServiceAccountCredentials>;
+  /** Stops kube-apiserver only (etcd keeps the data). */
+  stopApiServer(): Promise<void>;
+  /** Starts kube-apiserver again on the same port against the same etcd; waits for /readyz. */
+  startApiServer(): Promise<void>;
+  startControllerManager(opts?: ControllerManagerOptions): Promise<void>;
+  stopControllerManager(): Promise<void>;
+  /** Kills everything and removes the temp dir. Idempotent. */
+  stop(): Promise<void>;
+}
+
+/** garbagecollector: ownerReferences; namespace: namespace deletion; serviceaccount: "default" SA;
+ *  serviceaccount-token: legacy token Secrets. */
+export const DEFAULT_CONTROLLERS = ["garbagecollector", "namespace", "serviceaccount", "serviceaccount-token"];
+
+const LOCALHOST = "127.0.0.1";
+
+// ---------------------------------------------------------------------------------------------
+// Child process bookkeeping: every live child is killed when this process exits.
+
+interface Managed {
+  name: string;
+  child: ChildProcess;
+  exited: Promise<void>;
+  hasExited: boolean;
+  logPath: string;
+  pidFile: string;
+}
+
+const live = new Set<Managed>();
+const liveDirs = new Set<string>();
+let exitHookInstalled = false;
+
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.on("exit", () => {
+    for (const m of live) {
+      try { m.child.kill("SIGKILL"); } catch { /* already gone */ }
+    }
+    for (const d of liveDirs) {
+      try { rmSync(d, { recursive: true, force: true }); } catch { /* best effort */ }
+    }
+  });
+}
+
+/** A detached shell that outlives a hard kill (SIGKILL, OOM) of this process and then kills the
+ *  children whose pids are listed in dir/pids and removes dir. Stopped by stop(). */
+function startWatchdog(dir: string): ChildProcess {
+  const script = `
+    alive() { [ -r /proc/$1/stat ] && [ "$(sed 's/.*) //' /proc/$1/stat | cut -c1)" != Z ]; }
+    while alive "$1"; do sleep 1; done
+    for f in "$2"/pids/*; do [ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null; done
+    rm -rf "$2"`;
+  const wd = spawn("sh", ["-c", script, "watchdog", String(process.pid), dir], { detached: true, stdio: "ignore" });
+  wd.unref();
+  return wd;
+}
+
+function tail(path: string, lines = 40): string {
+  try {
+    return readFileSync(path, "utf8").split("\n").slice(-lines).join("\n");
+  } catch {
+    return "(no log)";
+  }
+}
+
+function launch(name: string, bin: string, args: string[], dir: string, verbose: boolean): Managed {
+  const logPath = join(dir, "logs", `${name}.log`);
+  const fd = openSync(logPath, "a");
+  const child = spawn(bin, args, { stdio: ["ignore", verbose ? "pipe" : fd, verbose ? "pipe" : fd] });
+  closeSync(fd);
+  if (verbose) {
+    for (const s of [child.stdout, child.stderr]) {
+      s?.on("data", (chunk: Buffer) => {
+        process.stderr.write(chunk);
+        try { writeFileSync(logPath, chunk, { flag: "a" }); } catch { /* dir removed */ }
+      });
+    }
+  }
+  const pidFile = join(dir, "pids", name);
+  const m: Managed = { name, child, hasExited: false, logPath, pidFile, exited: Promise.resolve() };
+  m.exited = new Promise<void>((resolve) => {
+    child.once("exit", () => { m.hasExited = true; live.delete(m); try { unlinkSync(pidFile); } catch { /* */ } resolve(); });
+    child.once("error", () => { m.hasExited = true; live.delete(m); resolve(); });
+  });
+  if (child.pid !== undefined) writeFileSync(pidFile, String(child.pid));
+  // Do not keep the event loop alive for the children: a test that forgets stop() still exits,
+  // and the exit hook then kills them.
+  child.unref();
+  live.add(m);
+  return m;
+}
+
+async function terminate(m: Managed | undefined, graceMs = 10_000): Promise<void> {
+  if (!m || m.hasExited) return;
+  m.child.ref();
+  m.child.kill("SIGTERM");
+  const t = setTimeout(() => { try { m.child.kill("SIGKILL"); } catch { /* */ } }, graceMs);
+  await m.exited;
+  clearTimeout(t);
+}
+
+async function waitReady(m: Managed, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let delay = 25;
+  for (;;) {
+    if (m.hasExited) {
+      throw new Error(`${m.name} exited before becoming ready (log ${m.logPath}):\n${tail(m.logPath)}`);
+    }
+    if (await check().catch(() => false)) return;
+    if (Date.now() > deadline) {
+      await terminate(m, 2000);
+      throw new Error(`${m.name} not ready within ${timeoutMs} ms (log ${m.logPath}):\n${tail(m.logPath)}`);
+    }
+    await sleep(delay);
+    delay = Math.min(delay * 2, 200);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ports, PKI, HTTP.
+
+const handedOut = new Set<number>();
+
+/** A free port on 127.0.0.1, never the same twice in this process (the bind race with other
+ *  processes remains; start() retries on "address already in use"). */
+async function freePort(): Promise<number> {
+  for (;;) {
+    const port = await new Promise<number>((resolve, reject) => {
+      const srv = createServer();
+      srv.once("error", reject);
+      srv.listen(0, LOCALHOST, () => {
+        const addr = srv.address();
+        const p = typeof addr === "object" && addr ? addr.port : 0;
+        srv.close(() => resolve(p));
+      });
+    });
+    if (!handedOut.has(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+}
+
+function run(cmd: string, args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(cmd, args, (err, stdout, stderr) => {
+      if (err) reject(new Error(`${cmd} ${args.join(" ")} failed: ${err.message}\n${stderr}`));
+      else resolve(stdout);
+    });
+  });
+}
+
+const OPENSSL_CNF = `
+[req]
+distinguished_name = dn
+[dn]
+[ca]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign, digitalSignature
+subjectKeyIdentifier = hash
+[server]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:localhost, IP:127.0.0.1
+[client]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = clientAuth
+`;
+
+function subject(cn: string, orgs: string[]): string {
+  const esc = (s: string): string => s.replace(/[\\/=+,]/g, (c) => `\\${c}`);
+  return `/CN=${esc(cn)}${orgs.map((o) => `/O=${esc(o)}`).join("")}`;
+}
+
+interface Pki {
+  dir: string;
+  cnf: string;
+  ca: string;
+  caKey: string;
+}
+
+const EC_KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+
+async function mintCa(dir: string): Promise<Pki> {
+  const cnf = join(dir, "openssl.cnf");
+  await writeFile(cnf, OPENSSL_CNF);
+  const ca = join(dir, "ca.crt");
+  const caKey = join(dir, "ca.key");
+  await run("openssl", ["req", "-x509", "-config", cnf, "-extensions", "ca", ...EC_KEY,
+    "-keyout", caKey, "-out", ca, "-subj", "/CN=mailwarden-test-ca", "-days", "7"]);
+  return { dir, cnf, ca, caKey };
+}
+
+/** Signs a fresh P-256 key; returns the cert and key paths. */
+async function mintCert(pki: Pki, file: string, kind: "server" | "client", cn: string, orgs: string[] = []): Promise<{ cert: string; key: string }> {
+  const cert = join(pki.dir, `${file}.crt`);
+  const key = join(pki.dir, `${file}.key`);
+  await run("openssl", ["req", "-x509", "-config", pki.cnf, "-extensions", kind, ...EC_KEY,
+    "-CA", pki.ca, "-CAkey", pki.caKey, "-keyout", key, "-out", cert, "-subj", subject(cn, orgs), "-days", "7"]);
+  return { cert, key };
+}
+
+interface Tls {
+  ca: Buffer;
+  cert?: Buffer;
+  key?: Buffer;
+  token?: string;
+}
+
+function httpsJson(url: string, tls: Tls, method = "GET", body?: unknown): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    const headers: Record<string, string> = { accept: "application/json" };
+    if (payload !== undefined) headers["content-type"] = "application/json";
+    if (tls.token) headers.authorization = `Bearer ${tls.token}`;
+    const req = request(url, { method, ca: tls.ca, cert: tls.cert, key: tls.key, headers, timeout: 5000, agent: false }, (res) => {
+      let data = "";
+      res.setEncoding("utf8");
+      res.on("data", (c: string) => { data += c; });
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body: data }));
+    });
+    req.on("timeout", () => req.destroy(new Error(`timeout: ${method} ${url}`)));
+    req.on("error", reject);
+    req.end(payload);
+  });
+}
+
+function kubeconfigYaml(server: string, caPem: Buffer, user: string, auth: { cert: Buffer; key: Buffer } | { token: string }): string {
+  const b64 = (b: Buffer): string => b.toString("base64");
+  const userBlock = "token" in auth
+    ? `    token: ${auth.token}`
+    : `    client-certificate-data: ${b64(auth.cert)}\n    client-key-data: ${b64(auth.key)}`;
+  // JSON is valid YAML; names are quoted to survive ':' in service-account user names.
+  const q = JSON.stringify;
+  return `apiVersion: v1
+kind: Config
+clusters:
+- name: mailwarden-test
+  cluster:
+    server: ${server}
+    certificate-authority-data: ${b64(caPem)}
+users:
+- name: ${q(user)}
+  user:
+${userBlock}
+contexts:
+- name: ${q(user)}
+  context:
+    cluster: mailwarden-test
+    user: ${q(user)}
+current-context: ${q(user)}
+`;
+}
+
+function loaded(path: string, yaml: string): Kubeconfig {
+  return {
+    path,
+    yaml,
+    kubeConfig(): KubeConfig {
+      const kc = new KubeConfig();
+      kc.loadFromString(yaml);
+      return kc;
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+function assetsDirectory(opts: ControlPlaneOptions): string {
+  const dir = opts.assetsDir ?? process.env.KUBEBUILDER_ASSETS;
+  const hint = "run `source .ci/controlplane.sh` (builds kube-apiserver, kube-controller-manager and etcd " +
+    "into ~/.cache/mailwarden/kube/<version> and exports KUBEBUILDER_ASSETS)";
+  if (!dir) throw new Error(`KUBEBUILDER_ASSETS is not set: ${hint}`);
+  for (const bin of ["etcd", "kube-apiserver"]) {
+    if (!existsSync(join(dir, bin))) throw new Error(`${join(dir, bin)} is missing: ${hint}`);
+  }
+  return dir;
+}
+
+const BIND_FAILURE = /address already in use/i;
+
+async function withPortRetry<T>(fn: () => Promise<T>, attempts = 3): Promise<T> {
+  for (let i = 1; ; i++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (i >= attempts || !(err instanceof Error) || !BIND_FAILURE.test(err.message)) throw err;
+    }
+  }
+}
+
+/** Starts etcd and kube-apiserver (and kube-controller-manager when asked) and waits until ready. */
+export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise<ControlPlane> {
+  const t0 = performance.now();
+  const assets = assetsDirectory(opts);
+  const verbose = opts.verbose ?? process.env.CONTROLPLANE_VERBOSE === "1";
+  const timeout = opts.startTimeoutMs ?? 60_000;
+  installExitHook();
+  const dir = mkdtempSync(join(tmpdir(), "mailwarden-cp-"));
+  liveDirs.add(dir);
+  for (const sub of ["pki", "logs", "pids", "etcd", "kubeconfigs"]) mkdirSync(join(dir, sub));
+  const watchdog = startWatchdog(dir);
+
+  let etcd: Managed | undefined;
+  let apiserver: Managed | undefined;
+  let kcm: Managed | undefined;
+  let stopped = false;
+
+  const stop = async (): Promise<void> => {
+    if (stopped) return;
+    stopped = true;
+    await terminate(kcm, 5000);
+    await terminate(apiserver, 10_000);
+    await terminate(etcd, 5000);
+    try { watchdog.kill("SIGKILL"); } catch { /* */ }
+    rmSync(dir, { recursive: true, force: true });
+    liveDirs.delete(dir);
+  };
+
+  try {
+    // PKI: CA first, then everything it signs in parallel.
+    const pkiDir = join(dir, "pki");
+    const saKey = join(pkiDir, "sa.key");
+    const saPub = join(pkiDir, "sa.pub");
+    const [pki] = await Promise.all([
+      mintCa(pkiDir),
+      run("openssl", ["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", saKey])
+        .then(() => run("openssl", ["pkey", "-in", saKey, "-pubout", "-out", saPub])),
+    ]);
+    const [serving, admin] = await Promise.all([
+      mintCert(pki, "serving", "server", "kube-apiserver"),
+      mintCert(pki, "admin", "client", "admin", ["system:masters"]),
+    ]);
+    const caPem = await readFile(pki.ca);
+    const adminTls: Tls = { ca: caPem, cert: await readFile(admin.cert), key: await readFile(admin.key) };
+
+    // etcd
+    let etcdUrl = "";
+    await withPortRetry(async () => {
+      const [client, peer] = [await freePort(), await freePort()];
+      etcdUrl = `http://${LOCALHOST}:${client}`;
+      etcd = launch("etcd", join(assets, "etcd"), [
+        "--name", "mailwarden-test",
+        "--data-dir", join(dir, "etcd"),
+        "--listen-client-urls", etcdUrl,
+        "--advertise-client-urls", etcdUrl,
+        "--listen-peer-urls", `http://${LOCALHOST}:${peer}`,
+        "--initial-advertise-peer-urls", `http://${LOCALHOST}:${peer}`,
+        "--initial-cluster", `mailwarden-test=http://${LOCALHOST}:${peer}`,
+        "--unsafe-no-fsync",
+        "--log-level", "warn",
+        ...(opts.etcdFlags ?? []),
+      ], dir, verbose);
+      const m = etcd;
+      await waitReady(m, async () => {
+        const res = await fetch(`${etcdUrl}/health`);
+        return res.ok && ((await res.json()) as { health?: string }).health === "true";
+      }, timeout);
+    });
+
+    // kube-apiserver
+    let port = 0;
+    let server = "";
+    let apiArgs: string[] = [];
+    const startApi = async (): Promise<void> => {
+      apiserver = launch("kube-apiserver", join(assets, "kube-apiserver"), apiArgs, dir, verbose);
+      const m = apiserver;
+      await waitReady(m, async () => (await httpsJson(`${server}/readyz`, adminTls)).status === 200, timeout);
+    };
+    await withPortRetry(async () => {
+      port = await freePort();
+      server = `https://${LOCALHOST}:${port}`;
+      apiArgs = [
+        "--etcd-servers", etcdUrl,
+        "--bind-address", LOCALHOST,
+        "--advertise-address", LOCALHOST,
+        "--secure-port", String(port),
+        "--cert-dir", join(dir, "pki"),
+        "--tls-cert-file", serving.cert,
+        "--tls-private-key-file", serving.key,
+        "--client-ca-file", pki.ca,
+        "--service-cluster-ip-range", "10.0.0.0/24",
+        "--authorization-mode", "RBAC",
+        "--allow-privileged",
+        "--disable-admission-plugins", "ServiceAccount",
+        "--service-account-issuer", `${server}/`,
+        "--service-account-key-file", saPub,
+        "--service-account-signing-key-file", saKey,
+        ...(opts.apiServerFlags ?? []),
+      ];
+      await startApi();
+    });
+
+    const kubeconfigPath = join(dir, "kubeconfigs", "admin.yaml");
+    const adminYaml = kubeconfigYaml(server, caPem, "admin", { cert: adminTls.cert!, key: adminTls.key! });
+    writeFileSync(kubeconfigPath, adminYaml);
+    const startupMs = Math.round(performance.now() - t0);
+
+    const startControllerManager = async (o: ControllerManagerOptions = {}): Promise<void> => {
+      if (kcm && !kcm.hasExited) return;
+      const bin = join(assets, "kube-controller-manager");
+      if (!existsSync(bin)) throw new Error(`${bin} is missing: run \`source .ci/controlplane.sh\``);
+      const kcmPort = await freePort();
+      kcm = launch("kube-controller-manager", bin, [
+        "--kubeconfig", kubeconfigPath,
+        "--authentication-kubeconfig", kubeconfigPath,
+        "--authorization-kubeconfig", kubeconfigPath,
+        "--bind-address", LOCALHOST,
+        "--secure-port", String(kcmPort),
+        "--tls-cert-file", serving.cert,
+        "--tls-private-key-file", serving.key,
+        "--client-ca-file", pki.ca,
+        "--leader-elect=false",
+        "--use-service-account-credentials=false",
+        "--controllers", (o.controllers ?? DEFAULT_CONTROLLERS).join(","),
+        "--service-account-private-key-file", saKey,
+        "--root-ca-file", pki.ca,
+        "--cluster-cidr", "10.1.0.0/16",
+        "--service-cluster-ip-range", "10.0.0.0/24",
+        ...(o.flags ?? []),
+      ], dir, verbose);
+      const m = kcm;
+      await waitReady(m, async () => (await httpsJson(`https://${LOCALHOST}:${kcmPort}/healthz`, adminTls)).status === 200, timeout);
+    };
+
+    let userSeq = 0;
+    const cp: ControlPlane = {
+      server,
+      port,
+      etcdUrl,
+      dir,
+      caPath: pki.ca,
+      kubeconfigPath,
+      startupMs,
+      kubeConfig(): KubeConfig {
+        const kc = new KubeConfig();
+        kc.loadFromString(adminYaml);
+        return kc;
+      },
+      async userKubeconfig(user: string, groups: string[] = []): Promise<Kubeconfig> {
+        const file = `user-${++userSeq}`;
+        const c = await mintCert(pki, file, "client", user, groups);
+        const yaml = kubeconfigYaml(server, caPem, user, { cert: await readFile(c.cert), key: await readFile(c.key) });
+        const path = join(dir, "kubeconfigs", `${file}.yaml`);
+        await writeFile(path, yaml);
+        return loaded(path, yaml);
+      },
+      async serviceAccountToken(namespace, name, o = {}): Promise<ServiceAccountCredentials> {
+        const base = `${server}/api/v1/namespaces/${encodeURIComponent(namespace)}/serviceaccounts`;
+        if (o.create !== false) {
+          const res = await httpsJson(base, adminTls, "POST", { apiVersion: "v1", kind: "ServiceAccount", metadata: { name } });
+          if (res.status !== 201 && res.status !== 409) throw new Error(`creating ServiceAccount ${namespace}/${name}: HTTP ${res.status} ${res.body}`);
+        }
+        const spec: Record<string, unknown> = { expirationSeconds: o.expirationSeconds ?? 3600 };
+        if (o.audiences) spec.audiences = o.audiences;
+        const res = await httpsJson(`${base}/${encodeURIComponent(name)}/token`, adminTls, "POST",
+          { apiVersion: "authentication.k8s.io/v1", kind: "TokenRequest", spec });
+        if (res.status !== 201) throw new Error(`TokenRequest for ${namespace}/${name}: HTTP ${res.status} ${res.body}`);
+        const token = (JSON.parse(res.body) as { status: { token: string } }).status.token;
+        const username = `system:serviceaccount:${namespace}:${name}`;
+        const yaml = kubeconfigYaml(server, caPem, username, { token });
+        const path = join(dir, "kubeconfigs", `sa-${namespace}-${name}-${++userSeq}.yaml`);
+        await writeFile(path, yaml);
+        return { ...loaded(path, yaml), token, username };
+      },
+      async stopApiServer(): Promise<void> {
+        await terminate(apiserver, 10_000);
+      },
+      async startApiServer(): Promise<void> {
+        if (stopped) throw new Error("control plane is stopped");
+        if (apiserver && !apiserver.hasExited) return;
+        // Same port: Go listeners set SO_REUSEADDR, so TIME_WAIT connections do not block the bind;
+        // another process grabbing the port in between would, and is retried briefly.
+        for (let i = 0; ; i++) {
+          try {
+            await startApi();
+            return;
+          } catch (err) {
+            if (i >= 20 || !(err instanceof Error) || !BIND_FAILURE.test(err.message)) throw err;
+            await sleep(250);
+          }
+        }
+      },
+      startControllerManager,
+      async stopControllerManager(): Promise<void> {
+        await terminate(kcm, 5000);
+      },
+      stop,
+    };
+    if (opts.controllerManager) {
+      await startControllerManager(opts.controllerManager === true ? {} : opts.controllerManager);
+    }
+    return cp;
+  } catch (err) {
+    await stop().catch(() => {});
+    throw err;
+  }
+}
