@@ -1,0 +1,80 @@
+/** A tiny policy client for tests: collects answers and notices when the server closes. */
+import { connect, type Socket } from 'node:net';
+import { once } from 'node:events';
+
+export class TestClient {
+  readonly socket: Socket;
+  readonly answers: string[] = [];
+  #buffer = '';
+  #waiters: (() => void)[] = [];
+  closed = false;
+  readonly closedPromise: Promise<void>;
+
+  private constructor(socket: Socket) {
+    this.socket = socket;
+    socket.setEncoding('latin1');
+    socket.on('data', (text: string) => {
+      this.#buffer += text;
+      let end: number;
+      while ((end = this.#buffer.indexOf('\n\n')) !== -1) {
+        this.answers.push(this.#buffer.slice(0, end));
+        this.#buffer = this.#buffer.slice(end + 2);
+      }
+      this.#wake();
+    });
+    socket.on('error', () => {});
+    this.closedPromise = once(socket, 'close').then(() => {
+      this.closed = true;
+      this.#wake();
+    });
+  }
+
+  static async open(target: { host: string; port: number } | { path: string }): Promise<TestClient> {
+    const socket = 'path' in target ? connect(target.path) : connect(target.port, target.host);
+    await once(socket, 'connect');
+    return new TestClient(socket);
+  }
+
+  send(text: string | Buffer): void {
+    this.socket.write(text);
+  }
+
+  /** Waits until `count` answers arrived (or the connection closed: then returns what came). */
+  async waitAnswers(count: number, timeoutMs = 5000): Promise<string[]> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.answers.length < count && !this.closed) {
+      if (Date.now() > deadline) throw new Error(`timed out with ${this.answers.length}/${count} answers`);
+      await new Promise<void>((resolve) => {
+        this.#waiters.push(resolve);
+        setTimeout(resolve, 50);
+      });
+    }
+    return this.answers.slice(0, count);
+  }
+
+  async waitClosed(timeoutMs = 5000): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.closedPromise,
+      new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('connection still open')), timeoutMs))),
+    ]).finally(() => clearTimeout(timer));
+  }
+
+  #wake(): void {
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const w of waiters) w();
+  }
+}
+
+/** A request with the given recipient (and RCPT state). */
+export function rcpt(recipient: string, extra = ''): string {
+  return `request=smtpd_access_policy\nprotocol_state=RCPT\nsender=s@example.net\nrecipient=${recipient}\n${extra}\n`;
+}
+
+/** A logger that records lines, for asserting what was logged. */
+export function recordingLogger(): { lines: { level: string; obj: object; msg: string }[]; logger: import('../../../src/policy/observe.ts').PolicyLogger } {
+  const lines: { level: string; obj: object; msg: string }[] = [];
+  const at = (level: string) => (obj: object, msg: string) => void lines.push({ level, obj, msg });
+  return { lines, logger: { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') } };
+}

@@ -1,0 +1,289 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterEach, describe, it } from 'node:test';
+import type { PolicyServerLimits } from '../../../src/policy/limits.ts';
+import type { PolicyLogger, PolicyServerMetrics } from '../../../src/policy/observe.ts';
+import type { PolicyHandler } from '../../../src/policy/request.ts';
+import { PolicyServer, PolicyServerError, type ListenTarget } from '../../../src/policy/server.ts';
+import { TestClient, rcpt, recordingLogger } from './client.ts';
+
+const FAILURE = 'DEFER_IF_PERMIT test failure';
+const servers: PolicyServer[] = [];
+const clients: TestClient[] = [];
+
+afterEach(async () => {
+  for (const c of clients.splice(0)) c.socket.destroy();
+  await Promise.all(servers.splice(0).map((s) => s.close({ timeoutMs: 200 })));
+});
+
+/** Echo handler: answers `OK <recipient>`, asynchronously when the recipient starts with "async". */
+const echo: PolicyHandler = (r) => {
+  const answer = `OK ${r.recipient ?? '-'}`;
+  if (r.recipient?.startsWith('async')) return sleep(Math.floor(Math.random() * 20)).then(() => answer);
+  return answer;
+};
+
+async function start(
+  options: { handler?: PolicyHandler; limits?: Partial<PolicyServerLimits>; logger?: PolicyLogger; metrics?: PolicyServerMetrics } = {},
+  target: ListenTarget = { host: '127.0.0.1', port: 0 },
+): Promise<{ server: PolicyServer; target: { host: string; port: number } | { path: string } }> {
+  const server = new PolicyServer({ handler: echo, failureAction: FAILURE, ...options });
+  servers.push(server);
+  const address = await server.listen(target);
+  return { server, target: address as { host: string; port: number } };
+}
+
+async function client(target: { host: string; port: number } | { path: string }): Promise<TestClient> {
+  const c = await TestClient.open(target);
+  clients.push(c);
+  return c;
+}
+
+describe('PolicyServer answers', () => {
+  it('each request, in order, with a mixed sync/async handler, pipelined', async () => {
+    const { target } = await start();
+    const c = await client(target);
+    const recipients = Array.from({ length: 200 }, (_, i) => (i % 3 === 0 ? `sync${i}` : `async${i}`));
+    c.send(recipients.map((r) => rcpt(r)).join(''));
+    assert.deepEqual(await c.waitAnswers(200), recipients.map((r) => `action=OK ${r}`));
+  });
+
+  it('many requests on one connection, one at a time like smtpd', async () => {
+    const { target } = await start();
+    const c = await client(target);
+    for (let i = 0; i < 50; i++) {
+      c.send(rcpt(`r${i}`));
+      assert.equal((await c.waitAnswers(i + 1))[i], `action=OK r${i}`);
+    }
+  });
+
+  it('beyond maxPendingPerConnection by holding reads back, never dropping one', async () => {
+    const { target } = await start({ limits: { maxPendingPerConnection: 3 } });
+    const c = await client(target);
+    const recipients = Array.from({ length: 100 }, (_, i) => `async${i}`);
+    c.send(recipients.map((r) => rcpt(r)).join(''));
+    assert.deepEqual(await c.waitAnswers(100), recipients.map((r) => `action=OK ${r}`));
+  });
+
+  it('a client that half-closes after writing still gets every answer', async () => {
+    const { target } = await start();
+    const c = await client(target);
+    c.socket.end(rcpt('async1') + rcpt('sync2') + 'recipient=incomplete\n');
+    await c.waitClosed();
+    assert.deepEqual(c.answers, ['action=OK async1', 'action=OK sync2']);
+  });
+
+  const failures: { name: string; handler: PolicyHandler }[] = [
+    { name: 'throws', handler: () => { throw new Error('boom'); } },
+    { name: 'rejects', handler: () => Promise.reject(new Error('boom')) },
+    { name: 'returns an action with a line break', handler: () => 'OK\naction=REJECT' },
+    { name: 'resolves to a non-string', handler: () => Promise.resolve(undefined as unknown as string) },
+  ];
+  for (const { name, handler } of failures) {
+    it(`the failure action when the handler ${name}, and keeps serving`, async () => {
+      const { lines, logger } = recordingLogger();
+      let failures = 0;
+      const { target } = await start({
+        logger,
+        metrics: { onHandlerFailure: () => failures++ },
+        handler: (r) => (r.recipient === 'bad' ? handler(r) : echo(r)),
+      });
+      const c = await client(target);
+      c.send(rcpt('a') + rcpt('bad') + rcpt('b'));
+      assert.deepEqual(await c.waitAnswers(3), ['action=OK a', `action=${FAILURE}`, 'action=OK b']);
+      assert.equal(failures, 1);
+      assert.equal(lines.filter((l) => l.level === 'error').length, 1);
+    });
+  }
+});
+
+describe('PolicyServer disconnects a client that sends', () => {
+  const garbage: { name: string; input: string | Buffer; reason: string }[] = [
+    { name: 'an over-long line', input: `recipient=${'x'.repeat(300)}\n\n`, reason: 'line-too-long' },
+    { name: 'an over-long line without LF', input: 'x'.repeat(5000), reason: 'line-too-long' },
+    { name: 'too many attributes', input: 'a=b\n'.repeat(20), reason: 'too-many-attributes' },
+    { name: 'a line without =', input: 'HELO example.com\r\n', reason: 'malformed-attribute' },
+    { name: 'binary', input: Buffer.from([0xff, 0x00, 0x17, 0x3d, 0x0a, 0x0a]), reason: 'malformed-attribute' },
+  ];
+  for (const { name, input, reason } of garbage) {
+    it(`${name}: after answering what came before, with one log line`, async () => {
+      const { lines, logger } = recordingLogger();
+      const reasons: string[] = [];
+      const { target } = await start({ logger, limits: { maxLineBytes: 256, maxAttributes: 16 }, metrics: { onProtocolError: (r) => reasons.push(r) } });
+      const c = await client(target);
+      const port = c.socket.localPort;
+      c.send(rcpt('async-before') + rcpt('before'));
+      c.send(input);
+      c.send(rcpt('after'));
+      await c.waitClosed();
+      assert.deepEqual(c.answers, ['action=OK async-before', 'action=OK before']);
+      const warnings = lines.filter((l) => l.level === 'warn');
+      assert.equal(warnings.length, 1);
+      assert.match(warnings[0]?.msg ?? '', /disconnected/);
+      assert.deepEqual(warnings[0]?.obj, { remote: `127.0.0.1:${port}`, reason });
+      assert.deepEqual(reasons, [reason]);
+    });
+  }
+
+  it('nothing more mid-request (stalled): disconnected, while an idle connection stays', async () => {
+    const { lines, logger } = recordingLogger();
+    const { target } = await start({ logger, limits: { requestTimeoutMs: 100 } });
+    const stalled = await client(target);
+    const idle = await client(target);
+    idle.send(rcpt('first'));
+    await idle.waitAnswers(1);
+    stalled.send(rcpt('answered') + 'request=smtpd_access_policy\nrecipi');
+    await stalled.waitClosed(2000);
+    assert.deepEqual(stalled.answers, ['action=OK answered']);
+    assert.equal(lines.filter((l) => l.level === 'warn' && (l.obj as { reason?: string }).reason === 'request-timeout').length, 1);
+    await sleep(200);
+    assert.equal(idle.closed, false);
+    idle.send(rcpt('second'));
+    assert.deepEqual(await idle.waitAnswers(2), ['action=OK first', 'action=OK second']);
+  });
+
+  it('nothing for longer than the idle timeout: closed quietly', async () => {
+    const { lines, logger } = recordingLogger();
+    const { target } = await start({ logger, limits: { idleTimeoutMs: 100 } });
+    const c = await client(target);
+    c.send(rcpt('a'));
+    await c.waitAnswers(1);
+    await c.waitClosed(2000);
+    assert.equal(lines.filter((l) => l.level === 'warn').length, 0);
+  });
+
+  it('a request byte by byte slower than nothing, but faster than the request timeout: served', async () => {
+    const { target } = await start({ limits: { requestTimeoutMs: 1000 } });
+    const c = await client(target);
+    for (const ch of rcpt('slow')) {
+      c.send(ch);
+      await sleep(1);
+    }
+    assert.deepEqual(await c.waitAnswers(1), ['action=OK slow']);
+  });
+});
+
+describe('PolicyServer connections', () => {
+  it('closes a connection over maxConnections at once, with a log line', async () => {
+    const { lines, logger } = recordingLogger();
+    let refused = 0;
+    const gauge: number[] = [];
+    const { target } = await start({ logger, limits: { maxConnections: 2 }, metrics: { onConnectionRefused: () => refused++, onConnections: (n) => gauge.push(n) } });
+    const a = await client(target);
+    const b = await client(target);
+    a.send(rcpt('a'));
+    b.send(rcpt('b'));
+    await Promise.all([a.waitAnswers(1), b.waitAnswers(1)]);
+    const extra = await client(target);
+    await extra.waitClosed(1000);
+    assert.equal(refused, 1);
+    assert.equal(lines.filter((l) => l.level === 'warn' && /too many connections/.test(l.msg)).length, 1);
+    a.send(rcpt('still'));
+    assert.equal((await a.waitAnswers(2))[1], 'action=OK still');
+    b.socket.destroy();
+    await sleep(50);
+    const again = await client(target);
+    again.send(rcpt('room again'));
+    assert.deepEqual(await again.waitAnswers(1), ['action=OK room again']);
+    assert.deepEqual(gauge, [1, 2, 1, 2]);
+  });
+
+  it('reports latency per answered request', async () => {
+    const latencies: number[] = [];
+    const { target } = await start({ metrics: { onRequest: (ms) => latencies.push(ms) } });
+    const c = await client(target);
+    c.send(rcpt('a') + rcpt('async-b'));
+    await c.waitAnswers(2);
+    assert.equal(latencies.length, 2);
+    assert.ok(latencies.every((ms) => ms >= 0 && ms < 1000));
+  });
+
+  it('survives clients that disconnect with answers pending', async () => {
+    const { server, target } = await start();
+    for (let i = 0; i < 20; i++) {
+      const c = await client(target);
+      c.send(rcpt('async-x').repeat(10) + 'recipient=half');
+      c.socket.destroy();
+    }
+    await sleep(100);
+    const c = await client(target);
+    c.send(rcpt('alive'));
+    assert.deepEqual(await c.waitAnswers(1), ['action=OK alive']);
+    assert.equal(server.connections, 1);
+  });
+});
+
+describe('PolicyServer.close', () => {
+  it('answers requests in flight, closes idle connections at once, then resolves', async () => {
+    const { server, target } = await start({ handler: (r) => sleep(150).then(() => `OK ${r.recipient}`) });
+    const busy = await client(target);
+    const idle = await client(target);
+    busy.send(rcpt('a') + rcpt('b') + rcpt('c'));
+    await sleep(30);
+    const started = Date.now();
+    const closing = server.close();
+    await idle.waitClosed(100);
+    await closing;
+    assert.ok(Date.now() - started < 1000);
+    assert.deepEqual(busy.answers, ['action=OK a', 'action=OK b', 'action=OK c']);
+    assert.equal(busy.closed || (await busy.waitClosed(500).then(() => true)), true);
+    await assert.rejects(client(target));
+  });
+
+  it('destroys what is left at the deadline', async () => {
+    const { server, target } = await start({ handler: () => new Promise<string>(() => {}) });
+    const c = await client(target);
+    c.send(rcpt('never'));
+    await sleep(20);
+    const started = Date.now();
+    await server.close({ timeoutMs: 100 });
+    assert.ok(Date.now() - started < 1000);
+    await c.waitClosed(500);
+  });
+});
+
+describe('PolicyServer on a unix socket', () => {
+  it('serves, and replaces a stale socket file', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'mw-policy-'));
+    try {
+      const path = join(dir, 'policy.sock');
+      const first = new PolicyServer({ handler: echo });
+      await first.listen({ path });
+      // Destroy it without close(): the socket file stays behind, stale.
+      const second = new PolicyServer({ handler: echo });
+      await assert.rejects(second.listen({ path }), (e: unknown) => e instanceof PolicyServerError && e.kind === 'AddressInUse');
+      await first.close();
+      await writeFile(join(dir, 'placeholder'), '');
+      const { target } = await start({}, { path });
+      assert.deepEqual(target, { path });
+      const c = await client(target);
+      c.send(rcpt('over unix'));
+      assert.deepEqual(await c.waitAnswers(1), ['action=OK over unix']);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('removes a stale socket file nobody listens on, but never a regular file', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'mw-policy-'));
+    try {
+      const path = join(dir, 'stale.sock');
+      const { spawnSync } = await import('node:child_process');
+      // A child that binds the socket and dies without unlinking leaves a stale file.
+      const r = spawnSync(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(path)}, () => process.exit(0))`]);
+      assert.equal(r.status, 0);
+      const { target } = await start({}, { path });
+      const c = await client(target);
+      c.send(rcpt('fresh'));
+      assert.deepEqual(await c.waitAnswers(1), ['action=OK fresh']);
+      const file = join(dir, 'not-a-socket');
+      await writeFile(file, 'data');
+      await assert.rejects(new PolicyServer({ handler: echo }).listen({ path: file }), (e: unknown) => e instanceof PolicyServerError && e.kind === 'PathNotSocket');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
