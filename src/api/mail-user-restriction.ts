@@ -1,0 +1,111 @@
+import { z } from 'zod';
+import { entryProblem, parseEntry } from '../restrictions/entry.ts';
+import type { RestrictionLists } from '../restrictions/lists.ts';
+
+/**
+ * The MailUserRestriction document: the one definition shared by the manifests store, the CLI,
+ * the operator and the generated CRD.
+ */
+export const API_GROUP = 'mailwarden.io';
+export const API_VERSION = `${API_GROUP}/v1alpha1`;
+export const MAIL_USER_RESTRICTION_KIND = 'MailUserRestriction';
+
+/** One restriction entry (spec §2); the message names the entry and what is wrong with it. */
+export const entrySchema = z
+  .string()
+  .max(320)
+  .superRefine((value, ctx) => {
+    if (value !== value.trim()) {
+      ctx.addIssue({ code: 'custom', message: `"${value}" has leading or trailing white space` });
+      return;
+    }
+    const problem = entryProblem(value);
+    if (problem) ctx.addIssue({ code: 'custom', message: problem });
+  })
+  .describe('One entry: "@." (everyone, the null sender too), "@example.com" (that domain), "@.example.com" (the domain and its sub-domains) or "user@example.com" (one address). Case-insensitive.');
+
+function entryList(what: string) {
+  return z.array(entrySchema).max(10_000).default([]).describe(what);
+}
+
+/** The local mailbox the lists belong to: a full address. */
+export const mailboxSchema = z
+  .string()
+  .min(3)
+  .max(320)
+  .superRefine((value, ctx) => {
+    const entry = parseEntry(value);
+    if (value !== value.trim() || entry.kind !== 'address') {
+      const reason = entry.kind === 'invalid' ? entry.reason : 'is not a full address (user@domain)';
+      ctx.addIssue({ code: 'custom', message: `mailbox "${value}" ${reason}` });
+    }
+  })
+  .describe('The local mailbox (its full address, e.g. alice@example.com) whose lists these are.');
+
+export const specSchema = z
+  .object({
+    mailbox: mailboxSchema,
+    allowedSenders: entryList('Who may send to this mailbox; consulted before rejectedSenders.'),
+    rejectedSenders: entryList('Who may not send to this mailbox.'),
+    allowedRecipients: entryList('Whom this mailbox may send to; consulted before rejectedRecipients.'),
+    rejectedRecipients: entryList('Whom this mailbox may not send to.'),
+    backendRef: z
+      .object({ name: z.string().min(1).max(253).describe('Name of a MailBackend in the same namespace.') })
+      .strict()
+      .optional()
+      .describe('The MailBackend (store) these lists are written to. Used by the operator; optional in the manifests store.'),
+    deletionPolicy: z
+      .enum(['Clear', 'Orphan'])
+      .default('Clear')
+      .describe('On delete, Clear empties the four lists in the store; Orphan leaves them as they are.'),
+  })
+  .strict();
+
+export const metadataSchema = z
+  .object({
+    name: z.string().min(1).max(253),
+    namespace: z.string().min(1).max(63).optional(),
+  })
+  .passthrough();
+
+export const mailUserRestrictionSchema = z.object({
+  apiVersion: z.literal(API_VERSION),
+  kind: z.literal(MAIL_USER_RESTRICTION_KIND),
+  metadata: metadataSchema,
+  spec: specSchema,
+  status: z.unknown().optional(),
+});
+
+export type MailUserRestriction = z.infer<typeof mailUserRestrictionSchema>;
+export type MailUserRestrictionSpec = z.infer<typeof specSchema>;
+
+/** The four lists of a spec in canonical form (trimmed, lower-case, de-duplicated, order kept). */
+export function listsOf(spec: MailUserRestrictionSpec): RestrictionLists {
+  return {
+    allowedSenders: canonical(spec.allowedSenders),
+    rejectedSenders: canonical(spec.rejectedSenders),
+    allowedRecipients: canonical(spec.allowedRecipients),
+    rejectedRecipients: canonical(spec.rejectedRecipients),
+  };
+}
+
+function canonical(entries: readonly string[]): string[] {
+  return [...new Set(entries.map((e) => e.trim().toLowerCase()))];
+}
+
+/** `name` or `namespace/name`, for messages. */
+export function displayName(doc: { metadata?: { name?: unknown; namespace?: unknown } }): string {
+  const name = typeof doc.metadata?.name === 'string' ? doc.metadata.name : '(unnamed)';
+  return typeof doc.metadata?.namespace === 'string' ? `${doc.metadata.namespace}/${name}` : name;
+}
+
+/** Problems with a value as one line each: `spec.allowedSenders[2]: "x" is not an entry …`. */
+export function formatIssues(error: z.ZodError): string[] {
+  return error.issues.map((issue) => {
+    const path = issue.path
+      .map((part, i) => (typeof part === 'number' ? `[${part}]` : i === 0 ? String(part) : `.${String(part)}`))
+      .join('');
+    return path ? `${path}: ${issue.message}` : issue.message;
+  });
+}
+

@@ -1,0 +1,55 @@
+import { ConfigError } from '../policy/config.ts';
+import { InvalidLimitError } from '../policy/limits.ts';
+import { PolicyServerError } from '../policy/server.ts';
+import { ManifestsError } from '../stores/manifests.ts';
+import { StoreError } from '../stores/store.ts';
+import { decideCommand } from './decide.ts';
+import { policydCommand } from './policyd.ts';
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, processIo, UsageError, type Io } from './usage.ts';
+import { validateCommand } from './validate.ts';
+
+const COMMANDS: Record<string, (args: readonly string[], io: Io) => Promise<number>> = {
+  policyd: policydCommand,
+  decide: decideCommand,
+  validate: validateCommand,
+};
+
+export const MAIN_HELP = `Usage: mailwarden COMMAND [options]
+
+Postfix per-user send/receive restrictions (iRedMail-compatible).
+
+Commands:
+  policyd    serve the Postfix policy protocol from a store
+  decide     print the action for one request (--explain says why)
+  validate   check MailUserRestriction documents
+
+Run "mailwarden COMMAND --help" for a command's options.`;
+
+/** Runs the CLI; returns the exit code (0 ok, 1 failure, 2 usage). */
+export async function main(args: readonly string[], io: Io = processIo): Promise<number> {
+  const [name, ...rest] = args;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    io.stdout.write(MAIN_HELP + '\n');
+    return name === undefined ? EXIT_USAGE : EXIT_OK;
+  }
+  const command = COMMANDS[name];
+  try {
+    if (command === undefined) throw new UsageError(`unknown command "${name}" (commands: ${Object.keys(COMMANDS).join(', ')})`);
+    return await command(rest, io);
+  } catch (error) {
+    if (error instanceof UsageError) {
+      io.stderr.write(`mailwarden: ${error.message}\n`);
+      return EXIT_USAGE;
+    }
+    if (error instanceof ManifestsError) {
+      io.stderr.write(`mailwarden: the manifests are not valid:\n${error.message}\n`);
+      return EXIT_FAILURE;
+    }
+    if (error instanceof ConfigError || error instanceof StoreError || error instanceof PolicyServerError || error instanceof InvalidLimitError) {
+      io.stderr.write(`mailwarden: ${error.message}\n`);
+      return EXIT_FAILURE;
+    }
+    io.stderr.write(`mailwarden: ${(error as Error)?.stack ?? String(error)}\n`);
+    return EXIT_FAILURE;
+  }
+}

@@ -1,0 +1,85 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Verdict } from '../restrictions/decide.ts';
+
+/**
+ * The policy daemon's Prometheus metrics. Labelled children are resolved once here so the
+ * hot path only increments.
+ */
+export class PolicyMetrics {
+  readonly registry: Registry;
+  readonly decisions: Record<Verdict, Counter.Internal>;
+  readonly requestDuration: Histogram;
+  readonly storeErrors: Counter<'store' | 'kind'>;
+  readonly storeLookupDuration: Histogram.Internal<'store'>;
+  readonly cache: { readonly hit: Counter.Internal; readonly miss: Counter.Internal; readonly stale: Counter.Internal };
+  readonly invalidEntries: Counter;
+  readonly connections: Gauge;
+  readonly protocolErrors: Counter<'reason'>;
+  readonly #store: string;
+
+  constructor(options: { store: string; registry?: Registry; defaultMetrics?: boolean }) {
+    const registry = options.registry ?? new Registry();
+    this.registry = registry;
+    this.#store = options.store;
+    if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'mailwarden_' });
+    const decisions = new Counter({
+      name: 'mailwarden_policy_decisions_total',
+      help: 'Policy requests answered, by verdict (allow, reject, none, skip, failure).',
+      labelNames: ['verdict'] as const,
+      registers: [registry],
+    });
+    this.decisions = {
+      allow: decisions.labels('allow'),
+      reject: decisions.labels('reject'),
+      none: decisions.labels('none'),
+      skip: decisions.labels('skip'),
+      failure: decisions.labels('failure'),
+    };
+    this.requestDuration = new Histogram({
+      name: 'mailwarden_policy_request_duration_seconds',
+      help: 'Time from a complete request to its answer.',
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: [registry],
+    });
+    this.storeErrors = new Counter({
+      name: 'mailwarden_store_errors_total',
+      help: 'Store lookups that failed, by store and error kind (Unavailable, Misconfigured, Timeout …).',
+      labelNames: ['store', 'kind'] as const,
+      registers: [registry],
+    });
+    this.storeLookupDuration = new Histogram({
+      name: 'mailwarden_store_lookup_duration_seconds',
+      help: 'Duration of one batched store lookup.',
+      labelNames: ['store'] as const,
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: [registry],
+    }).labels(options.store);
+    const cache = new Counter({
+      name: 'mailwarden_cache_lookups_total',
+      help: 'Mailbox lookups by cache result: hit (fresh), miss (fetched), stale (store failed, last known good data used).',
+      labelNames: ['result'] as const,
+      registers: [registry],
+    });
+    this.cache = { hit: cache.labels('hit'), miss: cache.labels('miss'), stale: cache.labels('stale') };
+    this.invalidEntries = new Counter({
+      name: 'mailwarden_invalid_entries_total',
+      help: 'Invalid list entries found in fetched mailboxes and ignored.',
+      registers: [registry],
+    });
+    this.connections = new Gauge({
+      name: 'mailwarden_policy_connections',
+      help: 'Open policy connections.',
+      registers: [registry],
+    });
+    this.protocolErrors = new Counter({
+      name: 'mailwarden_policy_protocol_errors_total',
+      help: 'Connections closed for a protocol violation, by reason.',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    });
+  }
+
+  storeError(kind: string): void {
+    this.storeErrors.labels(this.#store, kind).inc();
+  }
+}

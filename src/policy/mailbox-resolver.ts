@@ -1,0 +1,193 @@
+import { LRUCache } from 'lru-cache';
+import type { MailboxLookup } from '../restrictions/decide.ts';
+import type { MailboxRecord } from '../restrictions/lists.ts';
+import { compileMailbox, type CompiledMailbox } from '../restrictions/mailbox.ts';
+import type { DecisionOptions } from '../restrictions/options.ts';
+import type { Logger } from '../observability/logger.ts';
+import type { PolicyMetrics } from '../observability/metrics.ts';
+import { StoreError, type MailboxStore } from '../stores/store.ts';
+
+export interface ResolverOptions {
+  /** How long a fetched mailbox is used without asking the store again. */
+  readonly ttlMs: number;
+  /** The same for "no such mailbox" answers. */
+  readonly negativeTtlMs: number;
+  /** Entries kept at most (fresh and stale together); the least recently used go first. */
+  readonly maxEntries: number;
+  /** A store lookup that takes longer fails (spec §4: default 1 s). */
+  readonly lookupTimeoutMs: number;
+}
+
+export const DEFAULT_RESOLVER_OPTIONS: ResolverOptions = Object.freeze({
+  ttlMs: 30_000,
+  negativeTtlMs: 30_000,
+  maxEntries: 100_000,
+  lookupTimeoutMs: 1_000,
+});
+
+/** What a resolution tells the decision: how to read mailboxes, and whether data is missing. */
+export interface Resolution {
+  /** A store failure left at least one needed mailbox unknown: answer the failure action. */
+  readonly failed: StoreError | undefined;
+}
+
+interface CacheEntry {
+  readonly mailbox: CompiledMailbox | null;
+  readonly expires: number;
+}
+
+const RESOLVED: Resolution = Object.freeze({ failed: undefined });
+
+/**
+ * Fetches the mailboxes a decision needs, through a bounded cache.
+ *
+ * Entries are kept past their TTL (until evicted) as the last known good data: when the store
+ * fails or times out, a stale entry still answers (spec §4). Concurrent misses for the same key
+ * share one store round trip. A fully cached request resolves synchronously, so the hot path
+ * allocates no promise.
+ */
+export class MailboxResolver {
+  readonly #store: MailboxStore;
+  readonly #decision: DecisionOptions;
+  readonly #options: ResolverOptions;
+  readonly #metrics: PolicyMetrics | undefined;
+  readonly #logger: Logger | undefined;
+  readonly #cache: LRUCache<string, CacheEntry>;
+  readonly #inflight = new Map<string, Promise<void>>();
+  /** Invalid entries already logged, per mailbox (by their texts), so each is logged once. */
+  readonly #loggedInvalid: LRUCache<string, string>;
+  /** Reads a mailbox for `decide`; bound once, not per request. */
+  readonly lookup: MailboxLookup;
+
+  constructor(params: {
+    store: MailboxStore;
+    decision: DecisionOptions;
+    options?: Partial<ResolverOptions>;
+    metrics?: PolicyMetrics;
+    logger?: Logger;
+  }) {
+    this.#store = params.store;
+    this.#decision = params.decision;
+    this.#options = { ...DEFAULT_RESOLVER_OPTIONS, ...definedOnly(params.options ?? {}) };
+    this.#metrics = params.metrics;
+    this.#logger = params.logger;
+    this.#cache = new LRUCache({ max: this.#options.maxEntries });
+    this.#loggedInvalid = new LRUCache({ max: 10_000 });
+    this.lookup = (key) => this.#cache.get(key)?.mailbox ?? undefined;
+    params.store.onChange?.(() => this.#cache.clear());
+  }
+
+  /** Makes every key readable through {@link lookup}; synchronous when all are fresh. */
+  resolve(keys: readonly string[]): Resolution | Promise<Resolution> {
+    const now = Date.now();
+    let missing: string[] | undefined;
+    for (const key of keys) {
+      const entry = this.#cache.get(key);
+      if (entry !== undefined && entry.expires > now) {
+        this.#metrics?.cache.hit.inc();
+      } else {
+        (missing ??= []).push(key);
+      }
+    }
+    if (missing === undefined) return RESOLVED;
+    return this.#fetch(missing);
+  }
+
+  /** Drops everything cached (the manifests store does this on reload). */
+  clear(): void {
+    this.#cache.clear();
+  }
+
+  get size(): number {
+    return this.#cache.size;
+  }
+
+  async #fetch(keys: string[]): Promise<Resolution> {
+    this.#metrics?.cache.miss.inc(keys.length);
+    const waits: Promise<void>[] = [];
+    const own: string[] = [];
+    for (const key of keys) {
+      const pending = this.#inflight.get(key);
+      if (pending !== undefined) waits.push(pending);
+      else own.push(key);
+    }
+    if (own.length > 0) {
+      const round = this.#roundTrip(own);
+      for (const key of own) this.#inflight.set(key, round);
+      waits.push(round);
+      void round.finally(() => {
+        for (const key of own) if (this.#inflight.get(key) === round) this.#inflight.delete(key);
+      });
+    }
+    let failure: StoreError | undefined;
+    for (const wait of waits) {
+      try {
+        await wait;
+      } catch (error) {
+        failure ??= error as StoreError;
+      }
+    }
+    if (failure === undefined) return RESOLVED;
+    // Fall back to the last known good data when every needed mailbox has some.
+    for (const key of keys) {
+      if (this.#cache.get(key) === undefined) return { failed: failure };
+    }
+    this.#metrics?.cache.stale.inc(keys.length);
+    return RESOLVED;
+  }
+
+  /** One batched lookup with a timeout; fills the cache, rejects with a StoreError. */
+  async #roundTrip(keys: string[]): Promise<void> {
+    const controller = new AbortController();
+    const timeoutMs = this.#options.lookupTimeoutMs;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        controller.abort();
+        reject(new StoreError('Unavailable', `the ${this.#store.kind} store did not answer within ${timeoutMs} ms`));
+      }, timeoutMs);
+    });
+    const started = performance.now();
+    try {
+      const found = await Promise.race([this.#store.lookup(keys, controller.signal), timeout]);
+      this.#metrics?.storeLookupDuration.observe((performance.now() - started) / 1000);
+      this.#install(keys, found);
+    } catch (error) {
+      const storeError = error instanceof StoreError ? error : new StoreError('Unavailable', `the ${this.#store.kind} store failed: ${(error as Error)?.message ?? String(error)}`, { cause: error });
+      this.#metrics?.storeError(storeError.kind);
+      this.#logger?.warn({ store: this.#store.kind, kind: storeError.kind, keys: keys.length }, `store lookup failed: ${storeError.message}`);
+      throw storeError;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  #install(keys: readonly string[], found: ReadonlyMap<string, MailboxRecord>): void {
+    const now = Date.now();
+    for (const key of keys) {
+      const record = found.get(key);
+      if (record === undefined) {
+        this.#cache.set(key, { mailbox: null, expires: now + this.#options.negativeTtlMs });
+        continue;
+      }
+      const mailbox = compileMailbox(record, this.#decision);
+      if (mailbox.invalid.length > 0) this.#reportInvalid(key, mailbox);
+      this.#cache.set(key, { mailbox, expires: now + this.#options.ttlMs });
+    }
+  }
+
+  #reportInvalid(key: string, mailbox: CompiledMailbox): void {
+    this.#metrics?.invalidEntries.inc(mailbox.invalid.length);
+    const signature = mailbox.invalid.map((i) => `${i.list}:${i.entry.text}`).join('\n');
+    if (this.#loggedInvalid.get(key) === signature) return;
+    this.#loggedInvalid.set(key, signature);
+    this.#logger?.warn(
+      { mailbox: key, invalid: mailbox.invalid.map((i) => ({ list: i.list, entry: i.entry.text, reason: i.entry.reason })) },
+      `mailbox ${key} has ${mailbox.invalid.length} invalid entries, ignored`,
+    );
+  }
+}
+
+function definedOnly<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

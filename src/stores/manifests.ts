@@ -1,0 +1,248 @@
+import { watch, type FSWatcher } from 'node:fs';
+import { readdir, readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { findDuplicateMailboxes, parseRestrictionFile, type DocumentProblem, type SourcedRestriction } from '../api/documents.ts';
+import { listsOf } from '../api/mail-user-restriction.ts';
+import type { MailboxRecord } from '../restrictions/lists.ts';
+import type { Logger } from '../observability/logger.ts';
+import { StoreError, type MailboxStore } from './store.ts';
+
+/** Raised when the manifests cannot be loaded; `problems` holds one line per problem. */
+export class ManifestsError extends Error {
+  readonly problems: readonly DocumentProblem[];
+  constructor(problems: readonly DocumentProblem[]) {
+    super(problems.map((p) => `${p.source}: ${p.message}`).join('\n'));
+    this.name = 'ManifestsError';
+    this.problems = problems;
+  }
+}
+
+export interface ManifestsStoreOptions {
+  /** Files and directories (searched recursively for *.yaml / *.yml). */
+  readonly paths: readonly string[];
+  readonly logger?: Logger;
+  /** Reload when a file changes (default true). */
+  readonly watch?: boolean;
+  /** Also re-check every this many ms, for file systems where watching misses changes. */
+  readonly pollIntervalMs?: number;
+}
+
+export interface RestrictionSet {
+  readonly restrictions: SourcedRestriction[];
+  readonly files: string[];
+  /** Every problem found, duplicates across files included; empty when the set is valid. */
+  readonly problems: DocumentProblem[];
+}
+
+/** Reads every MailUserRestriction under `paths`, collecting every problem instead of stopping. */
+export async function readRestrictions(paths: readonly string[]): Promise<RestrictionSet> {
+  const restrictions: SourcedRestriction[] = [];
+  const problems: DocumentProblem[] = [];
+  let files: string[] = [];
+  try {
+    files = await yamlFiles(paths);
+  } catch (error) {
+    if (!(error instanceof ManifestsError)) throw error;
+    problems.push(...error.problems);
+  }
+  for (const file of files) {
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (error) {
+      problems.push({ source: file, message: `cannot be read: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}` });
+      continue;
+    }
+    const parsed = parseRestrictionFile(file, text);
+    restrictions.push(...parsed.restrictions);
+    problems.push(...parsed.problems);
+  }
+  problems.push(...findDuplicateMailboxes(restrictions));
+  return { restrictions, files, problems };
+}
+
+/** Like {@link readRestrictions}, but a set with any problem is refused whole (ManifestsError). */
+export async function loadRestrictions(paths: readonly string[]): Promise<RestrictionSet> {
+  const set = await readRestrictions(paths);
+  if (set.problems.length > 0) throw new ManifestsError(set.problems);
+  return set;
+}
+
+/**
+ * The embedded default store: MailUserRestriction YAML documents from files or directories,
+ * held in memory and reloaded on change. A bad edit keeps the last good set and logs why.
+ */
+export class ManifestsStore implements MailboxStore {
+  readonly kind = 'manifests';
+  readonly #options: ManifestsStoreOptions;
+  #mailboxes = new Map<string, MailboxRecord>();
+  #fingerprint = '';
+  #listeners: (() => void)[] = [];
+  #watchers: FSWatcher[] = [];
+  #timer: NodeJS.Timeout | undefined;
+  #poller: NodeJS.Timeout | undefined;
+  #reloading: Promise<void> | undefined;
+  #loaded = false;
+
+  constructor(options: ManifestsStoreOptions) {
+    this.#options = options;
+  }
+
+  /** Loads the initial set (throws ManifestsError when it is not valid) and starts watching. */
+  async start(): Promise<void> {
+    const { restrictions, files } = await loadRestrictions(this.#options.paths);
+    this.#install(restrictions, await this.#fingerprintOf(files));
+    this.#options.logger?.info({ mailboxes: this.#mailboxes.size, files: files.length }, 'manifests loaded');
+    if (this.#options.watch ?? true) this.#watch();
+  }
+
+  get size(): number {
+    return this.#mailboxes.size;
+  }
+
+  ready(): boolean {
+    return this.#loaded;
+  }
+
+  onChange(listener: () => void): void {
+    this.#listeners.push(listener);
+  }
+
+  async lookup(keys: readonly string[]): Promise<ReadonlyMap<string, MailboxRecord>> {
+    if (!this.#loaded) throw new StoreError('Unavailable', 'the manifests have not been loaded');
+    const found = new Map<string, MailboxRecord>();
+    for (const key of keys) {
+      const record = this.#mailboxes.get(key);
+      if (record !== undefined) found.set(key, record);
+    }
+    return found;
+  }
+
+  /** Re-reads the files now; resolves after the new set is installed or refused. */
+  reload(): Promise<void> {
+    this.#reloading ??= this.#reload().finally(() => (this.#reloading = undefined));
+    return this.#reloading;
+  }
+
+  async close(): Promise<void> {
+    for (const w of this.#watchers) w.close();
+    this.#watchers = [];
+    clearTimeout(this.#timer);
+    clearInterval(this.#poller);
+    await this.#reloading;
+  }
+
+  async #reload(): Promise<void> {
+    const log = this.#options.logger;
+    try {
+      const { restrictions, files } = await loadRestrictions(this.#options.paths);
+      const fingerprint = await this.#fingerprintOf(files);
+      const before = this.#mailboxes.size;
+      this.#install(restrictions, fingerprint);
+      log?.info({ mailboxes: this.#mailboxes.size, before }, 'manifests reloaded');
+      for (const listener of this.#listeners) listener();
+    } catch (error) {
+      if (error instanceof ManifestsError) {
+        for (const p of error.problems) log?.error({ source: p.source }, `manifests reload refused, keeping the last good set: ${p.source}: ${p.message}`);
+      } else {
+        log?.error({ err: error }, 'manifests reload failed, keeping the last good set');
+      }
+    }
+  }
+
+  #install(restrictions: readonly SourcedRestriction[], fingerprint: string): void {
+    const mailboxes = new Map<string, MailboxRecord>();
+    for (const { document } of restrictions) {
+      const address = document.spec.mailbox.toLowerCase();
+      const lists = listsOf(document.spec);
+      mailboxes.set(address, {
+        address,
+        lists: {
+          allowedSenders: lists.allowedSenders.length > 0 ? lists.allowedSenders : null,
+          rejectedSenders: lists.rejectedSenders.length > 0 ? lists.rejectedSenders : null,
+          allowedRecipients: lists.allowedRecipients.length > 0 ? lists.allowedRecipients : null,
+          rejectedRecipients: lists.rejectedRecipients.length > 0 ? lists.rejectedRecipients : null,
+        },
+      });
+    }
+    this.#mailboxes = mailboxes;
+    this.#fingerprint = fingerprint;
+    this.#loaded = true;
+  }
+
+  #watch(): void {
+    const schedule = () => {
+      clearTimeout(this.#timer);
+      // Editors and ConfigMap updates touch several files at once: settle first.
+      this.#timer = setTimeout(() => void this.reload(), 200);
+      this.#timer.unref();
+    };
+    for (const p of this.#options.paths) {
+      try {
+        const watcher = watch(p, { recursive: true, persistent: false }, schedule);
+        watcher.on('error', (error) => this.#options.logger?.warn({ err: error, path: p }, 'watching manifests failed; polling only'));
+        this.#watchers.push(watcher);
+      } catch (error) {
+        this.#options.logger?.warn({ err: error, path: p }, 'cannot watch manifests; polling only');
+      }
+    }
+    this.#poller = setInterval(() => void this.#pollOnce(), this.#options.pollIntervalMs ?? 10_000);
+    this.#poller.unref();
+  }
+
+  async #pollOnce(): Promise<void> {
+    try {
+      const fingerprint = await this.#fingerprintOf(await yamlFiles(this.#options.paths));
+      if (fingerprint !== this.#fingerprint) await this.reload();
+    } catch {
+      // A path that vanished mid-scan: the next poll or a watch event will reload.
+    }
+  }
+
+  async #fingerprintOf(files: readonly string[]): Promise<string> {
+    const parts: string[] = [];
+    for (const file of files) {
+      try {
+        const s = await stat(file);
+        parts.push(`${file}:${s.size}:${s.mtimeMs}`);
+      } catch {
+        parts.push(`${file}:gone`);
+      }
+    }
+    return parts.join('|');
+  }
+}
+
+/** Every *.yaml / *.yml file under `paths`, sorted, following symlinks (ConfigMap mounts). */
+export async function yamlFiles(paths: readonly string[]): Promise<string[]> {
+  const out: string[] = [];
+  for (const p of paths) {
+    let info;
+    try {
+      info = await stat(p);
+    } catch (error) {
+      throw new ManifestsError([{ source: p, message: `cannot be read: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}` }]);
+    }
+    if (info.isFile()) out.push(p);
+    else await walk(p, out);
+  }
+  return out.sort();
+}
+
+async function walk(dir: string, out: string[]): Promise<void> {
+  const entries = await readdir(dir, { withFileTypes: true });
+  for (const entry of entries) {
+    // Kubernetes ConfigMap mounts keep old copies in hidden ..timestamp folders.
+    if (entry.name.startsWith('.')) continue;
+    const full = path.join(dir, entry.name);
+    let isDir = entry.isDirectory();
+    let isFile = entry.isFile();
+    if (entry.isSymbolicLink()) {
+      const s = await stat(full).catch(() => undefined);
+      isDir = s?.isDirectory() ?? false;
+      isFile = s?.isFile() ?? false;
+    }
+    if (isDir) await walk(full, out);
+    else if (isFile && /\.ya?ml$/i.test(entry.name)) out.push(full);
+  }
+}

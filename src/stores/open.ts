@@ -1,0 +1,38 @@
+import type { Semantics } from '../restrictions/options.ts';
+import type { Logger } from '../observability/logger.ts';
+import { ManifestsStore } from './manifests.ts';
+import type { MailboxStore, WritableMailboxStore } from './store.ts';
+
+export interface OpenStoreParams {
+  /** A manifests file or directory, or a store URL (postgres://, mysql://, ldap://, ldaps://). */
+  readonly store: string;
+  readonly settings?: unknown;
+  readonly semantics: Semantics;
+  readonly password?: string | undefined;
+  readonly logger?: Logger;
+  /** Manifests only: reload on change (default true). */
+  readonly watch?: boolean;
+}
+
+/** True when `store` names a server by URL rather than manifest files. */
+export function isStoreUrl(store: string): boolean {
+  return /^[a-z][a-z0-9+.-]*:\/\//i.test(store);
+}
+
+/** Opens the store a `--store` value names; the SQL and LDAP drivers load only when used. */
+export async function openStore(params: OpenStoreParams): Promise<MailboxStore> {
+  if (isStoreUrl(params.store)) return openWritableStore(params);
+  const store = new ManifestsStore({ paths: [params.store], logger: params.logger, watch: params.watch });
+  await store.start();
+  return store;
+}
+
+/** Opens a SQL or LDAP store for writing (the operator and `mailwarden apply`). */
+export async function openWritableStore(params: OpenStoreParams): Promise<WritableMailboxStore> {
+  const { openUrlStore } = await import('./url-store.ts');
+  return openUrlStore(params.store, params.settings ?? {}, {
+    semantics: params.semantics,
+    password: params.password,
+    logger: params.logger,
+  });
+}
