@@ -115,9 +115,11 @@ export class MailboxResolver {
       const round = this.#roundTrip(own);
       for (const key of own) this.#inflight.set(key, round);
       waits.push(round);
-      void round.finally(() => {
+      // then(f, f), not finally: a derived promise that rejects unobserved would crash the process.
+      const settle = () => {
         for (const key of own) if (this.#inflight.get(key) === round) this.#inflight.delete(key);
-      });
+      };
+      round.then(settle, settle);
     }
     let failure: StoreError | undefined;
     for (const wait of waits) {

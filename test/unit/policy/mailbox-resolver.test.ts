@@ -1,0 +1,143 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { DecisionService } from '../../../src/policy/decision-handler.ts';
+import { MailboxResolver } from '../../../src/policy/mailbox-resolver.ts';
+import { emptyPolicyRequest } from '../../../src/policy/request.ts';
+import type { MailboxRecord } from '../../../src/restrictions/lists.ts';
+import { resolveOptions } from '../../../src/restrictions/options.ts';
+import { PolicyMetrics } from '../../../src/observability/metrics.ts';
+import { StoreError, type MailboxStore } from '../../../src/stores/store.ts';
+
+/** An in-memory store whose answers, delays and failures the test controls. */
+class ScriptedStore implements MailboxStore {
+  readonly kind = 'scripted';
+  readonly data = new Map<string, MailboxRecord>();
+  calls: string[][] = [];
+  mode: 'ok' | 'fail' | 'hang' = 'ok';
+  delayMs = 0;
+  aborted = 0;
+  async lookup(keys: readonly string[], signal: AbortSignal): Promise<ReadonlyMap<string, MailboxRecord>> {
+    this.calls.push([...keys]);
+    if (this.mode === 'fail') throw new StoreError('Unavailable', 'connection refused');
+    if (this.mode === 'hang') {
+      await new Promise<void>((resolve) => signal.addEventListener('abort', () => { this.aborted++; resolve(); }));
+      throw new StoreError('Unavailable', 'aborted');
+    }
+    if (this.delayMs > 0) await new Promise((r) => setTimeout(r, this.delayMs));
+    const out = new Map<string, MailboxRecord>();
+    for (const key of keys) {
+      const record = this.data.get(key);
+      if (record) out.set(key, record);
+    }
+    return out;
+  }
+  async close() {}
+}
+
+function record(address: string, rejectedRecipients: string[]): MailboxRecord {
+  return { address, lists: { allowedSenders: null, rejectedSenders: null, allowedRecipients: null, rejectedRecipients } };
+}
+
+const options = resolveOptions('default');
+
+async function counterValue(metrics: PolicyMetrics, name: string, labels: Record<string, string>): Promise<number> {
+  const metric = metrics.registry.getSingleMetric(name);
+  assert.ok(metric, `metric ${name} exists`);
+  const values = (await metric.get()).values.filter((v) => Object.entries(labels).every(([k, l]) => v.labels[k] === l));
+  return values.reduce((sum, v) => sum + v.value, 0);
+}
+const request = (sender: string, recipient: string) => ({ ...emptyPolicyRequest(), protocolState: 'RCPT', sender, recipient, saslUsername: '' });
+
+function setup(resolverOptions: ConstructorParameters<typeof MailboxResolver>[0]['options'] = {}) {
+  const store = new ScriptedStore();
+  store.data.set('alice@example.com', record('alice@example.com', ['@.']));
+  const metrics = new PolicyMetrics({ store: 'scripted', defaultMetrics: false });
+  const resolver = new MailboxResolver({ store, decision: options, options: resolverOptions, metrics });
+  const service = new DecisionService({ resolver, options, metrics });
+  return { store, resolver, service, metrics };
+}
+
+describe('mailbox resolver', () => {
+  test('one batched lookup per request, then answers from the cache synchronously', async () => {
+    const { store, service } = setup();
+    const first = service.decide(request('alice@example.com', 'x@gmail.com'));
+    assert.ok(first instanceof Promise);
+    assert.equal((await first).action, 'REJECT Not authorized');
+    assert.deepEqual(store.calls, [['alice@example.com', 'x@gmail.com']]);
+    const second = service.decide(request('alice@example.com', 'x@gmail.com'));
+    assert.ok(!(second instanceof Promise), 'a cached request is decided synchronously');
+    assert.equal(second.action, 'REJECT Not authorized');
+    assert.equal(store.calls.length, 1, 'negative entries are cached too');
+  });
+
+  test('entries expire after the TTL', async () => {
+    const { store, service } = setup({ ttlMs: 30, negativeTtlMs: 30 });
+    await service.decide(request('alice@example.com', 'x@gmail.com'));
+    await new Promise((r) => setTimeout(r, 50));
+    store.data.set('alice@example.com', record('alice@example.com', ['@yahoo.test']));
+    assert.equal((await service.decide(request('alice@example.com', 'x@gmail.com'))).verdict, 'none');
+    assert.equal(store.calls.length, 2);
+  });
+
+  test('the cache is bounded', async () => {
+    const { resolver } = setup({ maxEntries: 10 });
+    for (let i = 0; i < 50; i++) await resolver.resolve([`u${i}@example.com`]);
+    assert.ok(resolver.size <= 10, `cache holds ${resolver.size}`);
+  });
+
+  test('a store failure is answered from the last known good data', async () => {
+    const { store, service, metrics } = setup({ ttlMs: 1, negativeTtlMs: 1 });
+    await service.decide(request('alice@example.com', 'x@gmail.com'));
+    await new Promise((r) => setTimeout(r, 5));
+    store.mode = 'fail';
+    const decision = await service.decide(request('alice@example.com', 'x@gmail.com'));
+    assert.equal(decision.action, 'REJECT Not authorized');
+    assert.equal(await counterValue(metrics, 'mailwarden_cache_lookups_total', { result: 'stale' }), 2);
+  });
+
+  test('a store failure with nothing known answers the failure action', async () => {
+    const { store, service, metrics } = setup();
+    store.mode = 'fail';
+    const decision = await service.decide(request('alice@example.com', 'x@gmail.com'));
+    assert.equal(decision.verdict, 'failure');
+    assert.equal(decision.action, 'DEFER_IF_PERMIT Service temporarily unavailable');
+    const errors = await metrics.storeErrors.get();
+    assert.equal(errors.values[0]!.labels.kind, 'Unavailable');
+  });
+
+  test('a store that hangs is cut off at the lookup timeout and told to abort', async () => {
+    const { store, service } = setup({ lookupTimeoutMs: 50 });
+    store.mode = 'hang';
+    const started = Date.now();
+    const decision = await service.decide(request('alice@example.com', 'x@gmail.com'));
+    const took = Date.now() - started;
+    assert.equal(decision.verdict, 'failure');
+    assert.match(decision.reason!, /did not answer within 50 ms/);
+    assert.ok(took < 500, `took ${took} ms`);
+    assert.equal(store.aborted, 1);
+  });
+
+  test('concurrent misses for the same mailbox share one round trip', async () => {
+    const { store, service } = setup();
+    store.delayMs = 20;
+    const decisions = await Promise.all(Array.from({ length: 20 }, () => service.decide(request('alice@example.com', 'x@gmail.com'))));
+    assert.ok(decisions.every((d) => d.action === 'REJECT Not authorized'));
+    assert.equal(store.calls.length, 1);
+  });
+
+  test('invalid entries are counted and ignored', async () => {
+    const { store, service, metrics } = setup();
+    store.data.set('bob@example.com', record('bob@example.com', ['gmail.com', '@yahoo.test']));
+    assert.equal((await service.decide(request('bob@example.com', 'x@gmail.com'))).verdict, 'none');
+    assert.equal((await service.decide(request('bob@example.com', 'x@yahoo.test'))).verdict, 'reject');
+    assert.equal(await counterValue(metrics, 'mailwarden_invalid_entries_total', {}), 1);
+  });
+
+  test('the failure action is configurable (fail open)', async () => {
+    const store = new ScriptedStore();
+    store.mode = 'fail';
+    const open = resolveOptions('default', { failureAction: 'DUNNO' });
+    const service = new DecisionService({ resolver: new MailboxResolver({ store, decision: open }), options: open });
+    assert.equal((await service.decide(request('a@example.com', 'b@example.com'))).action, 'DUNNO');
+  });
+});
