@@ -1,0 +1,60 @@
+/**
+ * Where a network store connects, from its URL: `postgres://vmail@db:5432/vmail` or
+ * `mysql://vmail@db:3306/vmail`. The password is the caller's (an env var or a mounted file);
+ * a password written in the URL is accepted as a fallback but never printed.
+ */
+import type { TlsSettings } from './settings.ts';
+import { readFile } from 'node:fs/promises';
+import { redactUrl } from './common.ts';
+import { StoreError } from './store.ts';
+
+export interface SqlEndpoint {
+  readonly host: string;
+  readonly port: number;
+  readonly user: string;
+  readonly database: string;
+  readonly password: string | undefined;
+  /** The URL without its password, for logs and messages. */
+  readonly target: string;
+}
+
+export function parseSqlUrl(url: string, defaultPort: number, password: string | undefined): SqlEndpoint {
+  const target = redactUrl(url);
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new StoreError('Misconfigured', `store URL ${target} is not a valid URL`);
+  }
+  const host = parsed.hostname.replace(/^\[(.*)\]$/, '$1');
+  if (host === '') throw new StoreError('Misconfigured', `store URL ${target} names no host`);
+  const port = parsed.port === '' ? defaultPort : Number(parsed.port);
+  const database = decodeURIComponent(parsed.pathname.replace(/^\//, '')) || 'vmail';
+  if (database.includes('/')) throw new StoreError('Misconfigured', `store URL ${target}: the path must be just the database name`);
+  const user = decodeURIComponent(parsed.username) || 'vmail';
+  const fromUrl = parsed.password === '' ? undefined : decodeURIComponent(parsed.password);
+  return Object.freeze({ host, port, user, database, password: password ?? fromUrl, target });
+}
+
+/** Node TLS options for a SQL driver, or `false` for plain TCP. */
+export async function sqlTlsOptions(
+  tls: TlsSettings,
+  host: string,
+): Promise<false | { rejectUnauthorized: boolean; ca?: string; servername?: string }> {
+  if (tls.mode === 'disable') return false;
+  if (tls.mode === 'require') return { rejectUnauthorized: false };
+  const out: { rejectUnauthorized: boolean; ca?: string; servername?: string } = {
+    rejectUnauthorized: true,
+    servername: tls.serverName ?? host,
+  };
+  if (tls.caFile !== undefined) out.ca = await readCa(tls.caFile);
+  return out;
+}
+
+export async function readCa(path: string): Promise<string> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (err) {
+    throw new StoreError('Misconfigured', `cannot read the CA file ${path}: ${(err as Error).message}`, { cause: err });
+  }
+}

@@ -1,0 +1,58 @@
+/**
+ * LDAP search filters for user lookups (RFC 4515). Addresses are data: every value is escaped,
+ * so `*`, `(`, `)`, `\` and NUL in an address never become filter syntax.
+ */
+
+/**
+ * Escapes an assertion value (RFC 4515 §3): NUL, `(`, `)`, `*` and `\` become `\XX`. Other
+ * characters, non-ASCII included, stay as they are: the filter travels as UTF-8 and escaping a
+ * multi-byte character byte by byte would be decoded back as separate Latin-1 characters by
+ * some client libraries (ldapts among them).
+ */
+export function escapeFilterValue(value: string): string {
+  let out = '';
+  for (const ch of value) {
+    switch (ch) {
+      case '\u0000':
+        out += '\\00';
+        break;
+      case '(':
+        out += '\\28';
+        break;
+      case ')':
+        out += '\\29';
+        break;
+      case '*':
+        out += '\\2a';
+        break;
+      case '\\':
+        out += '\\5c';
+        break;
+      default:
+        out += ch;
+    }
+  }
+  return out;
+}
+
+/**
+ * The one filter of a lookup: any of the keys in any of the address attributes, ANDed with the
+ * configured user filter — `(&(|(mail=a)(shadowAddress=a)(mail=b)(shadowAddress=b))(objectClass=mailUser))`.
+ */
+export function lookupFilter(keys: readonly string[], addressAttributes: readonly string[], userFilter: string): string {
+  if (keys.length === 0) throw new RangeError('lookupFilter needs at least one key');
+  let any = '';
+  for (const key of keys) {
+    const value = escapeFilterValue(key);
+    for (const attribute of addressAttributes) any += `(${attribute}=${value})`;
+  }
+  const terms = keys.length * addressAttributes.length;
+  const match = terms === 1 ? any : `(|${any})`;
+  return `(&${match}${normaliseUserFilter(userFilter)})`;
+}
+
+/** A configured filter with its outer parentheses, as `(&…)` needs its parts. */
+export function normaliseUserFilter(filter: string): string {
+  const trimmed = filter.trim();
+  return trimmed.startsWith('(') ? trimmed : `(${trimmed})`;
+}

@@ -1,0 +1,275 @@
+/**
+ * The LDAP store: iRedMail user entries, one list entry per attribute value. A lookup is one
+ * subtree search for every requested address (in `mail` or `shadowAddress`); a write is one
+ * modify of the entry found that way, adding `amavisAccount` when a sender list needs it.
+ */
+import { Attribute, Change, type Client, type Entry as LdapEntry, FilterParser } from 'ldapts';
+import { LIST_NAMES, type ListName, EMPTY_LISTS, type MailboxRecord, type RestrictionLists } from '../restrictions/lists.ts';
+import type { Semantics } from '../restrictions/options.ts';
+import { trimAscii } from '../restrictions/sql-list.ts';
+import { Health, SILENT_LOGGER, signalOrTimeout, type StoreOpenOptions } from './common.ts';
+import { readCa } from './endpoint.ts';
+import { LdapConnections } from './ldap-connections.ts';
+import { classifyLdapError, type LdapErrorContext } from './ldap-errors.ts';
+import { lookupFilter } from './ldap-filter.ts';
+import { parseStoreSettings, LdapStoreSettingsSchema, type LdapStoreSettings } from './settings.ts';
+import { type ApplyResult, StoreError, type WritableMailboxStore } from './store.ts';
+import { mailboxKey } from './sql-common.ts';
+
+/** Opens an LDAP store; no connection is made until the first call. */
+export async function openLdapStore(url: string, settings: unknown, options: StoreOpenOptions): Promise<LdapMailboxStore> {
+  const parsed = parseStoreSettings(LdapStoreSettingsSchema, settings, 'LDAP store');
+  let endpoint: URL;
+  try {
+    endpoint = new URL(url);
+  } catch {
+    throw new StoreError('Misconfigured', `store URL ${url.replace(/\/\/[^@/]*@/, '//***@')} is not a valid URL`);
+  }
+  if (endpoint.username !== '' || endpoint.password !== '') {
+    throw new StoreError('Misconfigured', 'an LDAP store URL carries no credentials: set bindDn in the settings and pass the password separately');
+  }
+  const target = `${endpoint.protocol}//${endpoint.host}`;
+  const secure = endpoint.protocol === 'ldaps:';
+  let tlsOptions: { rejectUnauthorized: boolean; ca?: string; servername?: string } | undefined;
+  if (secure || parsed.startTls) {
+    tlsOptions = { rejectUnauthorized: parsed.tls.mode !== 'require', servername: parsed.tls.serverName ?? endpoint.hostname };
+    if (parsed.tls.caFile !== undefined) tlsOptions.ca = await readCa(parsed.tls.caFile);
+  }
+  const userFilter = lookupFilter(['probe@example.com'], parsed.addressAttributes, parsed.userFilter);
+  try {
+    FilterParser.parseString(userFilter);
+  } catch (err) {
+    throw new StoreError('Misconfigured', `LDAP userFilter ${JSON.stringify(parsed.userFilter)} is not a valid filter: ${(err as Error).message}`);
+  }
+  const logger = options.logger ?? SILENT_LOGGER;
+  const connections = new LdapConnections({
+    url: target,
+    target,
+    bindDn: parsed.bindDn,
+    password: options.password,
+    poolSize: parsed.poolSize,
+    connectTimeoutMs: parsed.connectTimeoutMs,
+    operationTimeoutMs: parsed.operationTimeoutMs * 2,
+    tlsOptions,
+    startTls: parsed.startTls && !secure,
+    logger,
+  });
+  return new LdapMailboxStore(connections, parsed, {
+    semantics: options.semantics,
+    health: new Health(logger, target),
+    errors: { target, secrets: [options.password] },
+  });
+}
+
+interface LdapStoreParts {
+  readonly semantics: Semantics;
+  readonly health: Health;
+  readonly errors: LdapErrorContext;
+}
+
+/** One user entry as read: its DN, object classes and the four lists' raw values. */
+interface UserEntry {
+  readonly dn: string;
+  readonly objectClasses: readonly string[];
+  readonly addresses: readonly (readonly string[])[];
+  readonly values: { readonly [K in ListName]: readonly string[] };
+}
+
+export class LdapMailboxStore implements WritableMailboxStore {
+  readonly kind = 'ldap';
+  readonly #connections: LdapConnections;
+  readonly #settings: LdapStoreSettings;
+  readonly #parts: LdapStoreParts;
+  readonly #readAttributes: string[];
+  #closed = false;
+
+  constructor(connections: LdapConnections, settings: LdapStoreSettings, parts: LdapStoreParts) {
+    this.#connections = connections;
+    this.#settings = settings;
+    this.#parts = parts;
+    this.#readAttributes = [...settings.addressAttributes, ...LIST_NAMES.map((name) => settings.attributes[name]), 'objectClass'];
+  }
+
+  async lookup(keys: readonly string[], signal: AbortSignal): Promise<ReadonlyMap<string, MailboxRecord>> {
+    const wanted = [...new Set(keys.map((k) => k.toLowerCase()).filter((k) => k !== ''))];
+    if (wanted.length === 0) return new Map();
+    const entries = await this.#search(wanted, signal);
+    const out = new Map<string, MailboxRecord>();
+    for (const key of wanted) {
+      const entry = entryForKey(key, entries);
+      if (entry !== undefined) out.set(key, this.#record(key, entry));
+    }
+    return out;
+  }
+
+  async observe(mailbox: string, signal?: AbortSignal): Promise<RestrictionLists> {
+    const entry = await this.#find(mailboxKey(mailbox), this.#signal(signal));
+    const lists = {} as Record<ListName, readonly string[]>;
+    for (const name of LIST_NAMES) lists[name] = Object.freeze(canonical(entry.values[name]));
+    return Object.freeze(lists);
+  }
+
+  async apply(mailbox: string, lists: RestrictionLists, signal?: AbortSignal): Promise<ApplyResult> {
+    const key = mailboxKey(mailbox);
+    const desired = desiredValues(lists);
+    const deadline = this.#signal(signal);
+    const entry = await this.#find(key, deadline);
+    const changes: Change[] = [];
+    const classesNeeded = new Set<string>();
+    for (const name of LIST_NAMES) {
+      if (sameList(canonical(entry.values[name]), desired[name])) continue;
+      const type = this.#settings.attributes[name];
+      // replace with no values removes the attribute, and is a no-op when it is absent.
+      changes.push(new Change({ operation: 'replace', modification: new Attribute({ type, values: [...desired[name]] }) }));
+      if (desired[name].length > 0) classesNeeded.add(this.#objectClassFor(name));
+    }
+    if (changes.length === 0) return { changed: false };
+    const present = new Set(entry.objectClasses.map((c) => c.toLowerCase()));
+    const missing = [...classesNeeded].filter((c) => !present.has(c.toLowerCase()));
+    if (missing.length > 0) {
+      // In the same modify: the attributes are only allowed once the class is there.
+      changes.unshift(new Change({ operation: 'add', modification: new Attribute({ type: 'objectClass', values: missing }) }));
+    }
+    await this.#run((client) => client.modify(entry.dn, changes), deadline);
+    return { changed: true };
+  }
+
+  clear(mailbox: string, signal?: AbortSignal): Promise<ApplyResult> {
+    return this.apply(mailbox, EMPTY_LISTS, signal);
+  }
+
+  ready(): boolean {
+    return !this.#closed && this.#parts.health.healthy;
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#connections.close();
+  }
+
+  #objectClassFor(name: ListName): string {
+    const senders = name === 'allowedSenders' || name === 'rejectedSenders';
+    return senders ? this.#settings.objectClasses.senderLists : this.#settings.objectClasses.recipientLists;
+  }
+
+  #record(key: string, entry: UserEntry): MailboxRecord {
+    const lists = {} as Record<ListName, readonly string[] | null>;
+    for (const name of LIST_NAMES) {
+      const values = entry.values[name].map((v) => trimAscii(v).toLowerCase());
+      // As with SQL lists: blank entries count only under the iredapd preset.
+      const kept = this.#parts.semantics === 'iredapd' ? values : values.filter((v) => v !== '');
+      lists[name] = kept.length === 0 ? null : Object.freeze(kept);
+    }
+    return Object.freeze({ address: key, lists: Object.freeze(lists) });
+  }
+
+  /** The entry a write or an observe addresses; `MailboxNotFound` when there is none. */
+  async #find(key: string, signal: AbortSignal): Promise<UserEntry> {
+    const entry = entryForKey(key, await this.#search([key], signal));
+    if (entry === undefined) {
+      throw new StoreError(
+        'MailboxNotFound',
+        `no LDAP user entry under ${this.#settings.baseDn} has ${this.#settings.addressAttributes.join(' or ')} ${JSON.stringify(key)}; mailwarden never creates mailboxes`,
+      );
+    }
+    return entry;
+  }
+
+  async #search(keys: readonly string[], signal: AbortSignal): Promise<UserEntry[]> {
+    const { baseDn, scope, addressAttributes, userFilter } = this.#settings;
+    const filter = lookupFilter(keys, addressAttributes, userFilter);
+    const result = await this.#run(
+      (client) => client.search(baseDn, { scope, filter, attributes: this.#readAttributes, derefAliases: 'never' }),
+      signal,
+    );
+    return result.searchEntries.map((entry) => this.#userEntry(entry));
+  }
+
+  #userEntry(entry: LdapEntry): UserEntry {
+    // Attribute names come back as the server spells them.
+    const byName = new Map<string, string[]>();
+    for (const [name, value] of Object.entries(entry)) {
+      if (name === 'dn') continue;
+      byName.set(name.toLowerCase(), attributeValues(value));
+    }
+    const get = (name: string): string[] => byName.get(name.toLowerCase()) ?? [];
+    const values = {} as Record<ListName, readonly string[]>;
+    for (const name of LIST_NAMES) values[name] = get(this.#settings.attributes[name]);
+    return {
+      dn: entry.dn,
+      objectClasses: get('objectClass'),
+      addresses: this.#settings.addressAttributes.map(get),
+      values,
+    };
+  }
+
+  #signal(signal: AbortSignal | undefined): AbortSignal {
+    return signalOrTimeout(signal, this.#settings.operationTimeoutMs);
+  }
+
+  async #run<T>(work: (client: Client) => Promise<T>, signal: AbortSignal): Promise<T> {
+    if (this.#closed) throw new StoreError('Unavailable', 'LDAP store is closed');
+    try {
+      const result = await this.#connections.use(work, signal);
+      this.#parts.health.succeeded();
+      return result;
+    } catch (err) {
+      const error = classifyLdapError(err, this.#parts.errors);
+      this.#parts.health.failed(error);
+      throw error;
+    }
+  }
+}
+
+function attributeValues(value: unknown): string[] {
+  const list = Array.isArray(value) ? value : [value];
+  return list.map((v) => (Buffer.isBuffer(v) ? v.toString('utf8') : String(v)));
+}
+
+/**
+ * The entry that holds `key`: one whose primary address (the first address attribute, `mail`)
+ * is the key wins over one that has it as an extra address (`shadowAddress`). Directory values
+ * compare case-insensitively, as the attributes' equality rule does.
+ */
+function entryForKey(key: string, entries: readonly UserEntry[]): UserEntry | undefined {
+  let fallback: UserEntry | undefined;
+  for (const entry of entries) {
+    const [primary = [], ...others] = entry.addresses;
+    if (primary.some((v) => v.toLowerCase() === key)) return entry;
+    if (fallback === undefined && others.some((values) => values.some((v) => v.toLowerCase() === key))) fallback = entry;
+  }
+  return fallback;
+}
+
+/** Stored values as `observe` reports them: trimmed, lower-cased, blanks and duplicates dropped. */
+function canonical(values: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const value of values) {
+    const v = trimAscii(value).toLowerCase();
+    if (v !== '' && !out.includes(v)) out.push(v);
+  }
+  return out;
+}
+
+/**
+ * The values a write stores. An LDAP attribute is a set under case-insensitive equality, so
+ * duplicates are folded; an empty entry or one with NUL cannot be stored and is refused.
+ */
+function desiredValues(lists: RestrictionLists): { readonly [K in ListName]: readonly string[] } {
+  const out = {} as Record<ListName, readonly string[]>;
+  for (const name of LIST_NAMES) {
+    for (const entry of lists[name]) {
+      if (trimAscii(entry) === '') throw new StoreError('InvalidValue', `${name}: an empty entry cannot be stored`);
+      if (entry.includes('\u0000')) {
+        throw new StoreError('InvalidValue', `${name}: entry ${JSON.stringify(entry)} cannot be stored: it contains a NUL character`);
+      }
+    }
+    out[name] = canonical(lists[name]);
+  }
+  return out;
+}
+
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((v, i) => v === b[i]);
+}

@@ -1,0 +1,119 @@
+/**
+ * The MySQL/MariaDB store: iRedMail's `vmail.mailbox` through a `mysql2` pool. Its collations
+ * ignore case, so a row stored as `Bob@Example.com` is found for `bob@example.com` (spec §5, E09).
+ *
+ * Values go through server-side prepared statements (`execute`), not client-side escaping: with
+ * the NO_BACKSLASH_ESCAPES SQL mode a client-escaped backslash would mean something else.
+ */
+import mysql from 'mysql2/promise';
+import { abortable, SILENT_LOGGER, type StoreLogger, type StoreOpenOptions } from './common.ts';
+import { parseSqlUrl, type SqlEndpoint, sqlTlsOptions } from './endpoint.ts';
+import { MYSQL_DIALECT, type SqlRow } from './sql-common.ts';
+import { classifyMysqlError, type ErrorContext } from './sql-errors.ts';
+import { type SqlDriver, SqlMailboxStore, type SqlSession } from './sql-store.ts';
+import { parseStoreSettings, SqlStoreSettingsSchema, type SqlStoreSettings } from './settings.ts';
+import { StoreError } from './store.ts';
+
+export const MYSQL_DEFAULT_PORT = 3306;
+
+/** Opens a MySQL/MariaDB store; no connection is made until the first call. */
+export async function openMysqlStore(url: string, settings: unknown, options: StoreOpenOptions): Promise<SqlMailboxStore> {
+  const parsed = parseStoreSettings(SqlStoreSettingsSchema, settings, 'MySQL store');
+  const endpoint = parseSqlUrl(url, MYSQL_DEFAULT_PORT, options.password);
+  const logger = options.logger ?? SILENT_LOGGER;
+  const driver = new MysqlDriver(endpoint, parsed, await sqlTlsOptions(parsed.tls, endpoint.host), logger);
+  return new SqlMailboxStore(driver, parsed, { semantics: options.semantics, logger, target: endpoint.target });
+}
+
+class MysqlDriver implements SqlDriver {
+  readonly dialect = MYSQL_DIALECT;
+  readonly #pool: mysql.Pool;
+  readonly #context: ErrorContext;
+
+  constructor(
+    endpoint: SqlEndpoint,
+    settings: SqlStoreSettings,
+    ssl: Awaited<ReturnType<typeof sqlTlsOptions>>,
+    logger: StoreLogger,
+  ) {
+    this.#context = { target: endpoint.target, settings, secrets: [endpoint.password] };
+    const options: mysql.PoolOptions = {
+      host: endpoint.host,
+      port: endpoint.port,
+      user: endpoint.user,
+      database: endpoint.database,
+      connectionLimit: settings.poolSize,
+      maxIdle: settings.poolSize,
+      idleTimeout: 60_000,
+      connectTimeout: settings.connectTimeoutMs,
+      enableKeepAlive: true,
+      // Lists may hold any address; utf8mb4 carries all of Unicode (a utf8mb3 column refuses
+      // four-byte characters, which the server reports and we map to InvalidValue).
+      charset: 'utf8mb4',
+      // Rows as text, whatever a site's schema declares.
+      dateStrings: true,
+      supportBigNumbers: true,
+      bigNumberStrings: true,
+    };
+    if (endpoint.password !== undefined) options.password = endpoint.password;
+    if (ssl !== false) options.ssl = ssl;
+    this.#pool = mysql.createPool(options);
+    // mysql2 drops a pooled connection that fails; the listener only keeps the event observable.
+    this.#pool.pool.on('connection', (connection) => {
+      connection.on('error', (err: unknown) => {
+        logger.debug({ store: endpoint.target, err: this.classify(err).message }, 'pooled connection lost');
+      });
+    });
+  }
+
+  async session<T>(work: (session: SqlSession) => Promise<T>, signal: AbortSignal): Promise<T> {
+    let connection: mysql.PoolConnection | undefined;
+    let released = false;
+    const release = (destroy: boolean): void => {
+      if (connection === undefined || released) return;
+      released = true;
+      // destroy() closes the socket and removes the connection from the pool.
+      if (destroy) connection.destroy();
+      else connection.release();
+    };
+    const what = `MySQL ${this.#context.target}`;
+    const checkout = this.#pool.getConnection().then((c) => {
+      connection = c;
+      if (signal.aborted) release(true);
+      return c;
+    });
+    await abortable(checkout, signal, () => release(true), what);
+    const session = mysqlSession(connection!);
+    try {
+      const result = await abortable(work(session), signal, () => release(true), what);
+      release(false);
+      return result;
+    } catch (err) {
+      // Our own refusals come after a clean ROLLBACK; anything else may leave the connection
+      // mid-transaction or dead, so it is not reused.
+      release(!(err instanceof StoreError));
+      throw err;
+    }
+  }
+
+  classify(err: unknown): StoreError {
+    return classifyMysqlError(err, this.#context);
+  }
+
+  async close(): Promise<void> {
+    await this.#pool.end();
+  }
+}
+
+function mysqlSession(connection: mysql.PoolConnection): SqlSession {
+  return {
+    async query(sql: string, params: readonly unknown[]): Promise<SqlRow[]> {
+      const [rows] = await connection.execute(sql, params as unknown[] as (string | null)[]);
+      return Array.isArray(rows) ? (rows as SqlRow[]) : [];
+    },
+    async command(sql: string): Promise<void> {
+      // Transaction control cannot be prepared on every server version; it carries no values.
+      await connection.query(sql);
+    },
+  };
+}

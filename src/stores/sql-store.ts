@@ -1,0 +1,157 @@
+/**
+ * A mailbox table behind a driver: the read and write paths common to PostgreSQL and
+ * MySQL/MariaDB. The driver owns the pool and knows its error codes; this class owns the
+ * statements, the key mapping and the write protocol (read under lock, compare, one UPDATE).
+ */
+import { EMPTY_LISTS, type MailboxRecord, type RestrictionLists } from '../restrictions/lists.ts';
+import type { Semantics } from '../restrictions/options.ts';
+import { Health, signalOrTimeout, type StoreLogger } from './common.ts';
+import { LIST_NAMES } from '../restrictions/lists.ts';
+import {
+  columnsToWrite,
+  lookupKeys,
+  mailboxKey,
+  observedLists,
+  recordsFromRows,
+  rowMatches,
+  rowsForKey,
+  rowUsername,
+  type SqlDialect,
+  SqlStatements,
+  type SqlRow,
+} from './sql-common.ts';
+import type { SqlStoreSettings } from './settings.ts';
+import { type ApplyResult, StoreError, type WritableMailboxStore } from './store.ts';
+
+/** One checked-out connection. */
+export interface SqlSession {
+  /** Runs one statement with bound values; returns its rows (none for an UPDATE). */
+  query(sql: string, params: readonly unknown[]): Promise<SqlRow[]>;
+  /** Runs a statement without values (BEGIN, COMMIT, ROLLBACK). */
+  command(sql: string): Promise<void>;
+}
+
+/** What a dialect's driver provides: a pool, sessions that die with the signal, its error codes. */
+export interface SqlDriver {
+  readonly dialect: SqlDialect;
+  /**
+   * Runs `work` on one pooled connection. When `signal` aborts, the call rejects at once with
+   * `Unavailable` and the connection is destroyed rather than returned to the pool.
+   */
+  session<T>(work: (session: SqlSession) => Promise<T>, signal: AbortSignal): Promise<T>;
+  /** Maps any error of the driver (or a StoreError, passed through) to a StoreError. */
+  classify(err: unknown): StoreError;
+  close(): Promise<void>;
+}
+
+export interface SqlStoreOptions {
+  readonly semantics: Semantics;
+  readonly logger: StoreLogger;
+  /** Where the store points, without secrets (`postgres://vmail@db:5432/vmail`). */
+  readonly target: string;
+}
+
+export class SqlMailboxStore implements WritableMailboxStore {
+  readonly kind: 'postgres' | 'mysql';
+  readonly #driver: SqlDriver;
+  readonly #statements: SqlStatements;
+  readonly #settings: SqlStoreSettings;
+  readonly #semantics: Semantics;
+  readonly #health: Health;
+  #closed = false;
+
+  constructor(driver: SqlDriver, settings: SqlStoreSettings, options: SqlStoreOptions) {
+    this.kind = driver.dialect.name;
+    this.#driver = driver;
+    this.#settings = settings;
+    this.#statements = new SqlStatements(driver.dialect, settings);
+    this.#semantics = options.semantics;
+    this.#health = new Health(options.logger, options.target);
+  }
+
+  async lookup(keys: readonly string[], signal: AbortSignal): Promise<ReadonlyMap<string, MailboxRecord>> {
+    const bound = lookupKeys(keys);
+    if (bound.length === 0) return new Map();
+    const rows = await this.#run((s) => s.query(this.#statements.lookup(bound.length), bound), signal);
+    return recordsFromRows(bound, rows, this.#semantics);
+  }
+
+  async observe(mailbox: string, signal?: AbortSignal): Promise<RestrictionLists> {
+    const key = mailboxKey(mailbox);
+    const rows = await this.#run((s) => s.query(this.#statements.selectOne(), [key]), this.#signal(signal));
+    const row = rowsForKey(key, rows)[0];
+    if (row === undefined) throw notFound(key, this.#settings);
+    return observedLists(row);
+  }
+
+  async apply(mailbox: string, lists: RestrictionLists, signal?: AbortSignal): Promise<ApplyResult> {
+    const key = mailboxKey(mailbox);
+    const columns = columnsToWrite(lists);
+    return this.#run(async (s) => {
+      await s.command('BEGIN');
+      try {
+        const rows = rowsForKey(key, await s.query(this.#statements.selectForUpdate(), [key]));
+        const row = rows[0];
+        if (row === undefined) throw notFound(key, this.#settings);
+        if (rows.every((r) => rowMatches(r, columns))) {
+          await s.command('COMMIT');
+          return { changed: false };
+        }
+        // The stored username, so the statement addresses exactly the row just read and locked.
+        const params = [...LIST_NAMES.map((name) => columns[name]), rowUsername(row)];
+        await s.query(this.#statements.update(), params);
+        await s.command('COMMIT');
+        return { changed: true };
+      } catch (err) {
+        await s.command('ROLLBACK').catch(() => {});
+        throw err;
+      }
+    }, this.#signal(signal));
+  }
+
+  clear(mailbox: string, signal?: AbortSignal): Promise<ApplyResult> {
+    return this.apply(mailbox, EMPTY_LISTS, signal);
+  }
+
+  ready(): boolean {
+    return !this.#closed && this.#health.healthy;
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#driver.close();
+  }
+
+  #signal(signal: AbortSignal | undefined): AbortSignal {
+    return signalOrTimeout(signal, this.#settings.operationTimeoutMs);
+  }
+
+  /**
+   * Runs `work` in a session. A connection the server dropped while it sat in the pool (a restart)
+   * fails the first statement; one retry on a fresh connection hides that from the caller, within
+   * the same deadline. A server that is still down fails the retry quickly too.
+   */
+  async #run<T>(work: (session: SqlSession) => Promise<T>, signal: AbortSignal): Promise<T> {
+    if (this.#closed) throw new StoreError('Unavailable', `${this.kind} store is closed`);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const result = await this.#driver.session(work, signal);
+        this.#health.succeeded();
+        return result;
+      } catch (err) {
+        const error = this.#driver.classify(err);
+        if (error.kind === 'Unavailable' && attempt === 1 && !signal.aborted && !this.#closed) continue;
+        this.#health.failed(error);
+        throw error;
+      }
+    }
+  }
+}
+
+function notFound(key: string, settings: SqlStoreSettings): StoreError {
+  return new StoreError(
+    'MailboxNotFound',
+    `mailbox ${JSON.stringify(key)} has no row in table ${settings.table} (${settings.columns.username}); mailwarden never creates mailboxes`,
+  );
+}
