@@ -1,0 +1,207 @@
+/**
+ * Policy daemon load benchmark: requests/s and latency of the daemon against the ceiling (the
+ * same server code answering DUNNO without deciding), at several connection counts.
+ *
+ * Each server and the load generator are separate processes, as in production (smtpd, daemon),
+ * sharing the machine's cores. Run with `npm run bench:policyd [-- options]`:
+ *   --seconds S          measured time per server and connection count (default 5)
+ *   --warmup S           unmeasured time before each measurement (default 1)
+ *   --connections LIST   comma-separated connection counts (default 1,8,32,128)
+ *   --mailboxes N        manifests in the store (default 10000)
+ *   --daemon-cmd CMD     the daemon, with {host} {port} {store} placeholders (split on spaces);
+ *                        default: node bin/mailwarden.js policyd --listen {host}:{port} --store {store}
+ *   --rounds N           runs per server and connection count, alternating which goes first;
+ *                        the best is reported (the machine is shared: noise only slows) (default 2)
+ *   --stand-in           benchmark a second ceiling server as the daemon (also used, with a
+ *                        warning, while the CLI is not built)
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { createServer, connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { rcptRequests, writeManifests } from './fixtures.ts';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const here = join(root, 'test/bench');
+const { values } = parseArgs({
+  options: {
+    seconds: { type: 'string', default: '5' },
+    warmup: { type: 'string', default: '1' },
+    connections: { type: 'string', default: '1,8,32,128' },
+    mailboxes: { type: 'string', default: '10000' },
+    'daemon-cmd': { type: 'string' },
+    'stand-in': { type: 'boolean', default: false },
+    rounds: { type: 'string', default: '2' },
+  },
+});
+const HOST = '127.0.0.1';
+const CEILING_CMD = `${process.execPath} ${join(here, 'ceiling-server.ts')} --listen {host}:{port} --store {store}`;
+const DAEMON_CMD = `${process.execPath} ${join(root, 'bin/mailwarden.js')} policyd --listen {host}:{port} --store {store}`;
+
+interface Result {
+  connections: number;
+  requests: number;
+  rps: number;
+  p50: number;
+  p99: number;
+  p999: number;
+  actions: Record<string, number>;
+  /** Server CPU time (user + system) per answered request, µs, from /proc (NaN elsewhere). */
+  cpuUs: number;
+}
+
+/** CPU seconds (user + system) a process has used, from /proc/PID/stat; NaN when unavailable. */
+function cpuSeconds(pid: number | undefined): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+  } catch {
+    return NaN;
+  }
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(0, HOST, r));
+  const port = (server.address() as { port: number }).port;
+  await new Promise((r) => server.close(r));
+  return port;
+}
+
+/** Starts a server command and waits until it answers a policy request. */
+async function startServer(name: string, template: string, store: string): Promise<{ child: ChildProcess; port: number }> {
+  const port = await freePort();
+  const [command, ...args] = template
+    .replaceAll('{host}', HOST)
+    .replaceAll('{port}', String(port))
+    .replaceAll('{store}', store)
+    .split(/\s+/)
+    .filter(Boolean);
+  const child = spawn(command as string, args, { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] });
+  let exited: string | undefined;
+  child.once('exit', (code, signal) => (exited = `${name} exited (${signal ?? code})`));
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (exited !== undefined) throw new Error(exited);
+    if (await answers(port)) return { child, port };
+    if (Date.now() > deadline) {
+      child.kill();
+      throw new Error(`${name} did not answer on ${HOST}:${port} within 60 s`);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+function answers(port: number): Promise<boolean> {
+  return new Promise((resolveProbe) => {
+    const socket = connect(port, HOST);
+    let reply = '';
+    socket.setEncoding('latin1');
+    socket.on('connect', () => socket.write('request=smtpd_access_policy\nprotocol_state=RCPT\nsender=a@b.example\nrecipient=c@d.example\n\n'));
+    socket.on('data', (text: string) => {
+      reply += text;
+      if (reply.endsWith('\n\n')) {
+        socket.destroy();
+        resolveProbe(reply.startsWith('action='));
+      }
+    });
+    socket.on('error', () => resolveProbe(false));
+    socket.setTimeout(2000, () => (socket.destroy(), resolveProbe(false)));
+  });
+}
+
+async function runLoad(server: { child: ChildProcess; port: number }, connections: number, requestsFile: string): Promise<Result> {
+  // CPU is counted over the warm-up too, so it is divided by every request sent, estimated
+  // from the measured rate; the figure compares servers, it is not an absolute cost.
+  const cpuBefore = cpuSeconds(server.child.pid);
+  const result = await generate(server.port, connections, requestsFile);
+  const cpu = cpuSeconds(server.child.pid) - cpuBefore;
+  const total = result.rps * (Number(values.seconds) + Number(values.warmup));
+  return { ...result, cpuUs: (cpu / total) * 1e6 };
+}
+
+function generate(port: number, connections: number, requestsFile: string): Promise<Omit<Result, 'cpuUs'>> {
+  return new Promise((resolveRun, reject) => {
+    const args = [join(here, 'load-generator.ts'), '--port', String(port), '--connections', String(connections)];
+    args.push('--seconds', String(values.seconds), '--warmup', String(values.warmup), '--requests', requestsFile);
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (t: string) => (out += t));
+    child.once('exit', (code) => (code === 0 ? resolveRun(JSON.parse(out) as Omit<Result, 'cpuUs'>) : reject(new Error(`load generator exited ${code}`))));
+  });
+}
+
+async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+  await exited;
+  clearTimeout(timer);
+}
+
+const fmt = (n: number, digits = 2): string => n.toFixed(digits);
+
+const work = await mkdtemp(join(tmpdir(), 'mw-bench-'));
+const children: ChildProcess[] = [];
+try {
+  const mailboxes = Number(values.mailboxes);
+  const store = join(work, 'store');
+  await writeManifests(store, mailboxes);
+  const requestsFile = join(work, 'requests.json');
+  await writeFile(requestsFile, JSON.stringify(rcptRequests(4096, mailboxes)));
+
+  let daemonCmd = values['daemon-cmd'] ?? DAEMON_CMD;
+  let daemonName = 'daemon';
+  if (values['stand-in'] || (values['daemon-cmd'] === undefined && !existsSync(join(root, 'dist/cli/main.js')))) {
+    if (!values['stand-in']) process.stderr.write('bench: dist/cli/main.js is missing (CLI not built); benchmarking a second ceiling server as the daemon\n');
+    daemonCmd = CEILING_CMD;
+    daemonName = 'stand-in';
+  }
+  const ceiling = await startServer('ceiling', CEILING_CMD, store);
+  children.push(ceiling.child);
+  const daemon = await startServer(daemonName, daemonCmd, store);
+  children.push(daemon.child);
+
+  const counts = String(values.connections).split(',').map(Number);
+  process.stdout.write(
+    `policyd bench: ${mailboxes} manifests, ${values.seconds} s per run (+${values.warmup} s warm-up), best of ${values.rounds} rounds, node ${process.version}\n`,
+  );
+  const rows: { c: number; ceiling: Result; daemon: Result }[] = [];
+  for (const c of counts) {
+    let ceilingResult: Result | undefined;
+    let daemonResult: Result | undefined;
+    const best = (a: Result | undefined, b: Result): Result => (a === undefined || b.rps > a.rps ? b : a);
+    for (let round = 0; round < Number(values.rounds); round++) {
+      if (round % 2 === 0) {
+        ceilingResult = best(ceilingResult, await runLoad(ceiling, c, requestsFile));
+        daemonResult = best(daemonResult, await runLoad(daemon, c, requestsFile));
+      } else {
+        daemonResult = best(daemonResult, await runLoad(daemon, c, requestsFile));
+        ceilingResult = best(ceilingResult, await runLoad(ceiling, c, requestsFile));
+      }
+    }
+    if (ceilingResult === undefined || daemonResult === undefined) throw new Error('--rounds must be at least 1');
+    rows.push({ c, ceiling: ceilingResult, daemon: daemonResult });
+    process.stdout.write(`  C=${c}: done (${daemonName} answers: ${JSON.stringify(daemonResult.actions)})\n`);
+  }
+  const header = ['C', 'ceiling req/s', 'p50 ms', 'p99 ms', 'p99.9 ms', 'cpu µs/req', `${daemonName} req/s`, 'p50 ms', 'p99 ms', 'p99.9 ms', 'cpu µs/req', 'req/s ratio', 'p99 ratio'];
+  const table = rows.map(({ c, ceiling: a, daemon: b }) => [
+    String(c),
+    fmt(a.rps, 0), fmt(a.p50, 3), fmt(a.p99, 3), fmt(a.p999, 3), fmt(a.cpuUs, 1),
+    fmt(b.rps, 0), fmt(b.p50, 3), fmt(b.p99, 3), fmt(b.p999, 3), fmt(b.cpuUs, 1),
+    fmt(b.rps / a.rps), fmt(b.p99 / a.p99),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...table.map((r) => (r[i] as string).length)));
+  const line = (cells: string[]): string => cells.map((cell, i) => cell.padStart(widths[i] as number)).join('  ');
+  process.stdout.write(`\n${line(header)}\n${table.map(line).join('\n')}\n`);
+} finally {
+  await Promise.all(children.map(stop));
+  await rm(work, { recursive: true, force: true });
+}
