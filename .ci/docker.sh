@@ -97,4 +97,5 @@ fi
 
 export MAILWARDEN_BASE_IMAGE="$MW_BASE_IMAGE"
 export TESTCONTAINERS_RYUK_DISABLED=true
+export TESTCONTAINERS_HOST_OVERRIDE=127.0.0.1
 echo "ci: docker ready ($(docker version --format '{{.Server.Version}}' 2>/dev/null), base image $MAILWARDEN_BASE_IMAGE) in $((SECONDS - mw_docker_t0))s"
