@@ -56,3 +56,24 @@ export function normaliseUserFilter(filter: string): string {
   const trimmed = filter.trim();
   return trimmed.startsWith('(') ? trimmed : `(${trimmed})`;
 }
+
+/**
+ * Why a configured user filter cannot be used, or undefined. Parentheses must balance (values
+ * escape theirs as `\28`/`\29`); some parsers quietly accept a missing `)` at the end, and a
+ * filter that means something other than what was written is worse than a refusal.
+ */
+export function userFilterProblem(filter: string, parse: (text: string) => unknown): string | undefined {
+  const text = normaliseUserFilter(filter);
+  let depth = 0;
+  for (const ch of text) {
+    if (ch === '(') depth++;
+    else if (ch === ')' && --depth < 0) return 'a ")" has no matching "("';
+  }
+  if (depth !== 0) return 'a "(" is never closed';
+  try {
+    parse(text);
+  } catch (err) {
+    return (err as Error).message;
+  }
+  return undefined;
+}

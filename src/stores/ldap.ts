@@ -11,7 +11,7 @@ import { Health, SILENT_LOGGER, signalOrTimeout, type StoreOpenOptions } from '.
 import { readCa } from './endpoint.ts';
 import { LdapConnections } from './ldap-connections.ts';
 import { classifyLdapError, type LdapErrorContext } from './ldap-errors.ts';
-import { lookupFilter } from './ldap-filter.ts';
+import { lookupFilter, userFilterProblem } from './ldap-filter.ts';
 import { parseStoreSettings, LdapStoreSettingsSchema, type LdapStoreSettings } from './settings.ts';
 import { type ApplyResult, StoreError, type WritableMailboxStore } from './store.ts';
 import { mailboxKey } from './sql-common.ts';
@@ -35,11 +35,9 @@ export async function openLdapStore(url: string, settings: unknown, options: Sto
     tlsOptions = { rejectUnauthorized: parsed.tls.mode !== 'require', servername: parsed.tls.serverName ?? endpoint.hostname };
     if (parsed.tls.caFile !== undefined) tlsOptions.ca = await readCa(parsed.tls.caFile);
   }
-  const userFilter = lookupFilter(['probe@example.com'], parsed.addressAttributes, parsed.userFilter);
-  try {
-    FilterParser.parseString(userFilter);
-  } catch (err) {
-    throw new StoreError('Misconfigured', `LDAP userFilter ${JSON.stringify(parsed.userFilter)} is not a valid filter: ${(err as Error).message}`);
+  const filterProblem = userFilterProblem(parsed.userFilter, (text) => FilterParser.parseString(text));
+  if (filterProblem !== undefined) {
+    throw new StoreError('Misconfigured', `LDAP userFilter ${JSON.stringify(parsed.userFilter)} is not a valid filter: ${filterProblem}`);
   }
   const logger = options.logger ?? SILENT_LOGGER;
   const connections = new LdapConnections({
