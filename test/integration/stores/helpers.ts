@@ -1,0 +1,70 @@
+// Shared pieces of the store integration tests (real servers from test/harness/containers.ts).
+import assert from 'node:assert/strict';
+import { EMPTY_LISTS, type RestrictionLists } from '../../../src/restrictions/lists.ts';
+import { StoreError, type StoreErrorKind } from '../../../src/stores/store.ts';
+
+/** Writes timings to stderr when MAILWARDEN_TEST_VERBOSE is set (they go into reports). */
+export function note(msg: string): void {
+  if (process.env.MAILWARDEN_TEST_VERBOSE) console.error(`  [stores] ${msg}`);
+}
+
+export function lists(partial: Partial<RestrictionLists>): RestrictionLists {
+  return { ...EMPTY_LISTS, ...partial };
+}
+
+/** A predicate for assert.rejects / assert.throws: a StoreError of `kind` (and message check). */
+export function storeError(kind: StoreErrorKind, message?: RegExp, forbidden: readonly string[] = []) {
+  return (err: unknown): boolean => {
+    assert.ok(err instanceof StoreError, `expected a StoreError, got ${String(err)}`);
+    assert.equal(err.kind, kind, `expected ${kind}: ${err.message}`);
+    if (message !== undefined) assert.match(err.message, message);
+    for (const secret of forbidden) assert.ok(!err.message.includes(secret), `message leaks a secret: ${err.message}`);
+    return true;
+  };
+}
+
+/** Runs `fn` and returns its duration in milliseconds. */
+export async function timed(fn: () => Promise<unknown>): Promise<number> {
+  const t0 = performance.now();
+  await fn();
+  return performance.now() - t0;
+}
+
+/** Runs `fn` and returns how long it took to reject, with the error. */
+export async function timedFailure(fn: () => Promise<unknown>): Promise<{ ms: number; error: unknown }> {
+  const t0 = performance.now();
+  try {
+    await fn();
+  } catch (error) {
+    return { ms: performance.now() - t0, error };
+  }
+  assert.fail('expected a rejection');
+}
+
+export function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)] ?? NaN;
+}
+
+export function percentile(values: readonly number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))] ?? NaN;
+}
+
+/**
+ * Addresses and entries that must be data, never syntax: SQL quotes and comment markers, LIKE
+ * wildcards, LDAP filter specials, a filter-injection attempt, and non-ASCII text.
+ */
+export const HOSTILE_ADDRESSES = [
+  "o'neil@x.test",
+  'a"b@x.test',
+  'back\\slash@x.test',
+  'pct%@x.test',
+  'under_score@x.test',
+  'star*@x.test',
+  '(paren)@x.test',
+  'x)(mail=*@x.test',
+  "q'--@x.test",
+] as const;
+
+export const NON_ASCII_ADDRESSES = ['jösé@exämple.test', 'ünïcode@例え.test'] as const;
