@@ -18,7 +18,7 @@ import { execFile, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -728,6 +728,102 @@ async function deleteTree(c: LdapClient, dn: string): Promise<void> {
   const { searchEntries } = await c.search(dn, { scope: 'one', attributes: ['1.1'] });
   for (const e of searchEntries) await deleteTree(c, e.dn);
   await c.del(dn);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Postfix
+
+export interface PostfixStartOptions {
+  /** main.cf settings applied over the image's defaults (postconf -e name=value). */
+  mainCf?: Record<string, string | number>;
+  /** Extra master.cf services in postconf -M syntax: "service/type = service type private ... command". */
+  masterCf?: string[];
+  port?: number;
+  startTimeoutMs?: number;
+}
+
+export interface PostfixServer extends ServerHandle {
+  readonly kind: 'postfix';
+  /** Runs postconf in the container with these arguments; returns its output. */
+  postconf(...args: string[]): Promise<string>;
+  /** Runs a command in the container; returns its stdout. */
+  exec(cmd: string[]): Promise<string>;
+}
+
+/** Postfix 3.7: smtpd on 127.0.0.1:<port>, no DNS, nothing delivered (discard:), logs on stdout. */
+export async function startPostfix(opts: PostfixStartOptions = {}): Promise<PostfixServer> {
+  const env: Record<string, string> = {};
+  const main = Object.entries(opts.mainCf ?? {}).map(([k, v]) => `${k} = ${v}`);
+  if (main.some((l) => l.includes('\n'))) throw new Error('main.cf values must be single lines');
+  if (main.length > 0) env.POSTFIX_MAIN_CF = main.join('\n');
+  if (opts.masterCf !== undefined && opts.masterCf.length > 0) env.POSTFIX_MASTER_CF = opts.masterCf.join('\n');
+  const started = await startOnFreePort({ kind: 'postfix', env, startTimeoutMs: opts.startTimeoutMs }, opts.port);
+  const exec = (cmd: string[]): Promise<string> => docker(['exec', started.containerId, ...cmd]);
+  return {
+    ...started.base,
+    kind: 'postfix',
+    exec,
+    postconf: (...args: string[]) => exec(['postconf', ...args]),
+  };
+}
+
+export interface SmtpReply {
+  code: number;
+  /** All lines of the reply, with their codes. */
+  lines: string[];
+  text: string;
+}
+
+/**
+ * A scripted SMTP session: reads the greeting, sends each command (CRLF added) and reads its full
+ * reply; sends QUIT at the end. Replies[0] is the greeting.
+ */
+export async function smtpSession(port: number, commands: string[], timeoutMs = 30_000): Promise<SmtpReply[]> {
+  const sock = connect({ host: HOST, port });
+  sock.setEncoding('utf8');
+  let buf = '';
+  const waiters: (() => void)[] = [];
+  let failure: Error | undefined;
+  sock.on('data', (d: string) => {
+    buf += d;
+    waiters.splice(0).forEach((w) => w());
+  });
+  const fail = (e: Error): void => {
+    failure = e;
+    waiters.splice(0).forEach((w) => w());
+  };
+  sock.on('error', fail);
+  sock.on('close', () => fail(new Error('connection closed')));
+  const timer = setTimeout(() => {
+    fail(new Error(`SMTP session timed out after ${timeoutMs} ms`));
+    sock.destroy();
+  }, timeoutMs);
+  async function readReply(): Promise<SmtpReply> {
+    for (;;) {
+      const lines = buf.split('\r\n');
+      const done = lines.findIndex((l) => /^\d{3} /.test(l) || /^\d{3}$/.test(l));
+      if (done !== -1) {
+        const got = lines.slice(0, done + 1);
+        buf = lines.slice(done + 1).join('\r\n');
+        return { code: Number(got[done]?.slice(0, 3)), lines: got, text: got.map((l) => l.slice(4)).join('\n') };
+      }
+      if (failure !== undefined) throw failure;
+      await new Promise<void>((r) => waiters.push(r));
+    }
+  }
+  try {
+    const replies = [await readReply()];
+    for (const cmd of commands) {
+      sock.write(`${cmd}\r\n`);
+      replies.push(await readReply());
+    }
+    sock.write('QUIT\r\n');
+    await readReply().catch(() => undefined);
+    return replies;
+  } finally {
+    clearTimeout(timer);
+    sock.destroy();
+  }
 }
 
 /** ldapts helpers re-exported for tests that modify entries. */

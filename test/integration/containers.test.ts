@@ -6,7 +6,18 @@ import assert from 'node:assert/strict';
 import pg from 'pg';
 import mysql from 'mysql2/promise';
 import { Client as LdapClient, Change, Attribute } from 'ldapts';
-import { startPostgres, startMariadb, startOpenldap, freePort, ensureImage, type SqlServer, type LdapServer } from '../harness/containers.ts';
+import {
+  startPostgres,
+  startMariadb,
+  startOpenldap,
+  startPostfix,
+  smtpSession,
+  freePort,
+  ensureImage,
+  type SqlServer,
+  type LdapServer,
+  type PostfixServer,
+} from '../harness/containers.ts';
 
 const log = (msg: string): void => {
   if (process.env.MAILWARDEN_TEST_VERBOSE) console.error(msg);
@@ -207,3 +218,43 @@ describe('OpenLDAP container', () => {
   });
 });
 
+
+describe('Postfix container', () => {
+  let mta: PostfixServer;
+  before(async () => {
+    mta = await startPostfix({ mainCf: { smtpd_helo_required: 'yes', mynetworks: '192.0.2.0/24' } });
+    log(`postfix started in ${mta.startupMs} ms on ${mta.port}`);
+  });
+  after(async () => mta?.stop());
+
+  test('answers EHLO and applies main.cf overrides', async () => {
+    assert.equal((await mta.postconf('-h', 'mail_version')).trim().split('.').slice(0, 2).join('.'), '3.7');
+    assert.equal((await mta.postconf('-h', 'smtpd_helo_required')).trim(), 'yes');
+    const [greeting, ehlo] = await smtpSession(mta.port, ['EHLO client.example.net']);
+    assert.equal(greeting?.code, 220);
+    assert.equal(ehlo?.code, 250);
+    assert.ok(ehlo?.lines.some((l) => l.includes('PIPELINING')));
+  });
+
+  test('accepts mail for its domain, refuses relaying, delivers nothing', async () => {
+    const r = await smtpSession(mta.port, [
+      'EHLO client.example.net',
+      'MAIL FROM:<sender@example.net>',
+      'RCPT TO:<someone@elsewhere.example>',
+      'RCPT TO:<user@example.com>',
+      'DATA',
+      'Subject: test\r\n\r\nhello\r\n.',
+    ]);
+    assert.deepEqual(r.map((x) => x.code), [220, 250, 250, 554, 250, 354, 250]);
+    assert.match(r[3]?.text ?? '', /Relay access denied/);
+  });
+
+  test('comes back on the same port after an outage', async () => {
+    await mta.stopServer();
+    await assert.rejects(smtpSession(mta.port, [], 2000));
+    await mta.startServer();
+    const [greeting] = await smtpSession(mta.port, []);
+    assert.equal(greeting?.code, 220);
+    assert.match(await mta.logs(), /postfix\/smtpd\[\d+\]: connect from/);
+  });
+});

@@ -1,0 +1,41 @@
+#!/bin/bash
+# Run Postfix in the foreground with smtpd on 127.0.0.1:$PORT; print MAILWARDEN-READY once it
+# answers with a 220 greeting.
+set -uo pipefail
+PORT="${PORT:-25}"
+cp /etc/postfix/main.cf.base /etc/postfix/main.cf
+cp /etc/postfix/master.cf.base /etc/postfix/master.cf
+postconf -M "127.0.0.1:$PORT/inet=127.0.0.1:$PORT inet n - n - - smtpd"
+apply_main() { while IFS= read -r line; do
+  [[ "$line" =~ ^[[:space:]]*(#|$) ]] && continue
+  postconf -e "$line" || exit 1
+done; }
+apply_master() { while IFS= read -r line; do
+  [[ "$line" =~ ^[[:space:]]*(#|$) ]] && continue
+  postconf -M "$line" || exit 1
+done; }
+[ -f /etc/postfix/main.cf.override ] && apply_main < /etc/postfix/main.cf.override
+[ -n "${POSTFIX_MAIN_CF:-}" ] && apply_main <<< "$POSTFIX_MAIN_CF"
+[ -f /etc/postfix/master.cf.override ] && apply_master < /etc/postfix/master.cf.override
+[ -n "${POSTFIX_MASTER_CF:-}" ] && apply_master <<< "$POSTFIX_MASTER_CF"
+
+rm -f /var/spool/postfix/pid/master.pid
+postfix start-fg &
+pid=$!
+trap 'kill -TERM $pid 2>/dev/null' INT TERM
+probe() {
+  local line
+  exec 3<>"/dev/tcp/127.0.0.1/$PORT" || return 1
+  IFS= read -r -t 2 line <&3 || { exec 3<&-; return 1; }
+  printf 'QUIT\r\n' >&3
+  exec 3<&-
+  [[ "$line" == 220* ]]
+}
+until probe 2>/dev/null; do
+  kill -0 "$pid" 2>/dev/null || { wait "$pid"; exit $?; }
+  sleep 0.05
+done
+echo "MAILWARDEN-READY postfix 127.0.0.1:$PORT"
+rc=0
+while kill -0 "$pid" 2>/dev/null; do wait "$pid"; rc=$?; done
+exit "$rc"
