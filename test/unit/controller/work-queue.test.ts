@@ -1,0 +1,160 @@
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { WorkQueue } from '../../../src/controller/work-queue.ts';
+import type { Timers } from '../../../src/controller/timers.ts';
+
+/** Timers driven by the test: `advance(ms)` fires whatever falls due, in order. */
+class FakeTimers implements Timers {
+  #now = 0;
+  #seq = 0;
+  readonly #pending = new Map<number, { at: number; fn: () => void }>();
+  now(): number {
+    return this.#now;
+  }
+  setTimeout(fn: () => void, ms: number): unknown {
+    const id = ++this.#seq;
+    this.#pending.set(id, { at: this.#now + ms, fn });
+    return id;
+  }
+  clearTimeout(handle: unknown): void {
+    this.#pending.delete(handle as number);
+  }
+  get pending(): number {
+    return this.#pending.size;
+  }
+  advance(ms: number): void {
+    const until = this.#now + ms;
+    for (;;) {
+      const next = [...this.#pending.entries()].sort((a, b) => a[1].at - b[1].at)[0];
+      if (!next || next[1].at > until) break;
+      this.#pending.delete(next[0]);
+      this.#now = next[1].at;
+      next[1].fn();
+    }
+    this.#now = until;
+  }
+}
+
+/** The value of a promise if it has settled by the next macrotask, else 'pending'. */
+async function peek<T>(p: Promise<T>): Promise<T | 'pending'> {
+  return Promise.race([p, new Promise<'pending'>((r) => setImmediate(() => r('pending')))]);
+}
+
+describe('WorkQueue', () => {
+  test('a key added many times while waiting is handed out once', async () => {
+    const q = new WorkQueue();
+    q.add('a');
+    q.add('b');
+    q.add('a');
+    q.add('a');
+    assert.equal(q.length, 2);
+    assert.equal(await q.get(), 'a');
+    assert.equal(await q.get(), 'b');
+    assert.equal(await peek(q.get()), 'pending');
+  });
+
+  test('a key added while being processed is handed out again only after done', async () => {
+    const q = new WorkQueue();
+    q.add('a');
+    const key = await q.get();
+    assert.equal(key, 'a');
+    q.add('a');
+    q.add('a');
+    assert.equal(q.length, 0, 'not queued while processing');
+    const second = q.get();
+    assert.equal(await peek(second), 'pending', 'no second worker gets the same key');
+    q.done('a');
+    assert.equal(await second, 'a');
+    q.done('a');
+    assert.equal(q.length, 0, 'added twice during processing, processed once more');
+  });
+
+  test('a waiting get() receives the next add in FIFO order of getters', async () => {
+    const q = new WorkQueue();
+    const g1 = q.get();
+    const g2 = q.get();
+    q.add('x');
+    q.add('y');
+    assert.equal(await g1, 'x');
+    assert.equal(await g2, 'y');
+  });
+
+  test('addAfter adds once the delay has passed, keeping the earliest of several delays', async () => {
+    const timers = new FakeTimers();
+    const q = new WorkQueue({ timers });
+    q.addAfter('a', 1000);
+    q.addAfter('a', 5000);
+    q.addAfter('a', 500);
+    assert.equal(timers.pending, 1);
+    timers.advance(499);
+    assert.equal(q.length, 0);
+    timers.advance(1);
+    assert.equal(q.length, 1);
+    timers.advance(10_000);
+    assert.equal(q.length, 1, 'the superseded delays never fire');
+    q.addAfter('b', 0);
+    assert.equal(q.length, 2, 'no delay adds at once');
+  });
+
+  test('rate-limited backoff doubles from the base up to the cap, within the jitter bounds', () => {
+    const table: Array<{ random: number; expected: number[] }> = [
+      { random: 0, expected: [200, 400, 800, 1600, 3200, 6400, 12_800, 25_600, 51_200, 102_400, 204_800, 300_000, 300_000] },
+      { random: 0.999999, expected: [160, 320, 640, 1280, 2560, 5120, 10_240, 20_480, 40_960, 81_920, 163_840, 240_000, 240_000] },
+    ];
+    for (const { random, expected } of table) {
+      const q = new WorkQueue({ random: () => random });
+      assert.deepEqual(expected.map(() => q.nextBackoff('k')), expected);
+    }
+    const q = new WorkQueue({ backoff: { baseMs: 10, capMs: 1000, jitter: 0.5 } });
+    for (let i = 0; i < 20; i++) {
+      const ceiling = Math.min(1000, 10 * 2 ** i);
+      const d = q.nextBackoff('k');
+      assert.ok(d <= ceiling && d >= ceiling * 0.5, `attempt ${i}: ${d} within [${ceiling / 2}, ${ceiling}]`);
+    }
+  });
+
+  test('addRateLimited counts requeues per key and forget resets them', () => {
+    const timers = new FakeTimers();
+    const q = new WorkQueue({ timers, random: () => 0 });
+    q.addRateLimited('a');
+    q.addRateLimited('b');
+    assert.equal(q.numRequeues('a'), 1);
+    timers.advance(200);
+    assert.equal(q.length, 2);
+    q.addRateLimited('a');
+    assert.equal(q.numRequeues('a'), 2);
+    q.forget('a');
+    assert.equal(q.numRequeues('a'), 0);
+    assert.equal(q.numRequeues('b'), 1);
+    assert.equal(q.nextBackoff('a'), 200, 'backoff starts over after forget');
+  });
+
+  test('shutDown resolves waiting and later gets with undefined and ignores adds', async () => {
+    const timers = new FakeTimers();
+    const q = new WorkQueue({ timers });
+    const waiting = q.get();
+    q.addAfter('late', 100);
+    q.shutDown();
+    assert.equal(await waiting, undefined);
+    assert.equal(timers.pending, 0, 'pending delays are cancelled');
+    q.add('x');
+    assert.equal(q.length, 0);
+    assert.equal(await q.get(), undefined);
+  });
+
+  test('shutDownWithDrain waits for the keys in flight', async () => {
+    const q = new WorkQueue();
+    q.add('a');
+    q.add('b');
+    assert.equal(await q.get(), 'a');
+    let drained = false;
+    const drain = q.shutDownWithDrain().then(() => { drained = true; });
+    assert.equal(await q.get(), undefined, 'queued keys are dropped');
+    await peek(drain);
+    assert.equal(drained, false);
+    q.done('a');
+    await drain;
+    assert.equal(drained, true);
+    await q.shutDownWithDrain(); // nothing in flight: resolves at once
+  });
+});
