@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { entryProblem, parseEntry } from '../restrictions/entry.ts';
+import { ADDRESS_PATTERN, ENTRY_PATTERN, entryProblem, parseEntry } from '../restrictions/entry.ts';
+import { conditionSchema } from './conditions.ts';
 import type { RestrictionLists } from '../restrictions/lists.ts';
 
 /**
@@ -13,7 +14,8 @@ export const MAIL_USER_RESTRICTION_KIND = 'MailUserRestriction';
 /** One restriction entry (spec §2); the message names the entry and what is wrong with it. */
 export const entrySchema = z
   .string()
-  .max(320)
+  // 254: the longest address SMTP can carry; it also keeps the API server's CEL cost in budget.
+  .max(254)
   .superRefine((value, ctx) => {
     if (value !== value.trim()) {
       ctx.addIssue({ code: 'custom', message: `"${value}" has leading or trailing white space` });
@@ -22,23 +24,40 @@ export const entrySchema = z
     const problem = entryProblem(value);
     if (problem) ctx.addIssue({ code: 'custom', message: problem });
   })
+  .meta({
+    // What the API server enforces (RE2); ENTRY_PATTERN is tested to agree with parseEntry.
+    'x-kubernetes-validations': [
+      {
+        rule: `self.matches(r'${ENTRY_PATTERN}')`,
+        messageExpression: `"'" + self + "' is not an entry: use @. (everyone), @domain, @.domain (the domain and its sub-domains) or user@domain"`,
+      },
+    ],
+  })
   .describe('One entry: "@." (everyone, the null sender too), "@example.com" (that domain), "@.example.com" (the domain and its sub-domains) or "user@example.com" (one address). Case-insensitive.');
 
 function entryList(what: string) {
-  return z.array(entrySchema).max(10_000).default([]).describe(what);
+  return z.array(entrySchema).max(500).default([]).describe(what);
 }
 
 /** The local mailbox the lists belong to: a full address. */
 export const mailboxSchema = z
   .string()
   .min(3)
-  .max(320)
+  .max(254)
   .superRefine((value, ctx) => {
     const entry = parseEntry(value);
     if (value !== value.trim() || entry.kind !== 'address') {
       const reason = entry.kind === 'invalid' ? entry.reason : 'is not a full address (user@domain)';
       ctx.addIssue({ code: 'custom', message: `mailbox "${value}" ${reason}` });
     }
+  })
+  .meta({
+    'x-kubernetes-validations': [
+      {
+        rule: `self.matches(r'${ADDRESS_PATTERN}')`,
+        messageExpression: `"mailbox '" + self + "' is not a full address (user@domain)"`,
+      },
+    ],
   })
   .describe('The local mailbox (its full address, e.g. alice@example.com) whose lists these are.');
 
@@ -73,7 +92,14 @@ export const mailUserRestrictionSchema = z.object({
   kind: z.literal(MAIL_USER_RESTRICTION_KIND),
   metadata: metadataSchema,
   spec: specSchema,
-  status: z.unknown().optional(),
+  status: z.lazy(() => mailUserRestrictionStatusSchema).optional(),
+});
+
+export const mailUserRestrictionStatusSchema = z.object({
+  observedGeneration: z.number().int().optional().describe('The spec generation the status describes.'),
+  conditions: z.array(conditionSchema).optional().describe('Ready and Synced.'),
+  backend: z.string().optional().describe('The MailBackend written to.'),
+  lastSyncTime: z.string().optional().describe('When the store was last seen to match the spec.'),
 });
 
 export type MailUserRestriction = z.infer<typeof mailUserRestrictionSchema>;

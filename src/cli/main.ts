@@ -3,6 +3,7 @@ import { InvalidLimitError } from '../policy/limits.ts';
 import { PolicyServerError } from '../policy/server.ts';
 import { ManifestsError } from '../stores/manifests.ts';
 import { StoreError } from '../stores/store.ts';
+import { crdsCommand } from './crds.ts';
 import { decideCommand } from './decide.ts';
 import { policydCommand } from './policyd.ts';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, processIo, UsageError, type Io } from './usage.ts';
@@ -12,6 +13,7 @@ const COMMANDS: Record<string, (args: readonly string[], io: Io) => Promise<numb
   policyd: policydCommand,
   decide: decideCommand,
   validate: validateCommand,
+  crds: crdsCommand,
 };
 
 export const MAIN_HELP = `Usage: mailwarden COMMAND [options]
@@ -22,6 +24,7 @@ Commands:
   policyd    serve the Postfix policy protocol from a store
   decide     print the action for one request (--explain says why)
   validate   check MailUserRestriction documents
+  crds       print or write the CustomResourceDefinitions
 
 Run "mailwarden COMMAND --help" for a command's options.`;
 

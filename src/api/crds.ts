@@ -1,0 +1,150 @@
+import { z } from 'zod';
+import { stringify } from 'yaml';
+import { MAIL_BACKEND_KIND, mailBackendSpecSchema, mailBackendStatusSchema } from './mail-backend.ts';
+import { API_GROUP, MAIL_USER_RESTRICTION_KIND, mailUserRestrictionStatusSchema, specSchema } from './mail-user-restriction.ts';
+
+/**
+ * CustomResourceDefinitions generated from the zod schemas, so the API server validates exactly
+ * what the code validates. `npm run gen:crds` writes them to crds/; a test fails when the files
+ * there are stale.
+ */
+export interface CrdSource {
+  readonly kind: string;
+  readonly plural: string;
+  readonly singular: string;
+  readonly shortNames: readonly string[];
+  readonly description: string;
+  readonly spec: z.ZodType;
+  readonly status: z.ZodType;
+  readonly printerColumns: readonly { name: string; type: string; jsonPath: string; description?: string; priority?: number }[];
+}
+
+const READY_COLUMN = { name: 'Ready', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].status' };
+const REASON_COLUMN = { name: 'Reason', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].reason' };
+const AGE_COLUMN = { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' };
+
+export const CRD_SOURCES: readonly CrdSource[] = [
+  {
+    kind: MAIL_USER_RESTRICTION_KIND,
+    plural: 'mailuserrestrictions',
+    singular: 'mailuserrestriction',
+    shortNames: ['mur'],
+    description:
+      'Per-mailbox send/receive restrictions (iRedMail allowedsenders, rejectedsenders, allowedrecipients, rejectedrecipients), written by mailwarden to the store a MailBackend names and enforced by the mailwarden policy daemon.',
+    spec: specSchema,
+    status: mailUserRestrictionStatusSchema,
+    printerColumns: [
+      { name: 'Mailbox', type: 'string', jsonPath: '.spec.mailbox' },
+      { name: 'Backend', type: 'string', jsonPath: '.spec.backendRef.name' },
+      READY_COLUMN,
+      REASON_COLUMN,
+      AGE_COLUMN,
+    ],
+  },
+  {
+    kind: MAIL_BACKEND_KIND,
+    plural: 'mailbackends',
+    singular: 'mailbackend',
+    shortNames: ['mbe'],
+    description: 'A mail user store (PostgreSQL, MySQL/MariaDB or OpenLDAP, iRedMail layout) that MailUserRestrictions are written to.',
+    spec: mailBackendSpecSchema,
+    status: mailBackendStatusSchema,
+    printerColumns: [
+      { name: 'URL', type: 'string', jsonPath: '.spec.url' },
+      READY_COLUMN,
+      REASON_COLUMN,
+      AGE_COLUMN,
+    ],
+  },
+];
+
+type JsonSchema = { [key: string]: unknown };
+
+/** The CRD object for one kind. */
+export function buildCrd(source: CrdSource): JsonSchema {
+  const schema = {
+    type: 'object',
+    description: source.description,
+    properties: {
+      apiVersion: { type: 'string', description: 'mailwarden.io/v1alpha1' },
+      kind: { type: 'string', description: source.kind },
+      metadata: { type: 'object' },
+      spec: toStructural(z.toJSONSchema(source.spec, { target: 'openapi-3.0', io: 'input', unrepresentable: 'any' }) as JsonSchema),
+      status: toStructural(z.toJSONSchema(source.status, { target: 'openapi-3.0', io: 'output', unrepresentable: 'any' }) as JsonSchema),
+    },
+    required: ['spec'],
+  };
+  return {
+    apiVersion: 'apiextensions.k8s.io/v1',
+    kind: 'CustomResourceDefinition',
+    metadata: { name: `${source.plural}.${API_GROUP}`, labels: { 'app.kubernetes.io/part-of': 'mailwarden' } },
+    spec: {
+      group: API_GROUP,
+      names: { kind: source.kind, listKind: `${source.kind}List`, plural: source.plural, singular: source.singular, shortNames: [...source.shortNames], categories: ['mailwarden'] },
+      scope: 'Namespaced',
+      versions: [
+        {
+          name: 'v1alpha1',
+          served: true,
+          storage: true,
+          subresources: { status: {} },
+          additionalPrinterColumns: source.printerColumns.map((c) => ({ ...c })),
+          schema: { openAPIV3Schema: schema },
+        },
+      ],
+    },
+  };
+}
+
+export function buildCrds(): JsonSchema[] {
+  return CRD_SOURCES.map(buildCrd);
+}
+
+/** File name and YAML text of each CRD, as checked in under crds/. */
+export function crdFiles(): { name: string; text: string }[] {
+  return CRD_SOURCES.map((source) => ({
+    name: `${API_GROUP}_${source.plural}.yaml`,
+    text: `# Generated from src/api by \`npm run gen:crds\`; do not edit.\n${stringify(buildCrd(source), { lineWidth: 0 })}`,
+  }));
+}
+
+const SAFE_INTEGER = 9007199254740991;
+
+/**
+ * JSON Schema (OpenAPI 3.0 flavour) to a Kubernetes structural schema: no
+ * `additionalProperties: false` (structural schemas prune unknown fields anyway), open maps as
+ * `x-kubernetes-preserve-unknown-fields`, no JavaScript safe-integer bounds.
+ */
+export function toStructural(node: JsonSchema): JsonSchema {
+  const out: JsonSchema = {};
+  for (const [key, value] of Object.entries(node)) {
+    if (key === '$schema' || key === 'id' || key === '$id') continue;
+    if (key === 'additionalProperties') {
+      if (value === false) continue;
+      if (isObject(value) && Object.keys(value).length === 0) {
+        out['x-kubernetes-preserve-unknown-fields'] = true;
+        continue;
+      }
+      out[key] = toStructural(value as JsonSchema);
+      continue;
+    }
+    if ((key === 'minimum' && value === -SAFE_INTEGER) || (key === 'maximum' && value === SAFE_INTEGER)) continue;
+    if (key === 'properties' && isObject(value)) {
+      out[key] = Object.fromEntries(Object.entries(value).map(([k, v]) => [k, toStructural(v as JsonSchema)]));
+      continue;
+    }
+    if (key === 'items' && isObject(value)) {
+      out[key] = toStructural(value);
+      continue;
+    }
+    out[key] = value;
+  }
+  if (out.type === 'object' && out.properties === undefined && out['x-kubernetes-preserve-unknown-fields'] === undefined && out.additionalProperties === undefined) {
+    out['x-kubernetes-preserve-unknown-fields'] = true;
+  }
+  return out;
+}
+
+function isObject(value: unknown): value is JsonSchema {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}

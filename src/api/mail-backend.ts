@@ -1,0 +1,72 @@
+import { z } from 'zod';
+import { LdapStoreSettingsSchema, SqlStoreSettingsSchema } from '../stores/settings.ts';
+import { urlStoreKind } from '../stores/url-store.ts';
+import { conditionSchema } from './conditions.ts';
+import { API_VERSION, metadataSchema } from './mail-user-restriction.ts';
+
+export const MAIL_BACKEND_KIND = 'MailBackend';
+
+const PASSWORD_IN_URL = 'the URL must not contain a password: put it in the Secret that credentialsSecretRef names';
+
+/** A store URL: scheme, host, optional port and path; a password in it is refused. */
+export const storeUrlSchema = z
+  .string()
+  .min(8)
+  .max(2048)
+  .regex(/^(postgres|postgresql|mysql|mariadb|ldap|ldaps):\/\/[^\s]+$/, 'a postgres://, mysql:// or ldap(s):// URL')
+  .superRefine((value, ctx) => {
+    let url: URL;
+    try {
+      url = new URL(value);
+    } catch {
+      ctx.addIssue({ code: 'custom', message: 'is not a valid URL' });
+      return;
+    }
+    if (url.password !== '') ctx.addIssue({ code: 'custom', message: PASSWORD_IN_URL });
+  })
+  .meta({
+    'x-kubernetes-validations': [{ rule: "!self.matches(r'^[A-Za-z]+://[^/@]*:[^/@]*@')", message: PASSWORD_IN_URL }],
+  })
+  .describe('Where the store is: postgres://user@host:5432/vmail, mysql://user@host:3306/vmail or ldap://host:389 (no password).');
+
+export const secretKeyRefSchema = z
+  .object({
+    name: z.string().min(1).max(253).describe('A Secret in the same namespace.'),
+    key: z.string().min(1).max(253).default('password').describe('The key holding the password.'),
+  })
+  .strict();
+
+export const mailBackendSpecSchema = z
+  .object({
+    url: storeUrlSchema,
+    sql: SqlStoreSettingsSchema.optional().describe('Settings of a PostgreSQL or MySQL/MariaDB store (defaults: iRedMail).'),
+    ldap: LdapStoreSettingsSchema.optional().describe('Settings of an LDAP store (defaults: iRedMail).'),
+    credentialsSecretRef: secretKeyRefSchema.optional().describe('The Secret holding the password (SQL user or LDAP bind DN).'),
+  })
+  .strict()
+  .superRefine((spec, ctx) => {
+    const kind = urlStoreKind(spec.url);
+    if (kind === 'ldap' && spec.sql !== undefined) ctx.addIssue({ code: 'custom', path: ['sql'], message: 'sql settings do not apply to an ldap:// URL' });
+    if ((kind === 'postgres' || kind === 'mysql') && spec.ldap !== undefined) ctx.addIssue({ code: 'custom', path: ['ldap'], message: 'ldap settings do not apply to an SQL URL' });
+  });
+
+export const mailBackendStatusSchema = z.object({
+  observedGeneration: z.number().int().optional(),
+  conditions: z.array(conditionSchema).optional(),
+});
+
+export const mailBackendSchema = z.object({
+  apiVersion: z.literal(API_VERSION),
+  kind: z.literal(MAIL_BACKEND_KIND),
+  metadata: metadataSchema,
+  spec: mailBackendSpecSchema,
+  status: mailBackendStatusSchema.optional(),
+});
+
+export type MailBackend = z.infer<typeof mailBackendSchema>;
+export type MailBackendSpec = z.infer<typeof mailBackendSpecSchema>;
+
+/** The store settings of a backend, for `openUrlStore`. */
+export function storeSettingsOf(spec: MailBackendSpec): unknown {
+  return urlStoreKind(spec.url) === 'ldap' ? (spec.ldap ?? {}) : (spec.sql ?? {});
+}

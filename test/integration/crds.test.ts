@@ -1,0 +1,101 @@
+import assert from 'node:assert/strict';
+import { request, type RequestOptions } from 'node:https';
+import { after, before, describe, test } from 'node:test';
+import { ApiException, CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
+import { startControlPlane, type ControlPlane } from '../harness/controlplane.ts';
+import { installCrds } from '../harness/crds.ts';
+
+const group = 'mailwarden.io';
+const version = 'v1alpha1';
+
+function restriction(name: string, spec: Record<string, unknown>) {
+  return { apiVersion: `${group}/${version}`, kind: 'MailUserRestriction', metadata: { name }, spec };
+}
+
+describe('CRDs on a real API server', () => {
+  let cp: ControlPlane;
+  let objects: CustomObjectsApi;
+  const namespace = 'crd-test';
+
+  before(async () => {
+    cp = await startControlPlane();
+    const kc = cp.kubeConfig();
+    await installCrds(kc);
+    objects = kc.makeApiClient(CustomObjectsApi);
+    await kc.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: namespace } } });
+  });
+  after(async () => cp?.stop());
+
+  async function create(body: Record<string, unknown>, plural = 'mailuserrestrictions') {
+    return objects.createNamespacedCustomObject({ group, version, namespace, plural, body });
+  }
+
+  async function refusal(body: Record<string, unknown>, plural?: string): Promise<string> {
+    try {
+      await create(body, plural);
+    } catch (error) {
+      assert.ok(error instanceof ApiException, String(error));
+      assert.equal(error.code, 422);
+      return (JSON.parse(String(error.body)) as { message: string }).message;
+    }
+    assert.fail('the API server accepted an invalid object');
+  }
+
+  test('a valid restriction is accepted and defaulted', async () => {
+    const created = (await create(
+      restriction('ok', { mailbox: 'alice@example.com', allowedRecipients: ['@example.com', '@.Partner.test', 'boss@example.com'], rejectedRecipients: ['@.'], backendRef: { name: 'vmail' } }),
+    )) as { spec: { deletionPolicy: string; allowedSenders: unknown[] } };
+    assert.equal(created.spec.deletionPolicy, 'Clear');
+    assert.deepEqual(created.spec.allowedSenders, []);
+  });
+
+  const invalid: [string, Record<string, unknown>, RegExp][] = [
+    ['a bare domain', { mailbox: 'a@example.com', rejectedSenders: ['example.com'] }, /spec\.rejectedSenders\[0\].*'example\.com' is not an entry: use @\. \(everyone\), @domain/],
+    ['a lone @', { mailbox: 'a@example.com', allowedRecipients: ['@ok.test', '@'] }, /spec\.allowedRecipients\[1\].*'@' is not an entry/],
+    ['a trailing dot', { mailbox: 'a@example.com', rejectedRecipients: ['@gmail.com.'] }, /'@gmail\.com\.' is not an entry/],
+    ['white space', { mailbox: 'a@example.com', rejectedRecipients: [' @gmail.com'] }, /is not an entry/],
+    ['a mailbox that is not an address', { mailbox: 'example.com' }, /spec\.mailbox.*mailbox 'example\.com' is not a full address/],
+    ['an unknown deletion policy', { mailbox: 'a@example.com', deletionPolicy: 'Keep' }, /spec\.deletionPolicy.*Unsupported value: "Keep"/],
+  ];
+  for (const [name, spec, message] of invalid) {
+    test(`refused with a clear message: ${name}`, async () => {
+      assert.match(await refusal(restriction(`bad-${Math.random().toString(36).slice(2, 8)}`, spec)), message);
+    });
+  }
+
+  const backend = (name: string, spec: Record<string, unknown>) => ({ apiVersion: `${group}/${version}`, kind: 'MailBackend', metadata: { name }, spec });
+
+  test('a MailBackend is accepted with iRedMail defaults', async () => {
+    const created = (await create(backend('vmail', { url: 'postgres://vmail@db.mail.svc:5432/vmail', credentialsSecretRef: { name: 'vmail-db' } }), 'mailbackends')) as {
+      spec: { credentialsSecretRef: { key: string } };
+    };
+    assert.equal(created.spec.credentialsSecretRef.key, 'password');
+  });
+
+  test('a MailBackend with a password in its URL is refused', async () => {
+    assert.match(await refusal(backend('pw', { url: 'mysql://vmail:hunter2@db:3306/vmail' }), 'mailbackends'), /must not contain a password/);
+  });
+
+  test('a MailBackend with an unknown scheme is refused', async () => {
+    assert.match(await refusal(backend('scheme', { url: 'http://db:5432/vmail' }), 'mailbackends'), /spec\.url/);
+  });
+
+  test('status is a subresource and printer columns are served', async () => {
+    await create(restriction('cols', { mailbox: 'cols@example.com' }));
+    const table = await fetchTable(cp, `/apis/${group}/${version}/namespaces/${namespace}/mailuserrestrictions/cols`);
+    assert.deepEqual(table, ['Name', 'Mailbox', 'Backend', 'Ready', 'Reason', 'Age']);
+  });
+});
+
+async function fetchTable(cp: ControlPlane, path: string): Promise<string[]> {
+  const options: RequestOptions = { method: 'GET', headers: { accept: 'application/json;as=Table;v=v1;g=meta.k8s.io' } };
+  await cp.kubeConfig().applyToHTTPSOptions(options);
+  const body = await new Promise<string>((resolve, reject) => {
+    const req = request(`${cp.server}${path}`, options, (res) => {
+      let text = '';
+      res.setEncoding('utf8').on('data', (c: string) => (text += c)).on('end', () => resolve(text));
+    });
+    req.on('error', reject).end();
+  });
+  return (JSON.parse(body) as { columnDefinitions: { name: string }[] }).columnDefinitions.map((c) => c.name);
+}

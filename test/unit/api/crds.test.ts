@@ -1,0 +1,39 @@
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { describe, test } from 'node:test';
+import { crdFiles, buildCrds } from '../../../src/api/crds.ts';
+import { repoPath } from '../../helpers/paths.ts';
+
+describe('CRDs', () => {
+  test('the checked-in files in crds/ are what npm run gen:crds generates', () => {
+    const expected = crdFiles();
+    const present = readdirSync(repoPath('crds')).filter((f) => f.endsWith('.yaml')).sort();
+    assert.deepEqual(present, expected.map((f) => f.name).sort(), 'crds/ has other files than the generator writes');
+    for (const file of expected) {
+      assert.equal(readFileSync(repoPath('crds', file.name), 'utf8'), file.text, `crds/${file.name} is stale: run npm run gen:crds`);
+    }
+  });
+
+  test('schemas are structural: every node has a type, no additionalProperties: false', () => {
+    const visit = (node: Record<string, unknown>, where: string) => {
+      assert.ok(node.additionalProperties !== false, `${where}: additionalProperties false`);
+      for (const bad of ['anyOf', 'oneOf', 'allOf', '$ref', 'nullable']) assert.ok(!(bad in node), `${where}: ${bad}`);
+      if (!node['x-kubernetes-preserve-unknown-fields']) assert.ok(typeof node.type === 'string', `${where}: no type`);
+      for (const [name, child] of Object.entries((node.properties ?? {}) as Record<string, Record<string, unknown>>)) visit(child, `${where}.${name}`);
+      if (node.items) visit(node.items as Record<string, unknown>, `${where}[]`);
+    };
+    for (const crd of buildCrds()) {
+      const version = (crd.spec as { versions: { schema: { openAPIV3Schema: Record<string, unknown> } }[] }).versions[0]!;
+      visit(version.schema.openAPIV3Schema, String((crd.metadata as { name: string }).name));
+    }
+  });
+
+  test('every spec field has a description for kubectl explain', () => {
+    for (const crd of buildCrds()) {
+      const root = (crd.spec as { versions: { schema: { openAPIV3Schema: { properties: { spec: { properties: Record<string, { description?: string }> } } } } }[] }).versions[0]!.schema.openAPIV3Schema;
+      for (const [name, field] of Object.entries(root.properties.spec.properties)) {
+        assert.ok(field.description, `${(crd.metadata as { name: string }).name} spec.${name} has no description`);
+      }
+    }
+  });
+});
