@@ -3,11 +3,16 @@ import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Attribute, Change, type Client } from 'ldapts';
+import { decide, planDecision, skipped } from '../../../src/restrictions/decide.ts';
 import type { MailboxRecord } from '../../../src/restrictions/lists.ts';
+import { compileMailbox, type CompiledMailbox } from '../../../src/restrictions/mailbox.ts';
+import { resolveOptions } from '../../../src/restrictions/options.ts';
+import { splitSqlList } from '../../../src/restrictions/sql-list.ts';
 import { iredmailUserDn } from '../../../src/stores/ldap-dn.ts';
 import type { WritableMailboxStore } from '../../../src/stores/store.ts';
 import { openUrlStore } from '../../../src/stores/url-store.ts';
 import { type LdapServer, startOpenldap } from '../../harness/containers.ts';
+import { loadVectors } from '../../helpers/vectors.ts';
 import { HOSTILE_ADDRESSES, lists, median, NON_ASCII_ADDRESSES, note, percentile, storeError, timed, timedFailure } from './helpers.ts';
 
 const USER_CLASSES = ['inetOrgPerson', 'shadowAccount', 'amavisAccount', 'mailUser', 'top'];
@@ -97,6 +102,56 @@ describe('OpenLDAP 2.5 store', () => {
         await activeOnly.close();
       }
     });
+  });
+
+  describe('the vectors of vectors-iredapd.json, with each row as a user entry', () => {
+    // LDAP holds one value per entry, so a list with a blank piece (which only the SQL text can
+    // express) has no LDAP form; those cases are SQL-only. The directory compares addresses
+    // case-insensitively, like MySQL: E09 expects MySQL's answer.
+    const options = resolveOptions('iredapd');
+    const attributeOf = {
+      allowedsenders: 'amavisWhitelistSender',
+      rejectedsenders: 'amavisBlacklistSender',
+      allowedrecipients: 'mailWhitelistRecipient',
+      rejectedrecipients: 'mailBlacklistRecipient',
+    } as const;
+    for (const vector of loadVectors()) {
+      const pieces = vector.mailbox_rows.flatMap((row) =>
+        Object.keys(attributeOf).map((c) => splitSqlList(row[c] as string | null, 'iredapd') ?? []),
+      );
+      if (pieces.some((list) => list.includes(''))) continue;
+      test(vector.id, async () => {
+        await ldap.clearDomains();
+        const preset = await openUrlStore(ldap.url, settingsFor(ldap), { semantics: 'iredapd', password: ldap.password });
+        try {
+          for (const row of vector.mailbox_rows) {
+            const attributes: Record<string, string[]> = {};
+            for (const [column, attribute] of Object.entries(attributeOf)) {
+              const values = splitSqlList(row[column] as string | null, 'iredapd') ?? [];
+              if (values.length > 0) attributes[attribute] = [...new Set(values)];
+            }
+            if (row.active === 0) attributes.accountStatus = ['disabled'];
+            await addUser(String(row.username), attributes);
+          }
+          const r = vector.request;
+          const plan = planDecision(
+            { protocolState: r.protocol_state, sender: r.sender, recipient: r.recipient, saslUsername: r.sasl_username },
+            options,
+          );
+          let action: string;
+          if (typeof plan === 'string') action = skipped(plan).action;
+          else {
+            const found = await preset.lookup(plan.keys, AbortSignal.timeout(2000));
+            const compiled = new Map<string, CompiledMailbox>();
+            for (const [key, record] of found) compiled.set(key, compileMailbox(record, options));
+            action = decide(plan, (key) => compiled.get(key), options).action;
+          }
+          assert.equal(action, vector.expected_by_store?.mysql ?? vector.expected_action, vector.why);
+        } finally {
+          await preset.close();
+        }
+      });
+    }
   });
 
   describe('apply, observe, clear', () => {
