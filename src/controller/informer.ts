@@ -1,0 +1,359 @@
+import { Watch, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
+import type { Logger } from '../observability/logger.ts';
+import { silentLogger } from '../observability/logger.ts';
+import { realTimers, sleep, type Timers } from './timers.ts';
+
+/** Options passed to the list function; spread them into a generated client's list call. */
+export interface ListOptions {
+  labelSelector?: string;
+  fieldSelector?: string;
+  limit?: number;
+  _continue?: string;
+}
+
+export type ListFunction<T extends KubernetesObject> = (options: ListOptions) => Promise<KubernetesListObject<T>>;
+
+export interface ResourceInformerOptions<T extends KubernetesObject> {
+  kubeConfig: KubeConfig;
+  /** Collection path to watch, e.g. `/api/v1/namespaces/mail/secrets` or `/api/v1/configmaps`. */
+  path: string;
+  /**
+   * Lists the same collection, e.g.
+   * `(o) => core.listNamespacedSecret({ namespace: 'mail', ...o })`; it must pass the options on
+   * so the list and the watch see the same objects.
+   */
+  list: ListFunction<T>;
+  /** Server-side filters for both list and watch, e.g. `mailwarden.io/backend` or `metadata.name=x`. */
+  labelSelector?: string;
+  fieldSelector?: string;
+  /** Names the informer in logs; default the path. */
+  name?: string;
+  /** Page size of the list; default 500. */
+  pageSize?: number;
+  /** Backoff between failed list/watch attempts; default 500 ms doubling up to 30 s. */
+  backoff?: { initialMs?: number; maxMs?: number };
+  logger?: Logger;
+  timers?: Timers;
+}
+
+/** The informer was stopped, or did not sync in time. */
+export class InformerError extends Error {
+  readonly kind: 'Stopped' | 'SyncTimeout';
+  constructor(kind: 'Stopped' | 'SyncTimeout', message: string) {
+    super(message);
+    this.name = 'InformerError';
+    this.kind = kind;
+  }
+}
+
+type Handler<T> = (obj: T) => void;
+type UpdateHandler<T> = (obj: T, old: T) => void;
+
+/** Why a watch ended without an error. */
+type WatchEnd = 'closed' | 'expired' | 'stopped';
+
+const MIN_WATCH_LIFETIME_MS = 1000;
+
+/**
+ * A list-and-watch cache of one collection, as client-go's reflector and shared informer:
+ * list (paged), then watch from the list's resourceVersion, applying every event to a local
+ * cache and telling the handlers. A watch that ends is resumed from the last resourceVersion
+ * seen; one that fails (API server gone, 5xx, too-old resourceVersion) is retried with
+ * exponential backoff by re-listing, and the re-list is compared with the cache so that objects
+ * deleted meanwhile are delivered as deletes. The cache is kept across failures.
+ *
+ * Handlers run synchronously in event order and should only queue work. Objects are those the
+ * API returned: from the list they come through the generated client's deserialiser (dates as
+ * `Date`), from the watch as JSON (dates as strings) — compare resourceVersions, not timestamps.
+ *
+ * client-node's `makeInformer` has the same list+watch core, but gives up for good on the first
+ * connection error and cannot re-list with the cache kept, so this class drives `Watch` itself.
+ */
+export class ResourceInformer<T extends KubernetesObject> {
+  readonly name: string;
+  readonly #opts: ResourceInformerOptions<T>;
+  readonly #watch: Watch;
+  readonly #log: Logger;
+  readonly #timers: Timers;
+  readonly #cache = new Map<string, T>();
+  readonly #adds = new Set<Handler<T>>();
+  readonly #updates = new Set<UpdateHandler<T>>();
+  readonly #deletes = new Set<Handler<T>>();
+  readonly #synced: Array<{ resolve: () => void; reject: (err: Error) => void }> = [];
+  #resourceVersion = '';
+  #hasSynced = false;
+  #abort: AbortController | undefined;
+  #running: Promise<void> | undefined;
+
+  constructor(options: ResourceInformerOptions<T>) {
+    this.#opts = options;
+    this.name = options.name ?? options.path;
+    this.#watch = new Watch(options.kubeConfig);
+    this.#log = (options.logger ?? silentLogger).child({ informer: this.name });
+    this.#timers = options.timers ?? realTimers;
+  }
+
+  /** True once the first list has been applied to the cache and told to the handlers. */
+  get hasSynced(): boolean {
+    return this.#hasSynced;
+  }
+
+  /** The resourceVersion the cache reflects. */
+  get resourceVersion(): string {
+    return this.#resourceVersion;
+  }
+
+  /** Registers a handler; returns a function that removes it. */
+  onAdd(fn: Handler<T>): () => void {
+    this.#adds.add(fn);
+    return () => this.#adds.delete(fn);
+  }
+
+  onUpdate(fn: UpdateHandler<T>): () => void {
+    this.#updates.add(fn);
+    return () => this.#updates.delete(fn);
+  }
+
+  /** Called with the last state the informer knew of the object. */
+  onDelete(fn: Handler<T>): () => void {
+    this.#deletes.add(fn);
+    return () => this.#deletes.delete(fn);
+  }
+
+  /** One handler for all three kinds of change. */
+  onChange(fn: (obj: T, type: 'add' | 'update' | 'delete') => void): () => void {
+    const offs = [this.onAdd((o) => fn(o, 'add')), this.onUpdate((o) => fn(o, 'update')), this.onDelete((o) => fn(o, 'delete'))];
+    return () => offs.forEach((off) => off());
+  }
+
+  get(namespace: string | undefined, name: string): T | undefined {
+    return this.#cache.get(cacheKey(namespace, name));
+  }
+
+  /** Cached objects, all or those of one namespace. */
+  list(namespace?: string): T[] {
+    const all = [...this.#cache.values()];
+    return namespace === undefined ? all : all.filter((o) => (o.metadata?.namespace ?? '') === namespace);
+  }
+
+  /** Cache keys (`namespace/name`, or `name` when cluster-scoped), for a controller's resync. */
+  keys(): string[] {
+    return [...this.#cache.keys()];
+  }
+
+  /** Starts listing and watching in the background; see {@link waitForSync}. */
+  start(): void {
+    if (this.#running) return;
+    this.#abort = new AbortController();
+    this.#running = this.#run(this.#abort.signal);
+  }
+
+  /** Stops watching; the cache stays readable. Pending {@link waitForSync} calls reject. */
+  async stop(): Promise<void> {
+    this.#abort?.abort();
+    await this.#running;
+    this.#running = undefined;
+    for (const w of this.#synced.splice(0)) w.reject(new InformerError('Stopped', `informer ${this.name} stopped before it synced`));
+  }
+
+  /** Resolves once synced; rejects with {@link InformerError} on timeout or stop. */
+  waitForSync(timeoutMs = 60_000): Promise<void> {
+    if (this.#hasSynced) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const entry = {
+        resolve: () => { this.#timers.clearTimeout(timer); resolve(); },
+        reject: (err: Error) => { this.#timers.clearTimeout(timer); reject(err); },
+      };
+      const timer = this.#timers.setTimeout(() => {
+        const i = this.#synced.indexOf(entry);
+        if (i >= 0) this.#synced.splice(i, 1);
+        reject(new InformerError('SyncTimeout', `informer ${this.name} did not sync within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.#synced.push(entry);
+    });
+  }
+
+  async #run(signal: AbortSignal): Promise<void> {
+    const initialMs = this.#opts.backoff?.initialMs ?? 500;
+    const maxMs = this.#opts.backoff?.maxMs ?? 30_000;
+    let failures = 0;
+    while (!signal.aborted) {
+      try {
+        await this.#listAndReplace(signal);
+        if (failures > 0) this.#log.info({ failures }, 'list and watch recovered');
+        failures = 0;
+        for (;;) {
+          const end = await this.#watchOnce(signal);
+          if (end === 'stopped') return;
+          if (end === 'expired') break; // the resourceVersion is too old: re-list
+        }
+      } catch (err) {
+        if (signal.aborted) return;
+        failures++;
+        // Once per outage at warn level; the retries of the same outage only at debug.
+        const fields = { err: describe(err), failures };
+        if (failures === 1) this.#log.warn(fields, 'list/watch failed; retrying with backoff, cache kept');
+        else this.#log.debug(fields, 'list/watch still failing');
+        const delay = Math.min(maxMs, initialMs * 2 ** (failures - 1));
+        await sleep(this.#timers, delay * (0.8 + 0.2 * Math.random()), signal);
+      }
+    }
+  }
+
+  /** Lists every page, then reconciles the cache with the list, telling handlers the difference. */
+  async #listAndReplace(signal: AbortSignal): Promise<void> {
+    const items: T[] = [];
+    let resourceVersion = '';
+    let token: string | undefined;
+    do {
+      const page = await this.#opts.list({
+        labelSelector: this.#opts.labelSelector,
+        fieldSelector: this.#opts.fieldSelector,
+        limit: this.#opts.pageSize ?? 500,
+        _continue: token,
+      });
+      if (signal.aborted) return;
+      // Every page of a paged list is read at the first page's resourceVersion.
+      resourceVersion ||= page.metadata?.resourceVersion ?? '';
+      items.push(...page.items);
+      token = page.metadata?._continue || undefined;
+    } while (token);
+
+    const fresh = new Map<string, T>();
+    for (const obj of items) fresh.set(keyOf(obj), obj);
+    for (const [key, old] of this.#cache) {
+      if (!fresh.has(key)) {
+        this.#cache.delete(key);
+        this.#emit(this.#deletes, old);
+      }
+    }
+    for (const [key, obj] of fresh) this.#apply(key, obj);
+    this.#resourceVersion = resourceVersion;
+    if (!this.#hasSynced) {
+      this.#hasSynced = true;
+      this.#log.debug({ objects: this.#cache.size, resourceVersion }, 'synced');
+      for (const w of this.#synced.splice(0)) w.resolve();
+    }
+  }
+
+  /** One watch request from the current resourceVersion; rejects on errors. */
+  #watchOnce(signal: AbortSignal): Promise<WatchEnd> {
+    const params: Record<string, string | boolean> = {
+      resourceVersion: this.#resourceVersion,
+      allowWatchBookmarks: true,
+      // The server ends watches after this; resuming is cheap and keeps connections fresh.
+      timeoutSeconds: String(300 + Math.floor(Math.random() * 300)),
+    };
+    if (this.#opts.labelSelector) params.labelSelector = this.#opts.labelSelector;
+    if (this.#opts.fieldSelector) params.fieldSelector = this.#opts.fieldSelector;
+    const startedAt = this.#timers.now();
+    let expired = false;
+    let events = 0;
+    return new Promise<WatchEnd>((resolve, reject) => {
+      let request: AbortController | undefined;
+      const onAbort = (): void => {
+        request?.abort();
+        resolve('stopped');
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      const finish = (err: unknown): void => {
+        signal.removeEventListener('abort', onAbort);
+        if (signal.aborted) return resolve('stopped');
+        if (expired || (err as { statusCode?: number } | null)?.statusCode === 410) return resolve('expired');
+        // Watch reports its own inactivity timeout as TimeoutError: nothing wrong, resume.
+        if (err && !(err instanceof Error && err.name === 'TimeoutError')) return reject(err);
+        // A server that accepts and at once closes watches would otherwise make us spin.
+        if (events === 0 && this.#timers.now() - startedAt < MIN_WATCH_LIFETIME_MS) {
+          return reject(new Error('watch closed immediately by the server'));
+        }
+        resolve('closed');
+      };
+      const onEvent = (type: string, obj: unknown): void => {
+        events++;
+        if (signal.aborted) return;
+        try {
+          this.#onWatchEvent(type, obj as T, () => { expired = true; });
+        } catch (err) {
+          this.#log.error({ err }, 'watch event could not be applied');
+        }
+      };
+      this.#watch.watch(this.#opts.path, params, onEvent, finish).then(
+        (req) => {
+          request = req;
+          if (signal.aborted) req.abort();
+        },
+        (err: unknown) => finish(err ?? new Error('watch failed')),
+      );
+    });
+  }
+
+  #onWatchEvent(type: string, obj: T, markExpired: () => void): void {
+    switch (type) {
+      case 'ADDED':
+      case 'MODIFIED':
+        this.#apply(keyOf(obj), obj);
+        break;
+      case 'DELETED': {
+        const key = keyOf(obj);
+        if (this.#cache.delete(key)) this.#emit(this.#deletes, obj);
+        break;
+      }
+      case 'BOOKMARK':
+        break;
+      case 'ERROR': {
+        // A Status; 410 Gone means our resourceVersion was compacted away: re-list.
+        const code = (obj as unknown as { code?: number }).code;
+        if (code === 410) markExpired();
+        else this.#log.warn({ status: obj }, 'watch reported an error');
+        return;
+      }
+      default:
+        return;
+    }
+    const rv = obj.metadata?.resourceVersion;
+    if (rv) this.#resourceVersion = rv;
+  }
+
+  /** Stores `obj`, telling add or update handlers (nothing when the resourceVersion is unchanged). */
+  #apply(key: string, obj: T): void {
+    const old = this.#cache.get(key);
+    this.#cache.set(key, obj);
+    if (!old) return this.#emit(this.#adds, obj);
+    if (old.metadata?.resourceVersion && old.metadata.resourceVersion === obj.metadata?.resourceVersion) return;
+    for (const fn of this.#updates) {
+      try {
+        fn(obj, old);
+      } catch (err) {
+        this.#log.error({ err }, 'update handler threw');
+      }
+    }
+  }
+
+  #emit(handlers: Set<Handler<T>>, obj: T): void {
+    for (const fn of handlers) {
+      try {
+        fn(obj);
+      } catch (err) {
+        this.#log.error({ err }, 'handler threw');
+      }
+    }
+  }
+}
+
+/** `namespace/name`, or `name` for cluster-scoped objects: the key controllers queue. */
+export function cacheKey(namespace: string | undefined, name: string): string {
+  return namespace ? `${namespace}/${name}` : name;
+}
+
+/** The cache key of an object. */
+export function keyOf(obj: KubernetesObject): string {
+  return cacheKey(obj.metadata?.namespace, obj.metadata?.name ?? '');
+}
+
+/** A short description of a list/watch failure (a fetch error hides its cause one level down). */
+function describe(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+  const code = (err as { code?: number; statusCode?: number }).code ?? (err as { statusCode?: number }).statusCode;
+  return [err.message, code, cause?.code ?? cause?.message].filter((x) => x !== undefined && x !== '').join(': ');
+}
