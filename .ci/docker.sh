@@ -26,6 +26,10 @@ mw_debian_mirror() {
   echo "${url:-http://deb.debian.org/debian}"
 }
 
+# Several checkouts on one machine may run this at once: one at a time past this point.
+exec {mw_lock_fd}>"$MW_CACHE/docker-setup.lock"
+flock -w 1800 "$mw_lock_fd"
+
 mw_need_pkgs=()
 command -v dockerd >/dev/null 2>&1 || mw_need_pkgs+=(docker.io)
 command -v debootstrap >/dev/null 2>&1 || mw_need_pkgs+=(debootstrap)
@@ -38,7 +42,8 @@ fi
 
 if ! docker info >/dev/null 2>&1; then
   echo "ci: starting dockerd (log: $MW_CACHE/dockerd.log)"
-  nohup dockerd --bridge=none --iptables=false --ip6tables=false >"$MW_CACHE/dockerd.log" 2>&1 &
+  # (the daemon must not inherit the lock)
+  nohup dockerd --bridge=none --iptables=false --ip6tables=false >"$MW_CACHE/dockerd.log" 2>&1 {mw_lock_fd}>&- &
   mw_i=0
   until docker info >/dev/null 2>&1; do
     mw_i=$((mw_i + 1))
@@ -55,12 +60,18 @@ if ! docker image inspect "$MW_BASE_IMAGE" >/dev/null 2>&1; then
   mw_mirror=$(mw_debian_mirror)
   mw_root="$MW_CACHE/debootstrap-bookworm"
   echo "ci: building $MW_BASE_IMAGE with debootstrap from $mw_mirror"
-  rm -rf "$mw_root"
-  debootstrap --variant=minbase bookworm "$mw_root" "$mw_mirror" >"$MW_CACHE/debootstrap.log" 2>&1 || {
-    echo "ci: debootstrap failed; last log lines:" >&2
-    tail -n 30 "$MW_CACHE/debootstrap.log" >&2
-    return 1 2>/dev/null || exit 1
-  }
+  # A mirror answering inconsistently mid-update makes debootstrap fail now and then: retry.
+  mw_try=1
+  until rm -rf "$mw_root" && debootstrap --variant=minbase bookworm "$mw_root" "$mw_mirror" >"$MW_CACHE/debootstrap.log" 2>&1; do
+    echo "ci: debootstrap attempt $mw_try failed:" >&2
+    tr '\r' '\n' <"$MW_CACHE/debootstrap.log" | grep -a -E '^(E|W):' | cut -c1-300 | tail -n 5 >&2 || true
+    if [ "$mw_try" -ge 3 ]; then
+      tail -n 30 "$mw_root/debootstrap/debootstrap.log" >&2 2>/dev/null || true
+      return 1 2>/dev/null || exit 1
+    fi
+    mw_try=$((mw_try + 1))
+    sleep 5
+  done
   # apt inside the image: same mirror, bookworm + updates (+ security when the host has it).
   mw_sec=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null \
     | awk '/^URIs:/ {u=$2} /^Suites:/ && /bookworm-security/ {print u; exit}' || true)
@@ -94,6 +105,9 @@ EOF
     -c 'CMD ["bash"]' - "$MW_BASE_IMAGE" >/dev/null
   rm -rf "$mw_root"
 fi
+
+flock -u "$mw_lock_fd"
+exec {mw_lock_fd}>&-
 
 export MAILWARDEN_BASE_IMAGE="$MW_BASE_IMAGE"
 export TESTCONTAINERS_RYUK_DISABLED=true
