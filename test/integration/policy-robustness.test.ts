@@ -66,7 +66,7 @@ before(async () => {
 after(async () => {
   if (exited === undefined) {
     child.send('close');
-    await Promise.race([once(child, 'exit'), sleep(5000)]);
+    await Promise.race([once(child, 'exit'), sleep(5000, undefined, { ref: false })]);
   }
   if (child.exitCode === null && child.signalCode === null) child.kill();
 });
@@ -183,7 +183,7 @@ class Probe {
   }
 
   async waitClosed(timeoutMs: number): Promise<boolean> {
-    return Promise.race([this.closed.then(() => true), sleep(timeoutMs).then(() => false)]);
+    return Promise.race([this.closed.then(() => true), sleep(timeoutMs, false, { ref: false })]);
   }
 
   /** Writes in random-sized pieces, sometimes yielding, so the server sees arbitrary read boundaries. */
@@ -312,7 +312,10 @@ it(`serves ${TARGET_INPUTS} random and mutated inputs correctly, within bounded 
   await Promise.all(Array.from({ length: LANES }, (_, i) => lane(i, TARGET_INPUTS / 20, false)));
   await sleep(LIMITS.lingerMs + 200);
   const baseline = await stats();
-  await Promise.all(Array.from({ length: LANES }, (_, i) => lane(i, TARGET_INPUTS, true)));
+  await Promise.all(Array.from({ length: LANES }, (_, i) => lane(i, TARGET_INPUTS / 2, true)));
+  await sleep(LIMITS.lingerMs + 200);
+  const halfway = await stats();
+  await Promise.all(Array.from({ length: LANES }, (_, i) => lane(i, TARGET_INPUTS, false)));
   await sleep(LIMITS.lingerMs + 200); // let lingering connections finish
   const final = await stats();
   const seconds = (Date.now() - started) / 1000;
@@ -322,7 +325,7 @@ it(`serves ${TARGET_INPUTS} random and mutated inputs correctly, within bounded 
     `policy robustness: ${counts.inputs} inputs on ${counts.connections} connections in ${seconds.toFixed(1)} s ` +
       `(${counts.answers} answers checked, ${counts.refused} refused, ${counts.stalled} stalled, ${counts.abrupt} abrupt, ` +
       `${counts.splitDeliveries} split deliveries); server heap ${mib(baseline.heapUsed)} → ${mib(final.heapUsed)}, ` +
-      `RSS ${mib(baseline.rss)} → ${mib(final.rss)} (max ${mib(final.maxRss)}); warnings ${JSON.stringify(final.warnings)}`,
+      `RSS ${mib(baseline.rss)} → ${mib(halfway.rss)} halfway → ${mib(final.rss)} (max ${mib(final.maxRss)}); warnings ${JSON.stringify(final.warnings)}`,
   );
 
   assert.equal(exited, undefined, 'the server process stayed up');
@@ -335,8 +338,11 @@ it(`serves ${TARGET_INPUTS} random and mutated inputs correctly, within bounded 
   assert.equal(final.warnings['request-timeout'] ?? 0, counts.stalled, 'exactly one log line per stalled connection');
   assert.equal(final.connections, 0, 'every connection was closed');
   assert.ok(final.heapUsed < baseline.heapUsed + 16 * 1048576, `heap grew from ${mib(baseline.heapUsed)} to ${mib(final.heapUsed)}`);
-  assert.ok(final.maxRss < 512 * 1048576, `RSS peaked at ${mib(final.maxRss)}`);
-  assert.ok(final.rss < baseline.rss + 128 * 1048576, `RSS grew from ${mib(baseline.rss)} to ${mib(final.rss)}`);
+  // RSS rises while the allocator keeps the peak's pages (many pipelining clients at once), then
+  // must stay flat: the second half of the run may not add more than noise.
+  assert.ok(final.maxRss < 448 * 1048576, `RSS peaked at ${mib(final.maxRss)}`);
+  assert.ok(final.rss < baseline.rss + 192 * 1048576, `RSS grew from ${mib(baseline.rss)} to ${mib(final.rss)}`);
+  assert.ok(final.rss < halfway.rss + 48 * 1048576, `RSS kept growing: ${mib(halfway.rss)} halfway, ${mib(final.rss)} at the end`);
   // And it still answers.
   const probe = await Probe.open();
   probe.socket.write('recipient=last@example.com\n\n');
