@@ -3,22 +3,28 @@
 # answers with a 220 greeting.
 set -uo pipefail
 PORT="${PORT:-25}"
-cp /etc/postfix/main.cf.base /etc/postfix/main.cf
-cp /etc/postfix/master.cf.base /etc/postfix/master.cf
-postconf -M "127.0.0.1:$PORT/inet=127.0.0.1:$PORT inet n - n - - smtpd"
+# Build the wanted configuration aside and install it only when it differs: rewriting main.cf
+# makes Postfix's start-up checks take seconds longer.
+work=$(mktemp -d)
+cp /etc/postfix/main.cf.base "$work/main.cf"
+cp /etc/postfix/master.cf.base "$work/master.cf"
+postconf -c "$work" -M "127.0.0.1:$PORT/inet=127.0.0.1:$PORT inet n - n - - smtpd"
 apply_main() { while IFS= read -r line; do
   [[ "$line" =~ ^[[:space:]]*(#|$) ]] && continue
-  postconf -e "$line" || exit 1
+  postconf -c "$work" -e "$line" || exit 1
 done; }
 apply_master() { while IFS= read -r line; do
   [[ "$line" =~ ^[[:space:]]*(#|$) ]] && continue
-  postconf -M "$line" || exit 1
+  postconf -c "$work" -M "$line" || exit 1
 done; }
 [ -f /etc/postfix/main.cf.override ] && apply_main < /etc/postfix/main.cf.override
 [ -n "${POSTFIX_MAIN_CF:-}" ] && apply_main <<< "$POSTFIX_MAIN_CF"
 [ -f /etc/postfix/master.cf.override ] && apply_master < /etc/postfix/master.cf.override
 [ -n "${POSTFIX_MASTER_CF:-}" ] && apply_master <<< "$POSTFIX_MASTER_CF"
-
+for f in main.cf master.cf; do
+  cmp -s "$work/$f" "/etc/postfix/$f" || cp "$work/$f" "/etc/postfix/$f"
+done
+rm -rf "$work"
 rm -f /var/spool/postfix/pid/master.pid
 postfix start-fg &
 pid=$!
