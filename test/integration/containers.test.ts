@@ -71,6 +71,23 @@ describe('PostgreSQL container', () => {
     await assert.rejects(db.query("UPDATE mailbox SET name = 'x'", [], db.readOnly), /permission denied/);
   });
 
+  test('pause() makes the server hang without closing connections; unpause() resumes it', async () => {
+    const client = new pg.Client({ connectionString: db.urlWithPassword, query_timeout: 500 });
+    await client.connect();
+    try {
+      await db.pause();
+      await assert.rejects(client.query('SELECT 1'), /timeout/i);
+      await db.unpause();
+      const c2 = new pg.Client({ connectionString: db.urlWithPassword });
+      await c2.connect();
+      assert.equal((await c2.query('SELECT 2 AS two')).rows[0].two, 2);
+      await c2.end();
+    } finally {
+      await db.unpause().catch(() => undefined);
+      await client.end().catch(() => undefined);
+    }
+  });
+
   test('a pg client reconnects after the server is stopped and started on the same port', async () => {
     const pool = new pg.Pool({ connectionString: db.urlWithPassword, max: 2 });
     pool.on('error', () => undefined);
