@@ -3,6 +3,7 @@
  * points, and the one way an in-flight call is abandoned when the caller's signal aborts.
  */
 import type { Semantics } from '../restrictions/options.ts';
+import { trimAscii } from '../restrictions/sql-list.ts';
 import { StoreError } from './store.ts';
 
 /**
@@ -137,4 +138,12 @@ export class Health {
     this.#healthy = false;
     this.#logger.warn({ store: this.#target, kind: error.kind, err: error.message }, 'store unavailable');
   }
+}
+
+/** The mailbox key a write addresses: trimmed, lower-cased, and not empty or holding NUL. */
+export function mailboxKey(mailbox: string): string {
+  const key = trimAscii(mailbox).toLowerCase();
+  if (key === '') throw new StoreError('InvalidValue', 'the mailbox address is empty');
+  if (key.includes('\u0000')) throw new StoreError('InvalidValue', `mailbox ${JSON.stringify(key)} contains a NUL character`);
+  return key;
 }

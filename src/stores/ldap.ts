@@ -7,14 +7,13 @@ import { Attribute, Change, type Client, type Entry as LdapEntry, FilterParser }
 import { LIST_NAMES, type ListName, EMPTY_LISTS, type MailboxRecord, type RestrictionLists } from '../restrictions/lists.ts';
 import type { Semantics } from '../restrictions/options.ts';
 import { trimAscii } from '../restrictions/sql-list.ts';
-import { Health, SILENT_LOGGER, signalOrTimeout, type StoreOpenOptions } from './common.ts';
+import { Health, mailboxKey, redactUrl, SILENT_LOGGER, signalOrTimeout, type StoreOpenOptions } from './common.ts';
 import { readCa } from './endpoint.ts';
 import { LdapConnections } from './ldap-connections.ts';
 import { classifyLdapError, type LdapErrorContext } from './ldap-errors.ts';
 import { lookupFilter, userFilterProblem } from './ldap-filter.ts';
 import { parseStoreSettings, LdapStoreSettingsSchema, type LdapStoreSettings } from './settings.ts';
 import { type ApplyResult, StoreError, type WritableMailboxStore } from './store.ts';
-import { mailboxKey } from './sql-common.ts';
 
 /** Opens an LDAP store; no connection is made until the first call. */
 export async function openLdapStore(url: string, settings: unknown, options: StoreOpenOptions): Promise<LdapMailboxStore> {
@@ -23,7 +22,7 @@ export async function openLdapStore(url: string, settings: unknown, options: Sto
   try {
     endpoint = new URL(url);
   } catch {
-    throw new StoreError('Misconfigured', `store URL ${url.replace(/\/\/[^@/]*@/, '//***@')} is not a valid URL`);
+    throw new StoreError('Misconfigured', `store URL ${redactUrl(url)} is not a valid URL`);
   }
   if (endpoint.username !== '' || endpoint.password !== '') {
     throw new StoreError('Misconfigured', 'an LDAP store URL carries no credentials: set bindDn in the settings and pass the password separately');

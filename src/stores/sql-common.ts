@@ -200,14 +200,6 @@ export function rowMatches(row: SqlRow, columns: { readonly [K in ListName]: str
   return LIST_NAMES.every((name) => (rowColumn(row, name) ?? '') === columns[name]);
 }
 
-/** The mailbox key a write addresses: trimmed, lower-cased, and not empty or holding NUL. */
-export function mailboxKey(mailbox: string): string {
-  const key = trimAscii(mailbox).toLowerCase();
-  if (key === '') throw new StoreError('InvalidValue', 'the mailbox address is empty');
-  if (key.includes('\u0000')) throw new StoreError('InvalidValue', `mailbox ${JSON.stringify(key)} contains a NUL character`);
-  return key;
-}
-
 /** The rows of `rows` that belong to `key` (see {@link recordsFromRows}), exact matches first. */
 export function rowsForKey(key: string, rows: readonly SqlRow[]): SqlRow[] {
   const mine = rows.filter((row) => rowUsername(row).toLowerCase() === key);

@@ -3,14 +3,12 @@
  * MySQL/MariaDB. The driver owns the pool and knows its error codes; this class owns the
  * statements, the key mapping and the write protocol (read under lock, compare, one UPDATE).
  */
-import { EMPTY_LISTS, type MailboxRecord, type RestrictionLists } from '../restrictions/lists.ts';
+import { EMPTY_LISTS, LIST_NAMES, type MailboxRecord, type RestrictionLists } from '../restrictions/lists.ts';
 import type { Semantics } from '../restrictions/options.ts';
-import { Health, signalOrTimeout, type StoreLogger } from './common.ts';
-import { LIST_NAMES } from '../restrictions/lists.ts';
+import { Health, mailboxKey, signalOrTimeout, type StoreLogger } from './common.ts';
 import {
   columnsToWrite,
   lookupKeys,
-  mailboxKey,
   observedLists,
   recordsFromRows,
   rowMatches,

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { EMPTY_LISTS } from '../../../src/restrictions/lists.ts';
+import { mailboxKey } from '../../../src/stores/common.ts';
 import { SqlStoreSettingsSchema } from '../../../src/stores/settings.ts';
 import {
   columnsToWrite,
   lookupKeys,
-  mailboxKey,
   MYSQL_DIALECT,
   observedLists,
   POSTGRES_DIALECT,
