@@ -6,13 +6,15 @@
 #
 #   test/controlplane/build.sh [OUT] [kube-apiserver|kube-controller-manager|etcd ...]
 #
-# Versions: K8S_VERSION (v1.34.4) must match kube/go.mod; ETCD_VERSION (v3.6.4) etcd/go.mod.
+# Versions come from the wrapper modules: k8s.io/kubernetes in kube/go.mod (the staging replaces
+# there must carry the matching v0.<minor>.<patch>), go.etcd.io/etcd/server/v3 in etcd/go.mod.
 # Go build caches stay at their defaults (or wherever GOCACHE/GOMODCACHE point), so a rebuild
 # after a version bump is incremental.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-K8S_VERSION="${K8S_VERSION:-v1.34.4}"
-ETCD_VERSION="${ETCD_VERSION:-v3.6.4}"
+modversion() { sed -nE "s#^(require)?[[:space:]]*$2 (v[^ ]+).*#\\2#p" "$here/$1/go.mod" | head -1; }
+K8S_VERSION="$(modversion kube k8s.io/kubernetes)"
+[ -n "$K8S_VERSION" ] || { echo "controlplane: no k8s.io/kubernetes version in $here/kube/go.mod" >&2; exit 1; }
 out="${1:-${MAILWARDEN_CACHE:-$HOME/.cache/mailwarden}/kube/$K8S_VERSION}"
 shift || true
 wanted=("$@")

@@ -31,7 +31,7 @@ export interface ControlPlaneOptions {
   etcdFlags?: string[];
   /** Start kube-controller-manager too (same as calling startControllerManager() afterwards). */
   controllerManager?: boolean | ControllerManagerOptions;
-  /** Copy the components' logs to stderr as well as to their log files. */
+  /** Send the components' logs to stderr instead of their log files (also CONTROLPLANE_VERBOSE=1). */
   verbose?: boolean;
   /** Per-component readiness timeout, default 60 s. */
   startTimeoutMs?: number;
@@ -149,17 +149,10 @@ function tail(path: string, lines = 40): string {
 
 function launch(name: string, bin: string, args: string[], dir: string, verbose: boolean): Managed {
   const logPath = join(dir, "logs", `${name}.log`);
-  const fd = openSync(logPath, "a");
-  const child = spawn(bin, args, { stdio: ["ignore", verbose ? "pipe" : fd, verbose ? "pipe" : fd] });
-  closeSync(fd);
-  if (verbose) {
-    for (const s of [child.stdout, child.stderr]) {
-      s?.on("data", (chunk: Buffer) => {
-        process.stderr.write(chunk);
-        try { writeFileSync(logPath, chunk, { flag: "a" }); } catch { /* dir removed */ }
-      });
-    }
-  }
+  // verbose: the child writes straight to our stderr (no pipes that would hold the event loop).
+  const fd = verbose ? 2 : openSync(logPath, "a");
+  const child = spawn(bin, args, { stdio: ["ignore", fd, fd] });
+  if (!verbose) closeSync(fd);
   const pidFile = join(dir, "pids", name);
   const m: Managed = { name, child, hasExited: false, logPath, pidFile, exited: Promise.resolve() };
   m.exited = new Promise<void>((resolve) => {
@@ -174,10 +167,10 @@ function launch(name: string, bin: string, args: string[], dir: string, verbose:
   return m;
 }
 
-async function terminate(m: Managed | undefined, graceMs = 10_000): Promise<void> {
+async function terminate(m: Managed | undefined, graceMs = 10_000, signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
   if (!m || m.hasExited) return;
   m.child.ref();
-  m.child.kill("SIGTERM");
+  m.child.kill(signal);
   const t = setTimeout(() => { try { m.child.kill("SIGKILL"); } catch { /* */ } }, graceMs);
   await m.exited;
   clearTimeout(t);
@@ -395,9 +388,8 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
   const stop = async (): Promise<void> => {
     if (stopped) return;
     stopped = true;
-    await terminate(kcm, 5000);
-    await terminate(apiserver, 10_000);
-    await terminate(etcd, 5000);
+    // Everything is thrown away, so there is nothing to shut down gracefully for.
+    await Promise.all([kcm, apiserver, etcd].map((m) => terminate(m, 0, "SIGKILL")));
     try { watchdog.kill("SIGKILL"); } catch { /* */ }
     rmSync(dir, { recursive: true, force: true });
     liveDirs.delete(dir);
