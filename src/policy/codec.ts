@@ -123,6 +123,23 @@ export class PolicyDecoder {
       if (!more) return start;
     }
     while (start < end) {
+      // Fast path, the shape of nearly every line: a valid name, '=', the value and LF, all in
+      // this chunk. One JS pass over the bytes is cheaper than a native indexOf per short line.
+      let eq = start;
+      while (eq < end && NAME_BYTE[chunk[eq] as number] === 1) eq++;
+      if (eq < end && eq > start && chunk[eq] === EQUALS) {
+        let lf = eq + 1;
+        while (lf < end && chunk[lf] !== LF) lf++;
+        if (lf === end) {
+          this.#appendPartial(chunk, start, end);
+          return end;
+        }
+        this.#attribute(chunk, start, eq, lf, lf + 1 - start);
+        if (this.#error !== undefined) return end;
+        start = lf + 1;
+        continue;
+      }
+      // Anything else (the empty line, garbage, a chunk ending inside a name): the general path.
       const lf = chunk.indexOf(LF, start);
       if (lf === -1) {
         this.#appendPartial(chunk, start, end);
@@ -138,47 +155,54 @@ export class PolicyDecoder {
 
   /** One line `buf[start, lf)`; `rawBytes` counts it with its terminator. Returns the sink's wish. */
   #line(buf: Buffer, start: number, lf: number, rawBytes: number, sink: RequestSink): boolean {
-    let end = lf;
-    if (end > start && buf[end - 1] === CR) end--;
-    if (end - start > this.#limits.maxLineBytes) {
-      return this.#fail('line-too-long', `attribute line of ${end - start} bytes exceeds the limit of ${this.#limits.maxLineBytes}`);
-    }
-    const request = this.#current;
-    if (end === start) {
+    if (lf === start || (lf === start + 1 && buf[start] === CR)) {
       // The empty line: the request is complete (a lone empty line is an empty request, answered too,
       // so a client waiting for an answer to it is never left hanging).
+      const request = this.#current;
       this.#current = emptyPolicyRequest();
       this.#requestBytes = 0;
       this.#decoded++;
       return sink(request);
     }
-    if (++request.attributeCount > this.#limits.maxAttributes) {
-      return this.#fail('too-many-attributes', `request has more than ${this.#limits.maxAttributes} attributes`);
-    }
-    this.#requestBytes += rawBytes;
-    if (this.#requestBytes > this.#limits.maxRequestBytes) {
-      return this.#fail('request-too-large', `request exceeds ${this.#limits.maxRequestBytes} bytes`);
-    }
     // Scan the name, checking each byte, up to the first '=': the value is everything after it.
     let eq = start;
-    while (eq < end) {
+    while (eq < lf) {
       const b = buf[eq] as number;
       if (b === EQUALS) break;
       if (NAME_BYTE[b] === 0) return this.#fail('malformed-attribute', `attribute name has byte 0x${b.toString(16).padStart(2, '0')}`);
       eq++;
     }
-    if (eq === end) return this.#fail('malformed-attribute', "attribute line has no '='");
+    if (eq === lf) return this.#fail('malformed-attribute', "attribute line has no '='");
     if (eq === start) return this.#fail('malformed-attribute', 'attribute line has an empty name');
+    this.#attribute(buf, start, eq, lf, rawBytes);
+    return true;
+  }
+
+  /** An attribute line `buf[start, lf)` whose valid name ends at `eq`: checks the limits, keeps the value if wanted. */
+  #attribute(buf: Buffer, start: number, eq: number, lf: number, rawBytes: number): void {
+    const end = buf[lf - 1] === CR ? lf - 1 : lf;
+    if (end - start > this.#limits.maxLineBytes) {
+      this.#fail('line-too-long', `attribute line of ${end - start} bytes exceeds the limit of ${this.#limits.maxLineBytes}`);
+      return;
+    }
+    const request = this.#current;
+    if (++request.attributeCount > this.#limits.maxAttributes) {
+      this.#fail('too-many-attributes', `request has more than ${this.#limits.maxAttributes} attributes`);
+      return;
+    }
+    this.#requestBytes += rawBytes;
+    if (this.#requestBytes > this.#limits.maxRequestBytes) {
+      this.#fail('request-too-large', `request exceeds ${this.#limits.maxRequestBytes} bytes`);
+      return;
+    }
     const candidates = KEPT_BY_LENGTH[eq - start];
-    if (candidates !== undefined) {
-      for (const [name, field] of candidates) {
-        if (sameBytes(buf, start, name)) {
-          request[field] = buf.toString('utf8', eq + 1, end);
-          break;
-        }
+    if (candidates === undefined) return;
+    for (const [name, field] of candidates) {
+      if (sameBytes(buf, start, name)) {
+        request[field] = buf.toString('utf8', eq + 1, end);
+        return;
       }
     }
-    return true;
   }
 
   #appendPartial(chunk: Buffer, start: number, end: number): void {
