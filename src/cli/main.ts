@@ -3,8 +3,10 @@ import { InvalidLimitError } from '../policy/limits.ts';
 import { PolicyServerError } from '../policy/server.ts';
 import { ManifestsError } from '../stores/manifests.ts';
 import { StoreError } from '../stores/store.ts';
+import { applyCommand } from './apply.ts';
 import { crdsCommand } from './crds.ts';
 import { decideCommand } from './decide.ts';
+import { operatorCommand } from './operator.ts';
 import { policydCommand } from './policyd.ts';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, processIo, UsageError, type Io } from './usage.ts';
 import { validateCommand } from './validate.ts';
@@ -14,6 +16,8 @@ const COMMANDS: Record<string, (args: readonly string[], io: Io) => Promise<numb
   decide: decideCommand,
   validate: validateCommand,
   crds: crdsCommand,
+  operator: operatorCommand,
+  apply: applyCommand,
 };
 
 export const MAIN_HELP = `Usage: mailwarden COMMAND [options]
@@ -25,6 +29,8 @@ Commands:
   decide     print the action for one request (--explain says why)
   validate   check MailUserRestriction documents
   crds       print or write the CustomResourceDefinitions
+  operator   reconcile MailUserRestriction resources into their stores
+  apply      write MailUserRestriction documents to a store without Kubernetes
 
 Run "mailwarden COMMAND --help" for a command's options.`;
 

@@ -108,7 +108,7 @@ export class ManifestsStore implements MailboxStore {
     this.#listeners.push(listener);
   }
 
-  async lookup(keys: readonly string[]): Promise<ReadonlyMap<string, MailboxRecord>> {
+  async lookup(keys: readonly string[], _signal?: AbortSignal): Promise<ReadonlyMap<string, MailboxRecord>> {
     if (!this.#loaded) throw new StoreError('Unavailable', 'the manifests have not been loaded');
     const found = new Map<string, MailboxRecord>();
     for (const key of keys) {

@@ -1,0 +1,89 @@
+import {
+  ApiException,
+  CoreV1Api,
+  CustomObjectsApi,
+  PatchStrategy,
+  setHeaderOptions,
+  type KubeConfig,
+  type V1Secret,
+} from '@kubernetes/client-node';
+import { API_GROUP } from './mail-user-restriction.ts';
+
+export const API_VERSION_NAME = 'v1alpha1';
+
+/** Plural resource names of mailwarden's kinds. */
+export const PLURALS = {
+  MailUserRestriction: 'mailuserrestrictions',
+  MailBackend: 'mailbackends',
+} as const;
+export type MailwardenKind = keyof typeof PLURALS;
+
+/** An optimistic-concurrency conflict: someone else changed the object; reconcile again. */
+export class ConflictError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConflictError';
+  }
+}
+
+/**
+ * The writes the operator makes to the API server, in one place: status through the status
+ * subresource, finalizers with the object's resourceVersion (so a concurrent change is a
+ * conflict, never a lost update), and Secret reads.
+ */
+export class MailwardenKubeClient {
+  readonly #objects: CustomObjectsApi;
+  readonly #core: CoreV1Api;
+
+  constructor(kc: KubeConfig) {
+    this.#objects = kc.makeApiClient(CustomObjectsApi);
+    this.#core = kc.makeApiClient(CoreV1Api);
+  }
+
+  /** Merge-patches `.status`. */
+  async patchStatus(kind: MailwardenKind, namespace: string, name: string, status: unknown): Promise<void> {
+    await this.#call(() =>
+      this.#objects.patchNamespacedCustomObjectStatus(
+        { group: API_GROUP, version: API_VERSION_NAME, namespace, plural: PLURALS[kind], name, body: { status } },
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      ),
+    );
+  }
+
+  /** Sets `metadata.finalizers`, failing with ConflictError when the object changed since `resourceVersion`. */
+  async setFinalizers(kind: MailwardenKind, namespace: string, name: string, finalizers: string[], resourceVersion: string): Promise<void> {
+    await this.#call(() =>
+      this.#objects.patchNamespacedCustomObject(
+        {
+          group: API_GROUP,
+          version: API_VERSION_NAME,
+          namespace,
+          plural: PLURALS[kind],
+          name,
+          body: { metadata: { finalizers, resourceVersion } },
+        },
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      ),
+    );
+  }
+
+  async readSecret(namespace: string, name: string): Promise<V1Secret | undefined> {
+    try {
+      return await this.#core.readNamespacedSecret({ namespace, name });
+    } catch (error) {
+      if (error instanceof ApiException && error.code === 404) return undefined;
+      throw error;
+    }
+  }
+
+  async #call(fn: () => Promise<unknown>): Promise<void> {
+    try {
+      await fn();
+    } catch (error) {
+      if (error instanceof ApiException && error.code === 409) throw new ConflictError('the object changed meanwhile');
+      // A 404 means the object is gone: nothing left to write.
+      if (error instanceof ApiException && error.code === 404) return;
+      throw error;
+    }
+  }
+}

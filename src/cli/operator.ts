@@ -1,0 +1,95 @@
+import { KubeConfig } from '@kubernetes/client-node';
+import { HealthServer } from '../observability/health-server.ts';
+import { createLogger } from '../observability/logger.ts';
+import { parseDuration, parseListen } from '../policy/config.ts';
+import { Operator } from '../operator/manager.ts';
+import { EXIT_FAILURE, EXIT_OK, parseCommandLine, UsageError, type Io } from './usage.ts';
+
+export const OPERATOR_HELP = `Usage: mailwarden operator [options]
+
+Reconciles MailUserRestriction and MailBackend resources into their SQL or LDAP stores.
+Runs in a pod (in-cluster credentials) or against --kubeconfig. SIGTERM finishes the reconciles
+in flight, releases the leader lease and exits 0.
+
+      --kubeconfig PATH        kubeconfig file (default: in-cluster, then $KUBECONFIG, ~/.kube/config)
+      --namespace NS           watch only NS (repeatable; default all namespaces)
+      --workers N              concurrent MailUserRestriction reconciles (default 4)
+      --resync DUR             full resync, which also corrects drift (default 5m)
+      --leader-elect           campaign for a Lease so that one replica writes
+      --lease-namespace NS     where the Lease lives (default $POD_NAMESPACE or "default")
+      --lease-name NAME        default mailwarden-operator
+      --id NAME                identity in the Lease (default $POD_NAME or host name and pid)
+      --http-listen ADDR       /healthz, /readyz, /metrics (default 0.0.0.0:8080; "off")
+      --log-level LEVEL        fatal|error|warn|info|debug (default info)`;
+
+export async function operatorCommand(args: readonly string[], io: Io): Promise<number> {
+  const { values } = parseCommandLine(args, {
+    kubeconfig: { type: 'string' },
+    namespace: { type: 'string', multiple: true },
+    workers: { type: 'string' },
+    resync: { type: 'string' },
+    'leader-elect': { type: 'boolean' },
+    'lease-namespace': { type: 'string' },
+    'lease-name': { type: 'string' },
+    id: { type: 'string' },
+    'http-listen': { type: 'string' },
+    'log-level': { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
+  });
+  if (values.help) {
+    io.stdout.write(OPERATOR_HELP + '\n');
+    return EXIT_OK;
+  }
+  const workers = values.workers === undefined ? 4 : Number(values.workers);
+  if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new UsageError('--workers takes a whole number from 1 to 64');
+  const logger = createLogger({ level: values['log-level'] ?? 'info', name: 'mailwarden-operator' });
+  const kc = new KubeConfig();
+  if (values.kubeconfig !== undefined) kc.loadFromFile(values.kubeconfig);
+  else kc.loadFromDefault();
+
+  let exitCode = EXIT_OK;
+  let stopping: Promise<void> | undefined;
+  const operator = new Operator({
+    kubeConfig: kc,
+    namespaces: values.namespace,
+    workers,
+    resyncMs: values.resync === undefined ? undefined : parseDuration(values.resync),
+    leaderElection: values['leader-elect']
+      ? {
+          namespace: values['lease-namespace'] ?? io.env.POD_NAMESPACE ?? 'default',
+          name: values['lease-name'],
+          identity: values.id ?? io.env.POD_NAME,
+        }
+      : undefined,
+    onLostLeadership: () => {
+      exitCode = EXIT_FAILURE;
+      stopping ??= operator.stop();
+    },
+    logger,
+  });
+  const listen = values['http-listen'] ?? '0.0.0.0:8080';
+  const health = listen === 'off' ? undefined : new HealthServer({ registry: operator.registry, ready: () => operator.ready() });
+  const http = await health?.listen(parseListen(listen));
+  logger.info({ http, namespaces: values.namespace ?? 'all', leaderElection: Boolean(values['leader-elect']) }, 'operator starting');
+  await operator.start();
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      logger.info({ signal }, 'signal received: draining');
+      stopping ??= operator.stop();
+      stopping.then(resolve, resolve);
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+    const poll = setInterval(() => {
+      if (stopping !== undefined) {
+        clearInterval(poll);
+        stopping.then(resolve, resolve);
+      }
+    }, 200);
+    poll.unref();
+  });
+  await health?.close();
+  logger.info({ exitCode }, 'operator stopped');
+  logger.flush();
+  return exitCode;
+}

@@ -1,0 +1,285 @@
+import { hostname } from 'node:os';
+import { CoreV1Api, CustomObjectsApi, type KubeConfig, type KubernetesListObject, type KubernetesObject, type V1Secret } from '@kubernetes/client-node';
+import { Counter, Registry, collectDefaultMetrics } from 'prom-client';
+import { API_VERSION_NAME, MailwardenKubeClient, PLURALS, type MailwardenKind } from '../api/kube-client.ts';
+import { MAIL_BACKEND_KIND } from '../api/mail-backend.ts';
+import { API_GROUP, API_VERSION, MAIL_USER_RESTRICTION_KIND } from '../api/mail-user-restriction.ts';
+import { Controller } from '../controller/controller.ts';
+import { EventRecorder } from '../controller/events.ts';
+import { ResourceInformer, type ListOptions } from '../controller/informer.ts';
+import { LeaderElector } from '../controller/leader-election.ts';
+import { WorkQueue } from '../controller/work-queue.ts';
+import type { Logger } from '../observability/logger.ts';
+import { BackendConnections, type StoreOpener } from '../reconcilers/backend-connections.ts';
+import { MailBackendReconciler } from '../reconcilers/mail-backend.ts';
+import { MailUserRestrictionReconciler } from '../reconcilers/mail-user-restriction.ts';
+import { targetKey } from '../reconcilers/ownership.ts';
+import { keyOf, type BackendObject, type EventSink, type EventTarget, type Lister, type RestrictionObject } from '../reconcilers/types.ts';
+
+export interface OperatorOptions {
+  readonly kubeConfig: KubeConfig;
+  /** Namespaces to watch; empty or undefined watches all (needs cluster-wide read of Secrets). */
+  readonly namespaces?: readonly string[];
+  /** Concurrent MailUserRestriction reconciles (default 4). */
+  readonly workers?: number;
+  /** Periodic resync that doubles as drift correction (default 5 min). */
+  readonly resyncMs?: number;
+  readonly leaderElection?: {
+    readonly namespace: string;
+    readonly name?: string;
+    readonly identity?: string;
+    readonly leaseDurationMs?: number;
+    readonly renewDeadlineMs?: number;
+    readonly retryPeriodMs?: number;
+  };
+  /** Called when leadership is lost: the process should exit and be restarted. */
+  readonly onLostLeadership?: () => void;
+  readonly logger: Logger;
+  readonly registry?: Registry;
+  /** Opens stores (tests may count writes); default the real SQL and LDAP stores. */
+  readonly openStore?: StoreOpener;
+  readonly mailboxRetryMs?: number;
+  readonly backendProbeIntervalMs?: number;
+}
+
+/**
+ * The operator assembled: informers for MailUserRestriction, MailBackend and Secret, a
+ * controller per kind on its work queue, leader election, and the wiring that turns a change
+ * of one object into the keys it affects. Watch → queue → reconciler → store → status.
+ */
+export class Operator {
+  readonly registry: Registry;
+  readonly #options: OperatorOptions;
+  readonly #log: Logger;
+  readonly #restrictions: Scoped<RestrictionObject>;
+  readonly #backends: Scoped<BackendObject>;
+  readonly #secrets: Scoped<V1Secret>;
+  readonly #restrictionQueue = new WorkQueue();
+  readonly #backendQueue = new WorkQueue();
+  readonly #controllers: Controller[];
+  readonly #connections: BackendConnections;
+  readonly #elector: LeaderElector | undefined;
+  #leading = false;
+  #stopped = false;
+
+  constructor(options: OperatorOptions) {
+    this.#options = options;
+    this.#log = options.logger;
+    this.registry = options.registry ?? new Registry();
+    if (options.registry === undefined) collectDefaultMetrics({ register: this.registry, prefix: 'mailwarden_operator_' });
+    const kc = options.kubeConfig;
+    const namespaces = options.namespaces && options.namespaces.length > 0 ? options.namespaces : [undefined];
+    const objects = kc.makeApiClient(CustomObjectsApi);
+    const core = kc.makeApiClient(CoreV1Api);
+    const custom = <T,>(kind: MailwardenKind) =>
+      new Scoped<T>(
+        namespaces.map(
+          (ns) =>
+            new ResourceInformer<KubernetesObject>({
+              kubeConfig: kc,
+              name: `${PLURALS[kind]}${ns ? `/${ns}` : ''}`,
+              path: `/apis/${API_GROUP}/${API_VERSION_NAME}/${ns ? `namespaces/${ns}/` : ''}${PLURALS[kind]}`,
+              list: (o: ListOptions) =>
+                (ns
+                  ? objects.listNamespacedCustomObject({ group: API_GROUP, version: API_VERSION_NAME, namespace: ns, plural: PLURALS[kind], ...o })
+                  : objects.listClusterCustomObject({ group: API_GROUP, version: API_VERSION_NAME, plural: PLURALS[kind], ...o })) as Promise<KubernetesListObject<KubernetesObject>>,
+              logger: this.#log,
+            }),
+        ),
+      );
+    this.#restrictions = custom<RestrictionObject>('MailUserRestriction');
+    this.#backends = custom<BackendObject>('MailBackend');
+    this.#secrets = new Scoped<V1Secret>(
+      namespaces.map(
+        (ns) =>
+          new ResourceInformer<KubernetesObject>({
+            kubeConfig: kc,
+            name: `secrets${ns ? `/${ns}` : ''}`,
+            path: ns ? `/api/v1/namespaces/${ns}/secrets` : '/api/v1/secrets',
+            list: (o: ListOptions) => (ns ? core.listNamespacedSecret({ namespace: ns, ...o }) : core.listSecretForAllNamespaces(o)),
+            logger: this.#log,
+          }),
+      ),
+    );
+
+    const recorder = new EventRecorder({ kubeConfig: kc, component: 'mailwarden-operator', logger: this.#log });
+    const events = eventSink(recorder);
+    const client = new MailwardenKubeClient(kc);
+    this.#connections = new BackendConnections({ open: options.openStore, logger: this.#log });
+    const drift = new Counter({ name: 'mailwarden_operator_drift_corrections_total', help: 'Store contents rewritten because they had drifted from the spec.', registers: [this.registry] });
+
+    const restrictionReconciler = new MailUserRestrictionReconciler({
+      restrictions: this.#restrictions,
+      backends: this.#backends,
+      secrets: this.#secrets,
+      connections: this.#connections,
+      client,
+      events,
+      logger: this.#log,
+      mailboxRetryMs: options.mailboxRetryMs,
+      onDriftCorrected: () => drift.inc(),
+    });
+    const backendReconciler = new MailBackendReconciler({
+      backends: this.#backends,
+      secrets: this.#secrets,
+      connections: this.#connections,
+      client,
+      events,
+      logger: this.#log,
+      probeIntervalMs: options.backendProbeIntervalMs,
+    });
+    this.#controllers = [
+      new Controller({
+        name: 'mailuserrestriction',
+        queue: this.#restrictionQueue,
+        reconcile: (key) => restrictionReconciler.reconcile(key),
+        concurrency: options.workers ?? 4,
+        resyncMs: options.resyncMs ?? 300_000,
+        keys: () => this.#restrictions.list().map((r) => keyOf(r.metadata.namespace, r.metadata.name)),
+        registry: this.registry,
+        logger: this.#log,
+      }),
+      new Controller({
+        name: 'mailbackend',
+        queue: this.#backendQueue,
+        reconcile: (key) => backendReconciler.reconcile(key),
+        concurrency: 2,
+        resyncMs: options.resyncMs ?? 300_000,
+        keys: () => this.#backends.list().map((b) => keyOf(b.metadata.namespace, b.metadata.name)),
+        registry: this.registry,
+        logger: this.#log,
+      }),
+    ];
+    this.#wire();
+
+    const le = options.leaderElection;
+    if (le !== undefined) {
+      this.#elector = new LeaderElector({
+        kubeConfig: kc,
+        namespace: le.namespace,
+        name: le.name ?? 'mailwarden-operator',
+        identity: le.identity ?? `${hostname()}-${process.pid}`,
+        leaseDurationMs: le.leaseDurationMs,
+        renewDeadlineMs: le.renewDeadlineMs,
+        retryPeriodMs: le.retryPeriodMs,
+        logger: this.#log,
+        onStartedLeading: () => this.#lead(),
+        onStoppedLeading: () => {
+          if (this.#stopped) return;
+          this.#log.error({}, 'leadership lost: stopping so that exactly one replica writes');
+          void this.#stopControllers().finally(() => options.onLostLeadership?.());
+        },
+      });
+    }
+  }
+
+  /** Starts the informers, waits for their caches, then leads (or campaigns for the lease). */
+  async start(): Promise<void> {
+    for (const informer of this.#informers()) informer.start();
+    await Promise.all(this.#informers().map((i) => i.waitForSync()));
+    this.#log.info({ restrictions: this.#restrictions.list().length, backends: this.#backends.list().length }, 'operator caches synced');
+    if (this.#elector !== undefined) this.#elector.start();
+    else this.#lead();
+  }
+
+  /** Synced and either leading or a healthy standby. */
+  ready(): boolean {
+    return !this.#stopped && this.#informers().every((i) => i.hasSynced);
+  }
+
+  get isLeader(): boolean {
+    return this.#leading;
+  }
+
+  /** SIGTERM: stop reconciling (in-flight ones finish), release the lease, close stores. */
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    await this.#stopControllers();
+    await this.#elector?.stop();
+    await Promise.all(this.#informers().map((i) => i.stop()));
+    await this.#connections.closeAll();
+  }
+
+  #lead(): void {
+    if (this.#leading || this.#stopped) return;
+    this.#leading = true;
+    this.#log.info({}, 'leading: reconciling');
+    for (const c of this.#controllers) c.start();
+    // Everything once at the start: level-triggered, nothing assumed from before.
+    for (const r of this.#restrictions.list()) this.#restrictionQueue.add(keyOf(r.metadata.namespace, r.metadata.name));
+    for (const b of this.#backends.list()) this.#backendQueue.add(keyOf(b.metadata.namespace, b.metadata.name));
+  }
+
+  async #stopControllers(): Promise<void> {
+    if (!this.#leading) return;
+    this.#leading = false;
+    await Promise.all(this.#controllers.map((c) => c.stop()));
+  }
+
+  #informers(): ResourceInformer<KubernetesObject>[] {
+    return [...this.#restrictions.informers, ...this.#backends.informers, ...this.#secrets.informers];
+  }
+
+  /** Which keys a change touches. Queues de-duplicate, so generous is cheap. */
+  #wire(): void {
+    const enqueueRestriction = (r: RestrictionObject) => {
+      this.#restrictionQueue.add(keyOf(r.metadata.namespace, r.metadata.name));
+      // Others on the same mailbox: a conflict may resolve, or the owner may have gone.
+      const target = targetKey(r);
+      if (target === undefined) return;
+      for (const other of this.#restrictions.list(r.metadata.namespace)) {
+        if (other.metadata.name !== r.metadata.name && targetKey(other) === target) this.#restrictionQueue.add(keyOf(other.metadata.namespace, other.metadata.name));
+      }
+    };
+    const enqueueBackend = (namespace: string | undefined, name: string) => {
+      this.#backendQueue.add(keyOf(namespace, name));
+      for (const r of this.#restrictions.list(namespace)) {
+        if (r.spec?.backendRef?.name === name) this.#restrictionQueue.add(keyOf(r.metadata.namespace, r.metadata.name));
+      }
+    };
+    this.#restrictions.onChange((r) => this.#leading && enqueueRestriction(r));
+    this.#backends.onChange((b) => this.#leading && enqueueBackend(b.metadata.namespace, b.metadata.name));
+    this.#secrets.onChange((s) => {
+      if (!this.#leading) return;
+      for (const b of this.#backends.list(s.metadata?.namespace)) {
+        if (b.spec?.credentialsSecretRef?.name === s.metadata?.name) enqueueBackend(b.metadata.namespace, b.metadata.name);
+      }
+    });
+  }
+}
+
+/**
+ * Several per-namespace informers seen as one lister of `T`. The informers hold the API server's
+ * JSON; `T` is the shape the reconcilers validate it into (timestamps stay strings).
+ */
+class Scoped<T> implements Lister<T> {
+  readonly informers: ResourceInformer<KubernetesObject>[];
+  constructor(informers: ResourceInformer<KubernetesObject>[]) {
+    this.informers = informers;
+  }
+  get(namespace: string, name: string): T | undefined {
+    for (const i of this.informers) {
+      const found = i.get(namespace, name);
+      if (found !== undefined) return found as T;
+    }
+    return undefined;
+  }
+  list(namespace?: string): T[] {
+    return this.informers.flatMap((i) => i.list(namespace)) as T[];
+  }
+  onChange(fn: (obj: T) => void): void {
+    for (const i of this.informers) i.onChange((obj) => fn(obj as T));
+  }
+}
+
+const KINDS: Record<string, string> = { [MAIL_USER_RESTRICTION_KIND]: API_VERSION, [MAIL_BACKEND_KIND]: API_VERSION };
+
+function eventSink(recorder: EventRecorder): EventSink {
+  // Objects from a list may lack apiVersion/kind; Events need both.
+  const involved = (t: EventTarget) => ({ ...t, apiVersion: t.apiVersion ?? KINDS[t.kind], kind: t.kind }) as never;
+  return {
+    normal: (t, reason, message) => void recorder.normal(involved(t), reason, message),
+    warning: (t, reason, message) => void recorder.warning(involved(t), reason, message),
+  };
+}

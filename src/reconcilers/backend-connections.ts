@@ -1,0 +1,78 @@
+import { createHash } from 'node:crypto';
+import type { MailBackend } from '../api/mail-backend.ts';
+import { storeSettingsOf } from '../api/mail-backend.ts';
+import type { Logger } from '../observability/logger.ts';
+import { openUrlStore } from '../stores/url-store.ts';
+import { StoreError, type WritableMailboxStore } from '../stores/store.ts';
+
+export type StoreOpener = (url: string, settings: unknown, password: string | undefined) => Promise<WritableMailboxStore>;
+
+export const defaultStoreOpener: StoreOpener = (url, settings, password) => openUrlStore(url, settings, { semantics: 'default', password });
+
+interface Entry {
+  readonly fingerprint: string;
+  readonly store: Promise<WritableMailboxStore>;
+}
+
+/**
+ * One open store per MailBackend, reopened when the backend's spec or password changes
+ * (password rotation) and closed when the backend goes. The fingerprint hashes the password,
+ * so it is never kept in clear beside the connection.
+ */
+export class BackendConnections {
+  readonly #open: StoreOpener;
+  readonly #logger: Logger | undefined;
+  readonly #entries = new Map<string, Entry>();
+
+  constructor(params: { open?: StoreOpener; logger?: Logger } = {}) {
+    this.#open = params.open ?? defaultStoreOpener;
+    this.#logger = params.logger;
+  }
+
+  /** The store for `backend` with `password`; opens or reopens as needed. */
+  async get(backend: MailBackend, password: string | undefined): Promise<WritableMailboxStore> {
+    const key = `${backend.metadata.namespace}/${backend.metadata.name}`;
+    const settings = storeSettingsOf(backend.spec);
+    const fingerprint = createHash('sha256')
+      .update(JSON.stringify([backend.spec.url, settings]))
+      .update('\0')
+      .update(password ?? '')
+      .digest('hex');
+    const existing = this.#entries.get(key);
+    if (existing !== undefined && existing.fingerprint === fingerprint) return existing.store;
+    if (existing !== undefined) {
+      this.#logger?.info({ backend: key }, 'backend settings or credentials changed: reconnecting');
+      void this.#closeEntry(existing);
+    }
+    const store = this.#open(backend.spec.url, settings, password);
+    const entry: Entry = { fingerprint, store };
+    this.#entries.set(key, entry);
+    // A store that fails to open is not kept: the next reconcile tries again.
+    store.catch(() => {
+      if (this.#entries.get(key) === entry) this.#entries.delete(key);
+    });
+    return store;
+  }
+
+  async forget(namespace: string, name: string): Promise<void> {
+    const key = `${namespace}/${name}`;
+    const entry = this.#entries.get(key);
+    if (entry === undefined) return;
+    this.#entries.delete(key);
+    await this.#closeEntry(entry);
+  }
+
+  async closeAll(): Promise<void> {
+    const entries = [...this.#entries.values()];
+    this.#entries.clear();
+    await Promise.all(entries.map((e) => this.#closeEntry(e)));
+  }
+
+  async #closeEntry(entry: Entry): Promise<void> {
+    try {
+      await (await entry.store).close();
+    } catch (error) {
+      if (!(error instanceof StoreError)) this.#logger?.debug({ err: error }, 'closing a backend store failed');
+    }
+  }
+}

@@ -1,0 +1,76 @@
+import { findCondition, sameConditions, setCondition } from '../api/conditions.ts';
+import type { MailwardenKubeClient } from '../api/kube-client.ts';
+import { mailBackendSpecSchema } from '../api/mail-backend.ts';
+import { formatIssues } from '../api/mail-user-restriction.ts';
+import type { Logger } from '../observability/logger.ts';
+import { StoreError } from '../stores/store.ts';
+import type { BackendConnections } from './backend-connections.ts';
+import { CredentialsError, passwordOf } from './credentials.ts';
+import type { BackendObject, EventSink, Lister, SecretLister } from './types.ts';
+import { splitKey } from './types.ts';
+
+/** An address no mailbox has: probing with it is a real round trip that reads nothing. */
+const PROBE_ADDRESS = 'probe@mailwarden.invalid';
+
+export interface BackendReconcilerDeps {
+  readonly backends: Lister<BackendObject>;
+  readonly secrets: SecretLister;
+  readonly connections: BackendConnections;
+  readonly client: Pick<MailwardenKubeClient, 'patchStatus'>;
+  readonly events: EventSink;
+  readonly logger: Logger;
+  readonly now?: () => Date;
+  /** How often a backend is probed again (default 60 s). */
+  readonly probeIntervalMs?: number;
+  /** Probe timeout (default 5 s). */
+  readonly probeTimeoutMs?: number;
+}
+
+/**
+ * MailBackend → status: can the operator reach the store with the configured credentials? The
+ * probe is one lookup; failures are reported, never thrown, and probed again on an interval.
+ */
+export class MailBackendReconciler {
+  readonly #deps: BackendReconcilerDeps;
+
+  constructor(deps: BackendReconcilerDeps) {
+    this.#deps = deps;
+  }
+
+  async reconcile(key: string): Promise<{ requeueAfterMs?: number } | void> {
+    const [namespace, name] = splitKey(key);
+    const backend = this.#deps.backends.get(namespace, name);
+    if (backend === undefined) {
+      await this.#deps.connections.forget(namespace, name);
+      return;
+    }
+    const interval = this.#deps.probeIntervalMs ?? 60_000;
+    const parsed = mailBackendSpecSchema.safeParse(backend.spec);
+    if (!parsed.success) {
+      await this.#report(backend, false, 'InvalidSpec', formatIssues(parsed.error).join('; '));
+      return;
+    }
+    try {
+      const store = await this.#deps.connections.get({ ...backend, spec: parsed.data }, passwordOf(backend, this.#deps.secrets));
+      await store.lookup([PROBE_ADDRESS], AbortSignal.timeout(this.#deps.probeTimeoutMs ?? 5_000));
+      await this.#report(backend, true, 'Connected', `${store.kind} store reachable`);
+    } catch (error) {
+      const reason = error instanceof CredentialsError ? 'SecretNotFound' : error instanceof StoreError && error.kind === 'Misconfigured' ? 'Misconfigured' : 'Unavailable';
+      await this.#report(backend, false, reason, (error as Error).message);
+    }
+    return { requeueAfterMs: interval };
+  }
+
+  async #report(backend: BackendObject, ready: boolean, reason: string, message: string): Promise<void> {
+    const now = (this.#deps.now ?? (() => new Date()))();
+    const generation = backend.metadata.generation;
+    const previous = backend.status?.conditions;
+    const conditions = setCondition(previous, { type: 'Ready', status: ready ? 'True' : 'False', reason, message, observedGeneration: generation }, now);
+    if (sameConditions(previous, conditions) && backend.status?.observedGeneration === generation) return;
+    if (findCondition(previous, 'Ready')?.reason !== reason) {
+      if (ready) this.#deps.events.normal(backend, reason, message);
+      else this.#deps.events.warning(backend, reason, message);
+    }
+    await this.#deps.client.patchStatus('MailBackend', backend.metadata.namespace ?? '', backend.metadata.name, { observedGeneration: generation, conditions });
+  }
+}

@@ -1,0 +1,216 @@
+import { findCondition, sameConditions, setCondition, type Condition } from '../api/conditions.ts';
+import { ConflictError, type MailwardenKubeClient } from '../api/kube-client.ts';
+import { mailBackendSpecSchema } from '../api/mail-backend.ts';
+import { formatIssues, listsOf, specSchema, type MailUserRestrictionSpec } from '../api/mail-user-restriction.ts';
+import type { Logger } from '../observability/logger.ts';
+import { StoreError } from '../stores/store.ts';
+import type { BackendConnections } from './backend-connections.ts';
+import { CredentialsError, passwordOf } from './credentials.ts';
+import { ownerOf, targetKey } from './ownership.ts';
+import type { BackendObject, EventSink, Lister, RestrictionObject, SecretLister } from './types.ts';
+import { splitKey } from './types.ts';
+import { syncMailbox } from './sync.ts';
+
+export const FINALIZER = 'mailwarden.io/cleanup';
+
+/** Condition reasons, as the API conventions want them: CamelCase, stable, documented. */
+export const Reason = {
+  Applied: 'Applied',
+  DriftCorrected: 'DriftCorrected',
+  InvalidSpec: 'InvalidSpec',
+  BackendNotFound: 'BackendNotFound',
+  BackendUnavailable: 'BackendUnavailable',
+  MailboxNotFound: 'MailboxNotFound',
+  Conflict: 'Conflict',
+} as const;
+export type Reason = (typeof Reason)[keyof typeof Reason];
+
+/** Retry later with backoff, after the status said why. */
+export class RetryError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'RetryError';
+  }
+}
+
+export interface RestrictionReconcilerDeps {
+  readonly restrictions: Lister<RestrictionObject>;
+  readonly backends: Lister<BackendObject>;
+  readonly secrets: SecretLister;
+  readonly connections: BackendConnections;
+  readonly client: Pick<MailwardenKubeClient, 'patchStatus' | 'setFinalizers'>;
+  readonly events: EventSink;
+  readonly logger: Logger;
+  readonly now?: () => Date;
+  /** How soon a restriction whose mailbox does not exist yet looks again (default 30 s). */
+  readonly mailboxRetryMs?: number;
+  /** Counts drift corrections (a metric). */
+  readonly onDriftCorrected?: () => void;
+}
+
+interface Outcome {
+  readonly ready: boolean;
+  readonly reason: Reason;
+  readonly message: string;
+  /** The store now holds the spec (Synced). */
+  readonly synced: boolean;
+}
+
+/**
+ * MailUserRestriction → the four lists of one mailbox in the store its MailBackend names.
+ *
+ * Level-triggered and idempotent, in the provider-sql way: observe the store, write only on a
+ * difference, report in status. The oldest restriction of a mailbox owns it; others report
+ * Conflict. A finalizer clears the lists on delete under `deletionPolicy: Clear`.
+ */
+export class MailUserRestrictionReconciler {
+  readonly #deps: RestrictionReconcilerDeps;
+
+  constructor(deps: RestrictionReconcilerDeps) {
+    this.#deps = deps;
+  }
+
+  async reconcile(key: string): Promise<{ requeueAfterMs?: number } | void> {
+    const [namespace, name] = splitKey(key);
+    const restriction = this.#deps.restrictions.get(namespace, name);
+    if (restriction === undefined) return; // deleted and finalized: nothing left to do
+    if (restriction.metadata.deletionTimestamp) return this.#finalize(restriction);
+
+    const parsed = specSchema.safeParse(restriction.spec);
+    if (!parsed.success) {
+      return this.#report(restriction, { ready: false, synced: false, reason: Reason.InvalidSpec, message: formatIssues(parsed.error).join('; ') });
+    }
+    const spec = parsed.data;
+    if (spec.backendRef === undefined) {
+      return this.#report(restriction, { ready: false, synced: false, reason: Reason.InvalidSpec, message: 'spec.backendRef.name is required: name the MailBackend to write to' });
+    }
+    const backend = this.#deps.backends.get(namespace, spec.backendRef.name);
+    if (backend === undefined) {
+      return this.#report(restriction, { ready: false, synced: false, reason: Reason.BackendNotFound, message: `MailBackend ${namespace}/${spec.backendRef.name} not found` });
+    }
+    const owner = ownerOf(this.#deps.restrictions.list(namespace), targetKey(restriction)!);
+    if (owner !== undefined && owner.metadata.name !== name) {
+      return this.#report(restriction, {
+        ready: false,
+        synced: false,
+        reason: Reason.Conflict,
+        message: `mailbox ${spec.mailbox} in MailBackend ${spec.backendRef.name} is already managed by MailUserRestriction ${owner.metadata.name} (the oldest wins); this one writes nothing`,
+      });
+    }
+
+    // The finalizer goes on before the first write, so no write can outlive its restriction.
+    if (!(restriction.metadata.finalizers ?? []).includes(FINALIZER)) {
+      await this.#deps.client.setFinalizers('MailUserRestriction', namespace, name, [...(restriction.metadata.finalizers ?? []), FINALIZER], restriction.metadata.resourceVersion!);
+    }
+
+    let result: Outcome;
+    try {
+      result = await this.#sync(restriction, spec, backend);
+    } catch (error) {
+      const outcome = this.#failure(error, backend);
+      await this.#report(restriction, outcome);
+      if (outcome.reason === Reason.MailboxNotFound) return { requeueAfterMs: this.#deps.mailboxRetryMs ?? 30_000 };
+      if (outcome.reason === Reason.InvalidSpec) return;
+      throw new RetryError(outcome.message, { cause: error });
+    }
+    return this.#report(restriction, result);
+  }
+
+  /** Observe, compare, write on difference. */
+  async #sync(restriction: RestrictionObject, spec: MailUserRestrictionSpec, backend: BackendObject): Promise<Outcome> {
+    const backendSpec = mailBackendSpecSchema.safeParse(backend.spec);
+    if (!backendSpec.success) {
+      return { ready: false, synced: false, reason: Reason.BackendUnavailable, message: `MailBackend ${backend.metadata.name} is not valid: ${formatIssues(backendSpec.error).join('; ')}` };
+    }
+    const store = await this.#deps.connections.get({ ...backend, spec: backendSpec.data }, passwordOf(backend, this.#deps.secrets));
+    const { changed } = await syncMailbox(store, spec.mailbox, listsOf(spec));
+    if (changed.length === 0) {
+      return { ready: true, synced: true, reason: Reason.Applied, message: `the lists of ${spec.mailbox} in ${backend.metadata.name} match the spec` };
+    }
+    const previouslySynced = findCondition(restriction.status?.conditions, 'Synced');
+    const drift = restriction.status?.observedGeneration === restriction.metadata.generation && previouslySynced?.status === 'True';
+    if (drift) {
+      this.#deps.onDriftCorrected?.();
+      this.#deps.events.warning(restriction, Reason.DriftCorrected, `the store's ${changed.join(', ')} of ${spec.mailbox} differed from the spec and was rewritten`);
+      return { ready: true, synced: true, reason: Reason.DriftCorrected, message: `the store's ${changed.join(', ')} of ${spec.mailbox} had drifted and was rewritten` };
+    }
+    return { ready: true, synced: true, reason: Reason.Applied, message: `the lists of ${spec.mailbox} were written to ${backend.metadata.name}` };
+  }
+
+  #failure(error: unknown, backend: BackendObject): Outcome {
+    if (error instanceof StoreError) {
+      switch (error.kind) {
+        case 'MailboxNotFound':
+          return { ready: false, synced: false, reason: Reason.MailboxNotFound, message: `${error.message}; mailwarden never creates mailboxes and will apply the lists once it exists` };
+        case 'InvalidValue':
+          return { ready: false, synced: false, reason: Reason.InvalidSpec, message: error.message };
+        default:
+          return { ready: false, synced: false, reason: Reason.BackendUnavailable, message: `MailBackend ${backend.metadata.name}: ${error.message}` };
+      }
+    }
+    if (error instanceof CredentialsError) {
+      return { ready: false, synced: false, reason: Reason.BackendUnavailable, message: `MailBackend ${backend.metadata.name}: ${error.message}` };
+    }
+    if (error instanceof ConflictError) throw error;
+    return { ready: false, synced: false, reason: Reason.BackendUnavailable, message: `MailBackend ${backend.metadata.name}: ${(error as Error)?.message ?? String(error)}` };
+  }
+
+  /** Delete: clear the lists when this restriction owns the mailbox and the policy says so, then let go. */
+  async #finalize(restriction: RestrictionObject): Promise<void> {
+    const finalizers = restriction.metadata.finalizers ?? [];
+    if (!finalizers.includes(FINALIZER)) return;
+    const { namespace = '', name } = restriction.metadata;
+    const spec = specSchema.safeParse(restriction.spec);
+    const target = targetKey(restriction);
+    const owner = target === undefined ? undefined : ownerOf(this.#deps.restrictions.list(namespace), target);
+    if (spec.success && spec.data.deletionPolicy === 'Clear' && owner?.metadata.name === name && spec.data.backendRef !== undefined) {
+      const backend = this.#deps.backends.get(namespace, spec.data.backendRef.name);
+      if (backend === undefined) {
+        this.#deps.events.warning(restriction, Reason.BackendNotFound, `MailBackend ${spec.data.backendRef.name} is gone: the lists of ${spec.data.mailbox} could not be cleared`);
+      } else {
+        try {
+          const store = await this.#deps.connections.get(backend, passwordOf(backend, this.#deps.secrets));
+          const result = await store.clear(spec.data.mailbox);
+          if (result.changed) this.#deps.events.normal(restriction, 'Cleared', `the lists of ${spec.data.mailbox} were cleared in ${backend.metadata.name}`);
+        } catch (error) {
+          if (!(error instanceof StoreError && error.kind === 'MailboxNotFound')) {
+            this.#deps.events.warning(restriction, Reason.BackendUnavailable, `cannot clear the lists of ${spec.data.mailbox} yet: ${(error as Error).message}`);
+            throw new RetryError(`clearing ${spec.data.mailbox}: ${(error as Error).message}`, { cause: error });
+          }
+        }
+      }
+    }
+    await this.#deps.client.setFinalizers(
+      'MailUserRestriction',
+      namespace,
+      name,
+      finalizers.filter((f) => f !== FINALIZER),
+      restriction.metadata.resourceVersion!,
+    );
+  }
+
+  /** One status write per reconcile, only when something changed; an Event on each transition. */
+  async #report(restriction: RestrictionObject, outcome: Outcome): Promise<void> {
+    const now = (this.#deps.now ?? (() => new Date()))();
+    const generation = restriction.metadata.generation;
+    const previous = restriction.status?.conditions;
+    let conditions: Condition[] = setCondition(previous, { type: 'Ready', status: outcome.ready ? 'True' : 'False', reason: outcome.reason, message: outcome.message, observedGeneration: generation }, now);
+    conditions = setCondition(conditions, { type: 'Synced', status: outcome.synced ? 'True' : 'False', reason: outcome.reason, message: outcome.message, observedGeneration: generation }, now);
+    const backend = restriction.spec?.backendRef?.name;
+    const unchanged =
+      sameConditions(previous, conditions) && restriction.status?.observedGeneration === generation && restriction.status?.backend === backend;
+    if (unchanged) return;
+    const before = findCondition(previous, 'Ready');
+    if (before?.reason !== outcome.reason && outcome.reason !== Reason.DriftCorrected) {
+      if (outcome.ready) this.#deps.events.normal(restriction, outcome.reason, outcome.message);
+      else this.#deps.events.warning(restriction, outcome.reason, outcome.message);
+    }
+    await this.#deps.client.patchStatus('MailUserRestriction', restriction.metadata.namespace ?? '', restriction.metadata.name, {
+      observedGeneration: generation,
+      conditions,
+      backend,
+      lastSyncTime: outcome.synced ? now.toISOString() : restriction.status?.lastSyncTime,
+    });
+  }
+}
+

@@ -1,0 +1,47 @@
+import type { V1Secret } from '@kubernetes/client-node';
+import type { MailBackend } from '../api/mail-backend.ts';
+import type { MailUserRestriction } from '../api/mail-user-restriction.ts';
+
+/** Read access to an informer's cache. */
+export interface Lister<T> {
+  get(namespace: string, name: string): T | undefined;
+  list(namespace?: string): T[];
+}
+
+/** The object an Event is about. */
+export interface EventTarget {
+  readonly apiVersion: string;
+  readonly kind: string;
+  readonly metadata: { readonly name: string; readonly namespace?: string; readonly uid?: string; readonly resourceVersion?: string };
+}
+
+/** Records Kubernetes Events; never throws. */
+export interface EventSink {
+  normal(target: EventTarget, reason: string, message: string): void;
+  warning(target: EventTarget, reason: string, message: string): void;
+}
+
+/** Objects as the informers hold them: the API server's JSON, validated by the reconcilers. */
+export type RestrictionObject = MailUserRestriction & { metadata: MailUserRestriction['metadata'] & KubeMeta };
+export type BackendObject = MailBackend & { metadata: MailBackend['metadata'] & KubeMeta };
+
+export interface KubeMeta {
+  uid?: string;
+  resourceVersion?: string;
+  generation?: number;
+  creationTimestamp?: string | Date;
+  deletionTimestamp?: string | Date;
+  finalizers?: string[];
+}
+
+export type SecretLister = Lister<V1Secret>;
+
+/** `namespace/name`, the work-queue key. */
+export function keyOf(namespace: string | undefined, name: string): string {
+  return `${namespace ?? ''}/${name}`;
+}
+
+export function splitKey(key: string): [namespace: string, name: string] {
+  const slash = key.indexOf('/');
+  return [key.slice(0, slash), key.slice(slash + 1)];
+}
