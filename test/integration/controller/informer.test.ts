@@ -5,6 +5,8 @@ import assert from 'node:assert/strict';
 import { CoreV1Api, type KubeConfig, type V1ConfigMap } from '@kubernetes/client-node';
 import { startControlPlane, type ControlPlane } from '../../harness/controlplane.ts';
 import { ResourceInformer, keyOf } from '../../../src/controller/informer.ts';
+import { Controller } from '../../../src/controller/controller.ts';
+import { WorkQueue } from '../../../src/controller/work-queue.ts';
 import { capturingLogger, eventually } from './support.ts';
 
 type Change = `${'add' | 'update' | 'delete'} ${string}`;
@@ -39,7 +41,7 @@ describe('ResourceInformer (real API server)', () => {
     cp = await startControlPlane();
     kc = cp.kubeConfig();
     core = kc.makeApiClient(CoreV1Api);
-    for (const name of ['inf-a', 'inf-b', 'inf-c']) await core.createNamespace({ body: { metadata: { name } } });
+    for (const name of ['inf-a', 'inf-b', 'inf-c', 'inf-d']) await core.createNamespace({ body: { metadata: { name } } });
   });
   after(async () => {
     await cp?.stop();
@@ -100,6 +102,34 @@ describe('ResourceInformer (real API server)', () => {
     const { informer } = configMapInformer(kc, 'inf-b', { path: '/api/v1/namespaces/inf-b/configmaps', list: () => Promise.reject(new Error('unreachable')) });
     informer.start();
     await assert.rejects(informer.waitForSync(300), { name: 'InformerError', kind: 'SyncTimeout' });
+    await informer.stop();
+  });
+
+  test('drives a Controller: watch → queue → reconcile reading the cache', async () => {
+    const ns = 'inf-d';
+    const { informer } = configMapInformer(kc, ns);
+    const queue = new WorkQueue();
+    const enqueue = (o: V1ConfigMap): void => queue.add(keyOf(o));
+    informer.onChange(enqueue);
+    const seen = new Map<string, string | undefined>();
+    const controller = new Controller({
+      name: 'configmaps',
+      queue,
+      concurrency: 2,
+      keys: () => informer.keys(),
+      reconcile: async (key) => {
+        const [namespace, name] = key.split('/') as [string, string];
+        seen.set(key, informer.get(namespace, name)?.data?.v ?? 'gone');
+      },
+    });
+    informer.start();
+    await informer.waitForSync(10_000);
+    controller.start();
+    await core.createNamespacedConfigMap({ namespace: ns, body: cm('r', { v: '1' }) });
+    await eventually('reconciled r', () => seen.get(`${ns}/r`) === '1');
+    await core.deleteNamespacedConfigMap({ namespace: ns, name: 'r' });
+    await eventually('reconciled the deletion', () => seen.get(`${ns}/r`) === 'gone');
+    await controller.stop();
     await informer.stop();
   });
 
