@@ -159,7 +159,8 @@ export class PolicyConnection {
     } else {
       const pending: PendingAnswer = { answer: undefined, startedAt };
       this.#queue.push(pending);
-      settle(answer).then(
+      // Promise.resolve: whatever thenable (or mistake) the handler returned becomes one promise.
+      Promise.resolve(answer as unknown).then(
         (value) => {
           pending.answer = isValidAction(value) ? value : this.#handlerFailed(new TypeError(`invalid action ${JSON.stringify(value)}`));
           this.#flush();
@@ -253,12 +254,12 @@ export class PolicyConnection {
   #close(linger: boolean): void {
     this.#state = 'closing';
     const socket = this.#socket;
+    // Also the backstop when our FIN never leaves (a client that stopped reading).
+    this.#lingerUntil = this.#ctx.now() + this.#ctx.limits.lingerMs;
     if (linger) {
-      this.#lingerUntil = this.#ctx.now() + this.#ctx.limits.lingerMs;
       socket.end();
       socket.resume();
     } else {
-      this.#lingerUntil = this.#ctx.now() + this.#ctx.limits.lingerMs;
       socket.end(() => socket.destroy());
     }
   }
@@ -271,9 +272,4 @@ export class PolicyConnection {
     this.#head = 0;
     this.#ctx.onClose(this);
   }
-}
-
-/** The handler's result as a promise, whatever thenable (or mistake) it returned. */
-function settle(value: unknown): Promise<unknown> {
-  return Promise.resolve(value);
 }

@@ -8,8 +8,10 @@
  *   --warmup S           unmeasured time before each measurement (default 1)
  *   --connections LIST   comma-separated connection counts (default 1,8,32,128)
  *   --mailboxes N        manifests in the store (default 10000)
- *   --daemon-cmd CMD     the daemon, with {host} {port} {store} placeholders (split on spaces);
- *                        default: node bin/mailwarden.js policyd --listen {host}:{port} --store {store}
+ *   --daemon-cmd CMD     the daemon, with {host} {port} {httpPort} {store} placeholders (split on
+ *                        spaces); default: node bin/mailwarden.js policyd --listen {host}:{port}
+ *                        --http-listen {host}:{httpPort} --store {store} (metrics stay on: they
+ *                        are part of the daemon's cost; a free port avoids clashing with others)
  *   --rounds N           runs per server and connection count, alternating which goes first;
  *                        the best is reported (the machine is shared: noise only slows) (default 2)
  *   --stand-in           benchmark a second ceiling server as the daemon (also used, with a
@@ -41,7 +43,7 @@ const { values } = parseArgs({
 });
 const HOST = '127.0.0.1';
 const CEILING_CMD = `${process.execPath} ${join(here, 'ceiling-server.ts')} --listen {host}:{port} --store {store}`;
-const DAEMON_CMD = `${process.execPath} ${join(root, 'bin/mailwarden.js')} policyd --listen {host}:{port} --store {store}`;
+const DAEMON_CMD = `${process.execPath} ${join(root, 'bin/mailwarden.js')} policyd --listen {host}:{port} --http-listen {host}:{httpPort} --store {store}`;
 
 interface Result {
   connections: number;
@@ -77,8 +79,10 @@ async function freePort(): Promise<number> {
 /** Starts a server command and waits until it answers a policy request. */
 async function startServer(name: string, template: string, store: string): Promise<{ child: ChildProcess; port: number }> {
   const port = await freePort();
+  const httpPort = await freePort();
   const [command, ...args] = template
     .replaceAll('{host}', HOST)
+    .replaceAll('{httpPort}', String(httpPort))
     .replaceAll('{port}', String(port))
     .replaceAll('{store}', store)
     .split(/\s+/)
