@@ -14,13 +14,14 @@
 // exit, and a detached watchdog kills them (and removes the temp dir) if the process dies hard.
 import { spawn, execFile, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync, mkdirSync, unlinkSync } from "node:fs";
-import { readFile, writeFile } from "node:fs/promises";
+import { readFile, readdir, stat, writeFile } from "node:fs/promises";
 import { request } from "node:https";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { KubeConfig } from "@kubernetes/client-node";
+import { parseAllDocuments } from "yaml";
 
 export interface ControlPlaneOptions {
   /** Directory with etcd, kube-apiserver (and kube-controller-manager); default $KUBEBUILDER_ASSETS. */
@@ -81,9 +82,16 @@ export interface ControlPlane {
    * The ServiceAccount (not the namespace) is created when missing unless create is false.
    */
   serviceAccountToken(namespace: string, name: string, opts?: { expirationSeconds?: number; create?: boolean; audiences?: string[] }): Promise<ServiceAccountCredentials>;
+  /**
+   * Creates (or replaces) CustomResourceDefinitions from objects, YAML/JSON files or directories of
+   * them (other kinds in the files are ignored), then waits until each is Established and its
+   * resources are in discovery. Returns the CRD names.
+   */
+  installCRDs(sources: Array<string | Record<string, unknown>>): Promise<string[]>;
   /** Stops kube-apiserver only (etcd keeps the data). */
   stopApiServer(): Promise<void>;
-  /** Starts kube-apiserver again on the same port against the same etcd; waits for /readyz. */
+  /** Starts kube-apiserver again on the same port against the same etcd; waits for /readyz and
+   *  until the custom resources installed by installCRDs() are served again. */
   startApiServer(): Promise<void>;
   startControllerManager(opts?: ControllerManagerOptions): Promise<void>;
   stopControllerManager(): Promise<void>;
@@ -343,6 +351,28 @@ function loaded(path: string, yaml: string): Kubeconfig {
   };
 }
 
+async function loadCrds(sources: Array<string | Record<string, unknown>>): Promise<Array<Record<string, any>>> {
+  const out: Array<Record<string, any>> = [];
+  const fromFile = async (path: string): Promise<void> => {
+    for (const doc of parseAllDocuments(await readFile(path, "utf8"))) {
+      if (doc.errors.length > 0) throw new Error(`${path}: ${doc.errors[0]!.message}`);
+      const obj = doc.toJS() as Record<string, any> | null;
+      if (obj?.kind === "CustomResourceDefinition") out.push(obj);
+    }
+  };
+  for (const src of sources) {
+    if (typeof src !== "string") {
+      out.push(src);
+    } else if ((await stat(src)).isDirectory()) {
+      const names = (await readdir(src)).filter((n) => /\.(ya?ml|json)$/.test(n)).sort();
+      for (const n of names) await fromFile(join(src, n));
+    } else {
+      await fromFile(src);
+    }
+  }
+  return out;
+}
+
 // ---------------------------------------------------------------------------------------------
 
 function assetsDirectory(opts: ControlPlaneOptions): string {
@@ -440,10 +470,14 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
     let port = 0;
     let server = "";
     let apiArgs: string[] = [];
-    const startApi = async (): Promise<void> => {
+    const startApi = async (lists: Iterable<string> = []): Promise<void> => {
       apiserver = launch("kube-apiserver", join(assets, "kube-apiserver"), apiArgs, dir, verbose);
       const m = apiserver;
-      await waitReady(m, async () => (await httpsJson(`${server}/readyz`, adminTls)).status === 200, timeout);
+      await waitReady(m, async () => {
+        if ((await httpsJson(`${server}/readyz`, adminTls)).status !== 200) return false;
+        for (const url of lists) if ((await httpsJson(url, adminTls)).status !== 200) return false;
+        return true;
+      }, timeout);
     };
     await withPortRetry(async () => {
       port = await freePort();
@@ -502,6 +536,8 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
     };
 
     let userSeq = 0;
+    /** List URLs of the CRDs installed through installCRDs(), checked again after a restart. */
+    const servedLists = new Set<string>();
     const cp: ControlPlane = {
       server,
       port,
@@ -541,6 +577,48 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
         await writeFile(path, yaml);
         return { ...loaded(path, yaml), token, username };
       },
+      async installCRDs(sources): Promise<string[]> {
+        const crds = await loadCrds(sources);
+        const base = `${server}/apis/apiextensions.k8s.io/v1/customresourcedefinitions`;
+        await Promise.all(crds.map(async (crd) => {
+          const name = String(crd.metadata?.name);
+          const body = { apiVersion: "apiextensions.k8s.io/v1", kind: "CustomResourceDefinition", ...crd };
+          let res = await httpsJson(base, adminTls, "POST", body);
+          if (res.status === 409) {
+            const cur = JSON.parse((await httpsJson(`${base}/${name}`, adminTls)).body) as { metadata: { resourceVersion: string } };
+            res = await httpsJson(`${base}/${name}`, adminTls, "PUT",
+              { ...body, metadata: { ...crd.metadata, resourceVersion: cur.metadata.resourceVersion } });
+          }
+          if (res.status !== 200 && res.status !== 201) throw new Error(`installing CRD ${name}: HTTP ${res.status} ${res.body}`);
+        }));
+        const deadline = Date.now() + timeout;
+        for (const crd of crds) {
+          const name = String(crd.metadata?.name);
+          const spec = crd.spec as { group: string; names: { plural: string }; versions: Array<{ name: string; served: boolean }> };
+          const ready = async (): Promise<boolean> => {
+            const c = JSON.parse((await httpsJson(`${base}/${name}`, adminTls)).body) as
+              { status?: { conditions?: Array<{ type: string; status: string }> } };
+            if (!c.status?.conditions?.some((x) => x.type === "Established" && x.status === "True")) return false;
+            for (const v of spec.versions.filter((x) => x.served)) {
+              const d = await httpsJson(`${server}/apis/${spec.group}/${v.name}`, adminTls);
+              if (d.status !== 200) return false;
+              const list = JSON.parse(d.body) as { resources?: Array<{ name: string }> };
+              if (!list.resources?.some((r) => r.name === spec.names.plural)) return false;
+              // Discovery lists the resource before its watch cache is initialized; until then
+              // requests get 429 "storage is (re)initializing".
+              const url = `${server}/apis/${spec.group}/${v.name}/${spec.names.plural}?limit=1`;
+              if ((await httpsJson(url, adminTls)).status !== 200) return false;
+              servedLists.add(url);
+            }
+            return true;
+          };
+          while (!(await ready().catch(() => false))) {
+            if (Date.now() > deadline) throw new Error(`CRD ${name} not established within ${timeout} ms`);
+            await sleep(50);
+          }
+        }
+        return crds.map((c) => String(c.metadata?.name));
+      },
       async stopApiServer(): Promise<void> {
         await terminate(apiserver, 10_000);
       },
@@ -551,7 +629,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
         // another process grabbing the port in between would, and is retried briefly.
         for (let i = 0; ; i++) {
           try {
-            await startApi();
+            await startApi(servedLists);
             return;
           } catch (err) {
             if (i >= 20 || !(err instanceof Error) || !BIND_FAILURE.test(err.message)) throw err;
