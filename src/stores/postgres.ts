@@ -30,6 +30,7 @@ class PostgresDriver implements SqlDriver {
   readonly dialect = POSTGRES_DIALECT;
   readonly #pool: pg.Pool;
   readonly #context: ErrorContext;
+  readonly #logger: StoreLogger;
 
   constructor(
     endpoint: SqlEndpoint,
@@ -38,6 +39,7 @@ class PostgresDriver implements SqlDriver {
     logger: StoreLogger,
   ) {
     this.#context = { target: endpoint.target, settings, secrets: [endpoint.password] };
+    this.#logger = logger;
     this.#pool = new pg.Pool({
       host: endpoint.host,
       port: endpoint.port,
@@ -72,6 +74,13 @@ class PostgresDriver implements SqlDriver {
     };
     const checkout = this.#pool.connect().then((c) => {
       client = c;
+      // A connection that dies while checked out (between two statements of a session, or after
+      // being abandoned) emits 'error' with no pool listener attached: without ours the process
+      // would crash when the server restarts. Once per connection, as connections are reused.
+      if (!GUARDED.has(c)) {
+        GUARDED.add(c);
+        c.on('error', (err) => this.#onConnectionError(err));
+      }
       // The signal may have fired while we waited for the connection.
       if (signal.aborted) release(true);
       return c;
@@ -94,10 +103,16 @@ class PostgresDriver implements SqlDriver {
     return classifyPostgresError(err, this.#context);
   }
 
+  #onConnectionError(err: unknown): void {
+    this.#logger.debug({ store: this.#context.target, err: this.classify(err).message }, 'connection lost');
+  }
+
   async close(): Promise<void> {
     await this.#pool.end();
   }
 }
+
+const GUARDED = new WeakSet<pg.PoolClient>();
 
 function postgresSession(client: pg.PoolClient): SqlSession {
   return {

@@ -1,0 +1,115 @@
+import { LIST_NAMES, type ListName, type RestrictionLists } from '../../src/restrictions/lists.ts';
+import { splitSqlList, joinSqlList } from '../../src/restrictions/sql-list.ts';
+import { startMariadb, startOpenldap, startPostgres, type LdapServer, type SqlServer } from './containers.ts';
+
+export type BackendKind = 'postgres' | 'mariadb' | 'openldap';
+export const BACKEND_KINDS: readonly BackendKind[] = ['postgres', 'mariadb', 'openldap'];
+
+/**
+ * A real store server seen the same way whatever its kind: what a MailBackend needs to reach it,
+ * and direct access (bypassing mailwarden) to create mailboxes, read and tamper with lists.
+ */
+export interface BackendFixture {
+  readonly kind: BackendKind;
+  /** MailBackend spec (without credentials). */
+  readonly spec: Record<string, unknown>;
+  readonly password: string;
+  addMailbox(address: string): Promise<void>;
+  /** The lists as stored (canonical, sorted), or undefined when the mailbox does not exist. */
+  readLists(address: string): Promise<RestrictionLists | undefined>;
+  /** Writes one list directly, as an admin editing the store by hand would. */
+  writeList(address: string, list: ListName, entries: string[]): Promise<void>;
+  /** Changes the password of the account the backend uses. */
+  rotatePassword(next: string): Promise<void>;
+  stopServer(): Promise<void>;
+  startServer(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+const SQL_COLUMNS: Record<ListName, string> = {
+  allowedSenders: 'allowedsenders',
+  rejectedSenders: 'rejectedsenders',
+  allowedRecipients: 'allowedrecipients',
+  rejectedRecipients: 'rejectedrecipients',
+};
+const LDAP_ATTRIBUTES: Record<ListName, string> = {
+  allowedSenders: 'amavisWhitelistSender',
+  rejectedSenders: 'amavisBlacklistSender',
+  allowedRecipients: 'mailWhitelistRecipient',
+  rejectedRecipients: 'mailBlacklistRecipient',
+};
+
+export async function startBackend(kind: BackendKind): Promise<BackendFixture> {
+  return kind === 'openldap' ? ldapFixture(await startOpenldap()) : sqlFixture(kind, kind === 'postgres' ? await startPostgres() : await startMariadb());
+}
+
+function sorted(lists: Record<ListName, string[]>): RestrictionLists {
+  return Object.fromEntries(LIST_NAMES.map((n) => [n, [...lists[n]].sort()])) as unknown as RestrictionLists;
+}
+
+function sqlFixture(kind: BackendKind, server: SqlServer): BackendFixture {
+  let password = server.password;
+  const p = (i: number) => (server.dialect === 'postgres' ? `$${i}` : '?');
+  return {
+    kind,
+    spec: { url: server.url },
+    get password() {
+      return password;
+    },
+    // As the database superuser: the account the backend uses may have a rotated password.
+    async addMailbox(address) {
+      await server.query(`INSERT INTO mailbox (username, domain) VALUES (${p(1)}, ${p(2)})`, [address, address.split('@')[1]], server.admin);
+    },
+    async readLists(address) {
+      const [row] = await server.query(`SELECT * FROM mailbox WHERE username = ${p(1)}`, [address], server.admin);
+      if (row === undefined) return undefined;
+      return sorted(Object.fromEntries(LIST_NAMES.map((n) => [n, splitSqlList(row[SQL_COLUMNS[n]] as string | null, 'default') ?? []])) as Record<ListName, string[]>);
+    },
+    async writeList(address, list, entries) {
+      await server.query(`UPDATE mailbox SET ${SQL_COLUMNS[list]} = ${p(1)} WHERE username = ${p(2)}`, [joinSqlList(entries), address], server.admin);
+    },
+    async rotatePassword(next) {
+      if (server.dialect === 'postgres') await server.query(`ALTER USER ${server.user} PASSWORD '${next}'`, [], server.admin);
+      else await server.query(`ALTER USER '${server.user}'@'%' IDENTIFIED BY '${next}'`, [], server.admin);
+      password = next;
+    },
+    stopServer: () => server.stopServer(),
+    startServer: () => server.startServer(),
+    stop: () => server.stop(),
+  };
+}
+
+function ldapFixture(server: LdapServer): BackendFixture {
+  let password = server.password;
+  return {
+    kind: 'openldap',
+    spec: { url: server.url, ldap: { baseDn: server.domainsDn, bindDn: server.bindDn } },
+    get password() {
+      return password;
+    },
+    async addMailbox(address) {
+      await server.addLdapUser({ mail: address });
+    },
+    async readLists(address) {
+      const entry = await server.getEntry(server.userDn(address));
+      if (entry === undefined) return undefined;
+      return sorted(Object.fromEntries(LIST_NAMES.map((n) => [n, (entry[LDAP_ATTRIBUTES[n]] ?? []).map((v) => v.toLowerCase())])) as Record<ListName, string[]>);
+    },
+    async writeList(address, list, entries) {
+      const { Attribute, Change } = await import('ldapts');
+      await server.withClient((c) =>
+        c.modify(server.userDn(address), [new Change({ operation: 'replace', modification: new Attribute({ type: LDAP_ATTRIBUTES[list], values: entries }) })]),
+      );
+    },
+    async rotatePassword(next) {
+      const { Attribute, Change } = await import('ldapts');
+      await server.withClient((c) =>
+        c.modify(server.bindDn, [new Change({ operation: 'replace', modification: new Attribute({ type: 'userPassword', values: [next] }) })]),
+      );
+      password = next;
+    },
+    stopServer: () => server.stopServer(),
+    startServer: () => server.startServer(),
+    stop: () => server.stop(),
+  };
+}
