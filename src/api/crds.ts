@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { stringify } from 'yaml';
 import { MAIL_BACKEND_KIND, mailBackendSpecSchema, mailBackendStatusSchema } from './mail-backend.ts';
 import { API_GROUP, MAIL_USER_RESTRICTION_KIND, mailUserRestrictionStatusSchema, specSchema } from './mail-user-restriction.ts';
+import { POLICY_DAEMON_KIND, policyDaemonSpecSchema, policyDaemonStatusSchema } from './policy-daemon.ts';
 
 /**
  * CustomResourceDefinitions generated from the zod schemas, so the API server validates exactly
@@ -51,6 +52,25 @@ export const CRD_SOURCES: readonly CrdSource[] = [
     status: mailBackendStatusSchema,
     printerColumns: [
       { name: 'URL', type: 'string', jsonPath: '.spec.url' },
+      READY_COLUMN,
+      REASON_COLUMN,
+      AGE_COLUMN,
+    ],
+  },
+  {
+    kind: POLICY_DAEMON_KIND,
+    plural: 'policydaemons',
+    singular: 'policydaemon',
+    shortNames: ['mpd'],
+    description:
+      'The mailwarden policy daemon next to Postfix: injected as a sidecar into the Postfix pods a selector matches (mutating admission webhook), or run as a Deployment behind a Service.',
+    spec: policyDaemonSpecSchema,
+    status: policyDaemonStatusSchema,
+    printerColumns: [
+      { name: 'Mode', type: 'string', jsonPath: '.spec.mode' },
+      { name: 'Backend', type: 'string', jsonPath: '.spec.backendRef.name' },
+      { name: 'Injected', type: 'integer', jsonPath: '.status.injectedPods', description: 'Sidecar mode: pods with the daemon injected.' },
+      { name: 'Replicas', type: 'integer', jsonPath: '.status.readyReplicas', description: 'Service mode: ready replicas.' },
       READY_COLUMN,
       REASON_COLUMN,
       AGE_COLUMN,

@@ -1,0 +1,144 @@
+import { z } from 'zod';
+import { actionSchema } from '../policy/config.ts';
+import { conditionSchema } from './conditions.ts';
+import { API_VERSION, metadataSchema } from './mail-user-restriction.ts';
+
+/**
+ * The PolicyDaemon document: where and how the mailwarden policy daemon runs next to Postfix.
+ * `Sidecar` injects it into the Postfix pods the selector matches (admission webhook);
+ * `Service` runs it as a Deployment behind a Service that Postfix pods reach over the network.
+ */
+export const POLICY_DAEMON_KIND = 'PolicyDaemon';
+
+/** A duration as the daemon's config file takes it; a string in the CRD so the API server can check it. */
+const durationText = z
+  .string()
+  .regex(/^\d+(?:\.\d+)?(ms|s|m|h)$/, 'a duration such as 500ms, 30s, 5m')
+  .max(32);
+
+const labelKey = z.string().min(1).max(317);
+const labelValue = z.string().max(63);
+
+/** metav1.LabelSelector, the subset Kubernetes defines. */
+export const labelSelectorSchema = z
+  .object({
+    matchLabels: z.record(labelKey, labelValue).optional().describe('Labels a pod must have, with these values.'),
+    matchExpressions: z
+      .array(
+        z
+          .object({
+            key: labelKey,
+            operator: z.enum(['In', 'NotIn', 'Exists', 'DoesNotExist']),
+            values: z.array(labelValue).max(64).optional(),
+          })
+          .strict(),
+      )
+      .max(16)
+      .optional()
+      .describe('Set-based requirements, all of which must hold.'),
+  })
+  .strict();
+
+export type LabelSelector = z.infer<typeof labelSelectorSchema>;
+
+/** A resource quantity such as 50m, 64Mi or "1" (quote plain numbers in YAML). */
+const quantity = z.string().regex(/^[+]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[numkMGTPE]|[KMGTPE]i)?$/, 'a quantity such as 50m, 64Mi or "1"');
+
+export const resourcesSchema = z
+  .object({
+    requests: z.record(z.string().min(1).max(253), quantity).optional().describe('e.g. cpu: 50m, memory: 64Mi.'),
+    limits: z.record(z.string().min(1).max(253), quantity).optional().describe('e.g. memory: 256Mi.'),
+  })
+  .strict();
+
+/** The daemon's decision and cache options (the policyd config file's keys of the same names). */
+export const policyOptionsSchema = z
+  .object({
+    semantics: z.enum(['default', 'iredapd']).default('default').describe('default, or iredapd (iRedAPD 1.6 compatibility preset).'),
+    allowAction: actionSchema.optional().describe('Answer for an allow (default DUNNO; OK under iredapd).'),
+    rejectAction: actionSchema.optional().describe('Answer for a reject (default "REJECT Not authorized").'),
+    failureAction: actionSchema.optional().describe('Answer when the store cannot answer (default "DEFER_IF_PERMIT Service temporarily unavailable"; DUNNO under iredapd).'),
+    recipientDelimiter: z.string().max(8).regex(/^[^\s@]*$/, 'delimiter characters such as "+" or "+-"').optional().describe("Postfix's recipient_delimiter, e.g. \"+\"."),
+    nullSenderExemption: z.boolean().optional().describe('Bounces (null sender) are never rejected by inbound lists.'),
+    subdomainMatching: z.boolean().optional().describe('"@.example.com" also matches sub-domains (default true; false under iredapd).'),
+    identityFromSasl: z.boolean().optional().describe('The sending identity is sasl_username when present (default true; false under iredapd).'),
+    cacheTTL: durationText.optional().describe('How long a fetched mailbox is reused (default 30s).'),
+    lookupTimeout: durationText.optional().describe('Store lookup timeout (default 1s).'),
+    logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug']).default('info').describe("The daemon's log level."),
+  })
+  .strict();
+
+export const policyDaemonSpecSchema = z
+  .object({
+    backendRef: z
+      .object({ name: z.string().min(1).max(253).describe('Name of a MailBackend in the same namespace.') })
+      .strict()
+      .describe('The MailBackend (store) the daemon reads restrictions from.'),
+    mode: z.enum(['Sidecar', 'Service']).default('Sidecar').describe('Sidecar: injected into the Postfix pods podSelector matches. Service: a Deployment and a Service.'),
+    podSelector: labelSelectorSchema
+      .optional()
+      .describe('Sidecar mode: the Postfix pods (in this namespace, labelled mailwarden.io/inject: "true") that get the daemon.'),
+    policy: policyOptionsSchema.default({ semantics: 'default', logLevel: 'info' }).describe('Decision and cache options.'),
+    port: z.number().int().min(1).max(65535).default(7777).describe('Policy port. Sidecar: on 127.0.0.1 only (check_policy_service inet:127.0.0.1:PORT). Service: the Service port.'),
+    httpPort: z.number().int().min(1).max(65535).default(7778).describe('Port of /healthz, /readyz and /metrics (probes and scrapes; no decision data).'),
+    replicas: z.number().int().min(1).max(50).default(2).describe('Service mode: Deployment replicas.'),
+    image: z.string().min(1).max(512).optional().describe("The daemon's image (default: the operator's mailwarden image)."),
+    imagePullPolicy: z.enum(['Always', 'IfNotPresent', 'Never']).optional().describe("The container's image pull policy (default: Kubernetes' own)."),
+    resources: resourcesSchema.optional().describe('Container resources (default requests cpu 50m, memory 64Mi; limit memory 256Mi).'),
+  })
+  .strict()
+  .superRefine((spec, ctx) => {
+    if (spec.mode === 'Sidecar' && spec.podSelector === undefined) ctx.addIssue({ code: 'custom', path: ['podSelector'], message: 'Sidecar mode needs a podSelector' });
+    if (spec.port === spec.httpPort) ctx.addIssue({ code: 'custom', path: ['httpPort'], message: 'httpPort must differ from port' });
+  })
+  .meta({
+    'x-kubernetes-validations': [
+      { rule: "self.mode != 'Sidecar' || has(self.podSelector)", message: 'Sidecar mode needs a podSelector' },
+      { rule: 'self.port != self.httpPort', message: 'httpPort must differ from port' },
+    ],
+  });
+
+export const policyDaemonStatusSchema = z.object({
+  observedGeneration: z.number().int().optional().describe('The spec generation the status describes.'),
+  conditions: z.array(conditionSchema).optional().describe('Ready.'),
+  injectedPods: z.number().int().optional().describe('Sidecar mode: pods running with the injected daemon.'),
+  readyReplicas: z.number().int().optional().describe('Service mode: ready replicas of the Deployment.'),
+  configHash: z.string().optional().describe('Hash of the configuration the daemon was given.'),
+});
+
+export const policyDaemonSchema = z.object({
+  apiVersion: z.literal(API_VERSION),
+  kind: z.literal(POLICY_DAEMON_KIND),
+  metadata: metadataSchema,
+  spec: policyDaemonSpecSchema,
+  status: policyDaemonStatusSchema.optional(),
+});
+
+export type PolicyDaemonResource = z.infer<typeof policyDaemonSchema>;
+export type PolicyDaemonSpec = z.output<typeof policyDaemonSpecSchema>;
+export type PolicyOptions = z.output<typeof policyOptionsSchema>;
+
+/** True when `labels` satisfy `selector` (metav1.LabelSelector semantics; an empty selector matches all). */
+export function selectorMatches(selector: LabelSelector, labels: Readonly<Record<string, string>> | undefined): boolean {
+  const have = labels ?? {};
+  for (const [key, value] of Object.entries(selector.matchLabels ?? {})) if (have[key] !== value) return false;
+  for (const expr of selector.matchExpressions ?? []) {
+    const present = Object.hasOwn(have, expr.key);
+    const values = expr.values ?? [];
+    switch (expr.operator) {
+      case 'In':
+        if (!present || !values.includes(have[expr.key]!)) return false;
+        break;
+      case 'NotIn':
+        if (present && values.includes(have[expr.key]!)) return false;
+        break;
+      case 'Exists':
+        if (!present) return false;
+        break;
+      case 'DoesNotExist':
+        if (present) return false;
+        break;
+    }
+  }
+  return true;
+}
