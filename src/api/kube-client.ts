@@ -15,6 +15,7 @@ export const API_VERSION_NAME = 'v1alpha1';
 export const PLURALS = {
   MailUserRestriction: 'mailuserrestrictions',
   MailBackend: 'mailbackends',
+  PolicyDaemon: 'policydaemons',
 } as const;
 export type MailwardenKind = keyof typeof PLURALS;
 

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { KubeConfig } from '@kubernetes/client-node';
 import { HealthServer } from '../observability/health-server.ts';
 import { createLogger } from '../observability/logger.ts';
@@ -20,7 +21,21 @@ in flight, releases the leader lease and exits 0.
       --lease-name NAME        default mailwarden-operator
       --id NAME                identity in the Lease (default $POD_NAME or host name and pid)
       --http-listen ADDR       /healthz, /readyz, /metrics (default 0.0.0.0:8080; "off")
-      --log-level LEVEL        fatal|error|warn|info|debug (default info)`;
+      --log-level LEVEL        fatal|error|warn|info|debug (default info)
+
+PolicyDaemon (sidecar injection and Service mode):
+      --no-policy-daemons      do not reconcile PolicyDaemons (no pod/Deployment watches)
+      --policyd-image IMAGE    daemon image when a PolicyDaemon names none
+                               (default ghcr.io/mailwarden/mailwarden:<this version>)
+      --webhook-listen ADDR    serve the sidecar injection webhook (HTTPS), e.g. 0.0.0.0:9443
+      --webhook-service NAME   the Service in front of the webhook (default mailwarden-webhook)
+      --webhook-service-namespace NS   its namespace (default $POD_NAMESPACE or "default")
+      --webhook-service-port N its port (default 443)
+      --webhook-url URL        reach the webhook at this https:// URL instead of a Service
+      --webhook-secret NAME    Secret holding the webhook CA and certificate, in the Service's
+                               namespace (default mailwarden-webhook-tls); created and rotated
+      --webhook-configuration NAME     MutatingWebhookConfiguration kept current
+                               (default mailwarden-policyd-injector)`;
 
 export async function operatorCommand(args: readonly string[], io: Io): Promise<number> {
   const { values } = parseCommandLine(args, {
@@ -34,6 +49,15 @@ export async function operatorCommand(args: readonly string[], io: Io): Promise<
     id: { type: 'string' },
     'http-listen': { type: 'string' },
     'log-level': { type: 'string' },
+    'no-policy-daemons': { type: 'boolean' },
+    'policyd-image': { type: 'string' },
+    'webhook-listen': { type: 'string' },
+    'webhook-service': { type: 'string' },
+    'webhook-service-namespace': { type: 'string' },
+    'webhook-service-port': { type: 'string' },
+    'webhook-url': { type: 'string' },
+    'webhook-secret': { type: 'string' },
+    'webhook-configuration': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
@@ -66,6 +90,7 @@ export async function operatorCommand(args: readonly string[], io: Io): Promise<
       stopping ??= operator.stop();
     },
     logger,
+    policyDaemons: values['no-policy-daemons'] ? undefined : { image: values['policyd-image'] ?? defaultImage(), webhook: webhookOptions(values, io.env) },
   });
   const listen = values['http-listen'] ?? '0.0.0.0:8080';
   const health = listen === 'off' ? undefined : new HealthServer({ registry: operator.registry, ready: () => operator.ready() });
@@ -92,4 +117,36 @@ export async function operatorCommand(args: readonly string[], io: Io): Promise<
   logger.info({ exitCode }, 'operator stopped');
   logger.flush();
   return exitCode;
+}
+
+/** The image of this very release: the daemon and the operator ship as one image. */
+function defaultImage(): string {
+  const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return `ghcr.io/mailwarden/mailwarden:${version}`;
+}
+
+/** The webhook's options from the flags; undefined (no webhook) without --webhook-listen. */
+function webhookOptions(values: Record<string, string | boolean | string[] | undefined>, env: NodeJS.ProcessEnv) {
+  const listen = values['webhook-listen'] as string | undefined;
+  if (listen === undefined) return undefined;
+  const address = parseListen(listen);
+  if ('path' in address) throw new UsageError('--webhook-listen takes HOST:PORT');
+  const namespace = (values['webhook-service-namespace'] as string | undefined) ?? env.POD_NAMESPACE ?? 'default';
+  const service = (values['webhook-service'] as string | undefined) ?? 'mailwarden-webhook';
+  const port = values['webhook-service-port'] === undefined ? 443 : Number(values['webhook-service-port']);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new UsageError('--webhook-service-port takes a port number');
+  const url = values['webhook-url'] as string | undefined;
+  if (url !== undefined && !url.startsWith('https://')) throw new UsageError('--webhook-url must be an https:// URL');
+  const urlHost = url === undefined ? undefined : new URL(url).hostname.replace(/^\[|\]$/g, '');
+  const isIp = urlHost !== undefined && /^[\d.]+$|:/.test(urlHost);
+  return {
+    listen: address,
+    endpoint: url !== undefined ? { url } : { service: { name: service, namespace, port } },
+    secretNamespace: namespace,
+    secretName: values['webhook-secret'] as string | undefined,
+    configurationName: values['webhook-configuration'] as string | undefined,
+    // The names the API server dials: the Service's, or the URL's host.
+    dnsNames: urlHost === undefined ? [service, `${service}.${namespace}`, `${service}.${namespace}.svc`, `${service}.${namespace}.svc.cluster.local`] : isIp ? [] : [urlHost],
+    ipAddresses: isIp ? [urlHost!] : [],
+  };
 }

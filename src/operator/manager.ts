@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { CoreV1Api, CustomObjectsApi, type KubeConfig, type KubernetesListObject, type KubernetesObject, type V1Secret } from '@kubernetes/client-node';
+import { AppsV1Api, CoreV1Api, CustomObjectsApi, type KubeConfig, type KubernetesListObject, type KubernetesObject, type V1Deployment, type V1Pod, type V1Secret } from '@kubernetes/client-node';
 import { Counter, Registry, collectDefaultMetrics } from 'prom-client';
 import { API_VERSION_NAME, MailwardenKubeClient, PLURALS, type MailwardenKind } from '../api/kube-client.ts';
 import { MAIL_BACKEND_KIND } from '../api/mail-backend.ts';
@@ -13,6 +13,10 @@ import type { Logger } from '../observability/logger.ts';
 import { BackendConnections, type StoreOpener } from '../reconcilers/backend-connections.ts';
 import { MailBackendReconciler } from '../reconcilers/mail-backend.ts';
 import { MailUserRestrictionReconciler } from '../reconcilers/mail-user-restriction.ts';
+import { PolicyDaemonReconciler, type PolicyDaemonObject } from '../reconcilers/policy-daemon.ts';
+import { POLICY_DAEMON_LABEL } from '../reconcilers/policy-daemon-objects.ts';
+import { KubePolicyDaemonWriter } from '../reconcilers/policy-daemon-writer.ts';
+import { SidecarWebhook, type SidecarWebhookOptions } from '../webhook/sidecar-webhook.ts';
 import { targetKey } from '../reconcilers/ownership.ts';
 import { keyOf, type BackendObject, type EventSink, type EventTarget, type Lister, type RestrictionObject } from '../reconcilers/types.ts';
 
@@ -40,6 +44,12 @@ export interface OperatorOptions {
   readonly openStore?: StoreOpener;
   readonly mailboxRetryMs?: number;
   readonly backendProbeIntervalMs?: number;
+  /** PolicyDaemon support (controller, and the sidecar webhook when `webhook` is given). */
+  readonly policyDaemons?: {
+    /** The daemon image when a PolicyDaemon names none. */
+    readonly image: string;
+    readonly webhook?: Omit<SidecarWebhookOptions, 'kubeConfig' | 'daemons' | 'backends' | 'image' | 'logger'>;
+  };
 }
 
 /**
@@ -59,6 +69,7 @@ export class Operator {
   readonly #controllers: Controller[];
   readonly #connections: BackendConnections;
   readonly #elector: LeaderElector | undefined;
+  readonly #daemons: PolicyDaemonParts | undefined;
   #leading = false;
   #stopped = false;
 
@@ -150,6 +161,10 @@ export class Operator {
         logger: this.#log,
       }),
     ];
+    if (options.policyDaemons !== undefined) {
+      this.#daemons = this.#policyDaemonParts(options.policyDaemons, namespaces, events);
+      this.#controllers.push(this.#daemons.controller);
+    }
     this.#wire();
 
     const le = options.leaderElection;
@@ -178,6 +193,8 @@ export class Operator {
     for (const informer of this.#informers()) informer.start();
     await Promise.all(this.#informers().map((i) => i.waitForSync()));
     this.#log.info({ restrictions: this.#restrictions.list().length, backends: this.#backends.list().length }, 'operator caches synced');
+    // Every replica serves admission, leader or not; it decides from the synced caches.
+    await this.#daemons?.webhook?.start();
     if (this.#elector !== undefined) this.#elector.start();
     else this.#lead();
   }
@@ -196,6 +213,7 @@ export class Operator {
     if (this.#stopped) return;
     this.#stopped = true;
     await this.#stopControllers();
+    await this.#daemons?.webhook?.stop();
     await this.#elector?.stop();
     await Promise.all(this.#informers().map((i) => i.stop()));
     await this.#connections.closeAll();
@@ -209,6 +227,7 @@ export class Operator {
     // Everything once at the start: level-triggered, nothing assumed from before.
     for (const r of this.#restrictions.list()) this.#restrictionQueue.add(keyOf(r.metadata.namespace, r.metadata.name));
     for (const b of this.#backends.list()) this.#backendQueue.add(keyOf(b.metadata.namespace, b.metadata.name));
+    for (const d of this.#daemons?.daemons.list() ?? []) this.#daemons?.queue.add(keyOf(d.metadata.namespace, d.metadata.name));
   }
 
   async #stopControllers(): Promise<void> {
@@ -218,7 +237,68 @@ export class Operator {
   }
 
   #informers(): ResourceInformer<KubernetesObject>[] {
-    return [...this.#restrictions.informers, ...this.#backends.informers, ...this.#secrets.informers];
+    const daemons = this.#daemons === undefined ? [] : [...this.#daemons.daemons.informers, ...this.#daemons.pods.informers, ...this.#daemons.deployments.informers];
+    return [...this.#restrictions.informers, ...this.#backends.informers, ...this.#secrets.informers, ...daemons];
+  }
+
+  /** The webhook's certificates (tests rotate them); undefined without a webhook. */
+  get webhook(): SidecarWebhook | undefined {
+    return this.#daemons?.webhook;
+  }
+
+  /**
+   * PolicyDaemon: its informer, the injected pods and Service-mode Deployments (both found by
+   * the mailwarden.io/policy-daemon label, so only mailwarden's are watched), the controller and
+   * the webhook.
+   */
+  #policyDaemonParts(options: NonNullable<OperatorOptions['policyDaemons']>, namespaces: readonly (string | undefined)[], events: EventSink): PolicyDaemonParts {
+    const kc = this.#options.kubeConfig;
+    const objects = kc.makeApiClient(CustomObjectsApi);
+    const core = kc.makeApiClient(CoreV1Api);
+    const apps = kc.makeApiClient(AppsV1Api);
+    const labelSelector = POLICY_DAEMON_LABEL;
+    const informer = (name: string, path: string, list: (o: ListOptions) => Promise<KubernetesListObject<KubernetesObject>>, selector?: string) =>
+      new ResourceInformer<KubernetesObject>({ kubeConfig: kc, name, path, list, labelSelector: selector, logger: this.#log });
+    const daemons = new Scoped<PolicyDaemonObject>(
+      namespaces.map((ns) =>
+        informer(`policydaemons${ns ? `/${ns}` : ''}`, `/apis/${API_GROUP}/${API_VERSION_NAME}/${ns ? `namespaces/${ns}/` : ''}policydaemons`, (o) =>
+          (ns
+            ? objects.listNamespacedCustomObject({ group: API_GROUP, version: API_VERSION_NAME, namespace: ns, plural: 'policydaemons', ...o })
+            : objects.listClusterCustomObject({ group: API_GROUP, version: API_VERSION_NAME, plural: 'policydaemons', ...o })) as Promise<KubernetesListObject<KubernetesObject>>,
+        ),
+      ),
+    );
+    const pods = new Scoped<V1Pod>(
+      namespaces.map((ns) =>
+        informer(`pods${ns ? `/${ns}` : ''}`, ns ? `/api/v1/namespaces/${ns}/pods` : '/api/v1/pods', (o) => (ns ? core.listNamespacedPod({ namespace: ns, ...o }) : core.listPodForAllNamespaces(o)), labelSelector),
+      ),
+    );
+    const deployments = new Scoped<V1Deployment>(
+      namespaces.map((ns) =>
+        informer(`deployments${ns ? `/${ns}` : ''}`, ns ? `/apis/apps/v1/namespaces/${ns}/deployments` : '/apis/apps/v1/deployments', (o) => (ns ? apps.listNamespacedDeployment({ namespace: ns, ...o }) : apps.listDeploymentForAllNamespaces(o)), labelSelector),
+      ),
+    );
+    const queue = new WorkQueue();
+    const reconciler = new PolicyDaemonReconciler({ daemons, backends: this.#backends, pods, deployments, writer: new KubePolicyDaemonWriter(kc), events, logger: this.#log, image: options.image });
+    const controller = new Controller({
+      name: 'policydaemon',
+      queue,
+      reconcile: (key) => reconciler.reconcile(key),
+      concurrency: 2,
+      resyncMs: this.#options.resyncMs ?? 300_000,
+      keys: () => daemons.list().map((d) => keyOf(d.metadata.namespace, d.metadata.name)),
+      registry: this.registry,
+      logger: this.#log,
+    });
+    const webhook = options.webhook === undefined ? undefined : new SidecarWebhook({ ...options.webhook, kubeConfig: kc, daemons, backends: this.#backends, image: options.image, logger: this.#log });
+    const enqueue = (namespace: string | undefined, name: string | undefined) => this.#leading && name !== undefined && queue.add(keyOf(namespace, name));
+    daemons.onChange((d) => enqueue(d.metadata.namespace, d.metadata.name));
+    pods.onChange((p) => enqueue(p.metadata?.namespace, p.metadata?.labels?.[POLICY_DAEMON_LABEL]));
+    deployments.onChange((d) => enqueue(d.metadata?.namespace, d.metadata?.labels?.[POLICY_DAEMON_LABEL]));
+    this.#backends.onChange((b) => {
+      for (const d of daemons.list(b.metadata.namespace)) if (d.spec?.backendRef?.name === b.metadata.name) enqueue(d.metadata.namespace, d.metadata.name);
+    });
+    return { daemons, pods, deployments, queue, controller, webhook };
   }
 
   /** Which keys a change touches. Queues de-duplicate, so generous is cheap. */
@@ -249,6 +329,15 @@ export class Operator {
   }
 }
 
+interface PolicyDaemonParts {
+  readonly daemons: Scoped<PolicyDaemonObject>;
+  readonly pods: Scoped<V1Pod>;
+  readonly deployments: Scoped<V1Deployment>;
+  readonly queue: WorkQueue;
+  readonly controller: Controller;
+  readonly webhook: SidecarWebhook | undefined;
+}
+
 /**
  * Several per-namespace informers seen as one lister of `T`. The informers hold the API server's
  * JSON; `T` is the shape the reconcilers validate it into (timestamps stay strings).
@@ -273,7 +362,7 @@ class Scoped<T> implements Lister<T> {
   }
 }
 
-const KINDS: Record<string, string> = { [MAIL_USER_RESTRICTION_KIND]: API_VERSION, [MAIL_BACKEND_KIND]: API_VERSION };
+const KINDS: Record<string, string> = { [MAIL_USER_RESTRICTION_KIND]: API_VERSION, [MAIL_BACKEND_KIND]: API_VERSION, PolicyDaemon: API_VERSION };
 
 function eventSink(recorder: EventRecorder): EventSink {
   // Objects from a list may lack apiVersion/kind; Events need both.

@@ -1,0 +1,212 @@
+import { createHash } from 'node:crypto';
+import type { V1Container, V1Deployment, V1OwnerReference, V1PodDisruptionBudget, V1Service, V1Volume, V1ConfigMap } from '@kubernetes/client-node';
+import { stringify } from 'yaml';
+import { storeSettingsOf, type MailBackendSpec } from '../api/mail-backend.ts';
+import { API_VERSION } from '../api/mail-user-restriction.ts';
+import { POLICY_DAEMON_KIND, type PolicyDaemonSpec } from '../api/policy-daemon.ts';
+
+/**
+ * What a PolicyDaemon becomes in Kubernetes objects, as plain data: the daemon's config file
+ * (a ConfigMap), its container (shared by the sidecar injection and the Deployment), and for
+ * Service mode the Deployment, Service and PodDisruptionBudget. No I/O here.
+ */
+
+/** Pods opt in with this label; the webhook's objectSelector admits only them. */
+export const INJECT_LABEL = 'mailwarden.io/inject';
+/** On injected pods and Service-mode objects: the PolicyDaemon's name (status counts by it). */
+export const POLICY_DAEMON_LABEL = 'mailwarden.io/policy-daemon';
+/** The injection marker: a pod carrying it is never injected again. */
+export const INJECTED_ANNOTATION = 'mailwarden.io/injected';
+/** Service mode's pod template: a change of configuration rolls the Deployment. */
+export const CONFIG_HASH_ANNOTATION = 'mailwarden.io/config-hash';
+export const CONTAINER_NAME = 'mailwarden-policyd';
+export const FIELD_MANAGER = 'mailwarden-operator';
+
+const CONFIG_DIR = '/etc/mailwarden/policyd';
+const SECRET_DIR = '/etc/mailwarden/store-credentials';
+const CONFIG_FILE = 'policyd.yaml';
+const CONFIG_VOLUME = 'mailwarden-policyd-config';
+const SECRET_VOLUME = 'mailwarden-policyd-credentials';
+/** The image's user (see Dockerfile): non-root, and the same uid whatever the pod says. */
+const RUN_AS = 65532;
+
+export const DEFAULT_RESOURCES = { requests: { cpu: '50m', memory: '64Mi' }, limits: { memory: '256Mi' } } as const;
+
+export interface PolicyDaemonRef {
+  readonly name: string;
+  readonly namespace: string;
+  readonly uid?: string;
+  readonly spec: PolicyDaemonSpec;
+}
+
+/** Names of the objects a PolicyDaemon owns: one prefix, so `kubectl get all` groups them. */
+export function objectName(daemonName: string): string {
+  return `${daemonName}-policyd`;
+}
+
+/**
+ * The daemon's config file. The sidecar listens for Postfix on 127.0.0.1 only (the pod shares
+ * one network namespace); Service mode must listen on the pod IP. The HTTP port (probes,
+ * metrics; no decision data) listens on all addresses in both modes, because the kubelet's
+ * httpGet probes connect to the pod IP.
+ */
+export function policydConfigYaml(daemon: PolicyDaemonRef, backend: MailBackendSpec): string {
+  const spec = daemon.spec;
+  const p = spec.policy;
+  const config: Record<string, unknown> = {
+    listen: `${spec.mode === 'Sidecar' ? '127.0.0.1' : '0.0.0.0'}:${spec.port}`,
+    store: backend.url,
+    storeSettings: storeSettingsOf(backend),
+    ...(backend.credentialsSecretRef ? { passwordFile: `${SECRET_DIR}/password` } : {}),
+    semantics: p.semantics,
+    allowAction: p.allowAction,
+    rejectAction: p.rejectAction,
+    failureAction: p.failureAction,
+    recipientDelimiter: p.recipientDelimiter,
+    nullSenderExemption: p.nullSenderExemption,
+    subdomainMatching: p.subdomainMatching,
+    identityFromSasl: p.identityFromSasl,
+    ...(p.cacheTTL ? { cache: { ttl: p.cacheTTL } } : {}),
+    lookupTimeout: p.lookupTimeout,
+    http: { listen: `0.0.0.0:${spec.httpPort}` },
+    logLevel: p.logLevel,
+  };
+  for (const key of Object.keys(config)) if (config[key] === undefined) delete config[key];
+  return `# Written by the mailwarden operator from PolicyDaemon ${daemon.namespace}/${daemon.name}; edits are overwritten.\n${stringify(config)}`;
+}
+
+/** Short, stable hash of what the daemon is configured with (config file and credentials' location). */
+export function configHash(configYaml: string, backend: MailBackendSpec): string {
+  const ref = backend.credentialsSecretRef;
+  return createHash('sha256').update(configYaml).update('\0').update(ref ? `${ref.name}/${ref.key}` : '').digest('hex').slice(0, 16);
+}
+
+export function ownerReference(daemon: PolicyDaemonRef): V1OwnerReference {
+  return { apiVersion: API_VERSION, kind: POLICY_DAEMON_KIND, name: daemon.name, uid: daemon.uid ?? '', controller: true, blockOwnerDeletion: true };
+}
+
+function labels(daemon: PolicyDaemonRef): Record<string, string> {
+  return {
+    'app.kubernetes.io/name': 'mailwarden-policyd',
+    'app.kubernetes.io/instance': daemon.name,
+    'app.kubernetes.io/managed-by': 'mailwarden',
+    [POLICY_DAEMON_LABEL]: daemon.name,
+  };
+}
+
+function selectorLabels(daemon: PolicyDaemonRef): Record<string, string> {
+  return { 'app.kubernetes.io/name': 'mailwarden-policyd', 'app.kubernetes.io/instance': daemon.name };
+}
+
+export function configMapFor(daemon: PolicyDaemonRef, configYaml: string): V1ConfigMap {
+  return {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: { name: objectName(daemon.name), namespace: daemon.namespace, labels: labels(daemon), ownerReferences: [ownerReference(daemon)] },
+    data: { [CONFIG_FILE]: configYaml },
+  };
+}
+
+/**
+ * The config and credentials as directory mounts — never subPath, which the kubelet does not
+ * update — so the daemon sees a change through the `..data` symlink swap and reloads live.
+ */
+export function daemonVolumes(daemon: PolicyDaemonRef, backend: MailBackendSpec): V1Volume[] {
+  const volumes: V1Volume[] = [{ name: CONFIG_VOLUME, configMap: { name: objectName(daemon.name) } }];
+  const ref = backend.credentialsSecretRef;
+  // The MailBackend's own Secret, mounted as is: no copy of the password, and a rotation there
+  // reaches the daemon. 0444: the daemon's uid is not the file's owner, and no fsGroup is set
+  // on a Postfix pod on its behalf.
+  if (ref) volumes.push({ name: SECRET_VOLUME, secret: { secretName: ref.name, items: [{ key: ref.key, path: 'password' }], defaultMode: 0o444 } });
+  return volumes;
+}
+
+/**
+ * The daemon container. As a sidecar it is a native sidecar (an init container with
+ * `restartPolicy: Always`): started, and probed as started, before Postfix, and stopped after it.
+ */
+export function daemonContainer(daemon: PolicyDaemonRef, backend: MailBackendSpec, image: string, asNativeSidecar: boolean): V1Container {
+  const spec = daemon.spec;
+  const http = { path: '/healthz', port: spec.httpPort, scheme: 'HTTP' };
+  const container: V1Container = {
+    name: CONTAINER_NAME,
+    image: spec.image ?? image,
+    ...(spec.imagePullPolicy ? { imagePullPolicy: spec.imagePullPolicy } : {}),
+    args: ['policyd', '-c', `${CONFIG_DIR}/${CONFIG_FILE}`],
+    ports: [
+      ...(spec.mode === 'Service' ? [{ name: 'mw-policy', containerPort: spec.port, protocol: 'TCP' }] : []),
+      { name: 'mw-policyd-http', containerPort: spec.httpPort, protocol: 'TCP' },
+    ],
+    resources: { requests: { ...DEFAULT_RESOURCES.requests, ...spec.resources?.requests }, limits: { ...DEFAULT_RESOURCES.limits, ...spec.resources?.limits } },
+    securityContext: {
+      runAsNonRoot: true,
+      runAsUser: RUN_AS,
+      runAsGroup: RUN_AS,
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      privileged: false,
+      capabilities: { drop: ['ALL'] },
+      seccompProfile: { type: 'RuntimeDefault' },
+    },
+    // Started = listening: Postfix (after a native sidecar) waits for it, not for the store,
+    // whose outage the daemon already answers with the failure action.
+    startupProbe: { httpGet: http, periodSeconds: 1, failureThreshold: 30, timeoutSeconds: 2 },
+    livenessProbe: { httpGet: http, periodSeconds: 10, failureThreshold: 3, timeoutSeconds: 2 },
+    readinessProbe: { httpGet: { ...http, path: '/readyz' }, periodSeconds: 5, failureThreshold: 3, timeoutSeconds: 2 },
+    volumeMounts: [
+      { name: CONFIG_VOLUME, mountPath: CONFIG_DIR, readOnly: true },
+      ...(backend.credentialsSecretRef ? [{ name: SECRET_VOLUME, mountPath: SECRET_DIR, readOnly: true }] : []),
+    ],
+    terminationMessagePolicy: 'FallbackToLogsOnError',
+  };
+  if (asNativeSidecar) container.restartPolicy = 'Always';
+  return container;
+}
+
+export function deploymentFor(daemon: PolicyDaemonRef, backend: MailBackendSpec, image: string, hash: string): V1Deployment {
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name: objectName(daemon.name), namespace: daemon.namespace, labels: labels(daemon), ownerReferences: [ownerReference(daemon)] },
+    spec: {
+      replicas: daemon.spec.replicas,
+      selector: { matchLabels: selectorLabels(daemon) },
+      strategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } },
+      template: {
+        metadata: { labels: labels(daemon), annotations: { [CONFIG_HASH_ANNOTATION]: hash } },
+        spec: {
+          automountServiceAccountToken: false,
+          enableServiceLinks: false,
+          securityContext: { runAsNonRoot: true, runAsUser: RUN_AS, runAsGroup: RUN_AS, seccompProfile: { type: 'RuntimeDefault' } },
+          containers: [daemonContainer(daemon, backend, image, false)],
+          volumes: daemonVolumes(daemon, backend),
+          // Spread replicas so one node's loss does not take the policy service away.
+          topologySpreadConstraints: [{ maxSkew: 1, topologyKey: 'kubernetes.io/hostname', whenUnsatisfiable: 'ScheduleAnyway', labelSelector: { matchLabels: selectorLabels(daemon) } }],
+        },
+      },
+    },
+  };
+}
+
+export function serviceFor(daemon: PolicyDaemonRef): V1Service {
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name: objectName(daemon.name), namespace: daemon.namespace, labels: labels(daemon), ownerReferences: [ownerReference(daemon)] },
+    spec: {
+      type: 'ClusterIP',
+      selector: selectorLabels(daemon),
+      ports: [{ name: 'policy', port: daemon.spec.port, targetPort: 'mw-policy', protocol: 'TCP' }],
+    },
+  };
+}
+
+export function podDisruptionBudgetFor(daemon: PolicyDaemonRef): V1PodDisruptionBudget {
+  return {
+    apiVersion: 'policy/v1',
+    kind: 'PodDisruptionBudget',
+    metadata: { name: objectName(daemon.name), namespace: daemon.namespace, labels: labels(daemon), ownerReferences: [ownerReference(daemon)] },
+    // maxUnavailable, not minAvailable: a single replica must not block node drains for ever.
+    spec: { maxUnavailable: 1, selector: { matchLabels: selectorLabels(daemon) } },
+  };
+}

@@ -1,0 +1,236 @@
+import { X509Certificate } from 'node:crypto';
+import { ApiException, CoreV1Api, KubernetesObjectApi, PatchStrategy, type KubeConfig, type V1Secret } from '@kubernetes/client-node';
+import type { Logger } from '../observability/logger.ts';
+import { FIELD_MANAGER } from '../reconcilers/policy-daemon-objects.ts';
+import { createCa, issueServing, splitBundle, validityOf, verifyChain, type KeyPair } from './certificates.ts';
+import { webhookConfiguration, type WebhookEndpoint } from './configuration.ts';
+
+const DAY_MS = 86_400_000;
+
+export interface CertificateKeeperOptions {
+  readonly kubeConfig: KubeConfig;
+  /** Where the Secret lives (the operator's namespace). */
+  readonly namespace: string;
+  readonly secretName: string;
+  /** The MutatingWebhookConfiguration whose caBundle is kept current. */
+  readonly configurationName: string;
+  readonly endpoint: WebhookEndpoint;
+  /** Names in the serving certificate: the Service's DNS names, or 127.0.0.1 in tests. */
+  readonly dnsNames: readonly string[];
+  readonly ipAddresses?: readonly string[];
+  /** Default 365 days. */
+  readonly caValidityMs?: number;
+  /** Default 90 days. */
+  readonly servingValidityMs?: number;
+  /** How often the Secret and the configuration are checked (default 1 min). */
+  readonly checkIntervalMs?: number;
+  /** Called with the serving certificate whenever it differs from the last one. */
+  readonly onCertificate: (certificate: KeyPair) => void;
+  readonly logger: Logger;
+  readonly now?: () => Date;
+}
+
+/** What the Secret holds: the current CA (its key too), the bundle to trust, and the serving pair. */
+interface Material {
+  readonly ca: KeyPair;
+  /** The current CA first, then a previous one while it is still valid. */
+  readonly bundle: string;
+  readonly serving: KeyPair;
+}
+
+/**
+ * Keeps the webhook's certificates in a Secret and the configuration's caBundle current. Every
+ * operator replica runs one (each serves the webhook); writes use the Secret's resourceVersion,
+ * so two replicas never both rotate — the loser reads what the winner wrote.
+ *
+ * Renewal starts when a third of a certificate's life is left. A new CA is published in the
+ * caBundle, next to the old one, before any serving certificate it signed is written, so the
+ * API server trusts every replica's certificate throughout; the old CA leaves the bundle when
+ * it expires.
+ */
+export class CertificateKeeper {
+  readonly #o: CertificateKeeperOptions;
+  readonly #core: CoreV1Api;
+  readonly #objects: KubernetesObjectApi;
+  readonly #log: Logger;
+  #timer: NodeJS.Timeout | undefined;
+  #served: string | undefined;
+  #checking: Promise<KeyPair> | undefined;
+
+  constructor(options: CertificateKeeperOptions) {
+    this.#o = options;
+    this.#core = options.kubeConfig.makeApiClient(CoreV1Api);
+    this.#objects = KubernetesObjectApi.makeApiClient(options.kubeConfig);
+    this.#log = options.logger.child({ component: 'webhook-certificates' });
+  }
+
+  /** Ensures the certificates and the configuration, then checks again on an interval. */
+  async start(): Promise<KeyPair> {
+    const serving = await this.check();
+    this.#timer = setInterval(() => {
+      this.check().catch((error: unknown) => this.#log.error({ err: error }, 'webhook certificate check failed; retrying at the next interval'));
+    }, this.#o.checkIntervalMs ?? 60_000);
+    this.#timer.unref();
+    return serving;
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+
+  /** One pass: read (or create) the Secret, renew what is due, publish the bundle. */
+  check(): Promise<KeyPair> {
+    this.#checking ??= this.#check({}).finally(() => (this.#checking = undefined));
+    return this.#checking;
+  }
+
+  /** Renews now, whatever the dates say (tests; an operator who suspects a leaked key). */
+  async rotate(what: { ca?: boolean } = {}): Promise<KeyPair> {
+    await this.#checking?.catch(() => undefined);
+    return this.#check({ forceServing: true, forceCa: what.ca === true });
+  }
+
+  async #check(force: { forceServing?: boolean; forceCa?: boolean }): Promise<KeyPair> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const material = await this.#reconcileSecret(force);
+        await this.#applyConfiguration(material.bundle);
+        if (material.serving.cert !== this.#served) {
+          this.#served = material.serving.cert;
+          this.#o.onCertificate(material.serving);
+        }
+        return material.serving;
+      } catch (error) {
+        // Another replica wrote the Secret first: take what it wrote.
+        if (error instanceof ApiException && error.code === 409 && attempt < 3) {
+          force = {};
+          continue;
+        }
+        throw error;
+      }
+    }
+  }
+
+  async #reconcileSecret(force: { forceServing?: boolean; forceCa?: boolean }): Promise<Material> {
+    const now = this.#now();
+    const secret = await this.#readSecret();
+    const current = secret === undefined ? undefined : materialOf(secret);
+    if (current === undefined || !verifyChain(current.serving.cert, current.ca.cert, now)) {
+      const ca = createCa('mailwarden-webhook-ca', now, this.#o.caValidityMs ?? 365 * DAY_MS);
+      // A previous CA stays trusted while it is valid: replicas may still serve what it signed.
+      const bundle = joinBundle([ca.cert, ...(current ? stillValid(current.bundle, now) : [])]);
+      if (current !== undefined) await this.#applyConfiguration(bundle);
+      const material = { ca, bundle, serving: this.#issue(ca, now) };
+      await this.#writeSecret(secret, material);
+      this.#log.info({ reason: current === undefined ? 'missing or unreadable' : 'invalid chain' }, 'webhook CA and serving certificate created');
+      return material;
+    }
+    if (force.forceCa || dueForRenewal(current.ca.cert, now)) {
+      const ca = createCa('mailwarden-webhook-ca', now, this.#o.caValidityMs ?? 365 * DAY_MS);
+      const bundle = joinBundle([ca.cert, ...stillValid(current.bundle, now)]);
+      // Publish first: the API server must trust the new CA before anyone serves its certificate.
+      await this.#applyConfiguration(bundle);
+      const material = { ca, bundle, serving: this.#issue(ca, now) };
+      await this.#writeSecret(secret, material);
+      this.#log.info({ notAfter: validityOf(ca.cert).notAfter }, 'webhook CA rotated');
+      return material;
+    }
+    const bundle = joinBundle(stillValid(current.bundle, now));
+    const renewServing = force.forceServing === true || dueForRenewal(current.serving.cert, now) || !this.#coversNames(current.serving.cert);
+    if (!renewServing && bundle === current.bundle) return current;
+    // Either a new serving certificate from the same CA, or an expired old CA out of the bundle.
+    const material = { ca: current.ca, bundle, serving: renewServing ? this.#issue(current.ca, now) : current.serving };
+    await this.#writeSecret(secret, material);
+    if (renewServing) this.#log.info({ notAfter: validityOf(material.serving.cert).notAfter }, 'webhook serving certificate renewed');
+    return material;
+  }
+
+  #issue(ca: KeyPair, now: Date): KeyPair {
+    return issueServing(ca, { dnsNames: this.#o.dnsNames, ipAddresses: this.#o.ipAddresses ?? [] }, now, this.#o.servingValidityMs ?? 90 * DAY_MS);
+  }
+
+  #coversNames(cert: string): boolean {
+    return hasNames(cert, this.#o.dnsNames, this.#o.ipAddresses ?? []);
+  }
+
+  async #readSecret(): Promise<V1Secret | undefined> {
+    try {
+      return await this.#core.readNamespacedSecret({ namespace: this.#o.namespace, name: this.#o.secretName });
+    } catch (error) {
+      if (error instanceof ApiException && error.code === 404) return undefined;
+      throw error;
+    }
+  }
+
+  async #writeSecret(previous: V1Secret | undefined, material: Material): Promise<void> {
+    const body: V1Secret = {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      type: 'kubernetes.io/tls',
+      metadata: {
+        name: this.#o.secretName,
+        namespace: this.#o.namespace,
+        labels: { 'app.kubernetes.io/part-of': 'mailwarden', 'app.kubernetes.io/managed-by': 'mailwarden' },
+        ...(previous?.metadata?.resourceVersion ? { resourceVersion: previous.metadata.resourceVersion } : {}),
+      },
+      stringData: { 'ca.crt': material.bundle, 'ca.key': material.ca.key, 'tls.crt': material.serving.cert, 'tls.key': material.serving.key },
+    };
+    if (previous === undefined) await this.#core.createNamespacedSecret({ namespace: this.#o.namespace, body });
+    else await this.#core.replaceNamespacedSecret({ namespace: this.#o.namespace, name: this.#o.secretName, body });
+  }
+
+  async #applyConfiguration(bundle: string): Promise<void> {
+    const configuration = webhookConfiguration(this.#o.configurationName, this.#o.endpoint, bundle);
+    await this.#objects.patch(configuration, undefined, undefined, FIELD_MANAGER, true, PatchStrategy.ServerSideApply);
+  }
+
+  #now(): Date {
+    return (this.#o.now ?? (() => new Date()))();
+  }
+}
+
+function materialOf(secret: V1Secret): Material | undefined {
+  const text = (key: string) => (secret.data?.[key] === undefined ? undefined : Buffer.from(secret.data[key]!, 'base64').toString('utf8'));
+  const bundle = text('ca.crt');
+  const caKey = text('ca.key');
+  const cert = text('tls.crt');
+  const key = text('tls.key');
+  if (!bundle || !caKey || !cert || !key) return undefined;
+  const caCert = splitBundle(bundle)[0];
+  if (caCert === undefined) return undefined;
+  return { ca: { cert: caCert, key: caKey }, bundle, serving: { cert, key } };
+}
+
+/** A third of the certificate's life or less is left. */
+function dueForRenewal(cert: string, now: Date): boolean {
+  const { notBefore, notAfter } = validityOf(cert);
+  const life = notAfter.getTime() - notBefore.getTime();
+  return notAfter.getTime() - now.getTime() <= life / 3;
+}
+
+function stillValid(bundle: string, now: Date): string[] {
+  return splitBundle(bundle).filter((cert) => {
+    try {
+      return validityOf(cert).notAfter > now;
+    } catch {
+      return false;
+    }
+  });
+}
+
+function joinBundle(certs: readonly string[]): string {
+  return [...new Set(certs)].join('');
+}
+
+function hasNames(cert: string, dnsNames: readonly string[], ips: readonly string[]): boolean {
+  // Node's X509Certificate.subjectAltName: "DNS:a, DNS:b, IP Address:127.0.0.1".
+  let san: string;
+  try {
+    san = new X509Certificate(cert).subjectAltName ?? '';
+  } catch {
+    return false;
+  }
+  const names = new Set(san.split(', '));
+  return dnsNames.every((n) => names.has(`DNS:${n}`)) && ips.every((ip) => names.has(`IP Address:${ip}`));
+}

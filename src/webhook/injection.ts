@@ -1,0 +1,91 @@
+import type { V1Container, V1Pod, V1Volume } from '@kubernetes/client-node';
+import type { MailBackendSpec } from '../api/mail-backend.ts';
+import { selectorMatches } from '../api/policy-daemon.ts';
+import {
+  CONTAINER_NAME,
+  daemonContainer,
+  daemonVolumes,
+  INJECT_LABEL,
+  INJECTED_ANNOTATION,
+  POLICY_DAEMON_LABEL,
+  type PolicyDaemonRef,
+} from '../reconcilers/policy-daemon-objects.ts';
+
+/**
+ * Sidecar injection as a pure function: a pod and the PolicyDaemons of its namespace in, a
+ * JSON Patch (RFC 6902) out. Nothing here can block a pod: every "not for us" is an empty patch.
+ */
+
+/** One JSON Patch operation; injection only ever adds. */
+export interface PatchOperation {
+  readonly op: 'add';
+  readonly path: string;
+  readonly value: unknown;
+}
+
+export interface InjectionContext {
+  /** Sidecar-mode PolicyDaemons of the pod's namespace, with their specs validated. */
+  readonly daemons: readonly PolicyDaemonRef[];
+  /** The validated MailBackend spec a daemon names, or undefined when it is missing or invalid. */
+  readonly backendOf: (daemon: PolicyDaemonRef) => MailBackendSpec | undefined;
+  /** The daemon image when the PolicyDaemon names none. */
+  readonly image: string;
+  /** The API server runs native sidecars (Kubernetes ≥ 1.29). */
+  readonly nativeSidecars: boolean;
+}
+
+export type InjectionResult =
+  | { readonly injected: false; readonly reason: string; readonly warnings?: readonly string[] }
+  | { readonly injected: true; readonly daemon: string; readonly patch: readonly PatchOperation[]; readonly warnings: readonly string[] };
+
+/** What to add to `pod` so that it runs the daemon its labels select, if any. */
+export function planInjection(pod: V1Pod, context: InjectionContext): InjectionResult {
+  const podLabels = pod.metadata?.labels ?? {};
+  if (podLabels[INJECT_LABEL] !== 'true') return { injected: false, reason: `no ${INJECT_LABEL}: "true" label` };
+  if (pod.metadata?.annotations?.[INJECTED_ANNOTATION] !== undefined || hasDaemonContainer(pod)) {
+    return { injected: false, reason: 'already injected' };
+  }
+  // The oldest-named first, so the choice among several matches is stable across replicas.
+  const matching = context.daemons.filter((d) => d.spec.mode === 'Sidecar' && d.spec.podSelector !== undefined && selectorMatches(d.spec.podSelector, podLabels)).sort((a, b) => a.name.localeCompare(b.name));
+  const daemon = matching[0];
+  if (daemon === undefined) return { injected: false, reason: 'no Sidecar PolicyDaemon selects the pod' };
+  const warnings = matching.length > 1 ? [`mailwarden: PolicyDaemons ${matching.map((d) => d.name).join(', ')} all select this pod; injected ${daemon.name}`] : [];
+  const backend = context.backendOf(daemon);
+  if (backend === undefined) {
+    return { injected: false, reason: `PolicyDaemon ${daemon.name}: its MailBackend is missing or invalid`, warnings: [`mailwarden: PolicyDaemon ${daemon.name} not injected: MailBackend ${daemon.spec.backendRef.name} is missing or invalid`] };
+  }
+  const container = daemonContainer(daemon, backend, context.image, context.nativeSidecars);
+  const volumes = daemonVolumes(daemon, backend).filter((v) => !(pod.spec?.volumes ?? []).some((existing) => existing.name === v.name));
+  const patch: PatchOperation[] = [];
+  if (context.nativeSidecars) {
+    // First of the init containers: every later one, and Postfix, starts with the daemon up.
+    patch.push(pod.spec?.initContainers?.length ? { op: 'add', path: '/spec/initContainers/0', value: container } : { op: 'add', path: '/spec/initContainers', value: [container] });
+  } else {
+    patch.push({ op: 'add', path: '/spec/containers/-', value: container });
+  }
+  patch.push(...appendAll('/spec/volumes', pod.spec?.volumes, volumes));
+  patch.push(...setKey('/metadata/labels', pod.metadata?.labels, POLICY_DAEMON_LABEL, daemon.name));
+  patch.push(...setKey('/metadata/annotations', pod.metadata?.annotations, INJECTED_ANNOTATION, daemon.name));
+  return { injected: true, daemon: daemon.name, patch, warnings };
+}
+
+function hasDaemonContainer(pod: V1Pod): boolean {
+  const named = (list: V1Container[] | undefined) => (list ?? []).some((c) => c.name === CONTAINER_NAME);
+  return named(pod.spec?.initContainers) || named(pod.spec?.containers);
+}
+
+function appendAll(path: string, existing: readonly V1Volume[] | undefined, items: readonly V1Volume[]): PatchOperation[] {
+  if (items.length === 0) return [];
+  if (existing === undefined || existing.length === 0) return [{ op: 'add', path, value: [...items] }];
+  return items.map((value) => ({ op: 'add', path: `${path}/-`, value }));
+}
+
+function setKey(path: string, map: Readonly<Record<string, string>> | undefined, key: string, value: string): PatchOperation[] {
+  if (map === undefined) return [{ op: 'add', path, value: { [key]: value } }];
+  return [{ op: 'add', path: `${path}/${escapePointer(key)}`, value }];
+}
+
+/** RFC 6901: `~` and `/` in a key are written `~0` and `~1`. */
+export function escapePointer(key: string): string {
+  return key.replaceAll('~', '~0').replaceAll('/', '~1');
+}

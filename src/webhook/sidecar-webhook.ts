@@ -1,0 +1,125 @@
+import type { AddressInfo } from 'node:net';
+import { VersionApi, type KubeConfig, type V1Pod } from '@kubernetes/client-node';
+import { mailBackendSpecSchema, type MailBackendSpec } from '../api/mail-backend.ts';
+import { policyDaemonSpecSchema } from '../api/policy-daemon.ts';
+import type { Logger } from '../observability/logger.ts';
+import type { PolicyDaemonRef } from '../reconcilers/policy-daemon-objects.ts';
+import type { PolicyDaemonObject } from '../reconcilers/policy-daemon.ts';
+import type { BackendObject, Lister } from '../reconcilers/types.ts';
+import { AdmissionServer } from './admission-server.ts';
+import { CertificateKeeper } from './certificate-keeper.ts';
+import type { KeyPair } from './certificates.ts';
+import type { WebhookEndpoint } from './configuration.ts';
+import { planInjection, type InjectionResult } from './injection.ts';
+
+export interface SidecarWebhookOptions {
+  readonly kubeConfig: KubeConfig;
+  /** Where the HTTPS server listens, e.g. 0.0.0.0:9443 (127.0.0.1 in tests). */
+  readonly listen: { readonly host: string; readonly port: number };
+  /** How the API server reaches it (a Service in a cluster, a URL in tests). */
+  readonly endpoint: WebhookEndpoint;
+  /** Namespace and name of the certificate Secret. */
+  readonly secretNamespace: string;
+  readonly secretName?: string;
+  readonly configurationName?: string;
+  readonly dnsNames: readonly string[];
+  readonly ipAddresses?: readonly string[];
+  /** The informer caches the decisions read: no API call on the admission path. */
+  readonly daemons: Lister<PolicyDaemonObject>;
+  readonly backends: Lister<BackendObject>;
+  readonly image: string;
+  /** Override the server-version check (Kubernetes ≥ 1.29 runs native sidecars). */
+  readonly nativeSidecars?: boolean;
+  readonly certificateCheckIntervalMs?: number;
+  readonly caValidityMs?: number;
+  readonly servingValidityMs?: number;
+  readonly logger: Logger;
+}
+
+export const DEFAULT_CONFIGURATION_NAME = 'mailwarden-policyd-injector';
+export const DEFAULT_SECRET_NAME = 'mailwarden-webhook-tls';
+
+/**
+ * The sidecar injector assembled: certificates (kept in a Secret, their CA in the
+ * MutatingWebhookConfiguration) and the HTTPS admission server deciding from informer caches.
+ * Every operator replica runs one, leader or not: the API server may call any of them.
+ */
+export class SidecarWebhook {
+  readonly keeper: CertificateKeeper;
+  readonly #o: SidecarWebhookOptions;
+  readonly #log: Logger;
+  #server: AdmissionServer | undefined;
+  #nativeSidecars = true;
+
+  constructor(options: SidecarWebhookOptions) {
+    this.#o = options;
+    this.#log = options.logger.child({ component: 'webhook' });
+    this.keeper = new CertificateKeeper({
+      kubeConfig: options.kubeConfig,
+      namespace: options.secretNamespace,
+      secretName: options.secretName ?? DEFAULT_SECRET_NAME,
+      configurationName: options.configurationName ?? DEFAULT_CONFIGURATION_NAME,
+      endpoint: options.endpoint,
+      dnsNames: options.dnsNames,
+      ipAddresses: options.ipAddresses,
+      checkIntervalMs: options.certificateCheckIntervalMs,
+      caValidityMs: options.caValidityMs,
+      servingValidityMs: options.servingValidityMs,
+      onCertificate: (certificate) => this.#setCertificate(certificate),
+      logger: options.logger,
+    });
+  }
+
+  async start(): Promise<AddressInfo> {
+    this.#nativeSidecars = this.#o.nativeSidecars ?? (await supportsNativeSidecars(this.#o.kubeConfig, this.#log));
+    const certificate = await this.keeper.start();
+    this.#server = new AdmissionServer({ certificate, injectPod: (pod, ns) => this.inject(pod, ns), logger: this.#log });
+    const address = await this.#server.listen(this.#o.listen);
+    this.#log.info({ address, nativeSidecars: this.#nativeSidecars }, 'sidecar injection webhook listening');
+    return address;
+  }
+
+  async stop(): Promise<void> {
+    this.keeper.stop();
+    await this.#server?.close();
+  }
+
+  /** The decision for one pod, from the caches. */
+  inject(pod: V1Pod, namespace: string): InjectionResult {
+    const daemons: PolicyDaemonRef[] = [];
+    for (const d of this.#o.daemons.list(namespace)) {
+      const parsed = policyDaemonSpecSchema.safeParse(d.spec);
+      if (parsed.success) daemons.push({ name: d.metadata.name, namespace, uid: d.metadata.uid, spec: parsed.data });
+    }
+    return planInjection(pod, {
+      daemons,
+      backendOf: (daemon) => backendSpec(this.#o.backends.get(namespace, daemon.spec.backendRef.name)),
+      image: this.#o.image,
+      nativeSidecars: this.#nativeSidecars,
+    });
+  }
+
+  #setCertificate(certificate: KeyPair): void {
+    // Before start() the server does not exist yet; it is created with the latest certificate.
+    this.#server?.setCertificate(certificate);
+  }
+}
+
+function backendSpec(backend: BackendObject | undefined): MailBackendSpec | undefined {
+  if (backend === undefined) return undefined;
+  const parsed = mailBackendSpecSchema.safeParse(backend.spec);
+  return parsed.success ? parsed.data : undefined;
+}
+
+/** Kubernetes 1.29 turned native sidecars (init containers with restartPolicy Always) on by default. */
+async function supportsNativeSidecars(kc: KubeConfig, log: Logger): Promise<boolean> {
+  try {
+    const version = await kc.makeApiClient(VersionApi).getCode();
+    const major = Number.parseInt(version.major, 10);
+    const minor = Number.parseInt(version.minor, 10);
+    return major > 1 || (major === 1 && minor >= 29);
+  } catch (error) {
+    log.warn({ err: error }, 'server version unknown; assuming native sidecars (Kubernetes ≥ 1.29)');
+    return true;
+  }
+}
