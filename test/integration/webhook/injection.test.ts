@@ -1,0 +1,161 @@
+import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import { AdmissionregistrationV1Api, type V1Pod } from '@kubernetes/client-node';
+import type { Operator } from '../../../src/operator/manager.ts';
+import { splitBundle } from '../../../src/webhook/certificates.ts';
+import { eventually, startOperatorEnv, type OperatorEnv } from '../../harness/operator-env.ts';
+import { createBackendAndDaemon, createPod, freePort, INJECT } from './support.ts';
+
+// The sidecar webhook on a real API server: the operator serves it over TLS on 127.0.0.1 and
+// keeps the MutatingWebhookConfiguration (clientConfig.url) and its caBundle itself.
+
+const CONFIGURATION = 'mailwarden-policyd-injector-test';
+const SIDECAR = 'mailwarden-policyd';
+
+const sidecarOf = (pod: V1Pod) => pod.spec?.initContainers?.find((c) => c.name === SIDECAR);
+
+describe('sidecar injection webhook', () => {
+  let env: OperatorEnv;
+  let operator: Operator;
+  let ns: string;
+  let restricted: string;
+  let port: number;
+  let counter = 0;
+  const name = (prefix: string) => `${prefix}-${++counter}`;
+
+  before(async () => {
+    env = await startOperatorEnv();
+    ns = await env.namespace('inject');
+    restricted = `restricted-${Math.random().toString(36).slice(2, 6)}`;
+    await env.core.createNamespace({ body: { metadata: { name: restricted, labels: { 'pod-security.kubernetes.io/enforce': 'restricted', 'pod-security.kubernetes.io/enforce-version': 'latest' } } } });
+    for (const namespace of [ns, restricted]) {
+      await createBackendAndDaemon(env.objects, env.core, namespace, { name: 'postfix', spec: { backendRef: { name: 'vmail' }, mode: 'Sidecar', podSelector: { matchLabels: { app: 'postfix' } }, policy: { recipientDelimiter: '+' } } });
+    }
+    port = await freePort();
+    operator = await env.operator([ns, restricted], {
+      policyDaemons: {
+        image: 'example.invalid/mailwarden:test',
+        webhook: {
+          listen: { host: '127.0.0.1', port },
+          endpoint: { url: `https://127.0.0.1:${port}` },
+          secretNamespace: ns,
+          configurationName: CONFIGURATION,
+          dnsNames: [],
+          ipAddresses: ['127.0.0.1'],
+        },
+      },
+    });
+    // The API server loads a new webhook configuration asynchronously: wait until it injects.
+    await eventually('the API server to call the webhook', async () => {
+      const pod = await createPod(env.core, ns, name('warmup'), { ...INJECT, app: 'postfix' });
+      return sidecarOf(pod) !== undefined;
+    }, 30_000);
+  });
+  after(async () => {
+    await env?.stopAll();
+  });
+
+  test('a matching pod comes back with the daemon as a native sidecar, configured through mounted files', async () => {
+    const pod = await createPod(env.core, ns, name('postfix'), { ...INJECT, app: 'postfix' }, { initContainers: [{ name: 'setup', image: 'example.invalid/setup:1' }] });
+    const sidecar = sidecarOf(pod);
+    assert.ok(sidecar, 'sidecar injected');
+    assert.equal(pod.spec?.initContainers?.[0]?.name, SIDECAR, 'first init container: up before any other');
+    assert.equal(sidecar.restartPolicy, 'Always');
+    assert.equal(sidecar.image, 'example.invalid/mailwarden:test');
+    assert.deepEqual(sidecar.args, ['policyd', '-c', '/etc/mailwarden/policyd/policyd.yaml']);
+    assert.equal(sidecar.securityContext?.readOnlyRootFilesystem, true);
+    assert.equal(sidecar.securityContext?.allowPrivilegeEscalation, false);
+    assert.equal(sidecar.securityContext?.runAsNonRoot, true);
+    assert.deepEqual(sidecar.securityContext?.capabilities?.drop, ['ALL']);
+    assert.equal(sidecar.securityContext?.seccompProfile?.type, 'RuntimeDefault');
+    assert.equal(sidecar.readinessProbe?.httpGet?.path, '/readyz');
+    assert.equal(sidecar.livenessProbe?.httpGet?.path, '/healthz');
+    assert.ok(sidecar.resources?.requests?.memory);
+    assert.equal(pod.metadata?.annotations?.['mailwarden.io/injected'], 'postfix');
+    assert.equal(pod.metadata?.labels?.['mailwarden.io/policy-daemon'], 'postfix');
+    const volumes = new Map((pod.spec?.volumes ?? []).map((v) => [v.name, v]));
+    assert.equal(volumes.get('mailwarden-policyd-config')?.configMap?.name, 'postfix-policyd');
+    assert.equal(volumes.get('mailwarden-policyd-credentials')?.secret?.secretName, 'vmail-credentials');
+    assert.equal(pod.spec?.containers.length, 1, 'Postfix container untouched');
+  });
+
+  test('the ConfigMap holds the daemon config: policy port on 127.0.0.1, password from the mounted Secret', async () => {
+    const cm = await eventually('ConfigMap', () => env.core.readNamespacedConfigMap({ namespace: ns, name: 'postfix-policyd' }).catch(() => undefined));
+    const yaml = cm.data?.['policyd.yaml'] ?? '';
+    assert.match(yaml, /^listen: 127\.0\.0\.1:7777$/m);
+    assert.match(yaml, /^passwordFile: \/etc\/mailwarden\/store-credentials\/password$/m);
+    assert.match(yaml, /^recipientDelimiter: \+$/m);
+    assert.equal(cm.metadata?.ownerReferences?.[0]?.kind, 'PolicyDaemon');
+  });
+
+  test('pods the selector does not match, or without the opt-in label, are untouched', async () => {
+    const other = await createPod(env.core, ns, name('other'), { ...INJECT, app: 'webmail' });
+    assert.equal(other.spec?.initContainers, undefined);
+    assert.equal(other.metadata?.annotations?.['mailwarden.io/injected'], undefined);
+    const optedOut = await createPod(env.core, ns, name('noinject'), { app: 'postfix' });
+    assert.equal(optedOut.spec?.initContainers, undefined);
+  });
+
+  test('a second admission of an injected pod adds nothing', async () => {
+    const first = await createPod(env.core, ns, name('twice'), { ...INJECT, app: 'postfix' });
+    assert.ok(sidecarOf(first));
+    // The same pod spec, as a controller re-creating it would send it: already carrying the sidecar.
+    const again = await env.core.createNamespacedPod({
+      namespace: ns,
+      body: { metadata: { name: name('twice-again'), labels: first.metadata?.labels, annotations: first.metadata?.annotations }, spec: first.spec },
+    });
+    assert.equal(again.spec?.initContainers?.filter((c) => c.name === SIDECAR).length, 1);
+    assert.equal(again.spec?.volumes?.length, first.spec?.volumes?.length);
+  });
+
+  test('an injected pod is admitted by Pod Security "restricted"', async () => {
+    const pod = await createPod(env.core, restricted, name('postfix'), { ...INJECT, app: 'postfix' });
+    assert.ok(sidecarOf(pod), 'injected and admitted');
+    // The namespace really enforces: a non-compliant pod is refused.
+    await assert.rejects(
+      env.core.createNamespacedPod({ namespace: restricted, body: { metadata: { name: name('root') }, spec: { containers: [{ name: 'c', image: 'example.invalid/x:1' }] } } }),
+      (error: { code?: number; body?: string }) => error.code === 403 && /restricted/.test(String(error.body)),
+    );
+  });
+
+  test('status counts the injected pods', async () => {
+    await eventually('injectedPods', async () => {
+      const pd = (await env.objects.getNamespacedCustomObject({ group: 'mailwarden.io', version: 'v1alpha1', namespace: ns, plural: 'policydaemons', name: 'postfix' })) as { status?: { injectedPods?: number; conditions?: { type: string; status: string; reason: string }[] } };
+      const pods = await env.core.listNamespacedPod({ namespace: ns, labelSelector: 'mailwarden.io/policy-daemon=postfix' });
+      const ready = pd.status?.conditions?.find((c) => c.type === 'Ready');
+      return pd.status?.injectedPods === pods.items.length && pods.items.length >= 3 && ready?.status === 'True' && ready.reason === 'Injecting';
+    });
+  });
+
+  test('after certificate and CA rotation the webhook still injects; the caBundle trusts old and new CA', async () => {
+    const admission = env.kc.makeApiClient(AdmissionregistrationV1Api);
+    const bundleOf = async () => Buffer.from((await admission.readMutatingWebhookConfiguration({ name: CONFIGURATION })).webhooks?.[0]?.clientConfig.caBundle ?? '', 'base64').toString();
+    const before = await bundleOf();
+    assert.equal(splitBundle(before).length, 1);
+    const secretBefore = await env.core.readNamespacedSecret({ namespace: ns, name: 'mailwarden-webhook-tls' });
+
+    const serving = await operator.webhook!.keeper.rotate({ ca: true });
+    const after = await bundleOf();
+    assert.equal(splitBundle(after).length, 2, 'new CA published next to the old one');
+    assert.ok(splitBundle(after).includes(splitBundle(before)[0]!), 'old CA still trusted');
+    const secretAfter = await env.core.readNamespacedSecret({ namespace: ns, name: 'mailwarden-webhook-tls' });
+    assert.notEqual(secretAfter.data?.['tls.crt'], secretBefore.data?.['tls.crt']);
+    assert.ok(new X509Certificate(serving.cert).checkIssued(new X509Certificate(splitBundle(after)[0]!)), 'serving certificate signed by the new CA');
+
+    const pod = await createPod(env.core, ns, name('rotated'), { ...INJECT, app: 'postfix' });
+    assert.ok(sidecarOf(pod), 'injected with the new certificate');
+
+    await operator.webhook!.keeper.rotate();
+    const again = await createPod(env.core, ns, name('renewed'), { ...INJECT, app: 'postfix' });
+    assert.ok(sidecarOf(again), 'injected after a serving-only renewal');
+  });
+
+  test('with the webhook down, matching pods are still admitted (failurePolicy Ignore), unchanged', async () => {
+    await operator.webhook!.stop();
+    const started = Date.now();
+    const pod = await createPod(env.core, ns, name('down'), { ...INJECT, app: 'postfix' });
+    assert.equal(sidecarOf(pod), undefined);
+    assert.ok(Date.now() - started < 10_000, 'admitted without waiting out long timeouts');
+  });
+});

@@ -1,0 +1,54 @@
+import { createServer } from 'node:net';
+import type { CoreV1Api, CustomObjectsApi, V1Pod } from '@kubernetes/client-node';
+
+/** A free TCP port on 127.0.0.1 (the webhook's URL must be known before it listens). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** A container that Pod Security `restricted` admits. */
+export function restrictedContainer(name: string) {
+  return {
+    name,
+    image: 'example.invalid/postfix:1',
+    securityContext: {
+      runAsNonRoot: true,
+      runAsUser: 1000,
+      allowPrivilegeEscalation: false,
+      capabilities: { drop: ['ALL'] },
+      seccompProfile: { type: 'RuntimeDefault' },
+    },
+  };
+}
+
+export async function createPod(core: CoreV1Api, namespace: string, name: string, labels: Record<string, string>, extra: Partial<V1Pod['spec']> = {}): Promise<V1Pod> {
+  return core.createNamespacedPod({
+    namespace,
+    body: { metadata: { name, labels }, spec: { containers: [restrictedContainer('postfix')], ...extra } },
+  });
+}
+
+export async function createBackendAndDaemon(objects: CustomObjectsApi, core: CoreV1Api, namespace: string, daemon: { name: string; spec: Record<string, unknown> }): Promise<void> {
+  await core.createNamespacedSecret({ namespace, body: { metadata: { name: 'vmail-credentials' }, stringData: { password: 'secret-1' } } });
+  const base = { group: 'mailwarden.io', version: 'v1alpha1', namespace };
+  await objects.createNamespacedCustomObject({
+    ...base,
+    plural: 'mailbackends',
+    // Nothing listens on port 1: the backend is simply unavailable, which the webhook does not mind.
+    body: { apiVersion: 'mailwarden.io/v1alpha1', kind: 'MailBackend', metadata: { name: 'vmail' }, spec: { url: 'postgres://vmail@127.0.0.1:1/vmail', credentialsSecretRef: { name: 'vmail-credentials' } } },
+  });
+  await objects.createNamespacedCustomObject({
+    ...base,
+    plural: 'policydaemons',
+    body: { apiVersion: 'mailwarden.io/v1alpha1', kind: 'PolicyDaemon', metadata: { name: daemon.name }, spec: daemon.spec },
+  });
+}
+
+export const INJECT = { 'mailwarden.io/inject': 'true' };
