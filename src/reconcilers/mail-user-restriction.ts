@@ -169,7 +169,11 @@ export class MailUserRestrictionReconciler {
         this.#deps.events.warning(restriction, Reason.BackendNotFound, `MailBackend ${spec.data.backendRef.name} is gone: the lists of ${spec.data.mailbox} could not be cleared`);
       } else {
         try {
-          const store = await this.#deps.connections.get(backend, passwordOf(backend, this.#deps.secrets));
+          // The parsed spec, as #sync passes it: the raw one lacks the settings' defaults, so its
+          // connection fingerprint differs and every clear would close the store others are using
+          // (LDAP: the clear itself then timed out, and deletes hung).
+          const backendSpec = mailBackendSpecSchema.parse(backend.spec);
+          const store = await this.#deps.connections.get({ ...backend, spec: backendSpec }, passwordOf(backend, this.#deps.secrets));
           const result = await store.clear(spec.data.mailbox);
           if (result.changed) this.#deps.events.normal(restriction, 'Cleared', `the lists of ${spec.data.mailbox} were cleared in ${backend.metadata.name}`);
         } catch (error) {
