@@ -51,9 +51,12 @@ export class MailwardenKubeClient {
     );
   }
 
-  /** Sets `metadata.finalizers`, failing with ConflictError when the object changed since `resourceVersion`. */
-  async setFinalizers(kind: MailwardenKind, namespace: string, name: string, finalizers: string[], resourceVersion: string): Promise<void> {
-    await this.#call(() =>
+  /**
+   * Sets `metadata.finalizers`, failing with ConflictError when the object changed since
+   * `resourceVersion`; false when the object is gone (deleted meanwhile).
+   */
+  async setFinalizers(kind: MailwardenKind, namespace: string, name: string, finalizers: string[], resourceVersion: string): Promise<boolean> {
+    return this.#call(() =>
       this.#objects.patchNamespacedCustomObject(
         {
           group: API_GROUP,
@@ -77,13 +80,15 @@ export class MailwardenKubeClient {
     }
   }
 
-  async #call(fn: () => Promise<unknown>): Promise<void> {
+  /** True when the write was made; false when the object is gone (404). */
+  async #call(fn: () => Promise<unknown>): Promise<boolean> {
     try {
       await fn();
+      return true;
     } catch (error) {
       if (error instanceof ApiException && error.code === 409) throw new ConflictError('the object changed meanwhile');
       // A 404 means the object is gone: nothing left to write.
-      if (error instanceof ApiException && error.code === 404) return;
+      if (error instanceof ApiException && error.code === 404) return false;
       throw error;
     }
   }

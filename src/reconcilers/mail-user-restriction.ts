@@ -100,7 +100,10 @@ export class MailUserRestrictionReconciler {
 
     // The finalizer goes on before the first write, so no write can outlive its restriction.
     if (!(restriction.metadata.finalizers ?? []).includes(FINALIZER)) {
-      await this.#deps.client.setFinalizers('MailUserRestriction', namespace, name, [...(restriction.metadata.finalizers ?? []), FINALIZER], restriction.metadata.resourceVersion!);
+      const present = await this.#deps.client.setFinalizers('MailUserRestriction', namespace, name, [...(restriction.metadata.finalizers ?? []), FINALIZER], restriction.metadata.resourceVersion!);
+      // Deleted between the cache read and the patch (no finalizer held it): writing now would
+      // leave lists in the store that no restriction declares.
+      if (present === false) return;
     }
 
     let result: Outcome;
