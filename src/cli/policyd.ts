@@ -1,5 +1,6 @@
 import { createLogger } from '../observability/logger.ts';
 import { loadPolicydConfig } from '../policy/config.ts';
+import { ConfigReloader } from '../policy/config-reload.ts';
 import { PolicyDaemon } from '../policy/daemon.ts';
 import { readPassword } from './secrets.ts';
 import { DECISION_FLAGS, DECISION_FLAGS_HELP, decisionOverrides, EXIT_OK, parseCommandLine, type Io } from './usage.ts';
@@ -30,16 +31,20 @@ export async function policydCommand(args: readonly string[], io: Io): Promise<n
     io.stdout.write(POLICYD_HELP + '\n');
     return EXIT_OK;
   }
-  const config = await loadPolicydConfig(values.config, {
+  const overrides = {
     ...decisionOverrides(values),
     listen: values.listen,
     http: values['http-listen'] === undefined ? undefined : { listen: values['http-listen'] },
     cache: values['cache-ttl'] === undefined ? undefined : { ttl: values['cache-ttl'] },
     logLevel: values['log-level'],
-  });
+  };
+  const config = await loadPolicydConfig(values.config, overrides);
   const logger = createLogger({ level: config.logLevel });
   const daemon = new PolicyDaemon({ config, logger, password: readPassword(config, io.env) });
   const { policy } = await daemon.start();
+  // The config file and password file are reloaded when they change (mounted ConfigMap/Secret).
+  const reloader = new ConfigReloader({ configFile: values.config, overrides, initial: config, readPassword: (c) => readPassword(c, io.env), apply: (c, p) => daemon.reconfigure(c, p), logger });
+  await reloader.start();
   if ('port' in policy) {
     io.stderr.write(
       `mailwarden policy daemon listening on ${policy.host}:${policy.port}. Point Postfix at it (main.cf):\n` +
@@ -51,6 +56,7 @@ export async function policydCommand(args: readonly string[], io: Io): Promise<n
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       logger.info({ signal }, 'signal received');
+      reloader.stop();
       daemon.stop().then(resolve, (error: unknown) => {
         logger.error({ err: error }, 'error while stopping');
         resolve();

@@ -7,6 +7,7 @@ import type { MailboxStore } from '../stores/store.ts';
 import { decisionOptionsOf, parseListen, resolverOptionsOf, serverLimitsOf, ConfigError, type PolicydConfig } from './config.ts';
 import { createPolicyHandler, DecisionService } from './decision-handler.ts';
 import { MailboxResolver } from './mailbox-resolver.ts';
+import type { PolicyHandler } from './request.ts';
 import { PolicyServer, type PolicyServerAddress } from './server.ts';
 
 /**
@@ -14,9 +15,11 @@ import { PolicyServer, type PolicyServerAddress } from './server.ts';
  * plus the health/metrics HTTP server. `start` brings it up; `stop` drains it (SIGTERM).
  */
 export class PolicyDaemon {
-  readonly #config: PolicydConfig;
+  #config: PolicydConfig;
   readonly #logger: Logger;
-  readonly #password: string | undefined;
+  #password: string | undefined;
+  /** What the server calls; swapped whole by {@link reconfigure}, so connections stay open. */
+  #handler: PolicyHandler | undefined;
   #store: MailboxStore | undefined;
   #server: PolicyServer | undefined;
   #health: HealthServer | undefined;
@@ -48,17 +51,10 @@ export class PolicyDaemon {
     this.#store = store;
     const metrics = new PolicyMetrics({ store: store.kind });
     this.#metrics = metrics;
-    const resolver = new MailboxResolver({
-      store,
-      decision,
-      options: resolverOptionsOf(config),
-      metrics,
-      logger: this.#logger.child({ component: 'resolver' }),
-    });
-    const service = new DecisionService({ resolver, options: decision, metrics, logger: this.#logger.child({ component: 'decision' }) });
+    this.#handler = this.#decisionHandler(store, config, metrics);
     const requestDuration = metrics.requestDuration;
     const server = new PolicyServer({
-      handler: createPolicyHandler(service),
+      handler: (request) => this.#handler!(request),
       failureAction: decision.failureAction,
       limits: serverLimitsOf(config),
       logger: this.#logger.child({ component: 'policy-server' }),
@@ -82,6 +78,43 @@ export class PolicyDaemon {
       'policy daemon ready',
     );
     return { policy, http };
+  }
+
+  /**
+   * Applies a new configuration without dropping connections: decision options, cache and the
+   * store (reopened when its URL, settings or password changed). The new store is opened before
+   * anything is swapped, so a failure leaves the old configuration serving. Listen addresses and
+   * limits need a restart and are kept.
+   */
+  async reconfigure(config: PolicydConfig, password: string | undefined): Promise<void> {
+    const old = this.#config;
+    if (this.#stopping || this.#metrics === undefined || this.#store === undefined) return;
+    if (config.listen !== old.listen || config.http.listen !== old.http.listen || JSON.stringify(config.limits) !== JSON.stringify(old.limits)) {
+      this.#logger.warn({}, 'listen addresses and limits change on restart only; the rest of the new configuration is applied');
+    }
+    const storeChanged = config.store !== old.store || JSON.stringify(config.storeSettings) !== JSON.stringify(old.storeSettings) || password !== this.#password || config.semantics !== old.semantics;
+    const previous = this.#store;
+    const store = storeChanged
+      ? await openStore({ store: config.store ?? '', settings: config.storeSettings, semantics: decisionOptionsOf(config).semantics, password, logger: this.#logger.child({ component: 'store' }) })
+      : previous;
+    // A fresh resolver (empty cache): the old one's entries were read under the old options.
+    this.#handler = this.#decisionHandler(store, config, this.#metrics);
+    this.#store = store;
+    this.#config = { ...config, listen: old.listen, http: old.http, limits: old.limits };
+    this.#password = password;
+    if (store !== previous) {
+      // Lookups already running on the old store finish first (they are bounded by the lookup timeout).
+      const grace = (resolverOptionsOf(old).lookupTimeoutMs ?? 1_000) + 1_000;
+      setTimeout(() => void previous.close().catch((error: unknown) => this.#logger.warn({ err: error }, 'closing the previous store failed')), grace).unref();
+    }
+    const decision = decisionOptionsOf(config);
+    this.#logger.info({ store: store.kind, storeReopened: store !== previous, semantics: decision.semantics, allowAction: decision.allowAction, rejectAction: decision.rejectAction, failureAction: decision.failureAction }, 'configuration reloaded');
+  }
+
+  #decisionHandler(store: MailboxStore, config: PolicydConfig, metrics: PolicyMetrics): PolicyHandler {
+    const decision = decisionOptionsOf(config);
+    const resolver = new MailboxResolver({ store, decision, options: resolverOptionsOf(config), metrics, logger: this.#logger.child({ component: 'resolver' }) });
+    return createPolicyHandler(new DecisionService({ resolver, options: decision, metrics, logger: this.#logger.child({ component: 'decision' }) }));
   }
 
   /** Ready to answer: listening, not draining, and the store able to answer. */

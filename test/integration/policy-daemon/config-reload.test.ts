@@ -1,0 +1,126 @@
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { after, before, describe, test } from 'node:test';
+import { pino } from 'pino';
+import { loadPolicydConfig } from '../../../src/policy/config.ts';
+import { ConfigReloader } from '../../../src/policy/config-reload.ts';
+import { PolicyDaemon } from '../../../src/policy/daemon.ts';
+import { readPassword } from '../../../src/cli/secrets.ts';
+import { eventually } from '../../harness/operator-env.ts';
+import { TestClient } from '../../unit/policy/client.ts';
+
+// The daemon's live reload, with its config mounted as Kubernetes mounts a ConfigMap: files
+// behind a `..data` symlink that is swapped atomically to a new timestamped directory.
+
+/** A ConfigMap-style mount: dir/FILE → ..data/FILE → ..<n>/FILE. */
+class ProjectedDir {
+  readonly dir: string;
+  #generation = 0;
+  constructor(dir: string, files: Record<string, string>) {
+    this.dir = dir;
+    mkdirSync(dir, { recursive: true });
+    this.update(files);
+    for (const name of Object.keys(files)) symlinkSync(join('..data', name), join(dir, name));
+  }
+  /** What the kubelet does: write a new directory, point ..data at it, remove the old one. */
+  update(files: Record<string, string>): void {
+    const previous = this.#generation;
+    const next = `..gen_${++this.#generation}`;
+    mkdirSync(join(this.dir, next));
+    for (const [name, text] of Object.entries(files)) writeFileSync(join(this.dir, next, name), text);
+    symlinkSync(next, join(this.dir, '..data_tmp'));
+    renameSync(join(this.dir, '..data_tmp'), join(this.dir, '..data'));
+    if (previous > 0) rmSync(join(this.dir, `..gen_${previous}`), { recursive: true, force: true });
+  }
+}
+
+const RESTRICTION = `apiVersion: mailwarden.io/v1alpha1
+kind: MailUserRestriction
+metadata: { name: alice }
+spec:
+  mailbox: alice@example.com
+  rejectedSenders: ["@.spam.test"]
+`;
+
+const configText = (rejectAction: string, store: string) => `listen: 127.0.0.1:0
+store: ${store}
+rejectAction: ${JSON.stringify(rejectAction)}
+passwordFile: PASSWORD_FILE
+http: { listen: "off" }
+`;
+
+const request = 'request=smtpd_access_policy\nprotocol_state=RCPT\nsender=bot@mx.spam.test\nrecipient=alice@example.com\n\n';
+
+describe('policy daemon live reload of a mounted config', () => {
+  let root: string;
+  let config: ProjectedDir;
+  let secret: ProjectedDir;
+  let daemon: PolicyDaemon;
+  let reloader: ConfigReloader;
+  let client: TestClient;
+  const logs: { level: number; msg: string; err?: { message: string } }[] = [];
+  const write = (rejectAction: string) => configText(rejectAction, join(root, 'store')).replace('PASSWORD_FILE', join(root, 'secret', 'password'));
+
+  before(async () => {
+    root = mkdtempSync(join(tmpdir(), 'mailwarden-reload-'));
+    mkdirSync(join(root, 'store'));
+    writeFileSync(join(root, 'store', 'alice.yaml'), RESTRICTION);
+    secret = new ProjectedDir(join(root, 'secret'), { password: 'one' });
+    config = new ProjectedDir(join(root, 'config'), { 'policyd.yaml': write('REJECT Old text') });
+    const logger = pino({ level: 'info' }, new Writable({ write: (chunk, _e, done) => (logs.push(JSON.parse(String(chunk))), done()) }));
+    const file = join(root, 'config', 'policyd.yaml');
+    const initial = await loadPolicydConfig(file, {});
+    daemon = new PolicyDaemon({ config: initial, logger, password: readPassword(initial, {}) });
+    const { policy } = await daemon.start();
+    reloader = new ConfigReloader({ configFile: file, overrides: {}, initial, readPassword: (c) => readPassword(c, {}), apply: (c, p) => daemon.reconfigure(c, p), logger, debounceMs: 50, pollMs: 0 });
+    await reloader.start();
+    client = await TestClient.open(policy as { host: string; port: number });
+  });
+  after(async () => {
+    client?.socket.destroy();
+    reloader?.stop();
+    await daemon?.stop();
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  const ask = async () => {
+    const count = client.answers.length + 1;
+    client.send(request);
+    return (await client.waitAnswers(count)).at(-1);
+  };
+
+  test('answers with the first configuration', async () => {
+    assert.equal(await ask(), 'action=REJECT Old text');
+  });
+
+  test('a ConfigMap update (symlink swap) is applied on the open connection', async () => {
+    config.update({ 'policyd.yaml': write('REJECT New text') });
+    await eventually('new reject action', async () => (await ask()) === 'action=REJECT New text', 5_000);
+    assert.equal(client.closed, false, 'the connection stayed open');
+    assert.ok(logs.some((l) => l.msg === 'configuration reloaded'));
+  });
+
+  test('a bad new configuration is refused, logged, and the old one keeps serving', async () => {
+    config.update({ 'policyd.yaml': write('not an action') });
+    await eventually('the refusal logged', async () => logs.some((l) => l.msg.startsWith('new configuration rejected') && /rejectAction/.test(l.err?.message ?? '')), 5_000);
+    assert.equal(await ask(), 'action=REJECT New text');
+    config.update({ 'policyd.yaml': 'store: [unclosed' });
+    await eventually('YAML error logged', async () => logs.some((l) => /not valid YAML/.test(l.err?.message ?? '')), 5_000);
+    assert.equal(await ask(), 'action=REJECT New text');
+  });
+
+  test('a Secret update (new password) reopens the store without dropping the connection', async () => {
+    config.update({ 'policyd.yaml': write('REJECT Third text') });
+    await eventually('third action', async () => (await ask()) === 'action=REJECT Third text', 5_000);
+    const reloads = logs.filter((l) => l.msg === 'configuration reloaded').length;
+    secret.update({ password: 'two' });
+    await eventually('reload for the password', async () => logs.filter((l) => l.msg === 'configuration reloaded').length > reloads, 5_000);
+    const last = logs.filter((l) => l.msg === 'configuration reloaded').at(-1) as { storeReopened?: boolean };
+    assert.equal(last.storeReopened, true);
+    assert.equal(await ask(), 'action=REJECT Third text');
+    assert.equal(client.closed, false);
+  });
+});
