@@ -273,7 +273,8 @@ export interface PolicydContainer {
 
 const MANIFESTS_TARGET = '/etc/mailwarden/restrictions';
 const CONFIG_TARGET = '/etc/mailwarden/policyd.yaml';
-const READY_LINE = 'policy daemon ready';
+// Printed on stderr once the daemon serves, whatever the log level.
+const READY_LINE = 'mailwarden policy daemon listening on';
 
 const liveContainers = new Set<string>();
 const tempDirs = new Set<string>();

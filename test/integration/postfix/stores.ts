@@ -1,0 +1,120 @@
+// The stores the Postfix suite runs against, seen the same way: what the policy daemon is given
+// (--store, config file, environment) and a way to write a mailbox's lists directly, as an admin
+// editing the store by hand would.
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { stringify as toYaml } from 'yaml';
+import { startMariadb, startOpenldap, startPostgres, type SqlServer } from '../../harness/containers.ts';
+
+export type StoreKind = 'postgres' | 'mariadb' | 'openldap' | 'manifests';
+
+/** A mailbox's four lists; a missing list is unset. */
+export interface Lists {
+  readonly allowedSenders?: readonly string[];
+  readonly rejectedSenders?: readonly string[];
+  readonly allowedRecipients?: readonly string[];
+  readonly rejectedRecipients?: readonly string[];
+}
+
+export interface StoreUnderTest {
+  readonly kind: StoreKind;
+  /** How the daemon reaches it: --store, the config file's contents, the container environment. */
+  readonly daemon: { readonly store: string; readonly config?: Record<string, unknown>; readonly env?: Record<string, string> };
+  /** Creates the mailbox, or replaces all four of its lists. */
+  put(address: string, lists: Lists): Promise<void>;
+  /** An outage: the server stops (data kept); undefined for stores without a server. */
+  readonly stopServer?: () => Promise<void>;
+  readonly startServer?: () => Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function startStore(kind: StoreKind): Promise<StoreUnderTest> {
+  switch (kind) {
+    case 'postgres':
+      return sqlStore(kind, await startPostgres());
+    case 'mariadb':
+      return sqlStore(kind, await startMariadb());
+    case 'openldap':
+      return ldapStore();
+    case 'manifests':
+      return manifestsStore();
+  }
+}
+
+/** iRedMail's SQL mailbox table; the daemon reads as the read-only account vmail. */
+function sqlStore(kind: 'postgres' | 'mariadb', server: SqlServer): StoreUnderTest {
+  const mark = (i: number): string => (server.dialect === 'postgres' ? `$${i}` : '?');
+  return {
+    kind,
+    daemon: { store: server.urlFor(server.readOnly), env: { MAILWARDEN_STORE_PASSWORD: server.readOnly.password } },
+    async put(address, lists) {
+      await server.query(`DELETE FROM mailbox WHERE username = ${mark(1)}`, [address]);
+      await server.insertMailboxes([
+        {
+          username: address,
+          allowedsenders: (lists.allowedSenders ?? []).join(','),
+          rejectedsenders: (lists.rejectedSenders ?? []).join(','),
+          allowedrecipients: (lists.allowedRecipients ?? []).join(','),
+          rejectedrecipients: (lists.rejectedRecipients ?? []).join(','),
+        },
+      ]);
+    },
+    stopServer: () => server.stopServer(),
+    startServer: () => server.startServer(),
+    stop: () => server.stop(),
+  };
+}
+
+/** iRedMail user entries under o=domains; the daemon binds as the read-only cn=vmail. */
+async function ldapStore(): Promise<StoreUnderTest> {
+  const server = await startOpenldap();
+  return {
+    kind: 'openldap',
+    daemon: {
+      store: server.url,
+      config: { storeSettings: { baseDn: server.domainsDn, bindDn: server.readOnly.bindDn } },
+      env: { MAILWARDEN_STORE_PASSWORD: server.readOnly.password },
+    },
+    async put(address, lists) {
+      await server.withClient(async (c) => {
+        await c.del(server.userDn(address)).catch((err: Error) => {
+          if (err.name !== 'NoSuchObjectError') throw err;
+        });
+      });
+      await server.addLdapUser({
+        mail: address,
+        amavisWhitelistSender: [...(lists.allowedSenders ?? [])],
+        amavisBlacklistSender: [...(lists.rejectedSenders ?? [])],
+        mailWhitelistRecipient: [...(lists.allowedRecipients ?? [])],
+        mailBlacklistRecipient: [...(lists.rejectedRecipients ?? [])],
+      });
+    },
+    stopServer: () => server.stopServer(),
+    startServer: () => server.startServer(),
+    stop: () => server.stop(),
+  };
+}
+
+/** MailUserRestriction documents in a directory (one file per mailbox), mounted into the daemon. */
+function manifestsStore(): StoreUnderTest {
+  const dir = mkdtempSync(path.join(tmpdir(), 'mailwarden-postfix-manifests-'));
+  chmodSync(dir, 0o755); // readable by the image's user 65532
+  return {
+    kind: 'manifests',
+    daemon: { store: dir },
+    async put(address, lists) {
+      const name = address.replace(/[^a-z0-9]+/gi, '-').toLowerCase();
+      const doc = {
+        apiVersion: 'mailwarden.io/v1alpha1',
+        kind: 'MailUserRestriction',
+        metadata: { name, namespace: 'mail' },
+        spec: { mailbox: address, ...Object.fromEntries(Object.entries(lists).filter(([, v]) => v !== undefined && v.length > 0)) },
+      };
+      writeFileSync(path.join(dir, `${name}.yaml`), toYaml(doc), { mode: 0o644 });
+    },
+    async stop() {
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
