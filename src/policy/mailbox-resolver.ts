@@ -39,7 +39,8 @@ interface CacheEntry {
 const RESOLVED: Resolution = Object.freeze({ failed: undefined });
 
 /**
- * Fetches the mailboxes a decision needs, through a bounded cache.
+ * Fetches the mailboxes a decision needs, through a bounded cache (network stores) or straight
+ * from memory (the manifests store, which answers synchronously).
  *
  * Entries are kept past their TTL (until evicted) as the last known good data: when the store
  * fails or times out, a stale entry still answers (spec §4). Concurrent misses for the same key
@@ -54,6 +55,7 @@ export class MailboxResolver {
   readonly #logger: Logger | undefined;
   readonly #cache: LRUCache<string, CacheEntry>;
   readonly #inflight = new Map<string, Promise<void>>();
+  #inMemory = false;
   /** Invalid entries already logged, per mailbox (by their texts), so each is logged once. */
   readonly #loggedInvalid: LRUCache<string, string>;
   /** Reads a mailbox for `decide`; bound once, not per request. */
@@ -73,12 +75,32 @@ export class MailboxResolver {
     this.#logger = params.logger;
     this.#cache = new LRUCache({ max: this.#options.maxEntries });
     this.#loggedInvalid = new LRUCache({ max: 10_000 });
-    this.lookup = (key) => this.#cache.get(key)?.mailbox ?? undefined;
+    const peek = params.store.peek?.bind(params.store);
+    if (peek !== undefined) {
+      // In memory: no cache, no TTL, no promise. Compiled once per record; a reload brings new
+      // records and the old ones (and their compiled form) are collected.
+      const compiled = new WeakMap<MailboxRecord, CompiledMailbox>();
+      this.#inMemory = true;
+      this.lookup = (key) => {
+        const record = peek(key);
+        if (record === undefined) return undefined;
+        let mailbox = compiled.get(record);
+        if (mailbox === undefined) {
+          mailbox = compileMailbox(record, this.#decision);
+          if (mailbox.invalid.length > 0) this.#reportInvalid(key, mailbox);
+          compiled.set(record, mailbox);
+        }
+        return mailbox;
+      };
+    } else {
+      this.lookup = (key) => this.#cache.get(key)?.mailbox ?? undefined;
+    }
     params.store.onChange?.(() => this.#cache.clear());
   }
 
   /** Makes every key readable through {@link lookup}; synchronous when all are fresh. */
   resolve(keys: readonly string[]): Resolution | Promise<Resolution> {
+    if (this.#inMemory) return RESOLVED;
     const now = Date.now();
     let missing: string[] | undefined;
     for (const key of keys) {

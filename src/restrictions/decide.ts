@@ -53,7 +53,8 @@ export type MailboxLookup = (key: string) => CompiledMailbox | undefined;
  */
 export function planDecision(input: DecisionInput, options: DecisionOptions): DecisionPlan | string {
   if (input.protocolState === undefined) return 'the request has no protocol_state';
-  if (input.protocolState.toUpperCase() !== 'RCPT') return `protocol_state is ${input.protocolState}, not RCPT`;
+  // Postfix sends upper case; the comparison that allocates runs only for anything else.
+  if (input.protocolState !== 'RCPT' && input.protocolState.toUpperCase() !== 'RCPT') return `protocol_state is ${input.protocolState}, not RCPT`;
   if (input.recipient === undefined) return 'the request has no recipient';
   if (input.sender === undefined) return 'the request has no sender';
   const recipient = normalise(input.recipient);

@@ -23,7 +23,7 @@ export interface ManifestsStoreOptions {
   readonly logger?: Logger;
   /** Reload when a file changes (default true). */
   readonly watch?: boolean;
-  /** Also re-check every this many ms, for file systems where watching misses changes. */
+  /** Also re-check every this many ms (default 30 s), for file systems where watching misses changes. */
   readonly pollIntervalMs?: number;
 }
 
@@ -108,6 +108,10 @@ export class ManifestsStore implements MailboxStore {
     this.#listeners.push(listener);
   }
 
+  peek(key: string): MailboxRecord | undefined {
+    return this.#mailboxes.get(key);
+  }
+
   async lookup(keys: readonly string[], _signal?: AbortSignal): Promise<ReadonlyMap<string, MailboxRecord>> {
     if (!this.#loaded) throw new StoreError('Unavailable', 'the manifests have not been loaded');
     const found = new Map<string, MailboxRecord>();
@@ -186,7 +190,7 @@ export class ManifestsStore implements MailboxStore {
         this.#options.logger?.warn({ err: error, path: p }, 'cannot watch manifests; polling only');
       }
     }
-    this.#poller = setInterval(() => void this.#pollOnce(), this.#options.pollIntervalMs ?? 10_000);
+    this.#poller = setInterval(() => void this.#pollOnce(), this.#options.pollIntervalMs ?? 30_000);
     this.#poller.unref();
   }
 

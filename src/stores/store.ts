@@ -13,6 +13,12 @@ export interface MailboxStore {
   /** Short name for logs and metrics: `manifests`, `postgres`, `mysql`, `ldap`. */
   readonly kind: string;
   lookup(keys: readonly string[], signal: AbortSignal): Promise<ReadonlyMap<string, MailboxRecord>>;
+  /**
+   * In-memory stores answer synchronously: the record for `key`, or undefined when there is no
+   * such mailbox. Records are immutable and replaced on reload, so callers may memoise work
+   * per record. Network stores leave this out and are cached by the caller.
+   */
+  peek?(key: string): MailboxRecord | undefined;
   /** Called when the store knows its data changed (the manifests store on reload). */
   onChange?(listener: () => void): void;
   /** True when the store can answer (for `/readyz`). */
