@@ -33,7 +33,7 @@ export function createCa(commonName: string, now: Date, validityMs: number): Key
     { name: 'subjectKeyIdentifier' },
   ]);
   cert.sign(forgeKey, forge.md.sha256.create());
-  return { cert: forge.pki.certificateToPem(cert), key };
+  return { cert: toPem(cert), key };
 }
 
 /** A serving certificate for `dnsNames` and `ipAddresses`, signed by `ca`. */
@@ -62,7 +62,7 @@ export function issueServing(ca: KeyPair, names: { dnsNames: readonly string[]; 
     },
   ]);
   cert.sign(caKey, forge.md.sha256.create());
-  return { cert: forge.pki.certificateToPem(cert), key };
+  return { cert: toPem(cert), key };
 }
 
 /** Validity of the first certificate in a PEM text. */
@@ -107,4 +107,9 @@ function start(commonName: string, now: Date, validityMs: number) {
   cert.validity.notAfter = new Date(now.getTime() + validityMs);
   cert.setSubject([{ name: 'commonName', value: commonName }, { name: 'organizationName', value: 'mailwarden' }]);
   return { cert, key, forgeKey };
+}
+
+/** forge writes CRLF line ends; everything else here (and in Secrets) uses LF. */
+function toPem(cert: forge.pki.Certificate): string {
+  return forge.pki.certificateToPem(cert).replace(/\r\n/g, '\n');
 }

@@ -27,7 +27,13 @@ function manifests(): { file: string; object: KubernetesObject }[] {
   return out;
 }
 
-const values = (chart: string) => parse(readFileSync(repoPath('examples/postfix', chart, 'values.yaml'), 'utf8')) as Record<string, never>;
+/** The keys the three charts' values files use (postfix-charts.md). */
+interface ChartValues {
+  configMaps: Record<string, { create: boolean; path: string; data: string }>;
+  postfix: { overrides: Record<string, string> };
+  config: { postfix: Record<string, string> };
+}
+const values = (chart: string) => parse(readFileSync(repoPath('examples/postfix', chart, 'values.yaml'), 'utf8')) as ChartValues;
 
 describe('examples', () => {
   let cp: ControlPlane;
@@ -58,7 +64,7 @@ describe('examples', () => {
   }
 
   test('docker-mailserver: configMaps.postfix-main.cf restates smtpd_recipient_restrictions, policy check first', () => {
-    const cm = values('docker-mailserver').configMaps['postfix-main.cf'] as { create: boolean; path: string; data: string };
+    const cm = values('docker-mailserver').configMaps['postfix-main.cf']!;
     assert.equal(cm.create, true);
     assert.equal(cm.path, 'postfix-main.cf');
     const line = /^smtpd_recipient_restrictions = (.*)$/m.exec(cm.data)?.[1] ?? '';
@@ -70,7 +76,7 @@ describe('examples', () => {
   });
 
   test('mailu: postfix.overrides."postfix.cf" lines are single postconf settings without " or $', () => {
-    const text = (values('mailu').postfix as { overrides: Record<string, string> }).overrides['postfix.cf']!;
+    const text = values('mailu').postfix.overrides['postfix.cf']!;
     const lines = text.split('\n').filter((l) => l.trim() !== '');
     assert.ok(lines.length >= 1);
     for (const l of lines) assert.doesNotMatch(l, /["$]/);
@@ -79,7 +85,7 @@ describe('examples', () => {
   });
 
   test('bokysan: config.postfix.smtpd_recipient_restrictions starts with the policy check', () => {
-    const value = (values('bokysan').config as { postfix: Record<string, string> }).postfix.smtpd_recipient_restrictions!;
+    const value = values('bokysan').config.postfix.smtpd_recipient_restrictions!;
     assert.match(value, POLICY_LINE);
     assert.doesNotMatch(value, /["$]/);
   });
