@@ -38,6 +38,8 @@ export const MAILBOXES: Record<string, Lists> = {
   'oscar@example.com': { rejectedSenders: ['@spam.test'] },
   'peggy@example.com': { rejectedSenders: ['@spam.test'] },
   'heidi@example.com': {},
+  // an allowed list alone (never rejects): shows what an allow answering OK skips
+  'mallory@example.com': { allowedRecipients: ['@partner.test'] },
 };
 
 export type Listener = 'default' | 'iredapd';
@@ -104,6 +106,9 @@ export async function startPostfixEnv(kind: StoreKind): Promise<PostfixEnv> {
     startPostfix({
       mainCf: {
         mynetworks: '192.0.2.0/24',
+        // Relay control only in smtpd_recipient_restrictions, after the policy service (the wiring
+        // of the spec), so that what an OK from the policy service skips can be seen.
+        smtpd_relay_restrictions: '',
         virtual_mailbox_maps: 'texthash:/etc/postfix/vmailbox',
         smtpd_sasl_auth_enable: 'yes',
         smtpd_recipient_restrictions: recipientRestrictions(policyDefault),
@@ -227,9 +232,11 @@ export function postfixSuite(kind: StoreKind): void {
       });
     }
 
-    test('an unknown local user is still refused by Postfix after a default-semantics DUNNO', async () => {
-      const t = await sendMessage(env.smtp.default, { from: 'partner@gmail.com', to: ['nobody@example.com'] });
-      assert.deepEqual(t.rcpt, ['550 5.1.1 <nobody@example.com>: Recipient address rejected: User unknown in virtual mailbox table']);
+    test('an allow answers DUNNO (default) or OK (iredapd): OK skips the relay check after it', async () => {
+      // A remote, unauthenticated client naming a local sender whose allowed list matches.
+      const msg = { from: 'mallory@example.com', to: ['x@partner.test'] };
+      assert.deepEqual((await sendMessage(env.smtp.default, msg)).rcpt, ['554 5.7.1 <x@partner.test>: Relay access denied']);
+      assert.deepEqual((await sendMessage(env.smtp.iredapd, msg)).rcpt, [ACCEPTED]);
     });
 
     test('a change in the store takes effect within the cache TTL', async () => {
