@@ -121,7 +121,8 @@ export async function startPostfixEnv(kind: StoreKind): Promise<PostfixEnv> {
     ensureMailwardenImage(),
   ]);
   try {
-    await Promise.all(Object.entries(MAILBOXES).map(([address, lists]) => store.put(address, lists)));
+    // One at a time: the first LDAP user creates the domain entry.
+    for (const [address, lists] of Object.entries(MAILBOXES)) await store.put(address, lists);
     const common = { store: store.daemon.store, config: store.daemon.config, env: store.daemon.env };
     const [d, i] = await Promise.all([
       startPolicydContainer({ ...common, port: policyDefault, args: ['--cache-ttl', `${CACHE_TTL_MS}ms`, '--log-level', 'warn'] }),
