@@ -2,7 +2,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { CoreV1Api, CustomObjectsApi, type CoreV1Event, type KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { Operator, type OperatorOptions } from '../../src/operator/manager.ts';
-import { startControlPlane, type ControlPlane } from './controlplane.ts';
+import { startControlPlane, type ControlPlane, type ServiceAccountCredentials } from './controlplane.ts';
+import { renderChart, run } from './kube-tools.ts';
 import { installCrds } from './crds.ts';
 
 export const GROUP = 'mailwarden.io';
@@ -16,8 +17,14 @@ export interface OperatorEnv {
   readonly core: CoreV1Api;
   /** A fresh namespace per test group. */
   namespace(prefix: string): Promise<string>;
-  /** Starts an in-process operator watching `namespaces`; stopped by stopAll(). */
+  /**
+   * Starts an in-process operator watching `namespaces`, authenticated as the Helm chart's
+   * ServiceAccount with exactly the chart's RBAC (so every scenario proves the RBAC suffices);
+   * stopped by stopAll().
+   */
   operator(namespaces: string[], options?: Partial<OperatorOptions>): Promise<Operator>;
+  /** A kubeconfig of the chart's ServiceAccount with the chart's RBAC for `namespaces`. */
+  chartServiceAccount(namespaces: string[]): Promise<ServiceAccountCredentials>;
   stopAll(): Promise<void>;
 }
 
@@ -39,9 +46,13 @@ export async function startOperatorEnv(): Promise<OperatorEnv> {
       await core.createNamespace({ body: { metadata: { name } } });
       return name;
     },
+    async chartServiceAccount(namespaces) {
+      return chartServiceAccount(cp, namespaces);
+    },
     async operator(namespaces, options = {}) {
+      const credentials = await chartServiceAccount(cp, namespaces);
       const operator = new Operator({
-        kubeConfig: kc,
+        kubeConfig: credentials.kubeConfig(),
         namespaces,
         logger: pino({ level: process.env.OPERATOR_LOG_LEVEL ?? 'silent' }),
         resyncMs: 300_000,
@@ -58,6 +69,19 @@ export async function startOperatorEnv(): Promise<OperatorEnv> {
       await cp.stop();
     },
   };
+}
+
+/** The namespace the chart is "installed" in for the RBAC of in-process operators. */
+export const OPERATOR_NAMESPACE = 'mailwarden-system';
+const RELEASE = 'mw';
+
+/** Applies the chart's ServiceAccount and RBAC (rendered by helm) and returns a token for it. */
+export async function chartServiceAccount(cp: ControlPlane, namespaces: string[]): Promise<ServiceAccountCredentials> {
+  await run('kubectl', ['create', 'namespace', OPERATOR_NAMESPACE], { kubeconfig: cp.kubeconfigPath });
+  const yaml = await renderChart(RELEASE, OPERATOR_NAMESPACE, [`watchNamespaces={${namespaces.join(',')}}`], ['--show-only', 'templates/serviceaccount.yaml', '--show-only', 'templates/rbac.yaml']);
+  const applied = await run('kubectl', ['apply', '-f', '-'], { input: yaml, kubeconfig: cp.kubeconfigPath });
+  if (applied.code !== 0) throw new Error(`applying the chart's RBAC failed: ${applied.stderr}`);
+  return cp.serviceAccountToken(OPERATOR_NAMESPACE, `${RELEASE}-mailwarden`, { create: false });
 }
 
 /** Polls until `check` returns a value (not undefined/false); fails with the last state after the timeout. */
@@ -125,7 +149,7 @@ export function resources(env: OperatorEnv, namespace: string) {
       return eventually(`${namespace}/${name} Ready reason ${reason}`, async () => {
         const obj = await this.get(name);
         const ready = obj?.status?.conditions?.find((c) => c.type === 'Ready');
-        return ready?.reason === reason && obj?.status?.observedGeneration === obj?.metadata.generation ? { obj, ready } : undefined;
+        return obj !== undefined && ready?.reason === reason && obj.status?.observedGeneration === obj.metadata.generation ? { obj, ready } : undefined;
       }, timeoutMs);
     },
     async events(name: string): Promise<CoreV1Event[]> {
