@@ -35,9 +35,18 @@ export function findCondition(conditions: readonly Condition[] | undefined, type
   return conditions?.find((c) => c.type === type);
 }
 
-/** True when two condition lists say the same, ignoring transition times. */
+/**
+ * True when two condition lists say the same, ignoring transition times. Fields are compared in
+ * a fixed order: the API server returns them with its own key order (alphabetical), so comparing
+ * serialised objects saw a difference every time, and every reconcile wrote status again — which
+ * queued the object again, an endless loop of status writes.
+ */
 export function sameConditions(a: readonly Condition[] | undefined, b: readonly Condition[] | undefined): boolean {
   const strip = (list: readonly Condition[] | undefined) =>
-    JSON.stringify((list ?? []).map(({ lastTransitionTime: _t, ...rest }) => rest).sort((x, y) => x.type.localeCompare(y.type)));
+    JSON.stringify(
+      (list ?? [])
+        .map((c) => [c.type, c.status, c.reason, c.message, c.observedGeneration ?? null])
+        .sort((x, y) => String(x[0]).localeCompare(String(y[0]))),
+    );
   return strip(a) === strip(b);
 }
