@@ -29,7 +29,8 @@ PolicyDaemon (sidecar injection and Service mode):
                                (default ghcr.io/mailwarden/mailwarden:<this version>)
       --webhook-listen ADDR    serve the sidecar injection webhook (HTTPS), e.g. 0.0.0.0:9443
       --webhook-service NAME   the Service in front of the webhook (default mailwarden-webhook)
-      --webhook-service-namespace NS   its namespace (default $POD_NAMESPACE or "default")
+      --webhook-namespace NS   its namespace, and the certificate Secret's
+                               (default $POD_NAMESPACE or "default")
       --webhook-service-port N its port (default 443)
       --webhook-url URL        reach the webhook at this https:// URL instead of a Service
       --webhook-secret NAME    Secret holding the webhook CA and certificate, in the Service's
@@ -53,7 +54,7 @@ export async function operatorCommand(args: readonly string[], io: Io): Promise<
     'policyd-image': { type: 'string' },
     'webhook-listen': { type: 'string' },
     'webhook-service': { type: 'string' },
-    'webhook-service-namespace': { type: 'string' },
+    'webhook-namespace': { type: 'string' },
     'webhook-service-port': { type: 'string' },
     'webhook-url': { type: 'string' },
     'webhook-secret': { type: 'string' },
@@ -131,7 +132,7 @@ function webhookOptions(values: Record<string, string | boolean | string[] | und
   if (listen === undefined) return undefined;
   const address = parseListen(listen);
   if ('path' in address) throw new UsageError('--webhook-listen takes HOST:PORT');
-  const namespace = (values['webhook-service-namespace'] as string | undefined) ?? env.POD_NAMESPACE ?? 'default';
+  const namespace = (values['webhook-namespace'] as string | undefined) ?? env.POD_NAMESPACE ?? 'default';
   const service = (values['webhook-service'] as string | undefined) ?? 'mailwarden-webhook';
   const port = values['webhook-service-port'] === undefined ? 443 : Number(values['webhook-service-port']);
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new UsageError('--webhook-service-port takes a port number');

@@ -7,7 +7,7 @@ import type { KeyPair } from './certificates.ts';
 import type { InjectionResult } from './injection.ts';
 
 /** The path the MutatingWebhookConfiguration calls. */
-export const MUTATE_PODS_PATH = '/mutate-pods';
+export const MUTATE_PODS_PATH = '/inject';
 /** The API server sends one object; 3 MiB is its own request limit for most objects, plus room. */
 const MAX_BODY_BYTES = 4 * 1024 * 1024;
 

@@ -10,7 +10,9 @@ export type WebhookEndpoint =
   | { readonly service: { readonly name: string; readonly namespace: string; readonly port?: number } }
   | { readonly url: string };
 
-export const WEBHOOK_NAME = 'inject.policyd.mailwarden.io';
+// The same name as the Helm chart's: webhooks are a list keyed by name, so server-side apply
+// updates the chart's entry rather than adding a second one.
+export const WEBHOOK_NAME = 'inject.mailwarden.io';
 
 /**
  * The MutatingWebhookConfiguration, whole, so the operator can server-side apply it and own

@@ -4,13 +4,17 @@ import { after, before, describe, test } from 'node:test';
 import { AdmissionregistrationV1Api, type V1Pod } from '@kubernetes/client-node';
 import type { Operator } from '../../../src/operator/manager.ts';
 import { splitBundle } from '../../../src/webhook/certificates.ts';
-import { eventually, startOperatorEnv, type OperatorEnv } from '../../harness/operator-env.ts';
+import { webhookConfiguration } from '../../../src/webhook/configuration.ts';
+import { eventually, OPERATOR_NAMESPACE, startOperatorEnv, type OperatorEnv } from '../../harness/operator-env.ts';
 import { createBackendAndDaemon, createPod, freePort, INJECT } from './support.ts';
 
-// The sidecar webhook on a real API server: the operator serves it over TLS on 127.0.0.1 and
-// keeps the MutatingWebhookConfiguration (clientConfig.url) and its caBundle itself.
+// The sidecar webhook on a real API server: the operator (as the chart's ServiceAccount, with the
+// chart's RBAC) serves it over TLS on 127.0.0.1 and keeps the MutatingWebhookConfiguration's
+// caBundle current. The configuration is created first, as `helm install` would (release "mw"),
+// but with clientConfig.url: the API server dials 127.0.0.1, not a Service.
 
-const CONFIGURATION = 'mailwarden-policyd-injector-test';
+const CONFIGURATION = 'mw-mailwarden';
+const SECRET = 'mw-mailwarden-webhook-tls';
 const SIDECAR = 'mailwarden-policyd';
 
 const sidecarOf = (pod: V1Pod) => pod.spec?.initContainers?.find((c) => c.name === SIDECAR);
@@ -33,13 +37,16 @@ describe('sidecar injection webhook', () => {
       await createBackendAndDaemon(env.objects, env.core, namespace, { name: 'postfix', spec: { backendRef: { name: 'vmail' }, mode: 'Sidecar', podSelector: { matchLabels: { app: 'postfix' } }, policy: { recipientDelimiter: '+' } } });
     }
     port = await freePort();
+    const admission = env.kc.makeApiClient(AdmissionregistrationV1Api);
+    await admission.createMutatingWebhookConfiguration({ body: webhookConfiguration(CONFIGURATION, { url: `https://127.0.0.1:${port}` }, '') });
     operator = await env.operator([ns, restricted], {
       policyDaemons: {
         image: 'example.invalid/mailwarden:test',
         webhook: {
           listen: { host: '127.0.0.1', port },
           endpoint: { url: `https://127.0.0.1:${port}` },
-          secretNamespace: ns,
+          secretNamespace: OPERATOR_NAMESPACE,
+          secretName: SECRET,
           configurationName: CONFIGURATION,
           dnsNames: [],
           ipAddresses: ['127.0.0.1'],
@@ -133,13 +140,13 @@ describe('sidecar injection webhook', () => {
     const bundleOf = async () => Buffer.from((await admission.readMutatingWebhookConfiguration({ name: CONFIGURATION })).webhooks?.[0]?.clientConfig.caBundle ?? '', 'base64').toString();
     const before = await bundleOf();
     assert.equal(splitBundle(before).length, 1);
-    const secretBefore = await env.core.readNamespacedSecret({ namespace: ns, name: 'mailwarden-webhook-tls' });
+    const secretBefore = await env.core.readNamespacedSecret({ namespace: OPERATOR_NAMESPACE, name: SECRET });
 
     const serving = await operator.webhook!.keeper.rotate({ ca: true });
     const after = await bundleOf();
     assert.equal(splitBundle(after).length, 2, 'new CA published next to the old one');
     assert.ok(splitBundle(after).includes(splitBundle(before)[0]!), 'old CA still trusted');
-    const secretAfter = await env.core.readNamespacedSecret({ namespace: ns, name: 'mailwarden-webhook-tls' });
+    const secretAfter = await env.core.readNamespacedSecret({ namespace: OPERATOR_NAMESPACE, name: SECRET });
     assert.notEqual(secretAfter.data?.['tls.crt'], secretBefore.data?.['tls.crt']);
     assert.ok(new X509Certificate(serving.cert).checkIssued(new X509Certificate(splitBundle(after)[0]!)), 'serving certificate signed by the new CA');
 
