@@ -34,7 +34,8 @@ PolicyDaemon (sidecar injection and Service mode):
       --webhook-service-port N its port (default 443)
       --webhook-url URL        reach the webhook at this https:// URL instead of a Service
       --webhook-secret NAME    Secret holding the webhook CA and certificate, in the Service's
-                               namespace (default mailwarden-webhook-tls); created and rotated
+                               namespace (default <configuration>-webhook-tls, or
+                               mailwarden-webhook-tls); created and rotated
       --webhook-configuration NAME     MutatingWebhookConfiguration kept current
                                (default mailwarden-policyd-injector)`;
 
@@ -144,7 +145,8 @@ function webhookOptions(values: Record<string, string | boolean | string[] | und
     listen: address,
     endpoint: url !== undefined ? { url } : { service: { name: service, namespace, port } },
     secretNamespace: namespace,
-    secretName: values['webhook-secret'] as string | undefined,
+    // <configuration>-webhook-tls: the name the Helm chart's RBAC grants (its configuration is named after the release).
+    secretName: (values['webhook-secret'] as string | undefined) ?? `${(values['webhook-configuration'] as string | undefined) ?? 'mailwarden'}-webhook-tls`,
     configurationName: values['webhook-configuration'] as string | undefined,
     // The names the API server dials: the Service's, or the URL's host.
     dnsNames: urlHost === undefined ? [service, `${service}.${namespace}`, `${service}.${namespace}.svc`, `${service}.${namespace}.svc.cluster.local`] : isIp ? [] : [urlHost],
