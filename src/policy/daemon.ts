@@ -117,9 +117,13 @@ export class PolicyDaemon {
     return createPolicyHandler(new DecisionService({ resolver, options: decision, metrics, logger: this.#logger.child({ component: 'decision' }) }));
   }
 
-  /** Ready to answer: listening, not draining, and the store able to answer. */
+  /** Ready to answer Postfix. */
   ready(): boolean {
-    return !this.#stopping && this.#server?.address() !== undefined && (this.#store?.ready?.() ?? true);
+    // Listening and not draining. A store outage does not make the daemon unready: it still
+    // answers every request (last known good data, else the failure action, spec §4), and an
+    // unready sidecar would take its whole Postfix pod out of service. Store health is in
+    // /metrics (mailwarden_store_errors_total) and in the MailBackend's status.
+    return !this.#stopping && this.#server?.address() !== undefined;
   }
 
   /** Stop accepting, answer what is in flight, close the store. */
