@@ -1,0 +1,117 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { after, before, describe, test } from 'node:test';
+import { startControlPlane, type ControlPlane } from '../harness/controlplane.ts';
+import { kubeTools } from '../harness/kube-tools.ts';
+import { repoPath } from '../helpers/paths.ts';
+
+// Every command in a ```sh block of the README and docs/ runs, in document order, against a
+// real API server, from the repository root, and exits 0. Two commands are run by CI itself
+// rather than here: `npm ci` (.ci/run installs with it) and `npm test` (this very suite).
+
+const DOCUMENTS = ['docs/install.md', 'docs/quickstart.md', 'docs/postfix.md', 'docs/semantics.md', 'docs/troubleshooting.md', 'README.md'];
+const RUN_BY_CI = new Set(['npm ci', 'npm test']);
+
+/** The commands of every ```sh block of a Markdown file. */
+export function shellCommands(markdown: string): string[] {
+  const commands: string[] = [];
+  let inBlock = false;
+  let pending = '';
+  for (const line of markdown.split('\n')) {
+    if (!inBlock && line === '```sh') inBlock = true;
+    else if (inBlock && line === '```') inBlock = false;
+    else if (inBlock) {
+      const text = line.trim();
+      if (text === '' || text.startsWith('#')) continue;
+      if (text.endsWith('\\')) pending += text.slice(0, -1) + ' ';
+      else {
+        commands.push(pending + text);
+        pending = '';
+      }
+    }
+  }
+  return commands;
+}
+
+interface Outcome {
+  code: number | null;
+  output: string;
+}
+
+function sh(command: string, env: NodeJS.ProcessEnv, timeoutMs = 120_000): Promise<Outcome> {
+  return new Promise((resolve) => {
+    const child = spawn('bash', ['-o', 'pipefail', '-c', command], { cwd: repoPath(), env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (d) => (output += d));
+    child.stderr.on('data', (d) => (output += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, output });
+    });
+  });
+}
+
+/** `npm start` serves until stopped: it must come up and print the Postfix line. */
+async function npmStart(env: NodeJS.ProcessEnv): Promise<Outcome> {
+  const child = spawn('npm', ['start'], { cwd: repoPath(), env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  let output = '';
+  child.stdout.on('data', (d) => (output += d));
+  child.stderr.on('data', (d) => (output += d));
+  const deadline = Date.now() + 60_000;
+  while (!output.includes('Point Postfix at it') && Date.now() < deadline && child.exitCode === null) await sleep(100);
+  const started = output.includes('Point Postfix at it') && output.includes('check_policy_service { inet:127.0.0.1:7777');
+  process.kill(-child.pid!, 'SIGTERM');
+  await new Promise((r) => child.once('exit', r));
+  return { code: started ? 0 : 1, output };
+}
+
+describe('every command in the README and docs/', () => {
+  let cp: ControlPlane;
+  let env: NodeJS.ProcessEnv;
+
+  before(async () => {
+    cp = await startControlPlane();
+    const { helm, kubectl } = kubeTools();
+    env = {
+      ...process.env,
+      KUBECONFIG: cp.kubeconfigPath,
+      PATH: `${path.dirname(helm)}:${path.dirname(kubectl)}:${path.dirname(process.execPath)}:${process.env.PATH}`,
+      HELM_CACHE_HOME: '/tmp/mailwarden-docs-helm/cache',
+      HELM_CONFIG_HOME: '/tmp/mailwarden-docs-helm/config',
+      HELM_DATA_HOME: '/tmp/mailwarden-docs-helm/data',
+    };
+  });
+  after(async () => cp?.stop());
+
+  for (const document of DOCUMENTS) {
+    const commands = shellCommands(readFileSync(repoPath(document), 'utf8'));
+    test(`${document} has commands`, () => assert.ok(commands.length > 0));
+    for (const [index, command] of commands.entries()) {
+      const steps = command.split(' && ').map((s) => s.trim());
+      test(`${document} #${index + 1}: ${command}`, async () => {
+        for (const step of steps) {
+          if (RUN_BY_CI.has(step)) continue;
+          let outcome: Outcome = { code: null, output: '' };
+          // The API server serves a new CRD's discovery and OpenAPI a moment after it is
+          // established; a person would simply run the command again.
+          for (let attempt = 0; attempt < 20; attempt++) {
+            outcome = step === 'npm start' ? await npmStart(env) : await sh(step, env);
+            if (outcome.code === 0) break;
+            await sleep(500);
+          }
+          assert.equal(outcome.code, 0, `${step}\n${outcome.output}`);
+        }
+      });
+    }
+  }
+
+  test('only npm ci and npm test are left to CI', () => {
+    const all = DOCUMENTS.flatMap((d) => shellCommands(readFileSync(repoPath(d), 'utf8'))).flatMap((c) => c.split(' && '));
+    const skipped = all.filter((c) => RUN_BY_CI.has(c.trim()));
+    assert.deepEqual([...new Set(skipped)].sort(), ['npm ci', 'npm test']);
+  });
+});
