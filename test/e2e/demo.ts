@@ -3,6 +3,7 @@
 // iRedMail's vmail.mailbox table. Seeds a few mailboxes and restrictions, sends a few messages,
 // prints each SMTP exchange, changes a restriction live, and removes every container at the end
 // (also on Ctrl-C). Needs Docker; the images are built on first use (a minute or two).
+import { execFileSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort, smtpSession, startPostfix, startPostgres, TEST_PASSWORD, type PostfixServer, type SqlServer } from '../harness/containers.ts';
 import { ensureMailwardenImage, imageSize, startPolicydContainer, type PolicydContainer } from '../harness/mailwarden-image.ts';
@@ -56,13 +57,18 @@ function teardown(): Promise<void> {
     say();
     say(dim('Removing the containers…'));
     await Promise.allSettled([daemon?.stop(), postfix?.stop(), pg?.stop()]);
+    // Containers still starting when Ctrl-C came are not known yet: every one labelled with this process.
+    const ids = execFileSync('docker', ['ps', '-aq', '--filter', `label=mailwarden.test.pid=${process.pid}`], { encoding: 'utf8' }).split('\n').filter(Boolean);
+    if (ids.length > 0) execFileSync('docker', ['rm', '-f', '-v', ...ids], { stdio: 'ignore' });
     say(dim('Done.'));
   })();
   return tearingDown;
 }
 
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
+  // `on`, not `once`: a second Ctrl-C must not kill the process before the containers are gone.
+  process.on(signal, () => {
+    if (tearingDown !== undefined) return;
     say();
     say(yellow(`${signal}: stopping.`));
     void teardown().finally(() => process.exit(130));
