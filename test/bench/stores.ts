@@ -1,0 +1,233 @@
+/**
+ * The policy daemon against real SQL and LDAP stores (PostgreSQL, MariaDB, OpenLDAP in
+ * containers, loaded with the benchmark's mailboxes), per store and connection count:
+ *
+ *   cold     the daemon with a cache TTL of 0: every request does its batched store lookup
+ *   store    the store's ceiling: the same lookups (same SQL and bound keys, same LDAP search)
+ *            issued straight through the driver by C callers over a pool of the store's default
+ *            size, in its own process (test/bench/store-ceiling.ts)
+ *   warm     the daemon with the default TTL, after every mailbox of the stream was fetched once
+ *   protocol the protocol ceiling (test/bench/ceiling-server.ts, answers DUNNO)
+ *
+ * Goals: cold ≥ 0.7 × store, warm ≥ 0.8 × protocol (req/s).
+ *
+ * Run by `npm run bench:policyd` after the manifests section (see its --stores option), or alone:
+ *   node test/bench/stores.ts [--stores postgres,mariadb,openldap] [--connections 8,32]
+ *        [--seconds 4] [--warmup 1] [--rounds 2] [--mailboxes 10000]
+ */
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { decisionOptionsOf, loadPolicydConfig } from '../../src/policy/config.ts';
+import { planDecision } from '../../src/restrictions/decide.ts';
+import { rcptRequests, writeManifests } from './fixtures.ts';
+import { readMailboxes, startStore, STORE_NAMES, type LoadedStore, type StoreName } from './store-servers.ts';
+import { ceilingRun, HERE, loadRun, prime, ROOT, startServer, stop, type RunResult, type RunningServer } from './store-support.ts';
+
+export interface StoreBenchOptions {
+  readonly stores: readonly StoreName[];
+  readonly connections: readonly number[];
+  readonly seconds: number;
+  readonly warmup: number;
+  readonly rounds: number;
+  readonly mailboxes: number;
+  /** A manifests directory written by writeManifests(), and the request stream (JSON) to send. */
+  readonly manifestsDir: string;
+  readonly requestsFile: string;
+}
+
+/** Parses `postgres,mariadb,openldap` (or `all`); `none` gives an empty list. */
+export function parseStoreList(text: string): StoreName[] {
+  if (text === 'none' || text === '') return [];
+  if (text === 'all') return [...STORE_NAMES];
+  const names = text.split(',').map((s) => s.trim());
+  for (const name of names) {
+    if (!(STORE_NAMES as readonly string[]).includes(name)) {
+      throw new Error(`--stores: unknown store ${JSON.stringify(name)} (one of ${STORE_NAMES.join(', ')}, all, none)`);
+    }
+  }
+  return names as StoreName[];
+}
+
+interface Row {
+  store: StoreName;
+  c: number;
+  cold: RunResult;
+  ceiling: RunResult;
+  warm: RunResult;
+  protocol: RunResult;
+}
+
+const CEILING_CMD = `${process.execPath} ${join(HERE, 'ceiling-server.ts')} --listen {host}:{port}`;
+const daemonCmd = (store: LoadedStore, config: string, ttl: string | undefined): string =>
+  `${process.execPath} ${join(ROOT, 'bin/mailwarden.js')} policyd --listen {host}:{port} --http-listen {host}:{httpPort} ` +
+  `--store ${store.url} -c ${config}${ttl === undefined ? '' : ` --cache-ttl ${ttl}`}`;
+
+/** The keys the daemon looks up for each request of the stream, as its plan computes them. */
+async function keyLists(requestsFile: string): Promise<string[][]> {
+  const options = decisionOptionsOf(await loadPolicydConfig(undefined, {}));
+  const requests = JSON.parse(await readFile(requestsFile, 'utf8')) as string[];
+  const out: string[][] = [];
+  for (const text of requests) {
+    const attrs = new Map<string, string>();
+    for (const line of text.split('\n')) {
+      const eq = line.indexOf('=');
+      if (eq > 0) attrs.set(line.slice(0, eq), line.slice(eq + 1));
+    }
+    const plan = planDecision(
+      { protocolState: attrs.get('protocol_state'), sender: attrs.get('sender'), recipient: attrs.get('recipient'), saslUsername: attrs.get('sasl_username') },
+      options,
+    );
+    if (typeof plan !== 'string') out.push([...plan.keys]);
+  }
+  return out;
+}
+
+const best = (a: RunResult | undefined, b: RunResult): RunResult => (a === undefined || b.rps > a.rps ? b : a);
+const fmt = (n: number, digits = 2): string => (Number.isFinite(n) ? n.toFixed(digits) : '-');
+const load = (): string => loadavg().map((l) => l.toFixed(2)).join(' ');
+
+export async function runStoreBench(options: StoreBenchOptions, out: NodeJS.WritableStream = process.stdout): Promise<void> {
+  if (options.stores.length === 0) return;
+  if (!existsSync(join(ROOT, 'dist/cli/main.js'))) {
+    out.write('\nstores bench: skipped, dist/cli/main.js is missing (run npm run build)\n');
+    return;
+  }
+  const work = await mkdtemp(join(tmpdir(), 'mw-bench-stores-'));
+  const started: RunningServer[] = [];
+  let server: LoadedStore | undefined;
+  try {
+    const mailboxes = await readMailboxes(options.manifestsDir);
+    const keysFile = join(work, 'keys.json');
+    await writeFile(keysFile, JSON.stringify(await keyLists(options.requestsFile)));
+    out.write(
+      `\nstores bench: ${mailboxes.length} mailboxes per store, C = ${options.connections.join(', ')}, ${options.seconds} s per run ` +
+        `(+${options.warmup} s warm-up), best of ${options.rounds} rounds; load average at start ${load()}\n`,
+    );
+    const protocol = await startServer('ceiling', CEILING_CMD);
+    started.push(protocol);
+    const rows: Row[] = [];
+    for (const name of options.stores) {
+      server = await startStore(name, mailboxes);
+      const config = join(work, `${name}.yaml`);
+      // JSON is YAML; the daemon logs warnings and up (rejections are logged at info).
+      await writeFile(config, JSON.stringify({ storeSettings: server.settings }));
+      const env = { ...process.env, MAILWARDEN_STORE_PASSWORD: server.password };
+      const cold = await startServer(`${name} daemon (cold)`, daemonCmd(server, config, '0ms'), env);
+      started.push(cold);
+      const warm = await startServer(`${name} daemon (warm)`, daemonCmd(server, config, undefined), env);
+      started.push(warm);
+      const kind = name === 'openldap' ? 'ldap' : name === 'postgres' ? 'postgres' : 'mysql';
+      const ceilingArgs = ['--kind', kind, '--url', server.url, '--keys', keysFile, '--settings', JSON.stringify(server.settings)];
+      const savedPassword = process.env.MAILWARDEN_STORE_PASSWORD;
+      process.env.MAILWARDEN_STORE_PASSWORD = server.password;
+      out.write(`  ${name}: started in ${(server.startMs / 1000).toFixed(1)} s, ${mailboxes.length} mailboxes loaded in ${(server.loadMs / 1000).toFixed(1)} s\n`);
+      try {
+        for (const c of options.connections) {
+          let r: Partial<Omit<Row, 'store' | 'c'>> = {};
+          const steps = {
+            cold: async () => (r.cold = best(r.cold, await loadRun(cold, c, options.requestsFile, options.seconds, options.warmup))),
+            ceiling: async () => (r.ceiling = best(r.ceiling, await ceilingRun(ceilingArgs, c, options.seconds, options.warmup))),
+            warm: async () => {
+              await prime(warm, options.requestsFile);
+              r.warm = best(r.warm, await loadRun(warm, c, options.requestsFile, options.seconds, options.warmup));
+            },
+            protocol: async () => (r.protocol = best(r.protocol, await loadRun(protocol, c, options.requestsFile, options.seconds, options.warmup))),
+          };
+          for (let round = 0; round < options.rounds; round++) {
+            const order = round % 2 === 0 ? (['cold', 'ceiling', 'warm', 'protocol'] as const) : (['ceiling', 'cold', 'protocol', 'warm'] as const);
+            for (const step of order) await steps[step]();
+          }
+          const row = { store: name, c, ...r } as Row;
+          rows.push(row);
+          out.write(
+            `  ${name} C=${c}: cold ${fmt(row.cold.rps, 0)}/s vs store ${fmt(row.ceiling.rps, 0)}/s, warm ${fmt(row.warm.rps, 0)}/s vs protocol ${fmt(row.protocol.rps, 0)}/s ` +
+              `(cold answers ${JSON.stringify(row.cold.actions)}; load ${load()})\n`,
+          );
+          r = {};
+        }
+      } finally {
+        if (savedPassword === undefined) delete process.env.MAILWARDEN_STORE_PASSWORD;
+        else process.env.MAILWARDEN_STORE_PASSWORD = savedPassword;
+        await Promise.all([stop(cold.child), stop(warm.child)]);
+        started.splice(started.indexOf(cold), 1);
+        started.splice(started.indexOf(warm), 1);
+        await server.stop();
+        server = undefined;
+      }
+    }
+    printTable(rows, out);
+    out.write(`load average at end ${load()} (2 cores: other work shares the machine; only noise slows a run, so the best round is kept)\n`);
+  } finally {
+    await Promise.all(started.map((s) => stop(s.child)));
+    await server?.stop();
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+function printTable(rows: readonly Row[], out: NodeJS.WritableStream): void {
+  const header = [
+    'store', 'C',
+    'cold req/s', 'p99 ms', 'cpu µs/req',
+    'store req/s', 'p99 ms', 'cpu µs/req',
+    'cold/store',
+    'warm req/s', 'p99 ms', 'cpu µs/req',
+    'protocol req/s', 'p99 ms',
+    'warm/protocol',
+  ];
+  const goal = (ratio: number, min: number): string => `${fmt(ratio)}${ratio >= min ? '' : ' (<' + min + ')'}`;
+  const table = rows.map((r) => [
+    r.store, String(r.c),
+    fmt(r.cold.rps, 0), fmt(r.cold.p99, 3), fmt(r.cold.cpuUs, 1),
+    fmt(r.ceiling.rps, 0), fmt(r.ceiling.p99, 3), fmt(r.ceiling.cpuUs, 1),
+    goal(r.cold.rps / r.ceiling.rps, 0.7),
+    fmt(r.warm.rps, 0), fmt(r.warm.p99, 3), fmt(r.warm.cpuUs, 1),
+    fmt(r.protocol.rps, 0), fmt(r.protocol.p99, 3),
+    goal(r.warm.rps / r.protocol.rps, 0.8),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...table.map((row) => (row[i] as string).length)));
+  const line = (cells: string[]): string => cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i] as number) : cell.padStart(widths[i] as number))).join('  ');
+  out.write(`\n${line(header)}\n${table.map(line).join('\n')}\n`);
+  out.write(
+    'cold: daemon with --cache-ttl 0ms (a store lookup per request); store: the same lookups straight through the driver, same pool size;\n' +
+      'warm: daemon with the default TTL after a priming pass; protocol: the DUNNO ceiling server. Goals: cold/store >= 0.7, warm/protocol >= 0.8.\n',
+  );
+}
+
+if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const { values } = parseArgs({
+    options: {
+      stores: { type: 'string', default: 'all' },
+      connections: { type: 'string', default: '8,32' },
+      seconds: { type: 'string', default: '4' },
+      warmup: { type: 'string', default: '1' },
+      rounds: { type: 'string', default: '2' },
+      mailboxes: { type: 'string', default: '10000' },
+    },
+  });
+  const work = await mkdtemp(join(tmpdir(), 'mw-bench-'));
+  try {
+    const mailboxes = Number(values.mailboxes);
+    const manifestsDir = join(work, 'store');
+    await writeManifests(manifestsDir, mailboxes);
+    const requestsFile = join(work, 'requests.json');
+    await writeFile(requestsFile, JSON.stringify(rcptRequests(4096, mailboxes)));
+    await runStoreBench({
+      stores: parseStoreList(String(values.stores)),
+      connections: String(values.connections).split(',').map(Number),
+      seconds: Number(values.seconds),
+      warmup: Number(values.warmup),
+      rounds: Number(values.rounds),
+      mailboxes,
+      manifestsDir,
+      requestsFile,
+    });
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+  // The harness removes its containers at exit.
+  process.exit(0);
+}
