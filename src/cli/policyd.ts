@@ -9,7 +9,7 @@ export const POLICYD_HELP = `Usage: mailwarden policyd [--listen HOST:PORT|unix:
 
 Serves Postfix's SMTPD access policy delegation protocol. Point Postfix at it with
   smtpd_recipient_restrictions = check_policy_service { inet:127.0.0.1:7777, timeout=10s,
-      default_action=DEFER_IF_PERMIT Policy service unavailable }, permit_mynetworks, ...
+      { default_action = DEFER_IF_PERMIT Policy service unavailable } }, permit_mynetworks, ...
 SIGTERM stops accepting, answers what is in flight and exits 0.
 
       --listen ADDR            where Postfix connects (default 127.0.0.1:7777)
@@ -48,7 +48,7 @@ export async function policydCommand(args: readonly string[], io: Io): Promise<n
   if ('port' in policy) {
     io.stderr.write(
       `mailwarden policy daemon listening on ${policy.host}:${policy.port}. Point Postfix at it (main.cf):\n` +
-        `  smtpd_recipient_restrictions = check_policy_service { inet:${policy.host}:${policy.port}, timeout=10s, default_action=DEFER_IF_PERMIT Policy service unavailable }, permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination\n`,
+        `  smtpd_recipient_restrictions = check_policy_service { inet:${policy.host}:${policy.port}, timeout=10s, { default_action = DEFER_IF_PERMIT Policy service unavailable } }, permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination\n`,
     );
   } else {
     io.stderr.write(`mailwarden policy daemon listening on unix:${policy.path}; in main.cf: check_policy_service unix:${policy.path}\n`);

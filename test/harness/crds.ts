@@ -36,3 +36,24 @@ export async function installCrds(kc: KubeConfig): Promise<void> {
     }
   }
 }
+
+/**
+ * A schemaless CRD for another project's kind (ServiceMonitor, Argo CD Application), so the API
+ * server accepts our manifests of that kind in a server-side dry run.
+ */
+export function stubCrd(group: string, version: string, kind: string): string {
+  const plural = `${kind.toLowerCase()}s`;
+  return `apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: { name: ${plural}.${group} }
+spec:
+  group: ${group}
+  names: { kind: ${kind}, plural: ${plural}, singular: ${kind.toLowerCase()}, listKind: ${kind}List }
+  scope: Namespaced
+  versions:
+    - name: ${version}
+      served: true
+      storage: true
+      schema: { openAPIV3Schema: { type: object, x-kubernetes-preserve-unknown-fields: true } }
+`;
+}

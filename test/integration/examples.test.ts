@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { startControlPlane, type ControlPlane } from '../harness/controlplane.ts';
-import { installCrds } from '../harness/crds.ts';
+import { installCrds, stubCrd } from '../harness/crds.ts';
 import { run } from '../harness/kube-tools.ts';
 
 // Every manifest in examples/backends, examples/restrictions and examples/gitops, and the
@@ -10,19 +10,7 @@ import { run } from '../harness/kube-tools.ts';
 // CEL rules, defaults). examples/policydaemon and examples/postfix have their own test.
 
 /** Argo CD's Application kind, as a schemaless stub so the API server knows it. */
-const ARGO_APPLICATION_CRD = `apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: { name: applications.argoproj.io }
-spec:
-  group: argoproj.io
-  names: { kind: Application, plural: applications, singular: application, listKind: ApplicationList }
-  scope: Namespaced
-  versions:
-    - name: v1alpha1
-      served: true
-      storage: true
-      schema: { openAPIV3Schema: { type: object, x-kubernetes-preserve-unknown-fields: true } }
-`;
+const ARGO_APPLICATION_CRD = stubCrd('argoproj.io', 'v1alpha1', 'Application');
 
 const FOLDERS = ['examples/backends', 'examples/restrictions', 'examples/gitops'];
 

@@ -2,24 +2,12 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { parseAllDocuments } from 'yaml';
 import { startControlPlane, type ControlPlane } from '../../harness/controlplane.ts';
-import { installCrds } from '../../harness/crds.ts';
+import { installCrds, stubCrd } from '../../harness/crds.ts';
 import { chartServiceAccount, OPERATOR_NAMESPACE } from '../../harness/operator-env.ts';
 import { renderChart, run } from '../../harness/kube-tools.ts';
 
 /** A minimal ServiceMonitor CRD, so the API server knows the kind the chart renders when it exists. */
-const SERVICE_MONITOR_CRD = `apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: { name: servicemonitors.monitoring.coreos.com }
-spec:
-  group: monitoring.coreos.com
-  names: { kind: ServiceMonitor, plural: servicemonitors, singular: servicemonitor, listKind: ServiceMonitorList }
-  scope: Namespaced
-  versions:
-    - name: v1
-      served: true
-      storage: true
-      schema: { openAPIV3Schema: { type: object, x-kubernetes-preserve-unknown-fields: true } }
-`;
+const SERVICE_MONITOR_CRD = stubCrd('monitoring.coreos.com', 'v1', 'ServiceMonitor');
 
 function kinds(yaml: string): string[] {
   return parseAllDocuments(yaml)

@@ -11,7 +11,7 @@ import { repoPath } from '../../helpers/paths.ts';
 // real API server (server-side dry run: schema, CEL rules, defaults); Helm values files are
 // checked for the keys each chart documents (docs/spec postfix-charts.md).
 
-const POLICY_LINE = /^check_policy_service \{ inet:127\.0\.0\.1:7777, timeout=10s, default_action=DEFER_IF_PERMIT Policy service unavailable \}, /;
+const POLICY_LINE = /^check_policy_service \{ inet:127\.0\.0\.1:7777, timeout=10s, \{ default_action = DEFER_IF_PERMIT Policy service unavailable \} \}, /;
 
 function manifests(): { file: string; object: KubernetesObject }[] {
   const out: { file: string; object: KubernetesObject }[] = [];
