@@ -12,13 +12,14 @@
 // Everything listens on 127.0.0.1 only; users are client certificates minted with openssl
 // (CN = user, O = groups). Child processes never outlive the test process: they are killed on
 // exit, and a detached watchdog kills them (and removes the temp dir) if the process dies hard.
-import { spawn, execFile, type ChildProcess } from "node:child_process";
+import { spawn, execFile, execFileSync, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync, mkdirSync, unlinkSync } from "node:fs";
 import { readFile, readdir, stat, writeFile } from "node:fs/promises";
 import { request } from "node:https";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import { KubeConfig } from "@kubernetes/client-node";
 import { parseAllDocuments } from "yaml";
@@ -376,14 +377,26 @@ async function loadCrds(sources: Array<string | Record<string, unknown>>): Promi
 // ---------------------------------------------------------------------------------------------
 
 function assetsDirectory(opts: ControlPlaneOptions): string {
-  const dir = opts.assetsDir ?? process.env.KUBEBUILDER_ASSETS;
+  // A newcomer's `npm test` has no KUBEBUILDER_ASSETS: build (or find in the cache) the binaries
+  // the way CI does, once per test process.
+  const dir = opts.assetsDir ?? process.env.KUBEBUILDER_ASSETS ?? (process.env.KUBEBUILDER_ASSETS = buildAssets());
   const hint = "run `source .ci/controlplane.sh` (builds kube-apiserver, kube-controller-manager and etcd " +
     "into ~/.cache/mailwarden/kube/<version> and exports KUBEBUILDER_ASSETS)";
-  if (!dir) throw new Error(`KUBEBUILDER_ASSETS is not set: ${hint}`);
   for (const bin of ["etcd", "kube-apiserver"]) {
     if (!existsSync(join(dir, bin))) throw new Error(`${join(dir, bin)} is missing: ${hint}`);
   }
   return dir;
+}
+
+/** Sources .ci/controlplane.sh (a no-op when the binaries are cached) and returns their folder. */
+function buildAssets(): string {
+  const root = join(dirname(fileURLToPath(import.meta.url)), "../..");
+  const out = execFileSync("bash", ["-c", 'set -euo pipefail; source .ci/controlplane.sh >&2; printf "%s" "$KUBEBUILDER_ASSETS"'], {
+    cwd: root,
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  return out.trim();
 }
 
 const BIND_FAILURE = /address already in use/i;
