@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import { AppsV1Api, CoreV1Api, CustomObjectsApi, type KubeConfig, type KubernetesListObject, type KubernetesObject, type V1Deployment, type V1Pod, type V1Secret } from '@kubernetes/client-node';
 import { Counter, Registry, collectDefaultMetrics } from 'prom-client';
 import { API_VERSION_NAME, MailwardenKubeClient, PLURALS, type MailwardenKind } from '../api/kube-client.ts';
+import { reuseConnections } from '../api/kube-config.ts';
 import { MAIL_BACKEND_KIND } from '../api/mail-backend.ts';
 import { API_GROUP, API_VERSION, MAIL_USER_RESTRICTION_KIND } from '../api/mail-user-restriction.ts';
 import { Controller } from '../controller/controller.ts';
@@ -17,7 +18,7 @@ import { PolicyDaemonReconciler, type PolicyDaemonObject } from '../reconcilers/
 import { POLICY_DAEMON_LABEL } from '../reconcilers/policy-daemon-objects.ts';
 import { KubePolicyDaemonWriter } from '../reconcilers/policy-daemon-writer.ts';
 import { SidecarWebhook, type SidecarWebhookOptions } from '../webhook/sidecar-webhook.ts';
-import { targetKey } from '../reconcilers/ownership.ts';
+import { TargetIndex, targetKey } from '../reconcilers/ownership.ts';
 import { keyOf, type BackendObject, type EventSink, type EventTarget, type Lister, type RestrictionObject } from '../reconcilers/types.ts';
 
 export interface OperatorOptions {
@@ -64,6 +65,8 @@ export class Operator {
   readonly #restrictions: Scoped<RestrictionObject>;
   readonly #backends: Scoped<BackendObject>;
   readonly #secrets: Scoped<V1Secret>;
+  /** Restrictions by the mailbox they write: conflicts and owners without scanning them all. */
+  readonly #byTarget = new TargetIndex<RestrictionObject>();
   readonly #restrictionQueue = new WorkQueue();
   readonly #backendQueue = new WorkQueue();
   readonly #controllers: Controller[];
@@ -74,11 +77,12 @@ export class Operator {
   #stopped = false;
 
   constructor(options: OperatorOptions) {
-    this.#options = options;
+    // One connection pool for all the operator's requests (client-node opens one per request).
+    this.#options = { ...options, kubeConfig: reuseConnections(options.kubeConfig) };
     this.#log = options.logger;
     this.registry = options.registry ?? new Registry();
     if (options.registry === undefined) collectDefaultMetrics({ register: this.registry, prefix: 'mailwarden_operator_' });
-    const kc = options.kubeConfig;
+    const kc = this.#options.kubeConfig;
     const namespaces = options.namespaces && options.namespaces.length > 0 ? options.namespaces : [undefined];
     const objects = kc.makeApiClient(CustomObjectsApi);
     const core = kc.makeApiClient(CoreV1Api);
@@ -129,6 +133,7 @@ export class Operator {
       logger: this.#log,
       mailboxRetryMs: options.mailboxRetryMs,
       onDriftCorrected: () => drift.inc(),
+      sameTarget: (target) => this.#byTarget.get(target),
     });
     const backendReconciler = new MailBackendReconciler({
       backends: this.#backends,
@@ -303,13 +308,14 @@ export class Operator {
 
   /** Which keys a change touches. Queues de-duplicate, so generous is cheap. */
   #wire(): void {
-    const enqueueRestriction = (r: RestrictionObject) => {
+    const enqueueRestriction = (r: RestrictionObject, previousTarget: string | undefined) => {
       this.#restrictionQueue.add(keyOf(r.metadata.namespace, r.metadata.name));
-      // Others on the same mailbox: a conflict may resolve, or the owner may have gone.
-      const target = targetKey(r);
-      if (target === undefined) return;
-      for (const other of this.#restrictions.list(r.metadata.namespace)) {
-        if (other.metadata.name !== r.metadata.name && targetKey(other) === target) this.#restrictionQueue.add(keyOf(other.metadata.namespace, other.metadata.name));
+      // Others on the same mailbox (and on the one it left): a conflict may resolve, or the owner may have gone.
+      for (const target of [targetKey(r), previousTarget]) {
+        if (target === undefined) continue;
+        for (const other of this.#byTarget.get(target)) {
+          if (other.metadata.name !== r.metadata.name) this.#restrictionQueue.add(keyOf(other.metadata.namespace, other.metadata.name));
+        }
       }
     };
     const enqueueBackend = (namespace: string | undefined, name: string) => {
@@ -318,7 +324,13 @@ export class Operator {
         if (r.spec?.backendRef?.name === name) this.#restrictionQueue.add(keyOf(r.metadata.namespace, r.metadata.name));
       }
     };
-    this.#restrictions.onChange((r) => this.#leading && enqueueRestriction(r));
+    this.#restrictions.onChange((r, type) => {
+      // The index follows the cache whether or not this replica leads.
+      let previousTarget: string | undefined;
+      if (type === 'delete') this.#byTarget.delete(r);
+      else previousTarget = this.#byTarget.set(r);
+      if (this.#leading) enqueueRestriction(r, previousTarget);
+    });
     this.#backends.onChange((b) => this.#leading && enqueueBackend(b.metadata.namespace, b.metadata.name));
     this.#secrets.onChange((s) => {
       if (!this.#leading) return;
@@ -357,8 +369,8 @@ class Scoped<T> implements Lister<T> {
   list(namespace?: string): T[] {
     return this.informers.flatMap((i) => i.list(namespace)) as T[];
   }
-  onChange(fn: (obj: T) => void): void {
-    for (const i of this.informers) i.onChange((obj) => fn(obj as T));
+  onChange(fn: (obj: T, type: 'add' | 'update' | 'delete') => void): void {
+    for (const i of this.informers) i.onChange((obj, type) => fn(obj as T, type));
   }
 }
 
