@@ -46,6 +46,8 @@ export interface RestrictionReconcilerDeps {
   readonly mailboxRetryMs?: number;
   /** Counts drift corrections (a metric). */
   readonly onDriftCorrected?: () => void;
+  /** The restrictions writing one target (see TargetIndex); default a scan of the namespace. */
+  readonly sameTarget?: (target: string) => RestrictionObject[];
 }
 
 interface Outcome {
@@ -88,7 +90,7 @@ export class MailUserRestrictionReconciler {
     if (backend === undefined) {
       return this.#report(restriction, { ready: false, synced: false, reason: Reason.BackendNotFound, message: `MailBackend ${namespace}/${spec.backendRef.name} not found` });
     }
-    const owner = ownerOf(this.#deps.restrictions.list(namespace), targetKey(restriction)!);
+    const owner = this.#ownerOf(namespace, targetKey(restriction)!);
     if (owner !== undefined && owner.metadata.name !== name) {
       return this.#report(restriction, {
         ready: false,
@@ -117,6 +119,10 @@ export class MailUserRestrictionReconciler {
       throw new RetryError(outcome.message, { cause: error });
     }
     return this.#report(restriction, result);
+  }
+
+  #ownerOf(namespace: string, target: string): RestrictionObject | undefined {
+    return ownerOf(this.#deps.sameTarget?.(target) ?? this.#deps.restrictions.list(namespace), target);
   }
 
   /** Observe, compare, write on difference. */
@@ -165,7 +171,7 @@ export class MailUserRestrictionReconciler {
     const { namespace = '', name } = restriction.metadata;
     const spec = specSchema.safeParse(restriction.spec);
     const target = targetKey(restriction);
-    const owner = target === undefined ? undefined : ownerOf(this.#deps.restrictions.list(namespace), target);
+    const owner = target === undefined ? undefined : this.#ownerOf(namespace, target);
     if (spec.success && spec.data.deletionPolicy === 'Clear' && owner?.metadata.name === name && spec.data.backendRef !== undefined) {
       const backend = this.#deps.backends.get(namespace, spec.data.backendRef.name);
       if (backend === undefined) {
