@@ -16,6 +16,11 @@
  *                        the best is reported (the machine is shared: noise only slows) (default 2)
  *   --stand-in           benchmark a second ceiling server as the daemon (also used, with a
  *                        warning, while the CLI is not built)
+ *   --stores LIST        then the SQL and LDAP stores (test/bench/stores.ts): postgres,mariadb,openldap
+ *                        in containers, the daemon with a cold and a warm cache against the driver's own
+ *                        round-trip rate and the protocol ceiling; "none" skips them (default all)
+ *   --store-connections LIST, --store-seconds S, --store-rounds N
+ *                        the same for the store section (default 8,32; 3; 2)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -27,6 +32,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { rcptRequests, writeManifests } from './fixtures.ts';
+import { parseStoreList, runStoreBench } from './stores.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const here = join(root, 'test/bench');
@@ -39,8 +45,13 @@ const { values } = parseArgs({
     'daemon-cmd': { type: 'string' },
     'stand-in': { type: 'boolean', default: false },
     rounds: { type: 'string', default: '2' },
+    stores: { type: 'string', default: 'all' },
+    'store-connections': { type: 'string', default: '8,32' },
+    'store-seconds': { type: 'string', default: '3' },
+    'store-rounds': { type: 'string', default: '2' },
   },
 });
+const stores = parseStoreList(String(values.stores));
 const HOST = '127.0.0.1';
 const CEILING_CMD = `${process.execPath} ${join(here, 'ceiling-server.ts')} --listen {host}:{port} --store {store}`;
 const DAEMON_CMD = `${process.execPath} ${join(root, 'bin/mailwarden.js')} policyd --listen {host}:{port} --http-listen {host}:{httpPort} --store {store}`;
@@ -209,6 +220,19 @@ try {
     'req/s ratio: daemon / ceiling (1 = as fast). cpu ratio: ceiling CPU per request / daemon CPU per request,\n' +
       'the steadier figure when other work shares the machine (req/s then varies by ±20% even between identical servers).\n',
   );
+  if (stores.length > 0 && daemonName === 'daemon') {
+    await Promise.all(children.splice(0).map(stop));
+    await runStoreBench({
+      stores,
+      connections: String(values['store-connections']).split(',').map(Number),
+      seconds: Number(values['store-seconds']),
+      warmup: Number(values.warmup),
+      rounds: Number(values['store-rounds']),
+      mailboxes,
+      manifestsDir: store,
+      requestsFile,
+    });
+  }
 } finally {
   await Promise.all(children.map(stop));
   await rm(work, { recursive: true, force: true });

@@ -13,7 +13,8 @@
  *
  * Run by `npm run bench:policyd` after the manifests section (see its --stores option), or alone:
  *   node test/bench/stores.ts [--stores postgres,mariadb,openldap] [--connections 8,32]
- *        [--seconds 4] [--warmup 1] [--rounds 2] [--mailboxes 10000]
+ *        [--seconds 3] [--warmup 1] [--rounds 2] [--mailboxes 10000] [--verbose (every run)]
+ *        [--pool-size N (storeSettings.poolSize for daemons and ceiling, instead of the default)]
  */
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
@@ -37,6 +38,10 @@ export interface StoreBenchOptions {
   /** A manifests directory written by writeManifests(), and the request stream (JSON) to send. */
   readonly manifestsDir: string;
   readonly requestsFile: string;
+  /** Print every run, not only the best of each. */
+  readonly verbose?: boolean;
+  /** storeSettings.poolSize for the daemons and the store ceiling (default: the store's default). */
+  readonly poolSize?: number;
 }
 
 /** Parses `postgres,mariadb,openldap` (or `all`); `none` gives an empty list. */
@@ -111,7 +116,8 @@ export async function runStoreBench(options: StoreBenchOptions, out: NodeJS.Writ
     started.push(protocol);
     const rows: Row[] = [];
     for (const name of options.stores) {
-      server = await startStore(name, mailboxes);
+      const loaded = await startStore(name, mailboxes);
+      server = options.poolSize === undefined ? loaded : { ...loaded, settings: { ...loaded.settings, poolSize: options.poolSize } };
       const config = join(work, `${name}.yaml`);
       // JSON is YAML; the daemon logs warnings and up (rejections are logged at info).
       await writeFile(config, JSON.stringify({ storeSettings: server.settings }));
@@ -120,6 +126,9 @@ export async function runStoreBench(options: StoreBenchOptions, out: NodeJS.Writ
       started.push(cold);
       const warm = await startServer(`${name} daemon (warm)`, daemonCmd(server, config, undefined), env);
       started.push(warm);
+      // A fresh process runs its first thousands of requests unoptimised (and opens its pool):
+      // both daemons see the whole stream twice before anything is measured.
+      for (const daemon of [cold, warm]) for (let i = 0; i < 2; i++) await prime(daemon, options.requestsFile);
       const kind = name === 'openldap' ? 'ldap' : name === 'postgres' ? 'postgres' : 'mysql';
       const ceilingArgs = ['--kind', kind, '--url', server.url, '--keys', keysFile, '--settings', JSON.stringify(server.settings)];
       const savedPassword = process.env.MAILWARDEN_STORE_PASSWORD;
@@ -139,7 +148,10 @@ export async function runStoreBench(options: StoreBenchOptions, out: NodeJS.Writ
           };
           for (let round = 0; round < options.rounds; round++) {
             const order = round % 2 === 0 ? (['cold', 'ceiling', 'warm', 'protocol'] as const) : (['ceiling', 'cold', 'protocol', 'warm'] as const);
-            for (const step of order) await steps[step]();
+            for (const step of order) {
+              await steps[step]();
+              if (options.verbose) out.write(`    round ${round + 1} C=${c} ${step}: best so far ${fmt(r[step]?.rps ?? NaN, 0)}/s (load ${load()})\n`);
+            }
           }
           const row = { store: name, c, ...r } as Row;
           rows.push(row);
@@ -175,7 +187,7 @@ function printTable(rows: readonly Row[], out: NodeJS.WritableStream): void {
     'store req/s', 'p99 ms', 'cpu µs/req',
     'cold/store',
     'warm req/s', 'p99 ms', 'cpu µs/req',
-    'protocol req/s', 'p99 ms',
+    'protocol req/s', 'p99 ms', 'cpu µs/req',
     'warm/protocol',
   ];
   const goal = (ratio: number, min: number): string => `${fmt(ratio)}${ratio >= min ? '' : ' (<' + min + ')'}`;
@@ -185,7 +197,7 @@ function printTable(rows: readonly Row[], out: NodeJS.WritableStream): void {
     fmt(r.ceiling.rps, 0), fmt(r.ceiling.p99, 3), fmt(r.ceiling.cpuUs, 1),
     goal(r.cold.rps / r.ceiling.rps, 0.7),
     fmt(r.warm.rps, 0), fmt(r.warm.p99, 3), fmt(r.warm.cpuUs, 1),
-    fmt(r.protocol.rps, 0), fmt(r.protocol.p99, 3),
+    fmt(r.protocol.rps, 0), fmt(r.protocol.p99, 3), fmt(r.protocol.cpuUs, 1),
     goal(r.warm.rps / r.protocol.rps, 0.8),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...table.map((row) => (row[i] as string).length)));
@@ -202,10 +214,12 @@ if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.
     options: {
       stores: { type: 'string', default: 'all' },
       connections: { type: 'string', default: '8,32' },
-      seconds: { type: 'string', default: '4' },
+      seconds: { type: 'string', default: '3' },
       warmup: { type: 'string', default: '1' },
       rounds: { type: 'string', default: '2' },
       mailboxes: { type: 'string', default: '10000' },
+      verbose: { type: 'boolean', default: false },
+      'pool-size': { type: 'string' },
     },
   });
   const work = await mkdtemp(join(tmpdir(), 'mw-bench-'));
@@ -224,6 +238,8 @@ if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.
       mailboxes,
       manifestsDir,
       requestsFile,
+      verbose: values.verbose,
+      poolSize: values['pool-size'] === undefined ? undefined : Number(values['pool-size']),
     });
   } finally {
     await rm(work, { recursive: true, force: true });
