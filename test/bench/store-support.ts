@@ -25,11 +25,26 @@ export interface RunResult {
   actions: Record<string, number>;
   /** CPU time (user + system) of the measured process per request, µs; NaN when unknown. */
   cpuUs: number;
+  /** Store round trips per answered request (daemons with a store); NaN when unknown. */
+  lookupsPerRequest?: number;
 }
 
 export interface RunningServer {
   readonly child: ChildProcess;
   readonly port: number;
+  /** The daemon's /metrics port ({httpPort}). */
+  readonly httpPort: number;
+}
+
+/** How many store lookups the daemon has made (its store_lookup_duration histogram); NaN if unknown. */
+export async function storeLookups(server: RunningServer): Promise<number> {
+  try {
+    const text = await (await fetch(`http://${HOST}:${server.httpPort}/metrics`)).text();
+    const match = /^mailwarden_store_lookup_duration_seconds_count(?:\{[^}]*\})? (\S+)$/m.exec(text);
+    return match === null ? NaN : Number(match[1]);
+  } catch {
+    return NaN;
+  }
 }
 
 /** CPU seconds (user + system) a process has used, from /proc/PID/stat; NaN when unavailable. */
@@ -73,7 +88,7 @@ export async function startServer(name: string, template: string, env: NodeJS.Pr
   const deadline = Date.now() + 60_000;
   for (;;) {
     if (exited !== undefined) throw new Error(exited);
-    if (await answers(port)) return { child, port };
+    if (await answers(port)) return { child, port, httpPort };
     if (Date.now() > deadline) {
       child.kill();
       throw new Error(`${name} did not answer on ${HOST}:${port} within 60 s`);
