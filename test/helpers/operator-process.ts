@@ -57,6 +57,8 @@ export interface OperatorProcess {
   kill(signal?: NodeJS.Signals): Promise<ProcessExit>;
   /** Resident set size from /proc/PID/status (VmRSS), in bytes. */
   rssBytes(): number;
+  /** Peak resident set size (VmHWM), in bytes. */
+  peakRssBytes(): number;
 }
 
 /**
@@ -162,12 +164,15 @@ export async function startOperatorProcess(options: OperatorProcessOptions): Pro
       if (!hasExited) child.kill(signal);
       return exited;
     },
-    rssBytes() {
-      const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
-      const kb = /^VmRSS:\s+(\d+)\s+kB/m.exec(status);
-      return kb ? Number(kb[1]) * 1024 : 0;
-    },
+    rssBytes: () => procStatusBytes(child.pid!, 'VmRSS'),
+    peakRssBytes: () => procStatusBytes(child.pid!, 'VmHWM'),
   };
+}
+
+function procStatusBytes(pid: number, field: string): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, 'm').exec(status);
+  return kb ? Number(kb[1]) * 1024 : 0;
 }
 
 /** Polls an operator's /readyz (200 = synced and leading or a healthy standby). */

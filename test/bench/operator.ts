@@ -1,0 +1,152 @@
+/**
+ * Operator benchmark against a real API server and PostgreSQL (a container), the operator running
+ * as its own process (`mailwarden operator`), as in production. `npm run bench:operator [-- options]`:
+ *   --restrictions N   restrictions (and mailboxes pre-inserted) (default 10000)
+ *   --in-flight N      concurrent creates through the API (default 50)
+ *   --updates N        sequential spec changes for the idle latency (default 100)
+ *   --workers N        the operator's --workers (default: the CLI's)
+ *   --resync DUR       the operator's --resync; the resync measurement waits for one (default 30s)
+ *
+ * Figures and goals:
+ *   1. create N restrictions (N mailboxes in the store) → all Ready with rows written   < 60 s
+ *   2. store writes during a resync with no drift (rows written, counted by a trigger)    0
+ *   3. the operator's RSS with N restrictions (VmRSS from /proc)                          < 200 MB
+ *   4. spec change → store write at idle, p50 / p99 over sequential updates               p99 < 1 s
+ */
+import { existsSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { startPostgres } from '../harness/containers.ts';
+import { resources, startOperatorEnv } from '../harness/operator-env.ts';
+import { startOperatorProcess } from '../helpers/operator-process.ts';
+import { repoPath } from '../helpers/paths.ts';
+import { countStoreWrites, createAll, metric, ReadyTracker, percentile, storeWrites } from './operator-support.ts';
+
+const { values } = parseArgs({
+  options: {
+    restrictions: { type: 'string', default: '10000' },
+    'in-flight': { type: 'string', default: '50' },
+    updates: { type: 'string', default: '100' },
+    workers: { type: 'string' },
+    resync: { type: 'string', default: '30s' },
+  },
+});
+const N = Number(values.restrictions);
+const IN_FLIGHT = Number(values['in-flight']);
+const UPDATES = Number(values.updates);
+const GOALS = { convergeS: 60, resyncWrites: 0, rssMb: 200, p99Ms: 1000 };
+
+if (!existsSync(repoPath('dist/cli/main.js'))) throw new Error('run `npm run build` first: the operator runs from dist/');
+const log = (line: string) => process.stdout.write(`${line}\n`);
+const ratio = (value: number, goal: number) => (goal === 0 ? (value === 0 ? 'met' : 'MISSED') : `${(value / goal).toFixed(2)} of goal${value <= goal ? '' : ' — MISSED'}`);
+
+log(`operator bench: ${N} restrictions, ${IN_FLIGHT} creates in flight, ${UPDATES} idle updates`);
+const [env, pg] = await Promise.all([startOperatorEnv(), startPostgres()]);
+const processes: { kill(signal?: NodeJS.Signals): Promise<unknown> }[] = [];
+try {
+  const ns = await env.namespace('bench');
+  const r = resources(env, ns);
+  await r.createBackend('vmail', { url: pg.url }, pg.password);
+  await pg.query(`INSERT INTO mailbox (username, domain) SELECT 'bench' || g || '@example.com', 'example.com' FROM generate_series(0, ${N - 1}) AS g`, [], pg.admin);
+  const mailbox = (i: number) => `bench${i}@example.com`;
+  await countStoreWrites(pg);
+
+  const operator = await startOperatorProcess({
+    kubeconfig: env.cp.kubeconfigPath,
+    namespaces: [ns],
+    resync: values.resync,
+    workers: values.workers === undefined ? undefined : Number(values.workers),
+  });
+  processes.push(operator);
+  const tracker = new ReadyTracker(env.kc, ns);
+  await tracker.start();
+
+  // 1. Creation to convergence.
+  const t0 = performance.now();
+  const spec = (i: number) => ({ mailbox: mailbox(i), backendRef: { name: 'vmail' }, rejectedSenders: ['@bench.test'], allowedRecipients: ['@example.com'] });
+  const created = createAll(r, N, IN_FLIGHT, (i) => [`bench${i}`, spec(i)]).then(() => performance.now() - t0);
+  let rowsAt = 0;
+  let readyAt = 0;
+  let lastPrint = 0;
+  for (;;) {
+    const now = performance.now();
+    const [{ count }] = await pg.query<{ count: string }>(`SELECT count(*) AS count FROM mailbox WHERE rejectedsenders = '@bench.test'`, [], pg.admin);
+    const rows = Number(count);
+    if (rows >= N && rowsAt === 0) rowsAt = now - t0;
+    if (tracker.ready >= N && readyAt === 0) readyAt = now - t0;
+    if (now - lastPrint > 5_000) {
+      lastPrint = now;
+      log(`  ${((now - t0) / 1000).toFixed(0)} s: ${tracker.seen} created, ${rows} rows written, ${tracker.ready} Ready`);
+    }
+    if (rowsAt > 0 && readyAt > 0) break;
+    if (now - t0 > 600_000) throw new Error(`no convergence in 10 min: ${rows} rows, ${tracker.ready} Ready`);
+    await sleep(100);
+  }
+  const createMs = await created;
+  const convergeMs = Math.max(rowsAt, readyAt);
+  log(`1. ${N} restrictions created through the API in ${(createMs / 1000).toFixed(1)} s; rows written after ${(rowsAt / 1000).toFixed(1)} s, all Ready after ${(readyAt / 1000).toFixed(1)} s`);
+  log(`   convergence ${(convergeMs / 1000).toFixed(1)} s (goal < ${GOALS.convergeS} s: ${ratio(convergeMs / 1000, GOALS.convergeS)}); ${(N / (convergeMs / 1000)).toFixed(0)} restrictions/s`);
+
+  // 3. Memory, once converged (and again after the resync).
+  const rss = () => operator.rssBytes() / 2 ** 20;
+  const rssConverged = rss();
+
+  // 2. A resync with no drift: the operator's own periodic resync, seen on its reconcile counter.
+  const reconciles = async () => metric(operator.httpPort, 'mailwarden_controller_reconciles_total', { controller: 'mailuserrestriction' });
+  const depth = async () => metric(operator.httpPort, 'mailwarden_controller_queue_depth', { controller: 'mailuserrestriction' });
+  /** Until the queue is empty and no reconcile ran for a second. */
+  const quiet = async () => {
+    const start = performance.now();
+    for (let last = -1; ; ) {
+      const [count, queued] = [await reconciles(), await depth()];
+      if (count === last && queued === 0) return performance.now() - start;
+      last = count;
+      await sleep(1_000);
+    }
+  };
+  const settleMs = await quiet();
+  log(`   (the operator went quiet ${(settleMs / 1000).toFixed(1)} s after convergence: ${await reconciles()} reconciles in all)`);
+  const before = { updates: await storeWrites(pg), reconciles: await reconciles(), objectChanges: tracker.changes };
+  const resyncStart = performance.now();
+  while ((await reconciles()) - before.reconciles < N) {
+    if (performance.now() - resyncStart > 180_000) throw new Error('no resync within 3 min');
+    await sleep(250);
+  }
+  await quiet();
+  const resyncMs = performance.now() - resyncStart;
+  const after = { updates: await storeWrites(pg), reconciles: await reconciles(), objectChanges: tracker.changes };
+  const resyncWrites = after.updates - before.updates;
+  log(`2. resync: ${after.reconciles - before.reconciles} reconciles, ${resyncWrites} rows written to the store (goal ${GOALS.resyncWrites}: ${ratio(resyncWrites, GOALS.resyncWrites)}), ${after.objectChanges - before.objectChanges} API object changes (status/finalizer writes); done ${(resyncMs / 1000).toFixed(1)} s after we started waiting for it`);
+
+  const rssAfterResync = rss();
+  const peak = operator.peakRssBytes() / 2 ** 20;
+  log(`3. operator RSS with ${N} restrictions: ${rssConverged.toFixed(0)} MB converged, ${rssAfterResync.toFixed(0)} MB after a resync, peak ${peak.toFixed(0)} MB (goal < ${GOALS.rssMb} MB: ${ratio(Math.max(rssConverged, rssAfterResync), GOALS.rssMb)})`);
+
+  // 4. Idle latency: sequential spec changes of one restriction, the row polled until it shows each.
+  const latencies: number[] = [];
+  const updatesBefore = await storeWrites(pg);
+  for (let k = 0; k < UPDATES; k++) {
+    const entry = `@lat${k}.test`;
+    const start = performance.now();
+    await r.update('bench0', { rejectedSenders: [entry] });
+    for (;;) {
+      const [row] = await pg.query<{ rejectedsenders: string }>('SELECT rejectedsenders FROM mailbox WHERE username = $1', [mailbox(0)], pg.admin);
+      if (row?.rejectedsenders === entry) break;
+      if (performance.now() - start > 30_000) throw new Error(`update ${k} not written within 30 s`);
+      await sleep(2);
+    }
+    latencies.push(performance.now() - start);
+  }
+  const p50 = percentile(latencies, 0.5);
+  const p99 = percentile(latencies, 0.99);
+  log(`4. spec change → store write at idle over ${UPDATES} updates: p50 ${p50.toFixed(0)} ms, p99 ${p99.toFixed(0)} ms, max ${Math.max(...latencies).toFixed(0)} ms (goal p99 < ${GOALS.p99Ms} ms: ${ratio(p99, GOALS.p99Ms)})`);
+  log(`   (cross-check of the write counter: ${(await storeWrites(pg)) - updatesBefore} rows written for ${UPDATES} changes)`);
+
+  await tracker.stop();
+  const exit = await operator.kill('SIGTERM');
+  log(`operator stopped: ${JSON.stringify(exit)}`);
+} finally {
+  await Promise.all(processes.map((p) => p.kill('SIGKILL')));
+  await pg.stop();
+  await env.stopAll();
+}
