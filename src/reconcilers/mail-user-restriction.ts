@@ -134,7 +134,11 @@ export class MailUserRestrictionReconciler {
     const store = await this.#deps.connections.get({ ...backend, spec: backendSpec.data }, passwordOf(backend, this.#deps.secrets));
     const { changed } = await syncMailbox(store, spec.mailbox, listsOf(spec));
     if (changed.length === 0) {
-      return { ready: true, synced: true, reason: Reason.Applied, message: `the lists of ${spec.mailbox} in ${backend.metadata.name} match the spec` };
+      // Already Applied for this generation: keep its message, so the reconcile that follows every
+      // write (its own status patch re-queues it) does not write status again only to reword it.
+      const ready = findCondition(restriction.status?.conditions, 'Ready');
+      const current = ready?.reason === Reason.Applied && ready.observedGeneration === restriction.metadata.generation ? ready.message : undefined;
+      return { ready: true, synced: true, reason: Reason.Applied, message: current ?? `the lists of ${spec.mailbox} in ${backend.metadata.name} match the spec` };
     }
     const previouslySynced = findCondition(restriction.status?.conditions, 'Synced');
     const drift = restriction.status?.observedGeneration === restriction.metadata.generation && previouslySynced?.status === 'True';

@@ -6,6 +6,8 @@
  *   --updates N        sequential spec changes for the idle latency (default 100)
  *   --workers N        the operator's --workers (default: the CLI's)
  *   --resync DUR       the operator's --resync; the resync measurement waits for one (default 30s)
+ *   --node-options S   NODE_OPTIONS for the operator, e.g. "--max-old-space-size=128" as a memory
+ *                      limit would make Node choose (default none: V8 sizes the heap from the host)
  *
  * Figures and goals:
  *   1. create N restrictions (N mailboxes in the store) → all Ready with rows written   < 60 s
@@ -29,6 +31,7 @@ const { values } = parseArgs({
     updates: { type: 'string', default: '100' },
     workers: { type: 'string' },
     resync: { type: 'string', default: '30s' },
+    'node-options': { type: 'string' },
   },
 });
 const N = Number(values.restrictions);
@@ -40,7 +43,7 @@ if (!existsSync(repoPath('dist/cli/main.js'))) throw new Error('run `npm run bui
 const log = (line: string) => process.stdout.write(`${line}\n`);
 const ratio = (value: number, goal: number) => (goal === 0 ? (value === 0 ? 'met' : 'MISSED') : `${(value / goal).toFixed(2)} of goal${value <= goal ? '' : ' — MISSED'}`);
 
-log(`operator bench: ${N} restrictions, ${IN_FLIGHT} creates in flight, ${UPDATES} idle updates`);
+log(`operator bench: ${N} restrictions, ${IN_FLIGHT} creates in flight, ${UPDATES} idle updates${values['node-options'] ? `, operator NODE_OPTIONS=${values['node-options']}` : ''}`);
 const [env, pg] = await Promise.all([startOperatorEnv(), startPostgres()]);
 const processes: { kill(signal?: NodeJS.Signals): Promise<unknown> }[] = [];
 try {
@@ -56,6 +59,7 @@ try {
     namespaces: [ns],
     resync: values.resync,
     workers: values.workers === undefined ? undefined : Number(values.workers),
+    env: values['node-options'] === undefined ? {} : { NODE_OPTIONS: values['node-options'] },
   });
   processes.push(operator);
   const tracker = new ReadyTracker(env.kc, ns);
