@@ -119,6 +119,7 @@ describe('operator processes: leader election and failover (postgres, mariadb, o
     const handoverMs = performance.now() - termAt;
     console.log(`# hand-over after SIGTERM: exit 0 after ${exitMs.toFixed(0)} ms, lease taken ${((exitMs + takeoverMs) / 1000).toFixed(1)} s after the signal, new change applied after ${(handoverMs / 1000).toFixed(1)} s`);
     assert.ok(exitMs + takeoverMs < HANDOVER_GOAL_MS, `the standby took ${Math.round(exitMs + takeoverMs)} ms to take the lease`);
+    await standby.waitForLog('leading: reconciling', 2_000); // logs are buffered for up to half a second
     assert.equal(standby.logged('leading: reconciling').length, 1);
     assert.ok(!standby.hasExited);
   });
