@@ -25,14 +25,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { readFileSync } from 'node:fs';
-import { createServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { rcptRequests, writeManifests } from './fixtures.ts';
 import { parseStoreList, runStoreBench } from './stores.ts';
+import { cpuSeconds, startServer, stop } from './store-support.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const here = join(root, 'test/bench');
@@ -52,7 +51,6 @@ const { values } = parseArgs({
   },
 });
 const stores = parseStoreList(String(values.stores));
-const HOST = '127.0.0.1';
 const CEILING_CMD = `${process.execPath} ${join(here, 'ceiling-server.ts')} --listen {host}:{port} --store {store}`;
 const DAEMON_CMD = `${process.execPath} ${join(root, 'bin/mailwarden.js')} policyd --listen {host}:{port} --http-listen {host}:{httpPort} --store {store}`;
 
@@ -66,69 +64,6 @@ interface Result {
   actions: Record<string, number>;
   /** Server CPU time (user + system) per answered request, µs, from /proc (NaN elsewhere). */
   cpuUs: number;
-}
-
-/** CPU seconds (user + system) a process has used, from /proc/PID/stat; NaN when unavailable. */
-function cpuSeconds(pid: number | undefined): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
-  } catch {
-    return NaN;
-  }
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, HOST, r));
-  const port = (server.address() as { port: number }).port;
-  await new Promise((r) => server.close(r));
-  return port;
-}
-
-/** Starts a server command and waits until it answers a policy request. */
-async function startServer(name: string, template: string, store: string): Promise<{ child: ChildProcess; port: number }> {
-  const port = await freePort();
-  const httpPort = await freePort();
-  const [command, ...args] = template
-    .replaceAll('{host}', HOST)
-    .replaceAll('{httpPort}', String(httpPort))
-    .replaceAll('{port}', String(port))
-    .replaceAll('{store}', store)
-    .split(/\s+/)
-    .filter(Boolean);
-  const child = spawn(command as string, args, { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] });
-  let exited: string | undefined;
-  child.once('exit', (code, signal) => (exited = `${name} exited (${signal ?? code})`));
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    if (exited !== undefined) throw new Error(exited);
-    if (await answers(port)) return { child, port };
-    if (Date.now() > deadline) {
-      child.kill();
-      throw new Error(`${name} did not answer on ${HOST}:${port} within 60 s`);
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
-function answers(port: number): Promise<boolean> {
-  return new Promise((resolveProbe) => {
-    const socket = connect(port, HOST);
-    let reply = '';
-    socket.setEncoding('latin1');
-    socket.on('connect', () => socket.write('request=smtpd_access_policy\nprotocol_state=RCPT\nsender=a@b.example\nrecipient=c@d.example\n\n'));
-    socket.on('data', (text: string) => {
-      reply += text;
-      if (reply.endsWith('\n\n')) {
-        socket.destroy();
-        resolveProbe(reply.startsWith('action='));
-      }
-    });
-    socket.on('error', () => resolveProbe(false));
-    socket.setTimeout(2000, () => (socket.destroy(), resolveProbe(false)));
-  });
 }
 
 async function runLoad(server: { child: ChildProcess; port: number }, connections: number, requestsFile: string): Promise<Result> {
@@ -152,15 +87,6 @@ function generate(port: number, connections: number, requestsFile: string): Prom
   });
 }
 
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-  await exited;
-  clearTimeout(timer);
-}
-
 const fmt = (n: number, digits = 2): string => n.toFixed(digits);
 
 const work = await mkdtemp(join(tmpdir(), 'mw-bench-'));
@@ -179,9 +105,9 @@ try {
     daemonCmd = CEILING_CMD;
     daemonName = 'stand-in';
   }
-  const ceiling = await startServer('ceiling', CEILING_CMD, store);
+  const ceiling = await startServer('ceiling', CEILING_CMD.replaceAll('{store}', store));
   children.push(ceiling.child);
-  const daemon = await startServer(daemonName, daemonCmd, store);
+  const daemon = await startServer(daemonName, daemonCmd.replaceAll('{store}', store));
   children.push(daemon.child);
 
   const counts = String(values.connections).split(',').map(Number);
