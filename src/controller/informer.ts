@@ -26,6 +26,11 @@ export interface ResourceInformerOptions<T extends KubernetesObject> {
   /** Server-side filters for both list and watch, e.g. `mailwarden.io/backend` or `metadata.name=x`. */
   labelSelector?: string;
   fieldSelector?: string;
+  /**
+   * Applied to every object before it is cached (client-go's SetTransform): drop what no
+   * handler reads, such as managedFields, so thousands of cached objects stay small.
+   */
+  transform?: (obj: T) => T;
   /** Names the informer in logs; default the path. */
   name?: string;
   /** Page size of the list; default 500. */
@@ -315,7 +320,8 @@ export class ResourceInformer<T extends KubernetesObject> {
   }
 
   /** Stores `obj`, telling add or update handlers (nothing when the resourceVersion is unchanged). */
-  #apply(key: string, obj: T): void {
+  #apply(key: string, received: T): void {
+    const obj = this.#opts.transform ? this.#opts.transform(received) : received;
     const old = this.#cache.get(key);
     this.#cache.set(key, obj);
     if (!old) return this.#emit(this.#adds, obj);
