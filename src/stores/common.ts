@@ -147,3 +147,13 @@ export function mailboxKey(mailbox: string): string {
   if (key.includes('\u0000')) throw new StoreError('InvalidValue', `mailbox ${JSON.stringify(key)} contains a NUL character`);
   return key;
 }
+
+/** Certificate problems: the TLS settings (or the server's certificate) need fixing, not a retry. */
+export const TLS_CONFIG_CODES = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_HAS_EXPIRED',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);

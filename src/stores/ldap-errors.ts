@@ -3,7 +3,7 @@
  * configuration is wrong (credentials, base DN, attribute names), the value was refused
  * (syntax, length), or the server is busy or gone; socket errors are always `Unavailable`.
  */
-import { describeError, scrubSecrets } from './common.ts';
+import { describeError, scrubSecrets, TLS_CONFIG_CODES } from './common.ts';
 import { StoreError } from './store.ts';
 
 /** Result codes that mean the settings (or the directory's schema) need fixing. */
@@ -28,14 +28,6 @@ const INVALID_VALUE: ReadonlyMap<number, string> = new Map([
   [21, 'invalid syntax (these attributes hold ASCII text only)'],
 ]);
 
-const TLS_CONFIG_CODES = new Set([
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-  'CERT_HAS_EXPIRED',
-  'ERR_TLS_CERT_ALTNAME_INVALID',
-]);
 
 export interface LdapErrorContext {
   readonly target: string;

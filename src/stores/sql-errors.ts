@@ -3,19 +3,10 @@
  * will retrying help (`Unavailable`), is the configuration wrong (`Misconfigured`), or was the value
  * refused (`InvalidValue`)? Messages name the table and columns, never a password.
  */
-import { describeError, scrubSecrets } from './common.ts';
+import { describeError, scrubSecrets, TLS_CONFIG_CODES } from './common.ts';
 import type { SqlStoreSettings } from './settings.ts';
 import { StoreError } from './store.ts';
 
-/** Certificate problems: the TLS settings (or the server's certificate) need fixing, not a retry. */
-const TLS_CONFIG_CODES = new Set([
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-  'CERT_HAS_EXPIRED',
-  'ERR_TLS_CERT_ALTNAME_INVALID',
-]);
 
 /** MySQL/MariaDB server error codes that mean the configuration is wrong. */
 const MYSQL_MISCONFIGURED = new Set([

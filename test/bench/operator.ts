@@ -74,8 +74,8 @@ try {
   let lastPrint = 0;
   for (;;) {
     const now = performance.now();
-    const [{ count }] = await pg.query<{ count: string }>(`SELECT count(*) AS count FROM mailbox WHERE rejectedsenders = '@bench.test'`, [], pg.admin);
-    const rows = Number(count);
+    const [first] = await pg.query<{ count: string }>(`SELECT count(*) AS count FROM mailbox WHERE rejectedsenders = '@bench.test'`, [], pg.admin);
+    const rows = Number(first?.count ?? 0);
     if (rows >= N && rowsAt === 0) rowsAt = now - t0;
     if (tracker.ready >= N && readyAt === 0) readyAt = now - t0;
     if (now - lastPrint > 5_000) {

@@ -31,7 +31,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { rcptRequests, writeManifests } from './fixtures.ts';
 import { parseStoreList, runStoreBench } from './stores.ts';
-import { cpuSeconds, startServer, stop } from './store-support.ts';
+import { cpuSeconds, startServer, stop, type RunResult } from './store-support.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const here = join(root, 'test/bench');
@@ -54,17 +54,7 @@ const stores = parseStoreList(String(values.stores));
 const CEILING_CMD = `${process.execPath} ${join(here, 'ceiling-server.ts')} --listen {host}:{port} --store {store}`;
 const DAEMON_CMD = `${process.execPath} ${join(root, 'bin/mailwarden.js')} policyd --listen {host}:{port} --http-listen {host}:{httpPort} --store {store}`;
 
-interface Result {
-  connections: number;
-  requests: number;
-  rps: number;
-  p50: number;
-  p99: number;
-  p999: number;
-  actions: Record<string, number>;
-  /** Server CPU time (user + system) per answered request, µs, from /proc (NaN elsewhere). */
-  cpuUs: number;
-}
+type Result = RunResult;
 
 async function runLoad(server: { child: ChildProcess; port: number }, connections: number, requestsFile: string): Promise<Result> {
   // CPU is counted over the warm-up too, so it is divided by every request sent, estimated

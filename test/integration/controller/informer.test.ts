@@ -155,7 +155,7 @@ describe('ResourceInformer (real API server)', () => {
     await eventually('delete doomed after re-list', () => changes.includes('delete doomed'), 20_000);
     await core.createNamespacedConfigMap({ namespace: ns, body: cm('after') });
     await eventually('add after', () => changes.includes('add after'), 10_000);
-    assert.deepEqual(changes, ['add doomed', 'add keep', 'delete doomed', 'add after'].filter((c) => changes.includes(c)));
+    assert.deepEqual(changes, ['add doomed', 'add keep', 'delete doomed', 'add after'].filter((c) => changes.includes(c as (typeof changes)[number])));
     assert.deepEqual(changes.filter((c) => c.startsWith('add')).sort(), ['add after', 'add doomed', 'add keep']);
     assert.deepEqual(cachedNames(informer), await serverNames(core, ns));
 
