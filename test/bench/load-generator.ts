@@ -4,7 +4,8 @@
  *
  * Usage: node test/bench/load-generator.ts --port P [--host H] --connections C --seconds S
  *        --warmup W --requests FILE(JSON array of request texts)
- * Prints one JSON line: requests, seconds, rps, latency percentiles (ms), answers by action.
+ * Prints one JSON line: requests, seconds, rps, latency percentiles (ms), the client's CPU per
+ * request (µs), answers by action.
  */
 import { readFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
@@ -81,9 +82,11 @@ const lanes = Array.from({ length: connections }, (_, i) => lane(i));
 await new Promise((r) => setTimeout(r, warmup * 1000));
 measuring = true;
 const started = performance.now();
+const cpuStarted = process.cpuUsage();
 await new Promise((r) => setTimeout(r, seconds * 1000));
 measuring = false;
 const elapsed = (performance.now() - started) / 1000;
+const cpu = process.cpuUsage(cpuStarted);
 stopping = true;
 await Promise.all(lanes);
 
@@ -98,6 +101,8 @@ process.stdout.write(
     p50: at(0.5),
     p99: at(0.99),
     p999: at(0.999),
+    // The client's own CPU per answered request (µs): it shares the cores with the server.
+    clientCpuUs: (cpu.user + cpu.system) / count,
     actions: Object.fromEntries(actions),
   }) + '\n',
 );
