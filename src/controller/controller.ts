@@ -145,12 +145,12 @@ export class Controller {
     return this.#stopping;
   }
 
-  /** Queues every key from `keys()` now (what the periodic resync does). */
+  /** Queues every key from `keys()` now, behind any other work (what the periodic resync does). */
   async resync(): Promise<void> {
     if (!this.#keys) return;
     let count = 0;
     for (const key of await this.#keys()) {
-      this.#queue.add(key);
+      this.#queue.addLowPriority(key);
       count++;
     }
     this.#log.debug({ keys: count }, 'resync queued every key');

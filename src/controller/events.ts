@@ -15,6 +15,14 @@ export interface EventRecorderOptions {
   instance?: string;
   /** Distinct (object, type, reason, message) kept for aggregation; default 4096. */
   cacheSize?: number;
+  /**
+   * Events waiting to be posted at most; more are dropped (counted and logged), like client-go's
+   * recorder (1000), so a burst of thousands of reconciles does not spend the API server's
+   * capacity on Events before the writes that matter. Default 1000.
+   */
+  maxQueued?: number;
+  /** Counts Events dropped because the queue was full (a metric). */
+  onDropped?: () => void;
   logger?: Logger;
   timers?: Timers;
 }
@@ -26,6 +34,18 @@ interface Recorded {
   event: CoreV1Event;
 }
 
+interface Queued {
+  readonly key: string;
+  readonly obj: InvolvedObject;
+  readonly type: EventType;
+  readonly reason: string;
+  readonly message: string;
+  readonly resolve: () => void;
+}
+
+/** How often at most a warning about dropped Events is logged. */
+const DROP_LOG_INTERVAL_MS = 30_000;
+
 /** Server limits: message at most 1 KiB in practice, reason is a CamelCase word. */
 const MAX_MESSAGE = 1024;
 
@@ -34,9 +54,12 @@ const MAX_MESSAGE = 1024;
  * reason, message) recorded again bumps `count` and `lastTimestamp` on the Event already posted
  * rather than creating another, so a reconcile failing in a loop shows one Event with a count.
  *
+ * Events are posted one at a time, in order, from a bounded queue (client-go's design): Events
+ * are best effort, and under a burst they must not compete with the writes that matter. When the
+ * queue is full an Event is dropped, counted and logged.
+ *
  * Recording never throws into the caller: a failure is logged, and the returned promise (which
- * callers may ignore) always resolves. Recordings of one aggregate are serialised so concurrent
- * repeats count correctly.
+ * callers may ignore) always resolves, once the Event is posted, failed or dropped.
  */
 export class EventRecorder {
   readonly #api: CoreV1Api;
@@ -45,7 +68,12 @@ export class EventRecorder {
   readonly #log: Logger;
   readonly #timers: Timers;
   readonly #recorded: LRUCache<string, Recorded>;
-  readonly #chains = new Map<string, Promise<void>>();
+  readonly #queue: Queued[] = [];
+  readonly #maxQueued: number;
+  readonly #onDropped: (() => void) | undefined;
+  #posting = false;
+  #dropped = 0;
+  #lastDropLog = -Infinity;
   #seq = 0;
 
   constructor(options: EventRecorderOptions) {
@@ -55,6 +83,8 @@ export class EventRecorder {
     this.#log = (options.logger ?? silentLogger).child({ component: 'events' });
     this.#timers = options.timers ?? realTimers;
     this.#recorded = new LRUCache({ max: options.cacheSize ?? 4096 });
+    this.#maxQueued = options.maxQueued ?? 1000;
+    this.#onDropped = options.onDropped;
   }
 
   /** Records a Normal event. */
@@ -71,18 +101,40 @@ export class EventRecorder {
   record(obj: InvolvedObject, type: EventType, reason: string, message: string): Promise<void> {
     const text = message.length > MAX_MESSAGE ? `${message.slice(0, MAX_MESSAGE - 1)}…` : message;
     const m = obj.metadata ?? {};
+    if (this.#queue.length >= this.#maxQueued) {
+      this.#drop(obj, reason);
+      return Promise.resolve();
+    }
     const key = JSON.stringify([obj.apiVersion, obj.kind, m.namespace, m.name, m.uid, type, reason, text]);
-    const previous = this.#chains.get(key) ?? Promise.resolve();
-    const next = previous
-      .then(() => this.#post(key, obj, type, reason, text))
-      .catch((err: unknown) => {
-        this.#log.warn({ err: describe(err), kind: obj.kind, name: m.name, namespace: m.namespace, reason }, 'could not record event');
-      })
-      .finally(() => {
-        if (this.#chains.get(key) === next) this.#chains.delete(key);
-      });
-    this.#chains.set(key, next);
-    return next;
+    return new Promise((resolve) => {
+      this.#queue.push({ key, obj, type, reason, message: text, resolve });
+      if (!this.#posting) void this.#postQueued();
+    });
+  }
+
+  /** The one poster: one request at a time, so repeats of one aggregate also count correctly. */
+  async #postQueued(): Promise<void> {
+    this.#posting = true;
+    for (let next = this.#queue.shift(); next !== undefined; next = this.#queue.shift()) {
+      try {
+        await this.#post(next.key, next.obj, next.type, next.reason, next.message);
+      } catch (err) {
+        const m = next.obj.metadata ?? {};
+        this.#log.warn({ err: describe(err), kind: next.obj.kind, name: m.name, namespace: m.namespace, reason: next.reason }, 'could not record event');
+      }
+      next.resolve();
+    }
+    this.#posting = false;
+  }
+
+  #drop(obj: InvolvedObject, reason: string): void {
+    this.#dropped++;
+    this.#onDropped?.();
+    const now = this.#timers.now();
+    if (now - this.#lastDropLog < DROP_LOG_INTERVAL_MS) return;
+    this.#lastDropLog = now;
+    const m = obj.metadata ?? {};
+    this.#log.warn({ dropped: this.#dropped, queued: this.#queue.length, kind: obj.kind, name: m.name, namespace: m.namespace, reason }, 'event queue full: dropping events');
   }
 
   async #post(key: string, obj: InvolvedObject, type: EventType, reason: string, message: string): Promise<void> {
@@ -93,7 +145,7 @@ export class EventRecorder {
       const body: CoreV1Event = { ...event, count: (event.count ?? 1) + 1, lastTimestamp: now };
       try {
         const updated = await this.#api.replaceNamespacedEvent({ namespace: event.metadata.namespace ?? 'default', name: event.metadata.name ?? '', body });
-        this.#recorded.set(key, { event: updated });
+        this.#recorded.set(key, { event: kept(updated) });
         return;
       } catch (err) {
         // Gone (events expire after an hour) or changed behind our back: start a new one.
@@ -102,7 +154,7 @@ export class EventRecorder {
       }
     }
     const created = await this.#api.createNamespacedEvent({ namespace: namespaceOf(obj), body: this.#newEvent(obj, type, reason, message, now) });
-    this.#recorded.set(key, { event: created });
+    this.#recorded.set(key, { event: kept(created) });
   }
 
   #newEvent(obj: InvolvedObject, type: EventType, reason: string, message: string, now: Date): CoreV1Event {
@@ -132,6 +184,12 @@ export class EventRecorder {
       reportingInstance: this.#instance,
     };
   }
+}
+
+/** What aggregation needs of a posted Event: not its managedFields, most of its size. */
+function kept(event: CoreV1Event): CoreV1Event {
+  if (event.metadata?.managedFields !== undefined) event.metadata.managedFields = undefined;
+  return event;
 }
 
 /** Events live in the object's namespace; those about cluster-scoped objects in `default`. */

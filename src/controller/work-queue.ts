@@ -28,13 +28,19 @@ export interface WorkQueueOptions {
  *   key is never processed by two workers at the same time (and the change that arrived during
  *   processing is not lost);
  * - {@link addAfter} delays an add (keeping the earliest of several pending delays);
- * - {@link addRateLimited} delays by a per-key exponential backoff until {@link forget}.
+ * - {@link addRateLimited} delays by a per-key exponential backoff until {@link forget};
+ * - {@link addLowPriority} queues behind every normal add (controller-runtime's priority queue):
+ *   a periodic resync of thousands of keys does not delay the change a user just made, and a
+ *   key waiting at low priority moves up when a normal add of it comes.
  *
  * After {@link shutDown}, adds are ignored and {@link get} resolves `undefined`; keys still
  * queued are dropped (a restarted controller re-lists everything anyway).
  */
 export class WorkQueue {
   readonly #queue: string[] = [];
+  /** Low-priority keys in order; an entry no longer in #low was promoted or handed out (skipped). */
+  readonly #lowQueue: string[] = [];
+  readonly #low = new Set<string>();
   /** Keys that need processing: queued, or added again while being processed. */
   readonly #dirty = new Set<string>();
   readonly #processing = new Set<string>();
@@ -59,7 +65,7 @@ export class WorkQueue {
 
   /** Keys waiting to be handed out (not counting delayed adds or keys being processed). */
   get length(): number {
-    return this.#queue.length;
+    return this.#queue.length + this.#low.size;
   }
 
   /** Keys handed out and not yet `done`. */
@@ -73,10 +79,28 @@ export class WorkQueue {
 
   /** Queues `key` unless it is already waiting; a key being processed is queued again at `done`. */
   add(key: string): void {
-    if (this.#shuttingDown || this.#dirty.has(key)) return;
+    if (this.#shuttingDown) return;
+    if (this.#dirty.has(key)) {
+      if (this.#low.delete(key)) this.#push(key); // promoted: its stale #lowQueue entry is skipped
+      return;
+    }
     this.#dirty.add(key);
     if (this.#processing.has(key)) return;
     this.#push(key);
+  }
+
+  /**
+   * Like {@link add}, but the key is handed out only when no normally added key is waiting. A key
+   * already waiting (at either priority) or being processed keeps its place.
+   */
+  addLowPriority(key: string): void {
+    if (this.#shuttingDown || this.#dirty.has(key)) return;
+    this.#dirty.add(key);
+    if (this.#processing.has(key)) return;
+    const getter = this.#getters.shift();
+    if (getter) return getter(this.#handOut(key));
+    this.#low.add(key);
+    this.#lowQueue.push(key);
   }
 
   /** Adds `key` after `ms`; of several pending delays for one key the earliest wins. */
@@ -130,7 +154,7 @@ export class WorkQueue {
    */
   get(): Promise<string | undefined> {
     if (this.#shuttingDown) return Promise.resolve(undefined);
-    const key = this.#queue.shift();
+    const key = this.#queue.shift() ?? this.#nextLow();
     if (key !== undefined) return Promise.resolve(this.#handOut(key));
     return new Promise((resolve) => this.#getters.push(resolve));
   }
@@ -149,6 +173,8 @@ export class WorkQueue {
     for (const { handle } of this.#waiting.values()) this.#timers.clearTimeout(handle);
     this.#waiting.clear();
     this.#queue.length = 0;
+    this.#lowQueue.length = 0;
+    this.#low.clear();
     this.#dirty.clear();
     for (const resolve of this.#getters.splice(0)) resolve(undefined);
   }
@@ -164,6 +190,13 @@ export class WorkQueue {
     const getter = this.#getters.shift();
     if (getter) getter(this.#handOut(key));
     else this.#queue.push(key);
+  }
+
+  #nextLow(): string | undefined {
+    for (let key = this.#lowQueue.shift(); key !== undefined; key = this.#lowQueue.shift()) {
+      if (this.#low.delete(key)) return key;
+    }
+    return undefined;
   }
 
   #handOut(key: string): string {

@@ -13,7 +13,7 @@ import { WorkQueue } from '../controller/work-queue.ts';
 import type { Logger } from '../observability/logger.ts';
 import { BackendConnections, type StoreOpener } from '../reconcilers/backend-connections.ts';
 import { MailBackendReconciler } from '../reconcilers/mail-backend.ts';
-import { MailUserRestrictionReconciler } from '../reconcilers/mail-user-restriction.ts';
+import { FINALIZER, MailUserRestrictionReconciler } from '../reconcilers/mail-user-restriction.ts';
 import { PolicyDaemonReconciler, type PolicyDaemonObject } from '../reconcilers/policy-daemon.ts';
 import { POLICY_DAEMON_LABEL } from '../reconcilers/policy-daemon-objects.ts';
 import { KubePolicyDaemonWriter } from '../reconcilers/policy-daemon-writer.ts';
@@ -119,7 +119,8 @@ export class Operator {
       ),
     );
 
-    const recorder = new EventRecorder({ kubeConfig: kc, component: 'mailwarden-operator', logger: this.#log });
+    const dropped = new Counter({ name: 'mailwarden_operator_events_dropped_total', help: 'Events not posted because the event queue was full (a burst of changes).', registers: [this.registry] });
+    const recorder = new EventRecorder({ kubeConfig: kc, component: 'mailwarden-operator', logger: this.#log, onDropped: () => dropped.inc() });
     const events = eventSink(recorder);
     const client = new MailwardenKubeClient(kc);
     this.#connections = new BackendConnections({ open: options.openStore, logger: this.#log });
@@ -327,11 +328,13 @@ export class Operator {
       }
     };
     // What a reconcile acts on, per restriction: an update that changes none of it is a status
-    // write (most often our own) and needs no reconcile — controller-runtime's
-    // GenerationChangedPredicate, plus deletion and finalizers. Drift is caught by the resync.
+    // write or our own finalizer going on (both written by a reconcile that goes on to sync) and
+    // needs no reconcile — controller-runtime's GenerationChangedPredicate, plus deletion and a
+    // live object missing our finalizer (someone removed it: put it back). Drift is caught by
+    // the resync. Halves the reconciles of a burst of creates.
     const acted = new Map<string, string>();
-    const actedOn = (r: RestrictionObject) =>
-      `${r.metadata.generation ?? ''}|${String(r.metadata.deletionTimestamp ?? '')}|${(r.metadata.finalizers ?? []).join(',')}`;
+    const actedOn = (r: RestrictionObject) => `${r.metadata.generation ?? ''}|${String(r.metadata.deletionTimestamp ?? '')}`;
+    const unfinalized = (r: RestrictionObject) => r.metadata.deletionTimestamp === undefined && !(r.metadata.finalizers ?? []).includes(FINALIZER);
     this.#restrictions.onChange((r, type) => {
       // The index follows the cache whether or not this replica leads.
       let previousTarget: string | undefined;
@@ -342,7 +345,7 @@ export class Operator {
       } else {
         previousTarget = this.#byTarget.set(r);
         const fingerprint = actedOn(r);
-        const unchanged = type === 'update' && acted.get(key) === fingerprint;
+        const unchanged = type === 'update' && acted.get(key) === fingerprint && !unfinalized(r);
         acted.set(key, fingerprint);
         if (unchanged) return;
       }

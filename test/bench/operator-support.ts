@@ -1,4 +1,5 @@
 /** Measuring aids of the operator bench (test/bench/operator.ts). */
+import { readdirSync, readFileSync } from 'node:fs';
 import { CustomObjectsApi, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
 import { ResourceInformer } from '../../src/controller/informer.ts';
 import type { SqlServer } from '../harness/containers.ts';
@@ -120,4 +121,23 @@ export async function metric(port: number, name: string, labels: Record<string, 
 export function percentile(values: readonly number[], q: number): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))] ?? NaN;
+}
+
+/** CPU seconds (user + system) used so far by every process whose command name is one of `names`. */
+export function cpuByProcess(names: readonly string[]): Record<string, number> {
+  const totals: Record<string, number> = Object.fromEntries(names.map((n) => [n, 0]));
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+    } catch {
+      continue; // exited meanwhile
+    }
+    const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+    if (!(comm in totals)) continue;
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    totals[comm]! += (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, USER_HZ = 100
+  }
+  return totals;
 }

@@ -59,6 +59,8 @@ export interface OperatorProcess {
   rssBytes(): number;
   /** Peak resident set size (VmHWM), in bytes. */
   peakRssBytes(): number;
+  /** CPU seconds (user + system) used so far, from /proc/PID/stat. */
+  cpuSeconds(): number;
 }
 
 /**
@@ -166,6 +168,11 @@ export async function startOperatorProcess(options: OperatorProcessOptions): Pro
     },
     rssBytes: () => procStatusBytes(child.pid!, 'VmRSS'),
     peakRssBytes: () => procStatusBytes(child.pid!, 'VmHWM'),
+    cpuSeconds: () => {
+      const stat = readFileSync(`/proc/${child.pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, USER_HZ = 100
+    },
   };
 }
 

@@ -77,6 +77,23 @@ describe('EventRecorder (real API server)', () => {
     assert.equal(after[0]!.count, 1);
   });
 
+  test('a burst beyond the queue bound is dropped, counted and logged once, and the rest posted in order', async () => {
+    const { logger, lines } = capturingLogger();
+    let dropped = 0;
+    const rec = new EventRecorder({ kubeConfig: kc, component: 'mailwarden-operator', logger, maxQueued: 2, onDropped: () => dropped++ });
+    const obj = { ...subject, metadata: { ...subject.metadata, name: 'subject-4', uid: 'u-4' } };
+    // The first is being posted at once; two wait; the other seven find the queue full.
+    await Promise.all(Array.from({ length: 10 }, (_, i) => rec.normal(obj, `Step${i}`, `step ${i}`)));
+    assert.equal(dropped, 7);
+    const events = await eventsAbout('subject-4');
+    assert.deepEqual(events.map((e) => e.reason).sort(), ['Step0', 'Step1', 'Step2']);
+    const warnings = lines.filter((l) => l.msg === 'event queue full: dropping events');
+    assert.equal(warnings.length, 1);
+    // Room again once posted: nothing is stuck.
+    await rec.normal(obj, 'After', 'after the burst');
+    assert.ok((await eventsAbout('subject-4')).some((e) => e.reason === 'After'));
+  });
+
   test('failures are logged, never thrown into the caller', async () => {
     const { logger, lines } = capturingLogger();
     const rec = new EventRecorder({ kubeConfig: kc, component: 'mailwarden-operator', logger });

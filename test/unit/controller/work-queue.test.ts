@@ -53,6 +53,50 @@ describe('WorkQueue', () => {
     assert.equal(await peek(q.get()), 'pending');
   });
 
+  test('low-priority keys are handed out after every normal key, in their own order', async () => {
+    const q = new WorkQueue();
+    q.addLowPriority('resync-1');
+    q.addLowPriority('resync-2');
+    q.add('change-1');
+    q.addLowPriority('resync-3');
+    q.add('change-2');
+    assert.equal(q.length, 5);
+    const order: (string | undefined)[] = [];
+    for (let i = 0; i < 5; i++) order.push(await q.get());
+    assert.deepEqual(order, ['change-1', 'change-2', 'resync-1', 'resync-2', 'resync-3']);
+    assert.equal(q.length, 0);
+  });
+
+  test('a normal add promotes a key waiting at low priority, which is then handed out once', async () => {
+    const q = new WorkQueue();
+    q.add('a');
+    q.addLowPriority('b');
+    q.addLowPriority('c');
+    q.add('c'); // a user's change to a key the resync queued: it must not wait behind the resync
+    q.addLowPriority('a'); // already waiting at normal priority: keeps its place
+    assert.equal(q.length, 3);
+    const order: (string | undefined)[] = [];
+    for (let i = 0; i < 3; i++) order.push(await q.get());
+    assert.deepEqual(order, ['a', 'c', 'b']);
+    assert.equal(await peek(q.get()), 'pending');
+  });
+
+  test('a low-priority add of a key being processed queues it again at done, and a waiting get() takes it at once', async () => {
+    const q = new WorkQueue();
+    q.add('k');
+    assert.equal(await q.get(), 'k');
+    q.addLowPriority('k');
+    assert.equal(q.length, 0);
+    const waiting = q.get();
+    assert.equal(await peek(waiting), 'pending');
+    q.done('k');
+    assert.equal(await waiting, 'k');
+    q.done('k');
+    const next = q.get();
+    q.addLowPriority('later');
+    assert.equal(await next, 'later');
+  });
+
   test('a key added while being processed is handed out again only after done', async () => {
     const q = new WorkQueue();
     q.add('a');
