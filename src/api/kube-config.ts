@@ -15,6 +15,8 @@ type Dispatcher = NonNullable<ReturnType<RequestContext['getDispatcher']>>;
  * Users authenticated by an exec plugin, which may hand out client certificates of its own, keep
  * the library's behaviour; tokens (in-cluster, auth providers) travel in headers, not the pool.
  */
+const UNUSED_AGENT = new Error('agent replaced by the shared connection pool');
+
 class ConnectionReusingKubeConfig extends KubeConfig {
   readonly #pools = new Map<string, { fingerprint: string; dispatcher: Dispatcher }>();
 
@@ -36,7 +38,9 @@ class ConnectionReusingKubeConfig extends KubeConfig {
     const pool = this.#pools.get(identity);
     if (pool !== undefined && pool.fingerprint === fingerprint) {
       context.setDispatcher(pool.dispatcher);
-      void fresh.close().catch(() => {});
+      // Never used, so nothing to wait for; one shared reason, because close() and destroy()
+      // without one build a fresh Error (and stack trace) per request.
+      void fresh.destroy(UNUSED_AGENT).catch(() => {});
       return;
     }
     this.#pools.set(identity, { fingerprint, dispatcher: fresh });

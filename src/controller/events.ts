@@ -3,7 +3,7 @@ import { ApiException, CoreV1Api, type CoreV1Event, type KubeConfig, type Kubern
 import { LRUCache } from 'lru-cache';
 import type { Logger } from '../observability/logger.ts';
 import { silentLogger } from '../observability/logger.ts';
-import { realTimers, type Timers } from './timers.ts';
+import { realTimers, sleep, type Timers } from './timers.ts';
 
 export type EventType = 'Normal' | 'Warning';
 
@@ -21,6 +21,12 @@ export interface EventRecorderOptions {
    * capacity on Events before the writes that matter. Default 1000.
    */
   maxQueued?: number;
+  /**
+   * Events posted per second at most, after a burst of `burst` (a token bucket; client-go's
+   * recorder is bounded by its client's rate limit the same way). Default 20/s after 100.
+   */
+  qps?: number;
+  burst?: number;
   /** Counts Events dropped because the queue was full (a metric). */
   onDropped?: () => void;
   logger?: Logger;
@@ -54,9 +60,11 @@ const MAX_MESSAGE = 1024;
  * reason, message) recorded again bumps `count` and `lastTimestamp` on the Event already posted
  * rather than creating another, so a reconcile failing in a loop shows one Event with a count.
  *
- * Events are posted one at a time, in order, from a bounded queue (client-go's design): Events
- * are best effort, and under a burst they must not compete with the writes that matter. When the
- * queue is full an Event is dropped, counted and logged.
+ * Events are posted one at a time, in order, at a bounded rate, from a bounded queue (client-go's
+ * design): Events are best effort, and under a burst of thousands of changes they must not take
+ * the API server's capacity from the writes that matter. When the queue is full an Event is
+ * dropped, counted and logged — a Normal one first: an arriving Warning displaces the oldest
+ * queued Normal.
  *
  * Recording never throws into the caller: a failure is logged, and the returned promise (which
  * callers may ignore) always resolves, once the Event is posted, failed or dropped.
@@ -71,6 +79,10 @@ export class EventRecorder {
   readonly #queue: Queued[] = [];
   readonly #maxQueued: number;
   readonly #onDropped: (() => void) | undefined;
+  readonly #qps: number;
+  readonly #burst: number;
+  #tokens: number;
+  #refilledAt: number;
   #posting = false;
   #dropped = 0;
   #lastDropLog = -Infinity;
@@ -84,6 +96,10 @@ export class EventRecorder {
     this.#timers = options.timers ?? realTimers;
     this.#recorded = new LRUCache({ max: options.cacheSize ?? 4096 });
     this.#maxQueued = options.maxQueued ?? 1000;
+    this.#qps = options.qps ?? 20;
+    this.#burst = options.burst ?? 100;
+    this.#tokens = this.#burst;
+    this.#refilledAt = this.#timers.now();
     this.#onDropped = options.onDropped;
   }
 
@@ -102,8 +118,14 @@ export class EventRecorder {
     const text = message.length > MAX_MESSAGE ? `${message.slice(0, MAX_MESSAGE - 1)}…` : message;
     const m = obj.metadata ?? {};
     if (this.#queue.length >= this.#maxQueued) {
-      this.#drop(obj, reason);
-      return Promise.resolve();
+      const normal = type === 'Warning' ? this.#queue.findIndex((q) => q.type === 'Normal') : -1;
+      if (normal < 0) {
+        this.#drop(obj, reason);
+        return Promise.resolve();
+      }
+      const [displaced] = this.#queue.splice(normal, 1);
+      this.#drop(displaced!.obj, displaced!.reason);
+      displaced!.resolve();
     }
     const key = JSON.stringify([obj.apiVersion, obj.kind, m.namespace, m.name, m.uid, type, reason, text]);
     return new Promise((resolve) => {
@@ -115,7 +137,13 @@ export class EventRecorder {
   /** The one poster: one request at a time, so repeats of one aggregate also count correctly. */
   async #postQueued(): Promise<void> {
     this.#posting = true;
-    for (let next = this.#queue.shift(); next !== undefined; next = this.#queue.shift()) {
+    while (this.#queue.length > 0) {
+      const wait = this.#takeToken();
+      if (wait > 0) {
+        await sleep(this.#timers, wait);
+        continue;
+      }
+      const next = this.#queue.shift()!;
       try {
         await this.#post(next.key, next.obj, next.type, next.reason, next.message);
       } catch (err) {
@@ -125,6 +153,16 @@ export class EventRecorder {
       next.resolve();
     }
     this.#posting = false;
+  }
+
+  /** Takes a token from the bucket and returns 0, or returns how long until there is one. */
+  #takeToken(): number {
+    const now = this.#timers.now();
+    this.#tokens = Math.min(this.#burst, this.#tokens + ((now - this.#refilledAt) / 1000) * this.#qps);
+    this.#refilledAt = now;
+    if (this.#tokens < 1) return Math.ceil(((1 - this.#tokens) / this.#qps) * 1000);
+    this.#tokens -= 1;
+    return 0;
   }
 
   #drop(obj: InvolvedObject, reason: string): void {

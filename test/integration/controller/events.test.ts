@@ -94,6 +94,28 @@ describe('EventRecorder (real API server)', () => {
     assert.ok((await eventsAbout('subject-4')).some((e) => e.reason === 'After'));
   });
 
+  test('posts at most burst, then qps per second; a Warning displaces a queued Normal when full', async () => {
+    let dropped = 0;
+    const rec = new EventRecorder({ kubeConfig: kc, component: 'mailwarden-operator', maxQueued: 3, qps: 10, burst: 2, onDropped: () => dropped++ });
+    const obj = { ...subject, metadata: { ...subject.metadata, name: 'subject-5', uid: 'u-5' } };
+    const started = performance.now();
+    const all = [
+      rec.normal(obj, 'N0', 'n0'), // posted at once
+      rec.normal(obj, 'N1', 'n1'), // queued
+      rec.normal(obj, 'N2', 'n2'),
+      rec.normal(obj, 'N3', 'n3'), // the queue is full (3): N1 N2 N3
+      rec.normal(obj, 'N4', 'n4'), // dropped
+      rec.warning(obj, 'W0', 'w0'), // displaces N1
+    ];
+    await Promise.all(all);
+    const elapsed = performance.now() - started;
+    assert.equal(dropped, 2);
+    const reasons = (await eventsAbout('subject-5')).map((e) => e.reason).sort();
+    assert.deepEqual(reasons, ['N0', 'N2', 'N3', 'W0']);
+    // 4 posted with a burst of 2 at 10/s: the last two waited about 100 ms each.
+    assert.ok(elapsed >= 180, `posted too fast for the rate limit: ${elapsed.toFixed(0)} ms`);
+  });
+
   test('failures are logged, never thrown into the caller', async () => {
     const { logger, lines } = capturingLogger();
     const rec = new EventRecorder({ kubeConfig: kc, component: 'mailwarden-operator', logger });
