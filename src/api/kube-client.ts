@@ -1,12 +1,11 @@
 import {
   ApiException,
   CoreV1Api,
-  CustomObjectsApi,
   PatchStrategy,
-  setHeaderOptions,
   type KubeConfig,
   type V1Secret,
 } from '@kubernetes/client-node';
+import { KubeRequests } from './kube-requests.ts';
 import { API_GROUP } from './mail-user-restriction.ts';
 
 export const API_VERSION_NAME = 'v1alpha1';
@@ -33,22 +32,18 @@ export class ConflictError extends Error {
  * conflict, never a lost update), and Secret reads.
  */
 export class MailwardenKubeClient {
-  readonly #objects: CustomObjectsApi;
   readonly #core: CoreV1Api;
 
+  readonly #requests: KubeRequests;
+
   constructor(kc: KubeConfig) {
-    this.#objects = kc.makeApiClient(CustomObjectsApi);
     this.#core = kc.makeApiClient(CoreV1Api);
+    this.#requests = new KubeRequests(kc);
   }
 
   /** Merge-patches `.status`. */
   async patchStatus(kind: MailwardenKind, namespace: string, name: string, status: unknown): Promise<void> {
-    await this.#call(() =>
-      this.#objects.patchNamespacedCustomObjectStatus(
-        { group: API_GROUP, version: API_VERSION_NAME, namespace, plural: PLURALS[kind], name, body: { status } },
-        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-      ),
-    );
+    await this.#call(() => this.#requests.patch(`${objectPath(kind, namespace, name)}/status`, { status }, PatchStrategy.MergePatch));
   }
 
   /**
@@ -56,19 +51,7 @@ export class MailwardenKubeClient {
    * `resourceVersion`; false when the object is gone (deleted meanwhile).
    */
   async setFinalizers(kind: MailwardenKind, namespace: string, name: string, finalizers: string[], resourceVersion: string): Promise<boolean> {
-    return this.#call(() =>
-      this.#objects.patchNamespacedCustomObject(
-        {
-          group: API_GROUP,
-          version: API_VERSION_NAME,
-          namespace,
-          plural: PLURALS[kind],
-          name,
-          body: { metadata: { finalizers, resourceVersion } },
-        },
-        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-      ),
-    );
+    return this.#call(() => this.#requests.patch(objectPath(kind, namespace, name), { metadata: { finalizers, resourceVersion } }, PatchStrategy.MergePatch));
   }
 
   async readSecret(namespace: string, name: string): Promise<V1Secret | undefined> {
@@ -92,4 +75,8 @@ export class MailwardenKubeClient {
       throw error;
     }
   }
+}
+
+function objectPath(kind: MailwardenKind, namespace: string, name: string): string {
+  return `/apis/${API_GROUP}/${API_VERSION_NAME}/namespaces/${encodeURIComponent(namespace)}/${PLURALS[kind]}/${encodeURIComponent(name)}`;
 }

@@ -16,6 +16,12 @@ type Dispatcher = NonNullable<ReturnType<RequestContext['getDispatcher']>>;
  * the library's behaviour; tokens (in-cluster, auth providers) travel in headers, not the pool.
  */
 const UNUSED_AGENT = new Error('agent replaced by the shared connection pool');
+const POOLED = new WeakSet<object>();
+
+/** Whether `dispatcher` is a shared pool (else it is one request's own, to be closed after it). */
+export function isPooledDispatcher(dispatcher: object): boolean {
+  return POOLED.has(dispatcher);
+}
 
 class ConnectionReusingKubeConfig extends KubeConfig {
   readonly #pools = new Map<string, { fingerprint: string; dispatcher: Dispatcher }>();
@@ -44,6 +50,7 @@ class ConnectionReusingKubeConfig extends KubeConfig {
       return;
     }
     this.#pools.set(identity, { fingerprint, dispatcher: fresh });
+    POOLED.add(fresh);
     // Requests in flight (watches too) finish on the old pool; close() waits for them.
     if (pool !== undefined) void pool.dispatcher.close().catch(() => {});
   }

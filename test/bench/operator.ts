@@ -6,8 +6,9 @@
  *   --updates N        sequential spec changes for the idle latency (default 100)
  *   --workers N        the operator's --workers (default: the CLI's)
  *   --resync DUR       the operator's --resync; the resync measurement waits for one (default 30s)
- *   --node-options S   NODE_OPTIONS for the operator, e.g. "--max-old-space-size=128" as a memory
- *                      limit would make Node choose (default none: V8 sizes the heap from the host)
+ *   --node-options S   NODE_OPTIONS for the operator (default: the Helm chart's
+ *                      operator.nodeOptions, with its operator.mallocArenaMax as MALLOC_ARENA_MAX,
+ *                      so the figures are those of the chart's deployment); "" runs it bare
  *
  * Figures and goals:
  *   1. create N restrictions (N mailboxes in the store) → all Ready with rows written   < 60 s
@@ -15,7 +16,8 @@
  *   3. the operator's RSS with N restrictions (VmRSS from /proc)                          < 200 MB
  *   4. spec change → store write at idle, p50 / p99 over sequential updates               p99 < 1 s
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { parse } from 'yaml';
 import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -36,6 +38,11 @@ const { values } = parseArgs({
     'node-options': { type: 'string' },
   },
 });
+const chart = parse(readFileSync(repoPath('charts/mailwarden/values.yaml'), 'utf8')) as { operator: { nodeOptions?: string; mallocArenaMax?: string } };
+const operatorEnv: Record<string, string> =
+  values['node-options'] !== undefined
+    ? { NODE_OPTIONS: values['node-options'] }
+    : { NODE_OPTIONS: chart.operator.nodeOptions ?? '', ...(chart.operator.mallocArenaMax ? { MALLOC_ARENA_MAX: chart.operator.mallocArenaMax } : {}) };
 const N = Number(values.restrictions);
 const IN_FLIGHT = Number(values['in-flight']);
 const UPDATES = Number(values.updates);
@@ -45,7 +52,7 @@ if (!existsSync(repoPath('dist/cli/main.js'))) throw new Error('run `npm run bui
 const log = (line: string) => process.stdout.write(`${line}\n`);
 const ratio = (value: number, goal: number) => (goal === 0 ? (value === 0 ? 'met' : 'MISSED') : `${(value / goal).toFixed(2)} of goal${value <= goal ? '' : ' — MISSED'}`);
 
-log(`operator bench: ${N} restrictions, ${IN_FLIGHT} creates in flight, ${UPDATES} idle updates${values['node-options'] ? `, operator NODE_OPTIONS=${values['node-options']}` : ''}`);
+log(`operator bench: ${N} restrictions, ${IN_FLIGHT} creates in flight, ${UPDATES} idle updates; operator environment ${JSON.stringify(operatorEnv)}${values['node-options'] === undefined ? " (the chart's)" : ''}`);
 const [env, pg] = await Promise.all([startOperatorEnv(), startPostgres()]);
 const processes: { kill(signal?: NodeJS.Signals): Promise<unknown> }[] = [];
 try {
@@ -65,7 +72,7 @@ try {
     namespaces: [ns],
     resync: values.resync,
     workers: values.workers === undefined ? undefined : Number(values.workers),
-    env: values['node-options'] === undefined ? {} : { NODE_OPTIONS: values['node-options'] },
+    env: operatorEnv,
   });
   processes.push(operator);
   const tracker = new ReadyTracker(pooled, ns);

@@ -1,0 +1,54 @@
+// KubeRequests (the operator's direct PATCHes) against a real kube-apiserver: the write lands,
+// and errors are client-node's ApiException with the server's code, as the callers expect.
+// Run: source .ci/controlplane.sh && node --test test/integration/api/kube-requests.test.ts
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ApiException, CoreV1Api, PatchStrategy, type KubeConfig } from '@kubernetes/client-node';
+import { startControlPlane, type ControlPlane } from '../../harness/controlplane.ts';
+import { reuseConnections } from '../../../src/api/kube-config.ts';
+import { KubeRequests } from '../../../src/api/kube-requests.ts';
+
+const NS = 'requests';
+const path = (name: string) => `/api/v1/namespaces/${NS}/configmaps/${name}`;
+
+describe('KubeRequests (real API server)', () => {
+  let cp: ControlPlane;
+  let kc: KubeConfig;
+  let core: CoreV1Api;
+
+  before(async () => {
+    cp = await startControlPlane();
+    kc = cp.kubeConfig();
+    core = kc.makeApiClient(CoreV1Api);
+    await core.createNamespace({ body: { metadata: { name: NS } } });
+    await core.createNamespacedConfigMap({ namespace: NS, body: { metadata: { name: 'target' }, data: { a: '1' } } });
+  });
+  after(async () => {
+    await cp?.stop();
+  });
+
+  for (const [label, config] of [
+    ['pooled connections', () => reuseConnections(kc)],
+    ['a connection per request (a KubeConfig that does not pool)', () => kc],
+  ] as const) {
+    test(`a merge patch lands and returns the object — ${label}`, async () => {
+      const requests = new KubeRequests(config());
+      const value = label.startsWith('pooled') ? '2' : '3';
+      const result = (await requests.patch(path('target'), { data: { a: value } }, PatchStrategy.MergePatch)) as { data?: Record<string, string> };
+      assert.equal(result.data?.a, value);
+      assert.equal((await core.readNamespacedConfigMap({ namespace: NS, name: 'target' })).data?.a, value);
+    });
+  }
+
+  test('a stale resourceVersion is ApiException 409, a missing object 404, and neither writes', async () => {
+    const requests = new KubeRequests(reuseConnections(kc));
+    const before = await core.readNamespacedConfigMap({ namespace: NS, name: 'target' });
+    await assert.rejects(
+      requests.patch(path('target'), { metadata: { resourceVersion: '1' }, data: { a: 'stale' } }, PatchStrategy.MergePatch),
+      (err: unknown) => err instanceof ApiException && err.code === 409 && /the object has been modified/.test(err.message),
+    );
+    await assert.rejects(requests.patch(path('absent'), { data: { a: 'x' } }, PatchStrategy.MergePatch), (err: unknown) => err instanceof ApiException && err.code === 404);
+    const afterwards = await core.readNamespacedConfigMap({ namespace: NS, name: 'target' });
+    assert.equal(afterwards.metadata?.resourceVersion, before.metadata?.resourceVersion);
+  });
+});
