@@ -14,12 +14,16 @@ export class DecisionService {
   readonly #options: DecisionOptions;
   readonly #metrics: PolicyMetrics | undefined;
   readonly #logger: Logger | undefined;
+  /** Allows are logged at debug: skip building their log object when debug is off (the hot path). */
+  readonly #logAllows: boolean;
 
   constructor(params: { resolver: MailboxResolver; options: DecisionOptions; metrics?: PolicyMetrics; logger?: Logger }) {
     this.#resolver = params.resolver;
     this.#options = params.options;
     this.#metrics = params.metrics;
     this.#logger = params.logger;
+    const logger = params.logger as (Logger & { isLevelEnabled?: (level: string) => boolean }) | undefined;
+    this.#logAllows = logger !== undefined && (logger.isLevelEnabled?.('debug') ?? true);
   }
 
   get options(): DecisionOptions {
@@ -67,7 +71,7 @@ export class DecisionService {
         },
         'policy decision',
       );
-    } else if (decision.verdict === 'allow') {
+    } else if (decision.verdict === 'allow' && this.#logAllows) {
       this.#logger?.debug({ verdict: 'allow', sender: request.sender, recipient: request.recipient, mailbox: decision.mailbox, list: decision.list, entry: decision.entry }, 'policy decision');
     }
     return decision;
