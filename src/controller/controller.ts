@@ -109,6 +109,8 @@ export class Controller {
   readonly #log: Logger;
   readonly #timers: Timers;
   #workers: Promise<void>[] = [];
+  /** When each key last reconciled successfully (what the periodic resync may skip). */
+  #syncedAt = new Map<string, number>();
   #resyncTimer: unknown;
   #started = false;
   #stopping: Promise<void> | undefined;
@@ -145,15 +147,30 @@ export class Controller {
     return this.#stopping;
   }
 
-  /** Queues every key from `keys()` now, behind any other work (what the periodic resync does). */
-  async resync(): Promise<void> {
+  /**
+   * Queues every key from `keys()` now, behind any other work. The periodic resync passes
+   * `skipRecent`: a key reconciled successfully within the last half period was just checked
+   * against the store, so each key is still checked at least every 1.5 periods, and a resync
+   * that lands in a burst of thousands of new objects does not check them all a second time.
+   */
+  async resync(options: { skipRecent?: boolean } = {}): Promise<void> {
     if (!this.#keys) return;
+    const recent = this.#timers.now() - this.#resyncMs / 2;
+    const syncedAt = new Map<string, number>(); // only keys that still exist
     let count = 0;
+    let skipped = 0;
     for (const key of await this.#keys()) {
+      const at = this.#syncedAt.get(key);
+      if (at !== undefined) syncedAt.set(key, at);
+      if (options.skipRecent && at !== undefined && at > recent) {
+        skipped++;
+        continue;
+      }
       this.#queue.addLowPriority(key);
       count++;
     }
-    this.#log.debug({ keys: count }, 'resync queued every key');
+    this.#syncedAt = syncedAt;
+    this.#log.debug({ keys: count, skipped }, 'resync queued the keys');
   }
 
   async #stop(): Promise<void> {
@@ -173,7 +190,7 @@ export class Controller {
   #scheduleResync(): void {
     if (this.#resyncMs <= 0 || !this.#keys || this.#stopping) return;
     this.#resyncTimer = this.#timers.setTimeout(() => {
-      this.resync()
+      this.resync({ skipRecent: true })
         .catch((err: unknown) => this.#log.warn({ err }, 'resync could not list the keys'))
         .finally(() => this.#scheduleResync());
     }, this.#resyncMs);
@@ -197,6 +214,7 @@ export class Controller {
     try {
       const result = await this.#reconcile(key);
       this.#queue.forget(key);
+      this.#syncedAt.set(key, this.#timers.now());
       const after = result?.requeueAfterMs ?? 0;
       if (after > 0) {
         this.#queue.addAfter(key, after);
@@ -206,6 +224,7 @@ export class Controller {
       }
     } catch (err) {
       outcome = 'error';
+      this.#syncedAt.delete(key);
       // addRateLimited counts the failure, so numRequeues below numbers this retry.
       this.#queue.addRateLimited(key);
       this.#metrics.retries.inc({ controller: this.name });

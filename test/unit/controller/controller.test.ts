@@ -105,6 +105,38 @@ describe('Controller', () => {
     await c.stop();
   });
 
+  test('the periodic resync skips keys reconciled within the last half period; an explicit resync queues all', async () => {
+    const queue = new WorkQueue();
+    const counts = new Map<string, number>();
+    let now = 0;
+    const fired: Array<() => void> = [];
+    const timers = { now: () => now, setTimeout: (fn: () => void) => (fired.push(fn), fired.length), clearTimeout: () => {} };
+    const c = new Controller({
+      name: 't3b',
+      queue,
+      timers,
+      resyncMs: 1000,
+      keys: () => ['old', 'fresh', 'failing'],
+      reconcile: async (key) => {
+        counts.set(key, (counts.get(key) ?? 0) + 1);
+        if (key === 'failing') throw new Error('store down');
+      },
+    });
+    c.start();
+    queue.add('old');
+    await until('old reconciled', () => counts.get('old') === 1);
+    now = 600; // 'old' was checked 600 ms ago: older than half the period
+    queue.add('fresh');
+    await until('fresh reconciled', () => counts.get('fresh') === 1);
+    const before = new Map(counts);
+    fired.shift()!(); // the periodic resync
+    await until('resync ran', () => counts.get('old') === 2 && (counts.get('failing') ?? 0) >= 1);
+    assert.equal(counts.get('fresh'), before.get('fresh'), 'fresh was reconciled 0 ms ago and is skipped');
+    await c.resync(); // explicit: every key
+    await until('explicit resync ran', () => counts.get('fresh') === 2 && counts.get('old') === 3);
+    await c.stop();
+  });
+
   test('stop lets a reconcile in flight finish, and gives up after the deadline', async () => {
     const queue = new WorkQueue();
     let finished = false;
