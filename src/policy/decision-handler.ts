@@ -2,7 +2,7 @@ import { decide, failed, planDecision, skipped, type Decision, type DecisionPlan
 import type { DecisionOptions } from '../restrictions/options.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { PolicyMetrics } from '../observability/metrics.ts';
-import type { MailboxResolver, Resolution } from './mailbox-resolver.ts';
+import { RESOLVED, type MailboxResolver, type Resolution } from './mailbox-resolver.ts';
 import type { PolicyHandler, PolicyRequest } from './request.ts';
 
 /**
@@ -34,6 +34,7 @@ export class DecisionService {
   decide(request: PolicyRequest): Decision | Promise<Decision> {
     const plan = planDecision(request, this.#options);
     if (typeof plan === 'string') return this.#record(skipped(plan), request);
+    if (this.#resolver.inMemory) return this.#finish(plan, RESOLVED, request);
     const resolution = this.#resolver.resolve(plan.keys);
     if (!(resolution instanceof Promise)) return this.#finish(plan, resolution, request);
     return resolution.then(

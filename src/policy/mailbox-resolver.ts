@@ -36,7 +36,7 @@ interface CacheEntry {
   readonly expires: number;
 }
 
-const RESOLVED: Resolution = Object.freeze({ failed: undefined });
+export const RESOLVED: Resolution = Object.freeze({ failed: undefined });
 
 /**
  * Fetches the mailboxes a decision needs, through a bounded cache (network stores) or straight
@@ -116,6 +116,11 @@ export class MailboxResolver {
   }
 
   /** Drops everything cached (the manifests store does this on reload). */
+  /** The store is in memory: every lookup is at hand, resolve() has nothing to fetch. */
+  get inMemory(): boolean {
+    return this.#inMemory;
+  }
+
   clear(): void {
     this.#cache.clear();
   }

@@ -13,8 +13,9 @@ import { trimAscii } from './sql-list.ts';
  */
 export class CompiledList {
   readonly #addresses = new Set<string>();
-  readonly #domains = new Set<string>();
-  readonly #trees = new Set<string>();
+  /** Domain → the entry text a match reports (`@domain`, `@.domain`), built once, not per match. */
+  readonly #domains = new Map<string, string>();
+  readonly #trees = new Map<string, string>();
   #any = false;
   /** Entries in the order given (canonical text), for explanations and read-back. */
   readonly entries: readonly string[];
@@ -35,10 +36,10 @@ export class CompiledList {
             this.#any = true;
             break;
           case 'domain':
-            this.#domains.add(entry.domain);
+            this.#domains.set(entry.domain, `@${entry.domain}`);
             break;
           case 'domainTree':
-            this.#trees.add(entry.domain);
+            this.#trees.set(entry.domain, `@.${entry.domain}`);
             break;
           case 'address':
             this.#addresses.add(entry.address);
@@ -66,13 +67,16 @@ export class CompiledList {
    */
   match(address: string, domain: string, subdomains: boolean): string | undefined {
     if (this.#addresses.has(address)) return address;
-    if (this.#domains.has(domain)) return '@' + domain;
+    const byDomain = this.#domains.get(domain);
+    if (byDomain !== undefined) return byDomain;
     if (this.#trees.size > 0) {
-      if (this.#trees.has(domain)) return '@.' + domain;
+      const tree = this.#trees.get(domain);
+      if (tree !== undefined) return tree;
       if (subdomains) {
         for (let dot = domain.indexOf('.'); dot >= 0; dot = domain.indexOf('.', dot + 1)) {
           const parent = domain.slice(dot + 1);
-          if (this.#trees.has(parent)) return '@.' + parent;
+          const parentTree = this.#trees.get(parent);
+          if (parentTree !== undefined) return parentTree;
         }
       }
     }
@@ -82,8 +86,8 @@ export class CompiledList {
 
   #fileLiteral(piece: string): void {
     if (piece === '@.') this.#any = true;
-    else if (piece.startsWith('@.')) this.#trees.add(piece.slice(2));
-    else if (piece.startsWith('@')) this.#domains.add(piece.slice(1));
+    else if (piece.startsWith('@.')) this.#trees.set(piece.slice(2), piece);
+    else if (piece.startsWith('@')) this.#domains.set(piece.slice(1), piece);
     else this.#addresses.add(piece);
   }
 }

@@ -13,7 +13,7 @@ export interface DecisionInput {
 }
 
 /** The normalised addresses of one request and the mailbox keys to fetch for it. */
-export interface DecisionPlan {
+export class DecisionPlan {
   /** Envelope sender, '' for the null sender. */
   readonly sender: string;
   /** The sender without its extension (recipient_delimiter), when it has one. */
@@ -23,8 +23,31 @@ export interface DecisionPlan {
   /** The sending identity whose outbound lists apply ('' when there is none). */
   readonly identity: string;
   readonly identityBase: string | undefined;
-  /** Every distinct mailbox key the decision may read, for one batched store lookup. */
-  readonly keys: readonly string[];
+  #keys: string[] | undefined;
+
+  constructor(sender: string, senderBase: string | undefined, recipient: string, recipientBase: string | undefined, identity: string, identityBase: string | undefined) {
+    this.sender = sender;
+    this.senderBase = senderBase;
+    this.recipient = recipient;
+    this.recipientBase = recipientBase;
+    this.identity = identity;
+    this.identityBase = identityBase;
+  }
+
+  /**
+   * Every distinct mailbox key the decision may read, for one batched store lookup; computed
+   * on first use (an in-memory store never needs it).
+   */
+  get keys(): readonly string[] {
+    if (this.#keys !== undefined) return this.#keys;
+    const keys: string[] = [];
+    if (this.identity !== '') addKey(keys, this.identity);
+    if (this.identityBase !== undefined) addKey(keys, this.identityBase);
+    addKey(keys, this.recipient);
+    if (this.recipientBase !== undefined) addKey(keys, this.recipientBase);
+    this.#keys = keys;
+    return keys;
+  }
 }
 
 export type Verdict = 'allow' | 'reject' | 'none' | 'skip' | 'failure';
@@ -67,14 +90,11 @@ export function planDecision(input: DecisionInput, options: DecisionOptions): De
   const senderBase = stripExtension(sender, delimiter);
   const recipientBase = stripExtension(recipient, delimiter);
   const identityBase = identity === sender ? senderBase : stripExtension(identity, delimiter);
-
-  const keys: string[] = [];
-  if (identity !== '') addKey(keys, identity);
-  if (identityBase !== undefined) addKey(keys, identityBase);
-  addKey(keys, recipient);
-  if (recipientBase !== undefined) addKey(keys, recipientBase);
-  return { sender, senderBase, recipient, recipientBase, identity, identityBase, keys };
+  return new DecisionPlan(sender, senderBase, recipient, recipientBase, identity, identityBase);
 }
+
+/** Most requests match no list: one shared answer rather than an object per request. */
+const NO_MATCH: Decision = Object.freeze({ verdict: 'none', action: 'DUNNO', reason: 'no list of the sending identity or the recipient matched' });
 
 /**
  * Steps 2–4 of spec §3 over already-fetched mailboxes: outbound (the sending identity's
@@ -99,7 +119,7 @@ export function decide(plan: DecisionPlan, lookup: MailboxLookup, options: Decis
       (exempt ? undefined : check(mailbox.rejectedSenders, 'rejectedSenders', plan.sender, plan.senderBase, options));
     if (hit !== undefined) return verdictOf(hit, 'inbound', mailbox.address, options);
   }
-  return { verdict: 'none', action: 'DUNNO', reason: 'no list of the sending identity or the recipient matched' };
+  return NO_MATCH;
 }
 
 /** The answer for a request not judged (see {@link planDecision}). */
@@ -173,6 +193,13 @@ export function stripExtension(address: string, delimiter: string): string | und
   if (delimiter === '' || address === '') return undefined;
   const at = address.lastIndexOf('@');
   const localEnd = at < 0 ? address.length : at;
+  if (delimiter.length === 1) {
+    // The usual case (`+`), without a loop over the local part; an address that begins with
+    // the delimiter is kept as it is, as below.
+    const i = address.indexOf(delimiter);
+    if (i <= 0 || i >= localEnd) return undefined;
+    return address.slice(0, i) + address.slice(localEnd);
+  }
   for (let i = 0; i < localEnd; i++) {
     if (delimiter.includes(address[i]!)) {
       // Postfix keeps an address that begins with the delimiter as it is.
