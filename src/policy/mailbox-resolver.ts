@@ -1,6 +1,6 @@
 import { LRUCache } from 'lru-cache';
 import type { MailboxLookup } from '../restrictions/decide.ts';
-import type { MailboxRecord } from '../restrictions/lists.ts';
+import { LIST_NAMES, type MailboxRecord } from '../restrictions/lists.ts';
 import { compileMailbox, type CompiledMailbox } from '../restrictions/mailbox.ts';
 import type { DecisionOptions } from '../restrictions/options.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -34,6 +34,8 @@ export interface Resolution {
 interface CacheEntry {
   readonly mailbox: CompiledMailbox | null;
   readonly expires: number;
+  /** What `mailbox` was compiled from: a refetch with the same lists reuses it. */
+  readonly source: MailboxRecord | undefined;
 }
 
 export const RESOLVED: Resolution = Object.freeze({ failed: undefined });
@@ -196,12 +198,17 @@ export class MailboxResolver {
     for (const key of keys) {
       const record = found.get(key);
       if (record === undefined) {
-        this.#cache.set(key, { mailbox: null, expires: now + this.#options.negativeTtlMs });
+        this.#cache.set(key, { mailbox: null, expires: now + this.#options.negativeTtlMs, source: undefined });
         continue;
       }
-      const mailbox = compileMailbox(record, this.#decision);
-      if (mailbox.invalid.length > 0) this.#reportInvalid(key, mailbox);
-      this.#cache.set(key, { mailbox, expires: now + this.#options.ttlMs });
+      // Compiling validates every entry; a refetch after the TTL mostly brings the same lists.
+      const previous = this.#cache.peek(key);
+      let mailbox = previous?.source !== undefined && sameRecord(previous.source, record) ? previous.mailbox : null;
+      if (mailbox === null) {
+        mailbox = compileMailbox(record, this.#decision);
+        if (mailbox.invalid.length > 0) this.#reportInvalid(key, mailbox);
+      }
+      this.#cache.set(key, { mailbox, expires: now + this.#options.ttlMs, source: record });
     }
   }
 
@@ -215,6 +222,18 @@ export class MailboxResolver {
       `mailbox ${key} has ${mailbox.invalid.length} invalid entries, ignored`,
     );
   }
+}
+
+function sameRecord(a: MailboxRecord, b: MailboxRecord): boolean {
+  if (a.address !== b.address) return false;
+  for (const name of LIST_NAMES) {
+    const x = a.lists[name];
+    const y = b.lists[name];
+    if (x === y) continue;
+    if (x === null || y === null || x.length !== y.length) return false;
+    for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+  }
+  return true;
 }
 
 function definedOnly<T extends object>(value: T): Partial<T> {

@@ -79,6 +79,24 @@ describe('mailbox resolver', () => {
     assert.equal(store.calls.length, 2);
   });
 
+  test('a refetch that brings the same lists reuses their compiled form; changed lists are compiled anew', async () => {
+    const { store, resolver } = setup({ ttlMs: 0, negativeTtlMs: 0 });
+    await resolver.resolve(['alice@example.com']);
+    const first = resolver.lookup('alice@example.com');
+    assert.ok(first);
+    // An equal record, but a new object, as every store round trip returns.
+    store.data.set('alice@example.com', record('alice@example.com', ['@.']));
+    await resolver.resolve(['alice@example.com']);
+    assert.equal(resolver.lookup('alice@example.com'), first);
+    store.data.set('alice@example.com', record('alice@example.com', ['@yahoo.test']));
+    await resolver.resolve(['alice@example.com']);
+    const changed = resolver.lookup('alice@example.com');
+    assert.notEqual(changed, first);
+    assert.equal(changed?.rejectedRecipients?.match('x@yahoo.test', 'yahoo.test', false), '@yahoo.test');
+    assert.equal(changed?.rejectedRecipients?.match('x@gmail.com', 'gmail.com', false), undefined);
+    assert.equal(store.calls.length, 3);
+  });
+
   test('the cache is bounded', async () => {
     const { resolver } = setup({ maxEntries: 10 });
     for (let i = 0; i < 50; i++) await resolver.resolve([`u${i}@example.com`]);
