@@ -2,6 +2,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { CustomObjectsApi, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
 import { ResourceInformer } from '../../src/controller/informer.ts';
+import { commandOfStat, cpuSecondsOfStat } from '../helpers/proc.ts';
 import type { SqlServer } from '../harness/containers.ts';
 import { GROUP, VERSION, type Obj, type resources } from '../harness/operator-env.ts';
 
@@ -134,10 +135,8 @@ export function cpuByProcess(names: readonly string[]): Record<string, number> {
     } catch {
       continue; // exited meanwhile
     }
-    const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-    if (!(comm in totals)) continue;
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    totals[comm]! += (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, USER_HZ = 100
+    const comm = commandOfStat(stat);
+    if (comm in totals) totals[comm]! += cpuSecondsOfStat(stat);
   }
   return totals;
 }

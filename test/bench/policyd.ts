@@ -31,7 +31,8 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { rcptRequests, writeManifests } from './fixtures.ts';
 import { parseStoreList, runStoreBench } from './stores.ts';
-import { cpuSeconds, startServer, stop, type RunResult } from './store-support.ts';
+import { processCpuSeconds } from '../helpers/proc.ts';
+import { startServer, stop, type RunResult } from './store-support.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const here = join(root, 'test/bench');
@@ -59,9 +60,9 @@ type Result = RunResult;
 async function runLoad(server: { child: ChildProcess; port: number }, connections: number, requestsFile: string): Promise<Result> {
   // CPU is counted over the warm-up too, so it is divided by every request sent, estimated
   // from the measured rate; the figure compares servers, it is not an absolute cost.
-  const cpuBefore = cpuSeconds(server.child.pid);
+  const cpuBefore = processCpuSeconds(server.child.pid);
   const result = await generate(server.port, connections, requestsFile);
-  const cpu = cpuSeconds(server.child.pid) - cpuBefore;
+  const cpu = processCpuSeconds(server.child.pid) - cpuBefore;
   const total = result.rps * (Number(values.seconds) + Number(values.warmup));
   return { ...result, cpuUs: (cpu / total) * 1e6 };
 }

@@ -4,11 +4,11 @@
  * The same steps as test/bench/policyd.ts, which keeps its own copies inline.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { connect, createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { processCpuSeconds } from '../helpers/proc.ts';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const HERE = join(ROOT, 'test/bench');
@@ -42,17 +42,6 @@ export async function storeLookups(server: RunningServer): Promise<number> {
     const text = await (await fetch(`http://${HOST}:${server.httpPort}/metrics`)).text();
     const match = /^mailwarden_store_lookup_duration_seconds_count(?:\{[^}]*\})? (\S+)$/m.exec(text);
     return match === null ? NaN : Number(match[1]);
-  } catch {
-    return NaN;
-  }
-}
-
-/** CPU seconds (user + system) a process has used, from /proc/PID/stat; NaN when unavailable. */
-export function cpuSeconds(pid: number | undefined): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
   } catch {
     return NaN;
   }
@@ -117,7 +106,7 @@ function answers(port: number): Promise<boolean> {
 
 /** Runs a bench child script that prints one JSON line of figures; CPU of `measured` per request. */
 async function runChild(script: string, args: string[], measured: number | undefined, totalSeconds: number): Promise<RunResult> {
-  const cpuBefore = cpuSeconds(measured);
+  const cpuBefore = processCpuSeconds(measured);
   const result = await new Promise<Omit<RunResult, 'cpuUs'>>((resolveRun, reject) => {
     const child = spawn(process.execPath, [join(HERE, script), ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
@@ -128,7 +117,7 @@ async function runChild(script: string, args: string[], measured: number | undef
   });
   // The store ceiling client measures its own CPU.
   if (measured === undefined) return { cpuUs: NaN, ...result };
-  const cpu = cpuSeconds(measured) - cpuBefore;
+  const cpu = processCpuSeconds(measured) - cpuBefore;
   // CPU is counted over the warm-up too, so it is divided by the requests of the whole run,
   // estimated from the measured rate (as test/bench/policyd.ts does).
   return { ...result, cpuUs: (cpu / (result.rps * totalSeconds)) * 1e6 };

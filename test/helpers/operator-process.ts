@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { repoPath } from './paths.ts';
+import { processCpuSeconds } from './proc.ts';
 
 /** One JSON log record of the operator (pino: `level`, `time`, `msg` and the fields). */
 export type LogRecord = Record<string, unknown> & { msg?: string; level?: string };
@@ -168,11 +169,7 @@ export async function startOperatorProcess(options: OperatorProcessOptions): Pro
     },
     rssBytes: () => procStatusBytes(child.pid!, 'VmRSS'),
     peakRssBytes: () => procStatusBytes(child.pid!, 'VmHWM'),
-    cpuSeconds: () => {
-      const stat = readFileSync(`/proc/${child.pid}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, USER_HZ = 100
-    },
+    cpuSeconds: () => processCpuSeconds(child.pid),
   };
 }
 
