@@ -33,7 +33,6 @@ export class ConflictError extends Error {
  */
 export class MailwardenKubeClient {
   readonly #core: CoreV1Api;
-
   readonly #requests: KubeRequests;
 
   constructor(kc: KubeConfig) {

@@ -3,6 +3,14 @@ import { bufferFromFileOrString, KubeConfig, type RequestContext } from '@kubern
 
 type Dispatcher = NonNullable<ReturnType<RequestContext['getDispatcher']>>;
 
+const UNUSED_AGENT = new Error('agent replaced by the shared connection pool');
+const POOLED = new WeakSet<object>();
+
+/** Whether `dispatcher` is a shared pool (else it is one request's own, to be closed after it). */
+export function isPooledDispatcher(dispatcher: object): boolean {
+  return POOLED.has(dispatcher);
+}
+
 /**
  * A KubeConfig whose requests share one connection pool per API server and client identity.
  *
@@ -15,14 +23,6 @@ type Dispatcher = NonNullable<ReturnType<RequestContext['getDispatcher']>>;
  * Users authenticated by an exec plugin, which may hand out client certificates of its own, keep
  * the library's behaviour; tokens (in-cluster, auth providers) travel in headers, not the pool.
  */
-const UNUSED_AGENT = new Error('agent replaced by the shared connection pool');
-const POOLED = new WeakSet<object>();
-
-/** Whether `dispatcher` is a shared pool (else it is one request's own, to be closed after it). */
-export function isPooledDispatcher(dispatcher: object): boolean {
-  return POOLED.has(dispatcher);
-}
-
 class ConnectionReusingKubeConfig extends KubeConfig {
   readonly #pools = new Map<string, { fingerprint: string; dispatcher: Dispatcher }>();
 

@@ -29,19 +29,28 @@ export class KubeRequests {
     const context = new RequestContext(url, HttpMethod.PATCH);
     await this.#kc.applySecurityAuthentication(context);
     const dispatcher = context.getDispatcher() as Dispatcher | undefined;
-    const response = await request(url, {
-      method: 'PATCH',
-      headers: { ...context.getHeaders(), 'content-type': contentType, accept: 'application/json' },
-      body: JSON.stringify(body),
-      ...(dispatcher === undefined ? {} : { dispatcher }),
-    });
-    const text = await response.body.text();
-    // A KubeConfig that does not pool (exec-plugin users) hands out an Agent per request.
-    if (dispatcher !== undefined && !isPooledDispatcher(dispatcher)) void dispatcher.close().catch(() => {});
+    let status: number;
+    let headers: Record<string, string | string[] | undefined>;
+    let text: string;
+    try {
+      const response = await request(url, {
+        method: 'PATCH',
+        headers: { ...context.getHeaders(), 'content-type': contentType, accept: 'application/json' },
+        body: JSON.stringify(body),
+        ...(dispatcher === undefined ? {} : { dispatcher }),
+      });
+      status = response.statusCode;
+      headers = response.headers;
+      text = await response.body.text();
+    } finally {
+      // A KubeConfig that does not pool (exec-plugin users) hands out an Agent per request,
+      // closed after it whether it succeeded or not.
+      if (dispatcher !== undefined && !isPooledDispatcher(dispatcher)) void dispatcher.close().catch(() => {});
+    }
     const parsed = parseJson(text);
-    if (response.statusCode < 200 || response.statusCode > 299) {
+    if (status < 200 || status > 299) {
       const message = (parsed as { message?: unknown } | undefined)?.message;
-      throw new ApiException(response.statusCode, `HTTP ${response.statusCode}: ${typeof message === 'string' ? message : text.slice(0, 300)}`, parsed ?? text, flatten(response.headers));
+      throw new ApiException(status, `HTTP ${status}: ${typeof message === 'string' ? message : text.slice(0, 300)}`, parsed ?? text, flatten(headers));
     }
     return parsed;
   }

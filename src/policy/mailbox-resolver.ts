@@ -117,12 +117,12 @@ export class MailboxResolver {
     return this.#fetch(missing);
   }
 
-  /** Drops everything cached (the manifests store does this on reload). */
   /** The store is in memory: every lookup is at hand, resolve() has nothing to fetch. */
   get inMemory(): boolean {
     return this.#inMemory;
   }
 
+  /** Drops everything cached (the manifests store does this on reload). */
   clear(): void {
     this.#cache.clear();
   }
