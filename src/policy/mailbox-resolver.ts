@@ -6,6 +6,12 @@ import type { DecisionOptions } from '../restrictions/options.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { PolicyMetrics } from '../observability/metrics.ts';
 import { StoreError, type MailboxStore } from '../stores/store.ts';
+import { LookupBatcher } from './lookup-batcher.ts';
+
+/** Round trips at once for a store that does not say (its pool size, when it has one). */
+const DEFAULT_LOOKUP_CONCURRENCY = 4;
+/** Keys in one store round trip at most: a bounded `IN (…)` list or LDAP OR filter. */
+const MAX_KEYS_PER_LOOKUP = 64;
 
 export interface ResolverOptions {
   /** How long a fetched mailbox is used without asking the store again. */
@@ -45,9 +51,9 @@ export const RESOLVED: Resolution = Object.freeze({ failed: undefined });
  * from memory (the manifests store, which answers synchronously).
  *
  * Entries are kept past their TTL (until evicted) as the last known good data: when the store
- * fails or times out, a stale entry still answers (spec §4). Concurrent misses for the same key
- * share one store round trip. A fully cached request resolves synchronously, so the hot path
- * allocates no promise.
+ * fails or times out, a stale entry still answers (spec §4). Misses of concurrent requests are
+ * coalesced into shared store round trips (see LookupBatcher). A fully cached request resolves
+ * synchronously, so the hot path allocates no promise.
  */
 export class MailboxResolver {
   readonly #store: MailboxStore;
@@ -56,7 +62,8 @@ export class MailboxResolver {
   readonly #metrics: PolicyMetrics | undefined;
   readonly #logger: Logger | undefined;
   readonly #cache: LRUCache<string, CacheEntry>;
-  readonly #inflight = new Map<string, Promise<void>>();
+  /** Misses go to the store through here: coalesced, bounded, with the lookup timeout. */
+  readonly #batcher: LookupBatcher;
   #inMemory = false;
   /** Invalid entries already logged, per mailbox (by their texts), so each is logged once. */
   readonly #loggedInvalid: LRUCache<string, string>;
@@ -77,6 +84,15 @@ export class MailboxResolver {
     this.#logger = params.logger;
     this.#cache = new LRUCache({ max: this.#options.maxEntries });
     this.#loggedInvalid = new LRUCache({ max: 10_000 });
+    const timeoutMs = this.#options.lookupTimeoutMs;
+    this.#batcher = new LookupBatcher({
+      concurrency: params.store.lookupConcurrency ?? DEFAULT_LOOKUP_CONCURRENCY,
+      maxKeys: MAX_KEYS_PER_LOOKUP,
+      timeoutMs,
+      fetch: (keys, signal) => this.#roundTrip(keys, signal),
+      timeoutError: () => new StoreError('Unavailable', `the ${params.store.kind} store did not answer within ${timeoutMs} ms`),
+      onFailure: (error, keys) => this.#lookupFailed(error, keys),
+    });
     const peek = params.store.peek?.bind(params.store);
     if (peek !== undefined) {
       // In memory: no cache, no TTL, no promise. Compiled once per record; a reload brings new
@@ -133,22 +149,11 @@ export class MailboxResolver {
 
   async #fetch(keys: string[]): Promise<Resolution> {
     this.#metrics?.cache.miss.inc(keys.length);
+    // Every key is asked for before anything is awaited, so they share a batch.
     const waits: Promise<void>[] = [];
-    const own: string[] = [];
     for (const key of keys) {
-      const pending = this.#inflight.get(key);
-      if (pending !== undefined) waits.push(pending);
-      else own.push(key);
-    }
-    if (own.length > 0) {
-      const round = this.#roundTrip(own);
-      for (const key of own) this.#inflight.set(key, round);
-      waits.push(round);
-      // then(f, f), not finally: a derived promise that rejects unobserved would crash the process.
-      const settle = () => {
-        for (const key of own) if (this.#inflight.get(key) === round) this.#inflight.delete(key);
-      };
-      round.then(settle, settle);
+      const wait = this.#batcher.request(key);
+      if (!waits.includes(wait)) waits.push(wait);
     }
     let failure: StoreError | undefined;
     for (const wait of waits) {
@@ -167,30 +172,23 @@ export class MailboxResolver {
     return RESOLVED;
   }
 
-  /** One batched lookup with a timeout; fills the cache, rejects with a StoreError. */
-  async #roundTrip(keys: string[]): Promise<void> {
-    const controller = new AbortController();
-    const timeoutMs = this.#options.lookupTimeoutMs;
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        controller.abort();
-        reject(new StoreError('Unavailable', `the ${this.#store.kind} store did not answer within ${timeoutMs} ms`));
-      }, timeoutMs);
-    });
+  /** One round trip for a batch of keys; fills the cache, rejects with a StoreError. */
+  async #roundTrip(keys: string[], signal: AbortSignal): Promise<void> {
     const started = performance.now();
+    let found: ReadonlyMap<string, MailboxRecord>;
     try {
-      const found = await Promise.race([this.#store.lookup(keys, controller.signal), timeout]);
-      this.#metrics?.storeLookupDuration.observe((performance.now() - started) / 1000);
-      this.#install(keys, found);
+      found = await this.#store.lookup(keys, signal);
     } catch (error) {
-      const storeError = error instanceof StoreError ? error : new StoreError('Unavailable', `the ${this.#store.kind} store failed: ${(error as Error)?.message ?? String(error)}`, { cause: error });
-      this.#metrics?.storeError(storeError.kind);
-      this.#logger?.warn({ store: this.#store.kind, kind: storeError.kind, keys: keys.length }, `store lookup failed: ${storeError.message}`);
-      throw storeError;
-    } finally {
-      clearTimeout(timer);
+      throw error instanceof StoreError ? error : new StoreError('Unavailable', `the ${this.#store.kind} store failed: ${(error as Error)?.message ?? String(error)}`, { cause: error });
     }
+    this.#metrics?.storeLookupDuration.observe((performance.now() - started) / 1000);
+    this.#install(keys, found);
+  }
+
+  #lookupFailed(error: Error, keys: readonly string[]): void {
+    const storeError = error as StoreError;
+    this.#metrics?.storeError(storeError.kind);
+    this.#logger?.warn({ store: this.#store.kind, kind: storeError.kind, keys: keys.length }, `store lookup failed: ${storeError.message}`);
   }
 
   #install(keys: readonly string[], found: ReadonlyMap<string, MailboxRecord>): void {

@@ -78,11 +78,13 @@ export class LdapMailboxStore implements WritableMailboxStore {
   readonly #settings: LdapStoreSettings;
   readonly #parts: LdapStoreParts;
   readonly #readAttributes: string[];
+  readonly lookupConcurrency: number;
   #closed = false;
 
   constructor(connections: LdapConnections, settings: LdapStoreSettings, parts: LdapStoreParts) {
     this.#connections = connections;
     this.#settings = settings;
+    this.lookupConcurrency = settings.poolSize;
     this.#parts = parts;
     this.#readAttributes = [...settings.addressAttributes, ...LIST_NAMES.map((name) => settings.attributes[name]), 'objectClass'];
   }

@@ -56,10 +56,12 @@ export class SqlMailboxStore implements WritableMailboxStore {
   readonly #settings: SqlStoreSettings;
   readonly #semantics: Semantics;
   readonly #health: Health;
+  readonly lookupConcurrency: number;
   #closed = false;
 
   constructor(driver: SqlDriver, settings: SqlStoreSettings, options: SqlStoreOptions) {
     this.kind = driver.dialect.name;
+    this.lookupConcurrency = settings.poolSize;
     this.#driver = driver;
     this.#settings = settings;
     this.#statements = new SqlStatements(driver.dialect, settings);

@@ -23,6 +23,11 @@ export interface MailboxStore {
   onChange?(listener: () => void): void;
   /** True when the store can answer (for `/readyz`). */
   ready?(): boolean;
+  /**
+   * How many lookups are worth running at once (a network store's pool size). The caller keeps
+   * further lookups back and merges their keys into one, instead of queueing them in the pool.
+   */
+  readonly lookupConcurrency?: number;
   close(): Promise<void>;
 }
 

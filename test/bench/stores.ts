@@ -2,7 +2,8 @@
  * The policy daemon against real SQL and LDAP stores (PostgreSQL, MariaDB, OpenLDAP in
  * containers, loaded with the benchmark's mailboxes), per store and connection count:
  *
- *   cold     the daemon with a cache TTL of 0: every request does its batched store lookup
+ *   cold     the daemon with a cache TTL of 0: every key of every request is fetched from the store
+ *            (the misses of concurrent requests coalesced into shared round trips)
  *   store    the store's ceiling: the same lookups (same SQL and bound keys, same LDAP search)
  *            issued straight through the driver by C callers over a pool of the store's default
  *            size, in its own process (test/bench/store-ceiling.ts)
@@ -139,7 +140,8 @@ export async function runStoreBench(options: StoreBenchOptions, out: NodeJS.Writ
           let r: Partial<Omit<Row, 'store' | 'c'>> = {};
           const steps = {
             cold: async () => {
-              // Concurrent requests that need the same mailbox share one round trip, even with a TTL of 0.
+              // Every key reaches the store, but the misses of concurrent requests share round trips
+              // (the resolver coalesces them), even with a TTL of 0: lookups/req counts round trips.
               const before = await storeLookups(cold);
               const run = await loadRun(cold, c, options.requestsFile, options.seconds, options.warmup);
               const lookups = (await storeLookups(cold)) - before;
@@ -210,7 +212,8 @@ function printTable(rows: readonly Row[], out: NodeJS.WritableStream): void {
   const line = (cells: string[]): string => cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i] as number) : cell.padStart(widths[i] as number))).join('  ');
   out.write(`\n${line(header)}\n${table.map(line).join('\n')}\n`);
   out.write(
-    'cold: daemon with --cache-ttl 0ms (a store lookup per request, but concurrent requests needing the same mailbox share one: lookups/req);\n' +
+    'cold: daemon with --cache-ttl 0ms: every key of every request is fetched from the store, the misses of concurrent requests\n' +
+      '  coalesced into shared round trips (lookups/req = store round trips per request);\n' +
       'store: the same lookups straight through the driver, same pool size (the store default unless --pool-size), one per request;\n' +
       'warm: daemon with the default TTL after a priming pass; protocol: the DUNNO ceiling server. Goals: cold/store >= 0.7, warm/protocol >= 0.8.\n',
   );

@@ -143,6 +143,15 @@ describe('mailbox resolver', () => {
     assert.equal(store.calls.length, 1);
   });
 
+  test('misses of concurrent requests for different mailboxes are coalesced into one round trip', async () => {
+    const { store, service } = setup();
+    const senders = Array.from({ length: 10 }, (_, i) => `s${i}@example.net`);
+    const decisions = await Promise.all(senders.map((sender) => service.decide(request(sender, 'alice@example.com'))));
+    assert.ok(decisions.every((d) => d.verdict === 'none'));
+    assert.equal(store.calls.length, 1);
+    assert.deepEqual(new Set(store.calls[0]), new Set([...senders, 'alice@example.com']));
+  });
+
   test('invalid entries are counted and ignored', async () => {
     const { store, service, metrics } = setup();
     store.data.set('bob@example.com', record('bob@example.com', ['gmail.com', '@yahoo.test']));
