@@ -13,7 +13,7 @@ export class PolicyMetrics {
   readonly requestDuration: HotHistogram;
   readonly storeErrors: Counter<'store' | 'kind'>;
   readonly storeLookupDuration: Histogram.Internal<'store'>;
-  readonly cache: { readonly hit: Counter.Internal; readonly miss: Counter.Internal; readonly stale: Counter.Internal };
+  readonly cache: Readonly<Record<'hit' | 'miss' | 'stale', HotCounterChild>>;
   readonly invalidEntries: Counter;
   readonly connections: Gauge;
   readonly protocolErrors: Counter<'reason'>;
@@ -50,13 +50,14 @@ export class PolicyMetrics {
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers: [registry],
     }).labels(options.store);
-    const cache = new Counter({
+    // Counted per mailbox key of every request: a hot metric like the decisions.
+    this.cache = new HotCounter({
       name: 'mailwarden_cache_lookups_total',
       help: 'Mailbox lookups by cache result: hit (fresh), miss (fetched), stale (store failed, last known good data used).',
-      labelNames: ['result'] as const,
+      label: 'result',
+      values: ['hit', 'miss', 'stale'] as const,
       registers: [registry],
-    });
-    this.cache = { hit: cache.labels('hit'), miss: cache.labels('miss'), stale: cache.labels('stale') };
+    }).children;
     this.invalidEntries = new Counter({
       name: 'mailwarden_invalid_entries_total',
       help: 'Invalid list entries found in fetched mailboxes and ignored.',
