@@ -95,23 +95,23 @@ export class MailboxResolver {
     });
     const peek = params.store.peek?.bind(params.store);
     if (peek !== undefined) {
-      // In memory: no cache, no TTL, no promise. Compiled once per record; a reload brings new
-      // records and the old ones (and their compiled form) are collected.
-      const compiled = new WeakMap<MailboxRecord, CompiledMailbox>();
+      // In memory: no cache, no TTL, no promise. Each mailbox is compiled on first use and kept
+      // under its key until the store reloads: one hash lookup per key on the hot path.
+      const compiled = new Map<string, CompiledMailbox>();
       this.#inMemory = true;
       this.lookup = (key) => {
+        const known = compiled.get(key);
+        if (known !== undefined) return known;
         const record = peek(key);
         if (record === undefined) return undefined;
-        let mailbox = compiled.get(record);
-        if (mailbox === undefined) {
-          mailbox = compileMailbox(record, this.#decision);
-          if (mailbox.invalid.length > 0) this.#reportInvalid(key, mailbox);
-          compiled.set(record, mailbox);
-        }
+        const mailbox = compileMailbox(record, this.#decision);
+        if (mailbox.invalid.length > 0) this.#reportInvalid(key, mailbox);
+        compiled.set(key, mailbox);
         return mailbox;
       };
+      params.store.onChange?.(() => compiled.clear());
     } else {
-      this.lookup = (key) => this.#cache.get(key)?.mailbox ?? undefined;
+      this.lookup = (key) => this.#cache.peek(key)?.mailbox ?? undefined;
     }
     params.store.onChange?.(() => this.#cache.clear());
   }

@@ -12,10 +12,12 @@ import { trimAscii } from './sql-list.ts';
  * matches nothing.
  */
 export class CompiledList {
-  readonly #addresses = new Set<string>();
+  // Each kind's table exists only when the list has such entries: matching skips an absent
+  // kind without touching its (cold) memory, which is most of the cost at 10,000 mailboxes.
+  #addresses: Set<string> | null = null;
   /** Domain → the entry text a match reports (`@domain`, `@.domain`), built once, not per match. */
-  readonly #domains = new Map<string, string>();
-  readonly #trees = new Map<string, string>();
+  #domains: Map<string, string> | null = null;
+  #trees: Map<string, string> | null = null;
   #any = false;
   /** Entries in the order given (canonical text), for explanations and read-back. */
   readonly entries: readonly string[];
@@ -36,13 +38,13 @@ export class CompiledList {
             this.#any = true;
             break;
           case 'domain':
-            this.#domains.set(entry.domain, `@${entry.domain}`);
+            (this.#domains ??= new Map()).set(entry.domain, `@${entry.domain}`);
             break;
           case 'domainTree':
-            this.#trees.set(entry.domain, `@.${entry.domain}`);
+            (this.#trees ??= new Map()).set(entry.domain, `@.${entry.domain}`);
             break;
           case 'address':
-            this.#addresses.add(entry.address);
+            (this.#addresses ??= new Set()).add(entry.address);
             break;
         }
         kept.push(entry.text);
@@ -66,16 +68,18 @@ export class CompiledList {
    * With `subdomains`, `@.example.com` also matches `x.example.com`, `a.b.example.com`.
    */
   match(address: string, domain: string, subdomains: boolean): string | undefined {
-    if (this.#addresses.has(address)) return address;
-    const byDomain = this.#domains.get(domain);
-    if (byDomain !== undefined) return byDomain;
-    if (this.#trees.size > 0) {
-      const tree = this.#trees.get(domain);
+    if (this.#addresses !== null && this.#addresses.has(address)) return address;
+    if (this.#domains !== null) {
+      const byDomain = this.#domains.get(domain);
+      if (byDomain !== undefined) return byDomain;
+    }
+    const trees = this.#trees;
+    if (trees !== null) {
+      const tree = trees.get(domain);
       if (tree !== undefined) return tree;
       if (subdomains) {
         for (let dot = domain.indexOf('.'); dot >= 0; dot = domain.indexOf('.', dot + 1)) {
-          const parent = domain.slice(dot + 1);
-          const parentTree = this.#trees.get(parent);
+          const parentTree = trees.get(domain.slice(dot + 1));
           if (parentTree !== undefined) return parentTree;
         }
       }
@@ -86,9 +90,9 @@ export class CompiledList {
 
   #fileLiteral(piece: string): void {
     if (piece === '@.') this.#any = true;
-    else if (piece.startsWith('@.')) this.#trees.set(piece.slice(2), piece);
-    else if (piece.startsWith('@')) this.#domains.set(piece.slice(1), piece);
-    else this.#addresses.add(piece);
+    else if (piece.startsWith('@.')) (this.#trees ??= new Map()).set(piece.slice(2), piece);
+    else if (piece.startsWith('@')) (this.#domains ??= new Map()).set(piece.slice(1), piece);
+    else (this.#addresses ??= new Set()).add(piece);
   }
 }
 

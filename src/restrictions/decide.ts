@@ -20,6 +20,11 @@ export class DecisionPlan {
   readonly senderBase: string | undefined;
   readonly recipient: string;
   readonly recipientBase: string | undefined;
+  /** The domain parts (see domainOf), taken once per request rather than once per list checked. */
+  readonly senderDomain: string;
+  readonly senderBaseDomain: string | undefined;
+  readonly recipientDomain: string;
+  readonly recipientBaseDomain: string | undefined;
   /** The sending identity whose outbound lists apply ('' when there is none). */
   readonly identity: string;
   readonly identityBase: string | undefined;
@@ -32,6 +37,10 @@ export class DecisionPlan {
     this.recipientBase = recipientBase;
     this.identity = identity;
     this.identityBase = identityBase;
+    this.senderDomain = domainOf(sender);
+    this.senderBaseDomain = senderBase === undefined ? undefined : domainOf(senderBase);
+    this.recipientDomain = domainOf(recipient);
+    this.recipientBaseDomain = recipientBase === undefined ? undefined : domainOf(recipientBase);
   }
 
   /**
@@ -106,8 +115,8 @@ export function decide(plan: DecisionPlan, lookup: MailboxLookup, options: Decis
     const mailbox = findMailbox(lookup, plan.identity, plan.identityBase);
     if (mailbox !== undefined) {
       const hit =
-        check(mailbox.allowedRecipients, 'allowedRecipients', plan.recipient, plan.recipientBase, options) ??
-        check(mailbox.rejectedRecipients, 'rejectedRecipients', plan.recipient, plan.recipientBase, options);
+        check(mailbox.allowedRecipients, 'allowedRecipients', plan.recipient, plan.recipientDomain, plan.recipientBase, plan.recipientBaseDomain, options) ??
+        check(mailbox.rejectedRecipients, 'rejectedRecipients', plan.recipient, plan.recipientDomain, plan.recipientBase, plan.recipientBaseDomain, options);
       if (hit !== undefined) return verdictOf(hit, 'outbound', mailbox.address, options);
     }
   }
@@ -115,8 +124,8 @@ export function decide(plan: DecisionPlan, lookup: MailboxLookup, options: Decis
   if (mailbox !== undefined) {
     const exempt = options.nullSenderExemption && plan.sender === '';
     const hit =
-      check(mailbox.allowedSenders, 'allowedSenders', plan.sender, plan.senderBase, options) ??
-      (exempt ? undefined : check(mailbox.rejectedSenders, 'rejectedSenders', plan.sender, plan.senderBase, options));
+      check(mailbox.allowedSenders, 'allowedSenders', plan.sender, plan.senderDomain, plan.senderBase, plan.senderBaseDomain, options) ??
+      (exempt ? undefined : check(mailbox.rejectedSenders, 'rejectedSenders', plan.sender, plan.senderDomain, plan.senderBase, plan.senderBaseDomain, options));
     if (hit !== undefined) return verdictOf(hit, 'inbound', mailbox.address, options);
   }
   return NO_MATCH;
@@ -156,14 +165,16 @@ function check(
   list: CompiledList | null,
   name: ListName,
   address: string,
+  domain: string,
   base: string | undefined,
+  baseDomain: string | undefined,
   options: DecisionOptions,
 ): Hit | undefined {
   if (list === null) return undefined;
-  let entry = list.match(address, domainOf(address), options.subdomainMatching);
+  let entry = list.match(address, domain, options.subdomainMatching);
   if (entry !== undefined) return { list: name, entry, matched: address };
   if (base === undefined) return undefined;
-  entry = list.match(base, domainOf(base), options.subdomainMatching);
+  entry = list.match(base, baseDomain as string, options.subdomainMatching);
   return entry === undefined ? undefined : { list: name, entry, matched: base };
 }
 
