@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import { AppsV1Api, CoreV1Api, CustomObjectsApi, type KubeConfig, type KubernetesListObject, type KubernetesObject, type V1Deployment, type V1Pod, type V1Secret } from '@kubernetes/client-node';
 import { Counter, Registry, collectDefaultMetrics } from 'prom-client';
 import { API_VERSION_NAME, MailwardenKubeClient, PLURALS, type MailwardenKind } from '../api/kube-client.ts';
+import { slim, slimShared, StringPool } from '../controller/cached-object.ts';
 import { reuseConnections } from '../api/kube-config.ts';
 import { MAIL_BACKEND_KIND } from '../api/mail-backend.ts';
 import { API_GROUP, API_VERSION, MAIL_USER_RESTRICTION_KIND } from '../api/mail-user-restriction.ts';
@@ -86,13 +87,14 @@ export class Operator {
     const namespaces = options.namespaces && options.namespaces.length > 0 ? options.namespaces : [undefined];
     const objects = kc.makeApiClient(CustomObjectsApi);
     const core = kc.makeApiClient(CoreV1Api);
+    const strings = new StringPool();
     const custom = <T,>(kind: MailwardenKind) =>
       new Scoped<T>(
         namespaces.map(
           (ns) =>
             new ResourceInformer<KubernetesObject>({
               kubeConfig: kc,
-              transform: slim,
+              transform: (obj) => slimShared(obj, strings),
               name: `${PLURALS[kind]}${ns ? `/${ns}` : ''}`,
               path: `/apis/${API_GROUP}/${API_VERSION_NAME}/${ns ? `namespaces/${ns}/` : ''}${PLURALS[kind]}`,
               list: (o: ListOptions) =>
@@ -370,24 +372,6 @@ interface PolicyDaemonParts {
   readonly webhook: SidecarWebhook | undefined;
 }
 
-/**
- * What the operator caches of an object: everything but managedFields and kubectl's
- * last-applied copy, which no reconciler reads and which are most of a small object's size
- * (about 60% of a MailUserRestriction created by kubectl apply).
- */
-function slim(obj: KubernetesObject): KubernetesObject {
-  const metadata = obj.metadata;
-  if (metadata === undefined) return obj;
-  const annotations = metadata.annotations;
-  const lastApplied = annotations?.['kubectl.kubernetes.io/last-applied-configuration'] !== undefined;
-  if (metadata.managedFields === undefined && !lastApplied) return obj;
-  const { managedFields: _dropped, ...rest } = metadata;
-  if (lastApplied) {
-    const { 'kubectl.kubernetes.io/last-applied-configuration': _copy, ...others } = annotations!;
-    rest.annotations = others;
-  }
-  return { ...obj, metadata: rest };
-}
 
 /**
  * Several per-namespace informers seen as one lister of `T`. The informers hold the API server's
