@@ -1,6 +1,6 @@
-import { domainOf, type CompiledList } from './compiled-list.ts';
-import type { ListName } from './lists.ts';
-import type { CompiledMailbox } from './mailbox.ts';
+import { domainOf } from './compiled-list.ts';
+import { LIST_NAMES, type ListName } from './lists.ts';
+import { LIST_NUMBER, type CompiledMailbox } from './mailbox.ts';
 import type { DecisionOptions } from './options.ts';
 import { trimAscii } from './sql-list.ts';
 
@@ -114,18 +114,14 @@ export function decide(plan: DecisionPlan, lookup: MailboxLookup, options: Decis
   if (plan.identity !== '') {
     const mailbox = findMailbox(lookup, plan.identity, plan.identityBase);
     if (mailbox !== undefined) {
-      const hit =
-        check(mailbox.allowedRecipients, 'allowedRecipients', plan.recipient, plan.recipientDomain, plan.recipientBase, plan.recipientBaseDomain, options) ??
-        check(mailbox.rejectedRecipients, 'rejectedRecipients', plan.recipient, plan.recipientDomain, plan.recipientBase, plan.recipientBaseDomain, options);
+      const hit = firstHit(mailbox, ALLOWED_RECIPIENTS, REJECTED_RECIPIENTS, true, plan.recipient, plan.recipientDomain, plan.recipientBase, plan.recipientBaseDomain, options);
       if (hit !== undefined) return verdictOf(hit, 'outbound', mailbox.address, options);
     }
   }
   const mailbox = findMailbox(lookup, plan.recipient, plan.recipientBase);
   if (mailbox !== undefined) {
     const exempt = options.nullSenderExemption && plan.sender === '';
-    const hit =
-      check(mailbox.allowedSenders, 'allowedSenders', plan.sender, plan.senderDomain, plan.senderBase, plan.senderBaseDomain, options) ??
-      (exempt ? undefined : check(mailbox.rejectedSenders, 'rejectedSenders', plan.sender, plan.senderDomain, plan.senderBase, plan.senderBaseDomain, options));
+    const hit = firstHit(mailbox, ALLOWED_SENDERS, REJECTED_SENDERS, !exempt, plan.sender, plan.senderDomain, plan.senderBase, plan.senderBaseDomain, options);
     if (hit !== undefined) return verdictOf(hit, 'inbound', mailbox.address, options);
   }
   return NO_MATCH;
@@ -161,21 +157,48 @@ interface Hit {
   readonly matched: string;
 }
 
-function check(
-  list: CompiledList | null,
-  name: ListName,
+const ALLOWED_SENDERS = LIST_NUMBER.allowedSenders;
+const REJECTED_SENDERS = LIST_NUMBER.rejectedSenders;
+const ALLOWED_RECIPIENTS = LIST_NUMBER.allowedRecipients;
+const REJECTED_RECIPIENTS = LIST_NUMBER.rejectedRecipients;
+
+/**
+ * One direction of spec §3: the allowed list, then (unless exempt) the rejected one, each for
+ * the address and then for its base (without the extension). The address's and domain's index
+ * bits are read once for both lists.
+ */
+function firstHit(
+  mailbox: CompiledMailbox,
+  allowed: number,
+  rejected: number,
+  checkRejected: boolean,
   address: string,
   domain: string,
   base: string | undefined,
   baseDomain: string | undefined,
   options: DecisionOptions,
 ): Hit | undefined {
-  if (list === null) return undefined;
-  let entry = list.match(address, domain, options.subdomainMatching);
-  if (entry !== undefined) return { list: name, entry, matched: address };
-  if (base === undefined) return undefined;
-  entry = list.match(base, baseDomain as string, options.subdomainMatching);
-  return entry === undefined ? undefined : { list: name, entry, matched: base };
+  const wanted = (1 << allowed) | (checkRejected ? 1 << rejected : 0);
+  if ((mailbox.lists & wanted) === 0) return undefined;
+  const subdomains = options.subdomainMatching;
+  const addressBits = mailbox.bits(address);
+  const domainBits = mailbox.bits(domain);
+  let baseBits = 0;
+  let baseDomainBits = 0;
+  if (base !== undefined) {
+    baseBits = mailbox.bits(base);
+    baseDomainBits = baseDomain === domain ? domainBits : mailbox.bits(baseDomain as string);
+  }
+  for (let i = 0; i < 2; i++) {
+    const list = i === 0 ? allowed : rejected;
+    if ((mailbox.lists & wanted & (1 << list)) === 0) continue;
+    let entry = mailbox.entryFor(list, address, addressBits, domain, domainBits, subdomains);
+    if (entry !== undefined) return { list: LIST_NAMES[list] as ListName, entry, matched: address };
+    if (base === undefined) continue;
+    entry = mailbox.entryFor(list, base, baseBits, baseDomain as string, baseDomainBits, subdomains);
+    if (entry !== undefined) return { list: LIST_NAMES[list] as ListName, entry, matched: base };
+  }
+  return undefined;
 }
 
 function verdictOf(hit: Hit, direction: 'outbound' | 'inbound', mailbox: string, options: DecisionOptions): Decision {

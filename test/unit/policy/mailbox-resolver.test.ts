@@ -4,6 +4,7 @@ import { DecisionService } from '../../../src/policy/decision-handler.ts';
 import { MailboxResolver } from '../../../src/policy/mailbox-resolver.ts';
 import { emptyPolicyRequest } from '../../../src/policy/request.ts';
 import type { MailboxRecord } from '../../../src/restrictions/lists.ts';
+import { LIST_NUMBER } from '../../../src/restrictions/mailbox.ts';
 import { resolveOptions } from '../../../src/restrictions/options.ts';
 import { PolicyMetrics } from '../../../src/observability/metrics.ts';
 import { StoreError, type MailboxStore } from '../../../src/stores/store.ts';
@@ -92,8 +93,10 @@ describe('mailbox resolver', () => {
     await resolver.resolve(['alice@example.com']);
     const changed = resolver.lookup('alice@example.com');
     assert.notEqual(changed, first);
-    assert.equal(changed?.rejectedRecipients?.match('x@yahoo.test', 'yahoo.test', false), '@yahoo.test');
-    assert.equal(changed?.rejectedRecipients?.match('x@gmail.com', 'gmail.com', false), undefined);
+    const rejectedRecipients = LIST_NUMBER.rejectedRecipients;
+    const match = (address: string, domain: string) => changed?.entryFor(rejectedRecipients, address, changed.bits(address), domain, changed.bits(domain), false);
+    assert.equal(match('x@yahoo.test', 'yahoo.test'), '@yahoo.test');
+    assert.equal(match('x@gmail.com', 'gmail.com'), undefined);
     assert.equal(store.calls.length, 3);
   });
 
