@@ -27,14 +27,15 @@ export function createLogger(options: { level?: string; name?: string; destinati
 }
 
 /**
- * stdout written in blocks of at least 4 KiB, flushed every half second: a busy daemon logging
- * each rejection would otherwise pay one write(2) per line. Lines reach the log within 0.5 s.
+ * stdout written in blocks of about 15 KiB (under sonic-boom's 16 KiB write size), flushed every
+ * half second: a busy daemon logging each rejection would otherwise pay a write per line (4 KiB
+ * blocks still cost it 0.3 µs a request). Lines reach the log within 0.5 s.
  */
 function bufferedStdout(): LineCoalescer {
   // sonic-boom writes each block as given (it handles EAGAIN and partial writes); the blocks are
   // gathered in front of it because its own buffering re-measures the whole pending text on
   // every line (1.5 µs a line at 4 KiB).
-  const destination = new LineCoalescer(pino.destination({ fd: 1, sync: false, minLength: 0 }), 4096);
+  const destination = new LineCoalescer(pino.destination({ fd: 1, sync: false, minLength: 0 }), 15 * 1024);
   const timer = setInterval(() => destination.flush(), 500);
   timer.unref();
   process.once('exit', () => {
