@@ -10,6 +10,8 @@ import { LookupBatcher } from './lookup-batcher.ts';
 
 /** Round trips at once for a store that does not say (its pool size, when it has one). */
 const DEFAULT_LOOKUP_CONCURRENCY = 4;
+/** A request needs at most four mailboxes (sender and recipient, each with and without extension). */
+const MEMO_SIZE = 4;
 /** Keys in one store round trip at most: a bounded `IN (…)` list or LDAP OR filter. */
 const MAX_KEYS_PER_LOOKUP = 64;
 
@@ -62,6 +64,14 @@ export class MailboxResolver {
   readonly #metrics: PolicyMetrics | undefined;
   readonly #logger: Logger | undefined;
   readonly #cache: LRUCache<string, CacheEntry>;
+  /**
+   * What the last resolve() found fresh, key by key: the decision that follows at once reads its
+   * mailboxes here instead of the LRU cache a second time. Emptied whenever the cache changes, so
+   * it never disagrees with it.
+   */
+  readonly #memoKeys: string[] = [];
+  readonly #memoMailboxes: (CompiledMailbox | null)[] = [];
+  #memoCount = 0;
   /** Misses go to the store through here: coalesced, bounded, with the lookup timeout. */
   readonly #batcher: LookupBatcher;
   #inMemory = false;
@@ -111,9 +121,13 @@ export class MailboxResolver {
       };
       params.store.onChange?.(() => compiled.clear());
     } else {
-      this.lookup = (key) => this.#cache.peek(key)?.mailbox ?? undefined;
+      this.lookup = (key) => {
+        // The request just resolved: its keys are in the memo (the very same strings).
+        for (let i = 0; i < this.#memoCount; i++) if (this.#memoKeys[i] === key) return this.#memoMailboxes[i] ?? undefined;
+        return this.#cache.peek(key)?.mailbox ?? undefined;
+      };
     }
-    params.store.onChange?.(() => this.#cache.clear());
+    params.store.onChange?.(() => this.clear());
   }
 
   /** Makes every key readable through {@link lookup}; synchronous when all are fresh. */
@@ -121,10 +135,15 @@ export class MailboxResolver {
     if (this.#inMemory) return RESOLVED;
     const now = Date.now();
     let missing: string[] | undefined;
+    this.#memoCount = 0;
     for (const key of keys) {
       const entry = this.#cache.get(key);
       if (entry !== undefined && entry.expires > now) {
         this.#metrics?.cache.hit.inc();
+        if (this.#memoCount < MEMO_SIZE) {
+          this.#memoKeys[this.#memoCount] = key;
+          this.#memoMailboxes[this.#memoCount++] = entry.mailbox;
+        }
       } else {
         (missing ??= []).push(key);
       }
@@ -140,6 +159,7 @@ export class MailboxResolver {
 
   /** Drops everything cached (the manifests store does this on reload). */
   clear(): void {
+    this.#memoCount = 0;
     this.#cache.clear();
   }
 
@@ -192,6 +212,7 @@ export class MailboxResolver {
   }
 
   #install(keys: readonly string[], found: ReadonlyMap<string, MailboxRecord>): void {
+    this.#memoCount = 0; // the cache changes: the memo could disagree with it
     const now = Date.now();
     for (const key of keys) {
       const record = found.get(key);
