@@ -20,6 +20,15 @@ export const INJECTED_ANNOTATION = 'mailwarden.io/injected';
 /** Service mode's pod template: a change of configuration rolls the Deployment. */
 export const CONFIG_HASH_ANNOTATION = 'mailwarden.io/config-hash';
 export const CONTAINER_NAME = 'mailwarden-policyd';
+
+/**
+ * The image's entrypoint (`node /app/bin/mailwarden.js`) with V8's garbage collection on the main
+ * thread: the daemon's young objects die within a request, and parallel GC helper threads would
+ * only compete for the cores Postfix runs on (a 50m-request sidecar has no core to spare). Measured
+ * on 2 cores: the tail latency of the daemon, not its throughput, improved. Not settable through
+ * NODE_OPTIONS, hence the command.
+ */
+export const DAEMON_COMMAND = ['node', '--single-threaded-gc', '/app/bin/mailwarden.js'];
 export const FIELD_MANAGER = 'mailwarden-operator';
 
 const CONFIG_DIR = '/etc/mailwarden/policyd';
@@ -132,6 +141,7 @@ export function daemonContainer(daemon: PolicyDaemonRef, backend: MailBackendSpe
     name: CONTAINER_NAME,
     image: spec.image ?? image,
     ...(spec.imagePullPolicy ? { imagePullPolicy: spec.imagePullPolicy } : {}),
+    command: DAEMON_COMMAND,
     args: ['policyd', '-c', `${CONFIG_DIR}/${CONFIG_FILE}`],
     ports: [
       ...(spec.mode === 'Service' ? [{ name: 'mw-policy', containerPort: spec.port, protocol: 'TCP' }] : []),

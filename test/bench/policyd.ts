@@ -9,9 +9,10 @@
  *   --connections LIST   comma-separated connection counts (default 1,8,32,128)
  *   --mailboxes N        manifests in the store (default 10000)
  *   --daemon-cmd CMD     the daemon, with {host} {port} {httpPort} {store} placeholders (split on
- *                        spaces); default: node bin/mailwarden.js policyd --listen {host}:{port}
- *                        --http-listen {host}:{httpPort} --store {store} (metrics stay on: they
- *                        are part of the daemon's cost; a free port avoids clashing with others)
+ *                        spaces); default: node --single-threaded-gc bin/mailwarden.js policyd
+ *                        --listen {host}:{port} --http-listen {host}:{httpPort} --store {store}
+ *                        (the deployed container's Node flags, which the ceiling gets too; metrics
+ *                        stay on: they are part of the daemon's cost; a free port avoids clashes)
  *   --rounds N           runs per server and connection count, alternating which goes first;
  *                        the best is reported (the machine is shared: noise only slows) (default 2)
  *   --stand-in           benchmark a second ceiling server as the daemon (also used, with a
@@ -32,7 +33,7 @@ import { parseArgs } from 'node:util';
 import { rcptRequests, writeManifests } from './fixtures.ts';
 import { parseStoreList, runStoreBench } from './stores.ts';
 import { processCpuSeconds } from '../helpers/proc.ts';
-import { startServer, stop, type RunResult } from './store-support.ts';
+import { NODE_FLAGS, startServer, stop, type RunResult } from './store-support.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const here = join(root, 'test/bench');
@@ -52,8 +53,8 @@ const { values } = parseArgs({
   },
 });
 const stores = parseStoreList(String(values.stores));
-const CEILING_CMD = `${process.execPath} ${join(here, 'ceiling-server.ts')} --listen {host}:{port} --store {store}`;
-const DAEMON_CMD = `${process.execPath} ${join(root, 'bin/mailwarden.js')} policyd --listen {host}:{port} --http-listen {host}:{httpPort} --store {store}`;
+const CEILING_CMD = `${process.execPath} ${NODE_FLAGS} ${join(here, 'ceiling-server.ts')} --listen {host}:{port} --store {store}`;
+const DAEMON_CMD = `${process.execPath} ${NODE_FLAGS} ${join(root, 'bin/mailwarden.js')} policyd --listen {host}:{port} --http-listen {host}:{httpPort} --store {store}`;
 
 type Result = RunResult;
 

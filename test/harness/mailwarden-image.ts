@@ -24,6 +24,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { baseImage, freePort, HOST, IMAGES_DIR } from './containers.ts';
+import { DAEMON_COMMAND } from '../../src/reconcilers/policy-daemon-objects.ts';
 
 const execFileP = promisify(execFile);
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -317,7 +318,10 @@ async function waitReady(id: string, count: number, timeoutMs: number): Promise<
   }
 }
 
-/** `mailwarden policyd` from the image: host network, read-only root, tmpfs /tmp, user 65532. */
+/**
+ * `mailwarden policyd` from the image, with the command the operator gives the daemon's container
+ * (DAEMON_COMMAND): host network, read-only root, tmpfs /tmp, user 65532.
+ */
 export async function startPolicydContainer(opts: PolicydContainerOptions): Promise<PolicydContainer> {
   installCleanup();
   const { tag } = await ensureMailwardenImage();
@@ -326,9 +330,10 @@ export async function startPolicydContainer(opts: PolicydContainerOptions): Prom
   const dockerArgs = [
     'run', '-d', '--network', 'host', '--read-only', '--tmpfs', '/tmp',
     '--label', `${LABEL}=mailwarden`, '--label', `${LABEL}.pid=${process.pid}`, '--label', `${LABEL}.port=${port}`,
+    '--entrypoint', DAEMON_COMMAND[0] as string,
   ];
   for (const [k, v] of Object.entries(opts.env ?? {})) dockerArgs.push('-e', `${k}=${v}`);
-  const cli = ['policyd', '--listen', `${HOST}:${port}`, '--http-listen', `${HOST}:${httpPort}`];
+  const cli = [...DAEMON_COMMAND.slice(1), 'policyd', '--listen', `${HOST}:${port}`, '--http-listen', `${HOST}:${httpPort}`];
   let store = opts.store;
   if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(store)) {
     dockerArgs.push('-v', `${path.resolve(store)}:${MANIFESTS_TARGET}:ro`);
