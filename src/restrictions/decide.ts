@@ -1,4 +1,4 @@
-import { domainOf } from './compiled-list.ts';
+import { domainOf } from './list-index.ts';
 import { LIST_NAMES, type ListName } from './lists.ts';
 import { LIST_NUMBER, type CompiledMailbox } from './mailbox.ts';
 import type { DecisionOptions } from './options.ts';

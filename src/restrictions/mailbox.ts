@@ -1,4 +1,4 @@
-import { ADDRESS, DOMAIN, fileList, kindBit, TREE, type IndexBuilder } from './compiled-list.ts';
+import { ADDRESS, DOMAIN, fileList, kindBit, TREE, type IndexBuilder } from './list-index.ts';
 import type { InvalidEntry } from './entry.ts';
 import { LIST_NAMES, type ListName, type MailboxRecord } from './lists.ts';
 import type { DecisionOptions } from './options.ts';
@@ -68,7 +68,7 @@ export function compileMailbox(record: MailboxRecord, options: DecisionOptions):
     if (values === null || values.length === 0) continue;
     const number = LIST_NUMBER[name];
     lists |= 1 << number;
-    for (const entry of fileList(values, options.validateEntries, number, index).invalid) invalid.push({ list: name, entry });
+    for (const entry of fileList(values, options.validateEntries, number, index)) invalid.push({ list: name, entry });
   }
   return new CompiledMailbox(record.address, lists, index, invalid);
 }

@@ -25,8 +25,8 @@ export interface IndexBuilder {
 }
 
 /**
- * Files the entries of list number `list` into `index`. Returns the entries as kept (canonical
- * text) and the invalid ones (default semantics only).
+ * Files the entries of list number `list` into `index`. Returns the entries ignored as invalid
+ * (default semantics only).
  *
  * Under the `iredapd` preset entries are not validated: every piece is filed by its first
  * characters exactly as iRedAPD compared them (`address == entry`, `'@'+domain == entry`,
@@ -34,8 +34,7 @@ export interface IndexBuilder {
  * matches the null sender, a lone `@` matches an address with an empty domain, a bare domain
  * matches nothing.
  */
-export function fileList(values: readonly string[], validate: boolean, list: number, index: IndexBuilder): { kept: string[]; invalid: InvalidEntry[] } {
-  const kept: string[] = [];
+export function fileList(values: readonly string[], validate: boolean, list: number, index: IndexBuilder): InvalidEntry[] {
   const invalid: InvalidEntry[] = [];
   const file = (key: string, kind: EntryKind): void => {
     index.keys.set(key, (index.keys.get(key) ?? 0) | kindBit(list, kind));
@@ -61,17 +60,15 @@ export function fileList(values: readonly string[], validate: boolean, list: num
           file(entry.address, ADDRESS);
           break;
       }
-      kept.push(entry.text);
     } else {
       const piece = trimAscii(value).toLowerCase();
       if (piece === '@.') index.any |= 1 << list;
       else if (piece.startsWith('@.')) file(piece.slice(2), TREE);
       else if (piece.startsWith('@')) file(piece.slice(1), DOMAIN);
       else file(piece, ADDRESS);
-      kept.push(piece);
     }
   }
-  return { kept, invalid };
+  return invalid;
 }
 
 /** The domain part as the spec defines it: the text after the last `@`. */
