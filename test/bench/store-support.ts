@@ -113,12 +113,10 @@ function answers(port: number): Promise<boolean> {
 }
 
 /** Runs a bench child script that prints one JSON line of figures; CPU of `measured` per request. */
-async function runChild(script: string, args: string[], measured: number | undefined, totalSeconds: number): Promise<RunResult> {
+async function runChild(script: string, args: string[], measured: number | undefined, totalSeconds: number, nodeFlags: readonly string[] = []): Promise<RunResult> {
   const cpuBefore = processCpuSeconds(measured);
   const result = await new Promise<Omit<RunResult, 'cpuUs'>>((resolveRun, reject) => {
-    // The store ceiling stands for the daemon's best: it runs with the daemon's flags.
-    const flags = script === 'store-ceiling.ts' ? NODE_FLAGS.split(' ') : [];
-    const child = spawn(process.execPath, [...flags, join(HERE, script), ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [...nodeFlags, join(HERE, script), ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     child.stdout.setEncoding('utf8').on('data', (t: string) => (out += t));
     child.once('exit', (code) =>
@@ -140,9 +138,13 @@ export function loadRun(server: RunningServer, connections: number, requestsFile
   return runChild('load-generator.ts', args, server.child.pid, seconds + warmup);
 }
 
-/** The store ceiling client (test/bench/store-ceiling.ts), which reports its own CPU per lookup. */
+/**
+ * The store ceiling client (test/bench/store-ceiling.ts), which reports its own CPU per lookup.
+ * It stands for the daemon's best, so it runs with the daemon's Node flags.
+ */
 export function ceilingRun(args: string[], connections: number, seconds: number, warmup: number): Promise<RunResult> {
-  return runChild('store-ceiling.ts', [...args, '--connections', String(connections), '--seconds', String(seconds), '--warmup', String(warmup)], undefined, seconds + warmup);
+  const runArgs = [...args, '--connections', String(connections), '--seconds', String(seconds), '--warmup', String(warmup)];
+  return runChild('store-ceiling.ts', runArgs, undefined, seconds + warmup, NODE_FLAGS.split(' '));
 }
 
 /**
