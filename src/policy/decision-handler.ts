@@ -2,6 +2,7 @@ import { decide, failed, planDecision, skipped, type Decision, type DecisionPlan
 import type { DecisionOptions } from '../restrictions/options.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { PolicyMetrics } from '../observability/metrics.ts';
+import { DecisionLog } from './decision-log.ts';
 import { RESOLVED, type MailboxResolver, type Resolution } from './mailbox-resolver.ts';
 import type { PolicyHandler, PolicyRequest } from './request.ts';
 
@@ -13,17 +14,13 @@ export class DecisionService {
   readonly #resolver: MailboxResolver;
   readonly #options: DecisionOptions;
   readonly #metrics: PolicyMetrics | undefined;
-  readonly #logger: Logger | undefined;
-  /** Allows are logged at debug: skip building their log object when debug is off (the hot path). */
-  readonly #logAllows: boolean;
+  readonly #log: DecisionLog | undefined;
 
   constructor(params: { resolver: MailboxResolver; options: DecisionOptions; metrics?: PolicyMetrics; logger?: Logger }) {
     this.#resolver = params.resolver;
     this.#options = params.options;
     this.#metrics = params.metrics;
-    this.#logger = params.logger;
-    const logger = params.logger as (Logger & { isLevelEnabled?: (level: string) => boolean }) | undefined;
-    this.#logAllows = logger !== undefined && (logger.isLevelEnabled?.('debug') ?? true);
+    this.#log = params.logger === undefined ? undefined : new DecisionLog(params.logger);
   }
 
   get options(): DecisionOptions {
@@ -53,28 +50,7 @@ export class DecisionService {
 
   #record(decision: Decision, request: PolicyRequest): Decision {
     this.#metrics?.decisions[decision.verdict].inc();
-    if (decision.verdict === 'reject' || decision.verdict === 'failure') {
-      // Rejections and failures are what a mail admin looks for; allows stay at debug.
-      const level = decision.verdict === 'reject' ? 'info' : 'warn';
-      this.#logger?.[level](
-        {
-          verdict: decision.verdict,
-          action: decision.action,
-          sender: request.sender,
-          recipient: request.recipient,
-          saslUsername: request.saslUsername || undefined,
-          mailbox: decision.mailbox,
-          list: decision.list,
-          entry: decision.entry,
-          reason: decision.reason,
-          instance: request.instance,
-          queueId: request.queueId || undefined,
-        },
-        'policy decision',
-      );
-    } else if (decision.verdict === 'allow' && this.#logAllows) {
-      this.#logger?.debug({ verdict: 'allow', sender: request.sender, recipient: request.recipient, mailbox: decision.mailbox, list: decision.list, entry: decision.entry }, 'policy decision');
-    }
+    this.#log?.record(decision, request);
     return decision;
   }
 }

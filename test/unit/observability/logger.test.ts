@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { createLogger, LineCoalescer } from '../../../src/observability/logger.ts';
+import { pino } from 'pino';
+import { createLogger, jsonString, LineCoalescer, preformattedLines, silentLogger } from '../../../src/observability/logger.ts';
 
 /** A sink that records what reaches it, as sonic-boom would write it. */
 function recordingSink() {
@@ -55,5 +56,54 @@ describe('LineCoalescer', () => {
     assert.equal(line.msg, 'hello');
     assert.equal(line.level, 'info');
     assert.equal(line.password, '[redacted]');
+  });
+});
+
+describe('preformattedLines', () => {
+  const odd = ['', 'plain@example.com', 'quote"back\\slash', 'tab\tnew\nline\u0000', 'ünïcødé ✉', 'pair \ud83d\udce7', 'lone \ud800 high', 'lone \udc00 low'];
+
+  test('jsonString is JSON.stringify for every kind of text', () => {
+    for (const text of odd) assert.equal(jsonString(text), JSON.stringify(text), JSON.stringify(text));
+  });
+
+  test('a line is byte for byte what the logger writes for the same fields', () => {
+    const lines: string[] = [];
+    const destination = { write: (line: string) => lines.push(line) } as unknown as NodeJS.WritableStream;
+    const logger = createLogger({ destination, level: 'info' }).child({ component: 'decision' });
+    const fast = preformattedLines(logger, 'info', 'policy decision');
+    assert.ok(fast !== undefined);
+    for (const text of odd) {
+      logger.info({ verdict: 'reject', entry: text, skipped: undefined }, 'policy decision');
+      fast.write(`,"verdict":"reject","entry":${jsonString(text)}`);
+      const [viaPino, viaFast] = lines.splice(0);
+      // The time may differ by a millisecond between the two calls: compare it apart.
+      const time = /"time":"[^"]*"/;
+      assert.match(viaFast!, time);
+      if (/[\ud800-\udfff]/.test(text) && !/[\ud800-\udbff][\udc00-\udfff]/.test(text)) {
+        // pino writes a lone surrogate raw (it reaches the log as U+FFFD); escaped, it survives.
+        assert.deepEqual(JSON.parse(viaFast!.replace(time, '"time":""')), JSON.parse(viaPino!.replace(time, '"time":""')));
+      } else {
+        assert.equal(viaFast!.replace(time, ''), viaPino!.replace(time, ''));
+      }
+      assert.ok(viaFast!.endsWith('}\n'));
+    }
+  });
+
+  test('follows the logger level as it changes', () => {
+    const lines: string[] = [];
+    const destination = { write: (line: string) => lines.push(line) } as unknown as NodeJS.WritableStream;
+    const logger = createLogger({ destination, level: 'info' });
+    const fast = preformattedLines(logger, 'info', 'm');
+    assert.equal(fast?.enabled(), true);
+    logger.level = 'warn';
+    assert.equal(fast?.enabled(), false);
+  });
+
+  test('is not offered for loggers it cannot imitate', () => {
+    const lines: string[] = [];
+    const destination = { write: (line: string) => lines.push(line) } as unknown as NodeJS.WritableStream;
+    assert.equal(preformattedLines(pino({ base: undefined }, destination), 'info', 'm'), undefined); // epoch time, numeric level
+    assert.equal(preformattedLines(silentLogger, 'info', 'm'), undefined);
+    assert.equal(preformattedLines({ info() {}, warn() {}, error() {}, debug() {}, child() {} } as never, 'info', 'm'), undefined);
   });
 });
