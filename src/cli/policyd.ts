@@ -2,6 +2,7 @@ import { createLogger } from '../observability/logger.ts';
 import { loadPolicydConfig } from '../policy/config.ts';
 import { ConfigReloader } from '../policy/config-reload.ts';
 import { PolicyDaemon } from '../policy/daemon.ts';
+import { applyPolicydV8Flags } from '../policy/runtime-flags.ts';
 import { readPassword } from './secrets.ts';
 import { DECISION_FLAGS, DECISION_FLAGS_HELP, decisionOverrides, EXIT_OK, parseCommandLine, type Io } from './usage.ts';
 
@@ -38,6 +39,7 @@ export async function policydCommand(args: readonly string[], io: Io): Promise<n
     cache: values['cache-ttl'] === undefined ? undefined : { ttl: values['cache-ttl'] },
     logLevel: values['log-level'],
   };
+  applyPolicydV8Flags();
   const config = await loadPolicydConfig(values.config, overrides);
   const logger = createLogger({ level: config.logLevel });
   const daemon = new PolicyDaemon({ config, logger, password: readPassword(config, io.env) });

@@ -8,6 +8,10 @@
  */
 import { parseArgs } from 'node:util';
 import { PolicyServer } from '../../src/policy/server.ts';
+import { applyPolicydV8Flags } from '../../src/policy/runtime-flags.ts';
+
+// The daemon's own V8 settings (it applies them at startup): ratios then compare code alone.
+applyPolicydV8Flags();
 
 const { values } = parseArgs({ options: { listen: { type: 'string' }, store: { type: 'string' } }, strict: false });
 const listen = String(values.listen ?? '127.0.0.1:7777');

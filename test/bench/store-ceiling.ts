@@ -21,6 +21,10 @@ import { lookupFilter } from '../../src/stores/ldap-filter.ts';
 import { lookupKeys, MYSQL_DIALECT, POSTGRES_DIALECT, SqlStatements } from '../../src/stores/sql-common.ts';
 import { LdapStoreSettingsSchema, parseStoreSettings, SqlStoreSettingsSchema } from '../../src/stores/settings.ts';
 import { LIST_NAMES } from '../../src/restrictions/lists.ts';
+import { applyPolicydV8Flags } from '../../src/policy/runtime-flags.ts';
+
+// The daemon's own V8 settings: the ceiling stands for its best, under the same runtime.
+applyPolicydV8Flags();
 
 const { values } = parseArgs({
   options: {
