@@ -121,12 +121,21 @@ interface BlockSink {
   flushSync(): void;
 }
 
-/** Gathers log lines into blocks of at least `blockBytes` characters for one write each. */
+/**
+ * Gathers log lines into blocks of at least `blockBytes` characters for one write each. A full
+ * block is handed over once the current event-loop turn is done (setImmediate): a line logged
+ * while answering a request then never puts the block's cost before that answer.
+ */
 export class LineCoalescer {
   readonly #sink: BlockSink;
   readonly #blockBytes: number;
   #lines: string[] = [];
   #length = 0;
+  #scheduled = false;
+  readonly #passLater = (): void => {
+    this.#scheduled = false;
+    this.#pass();
+  };
 
   constructor(sink: BlockSink, blockBytes: number) {
     this.#sink = sink;
@@ -136,7 +145,14 @@ export class LineCoalescer {
   write(line: string): boolean {
     this.#lines.push(line);
     this.#length += line.length;
-    if (this.#length >= this.#blockBytes) this.#pass();
+    if (this.#length >= this.#blockBytes) {
+      // A turn that logs without end (a synchronous loop) still leaves in bounded blocks.
+      if (this.#length >= 4 * this.#blockBytes) this.#pass();
+      else if (!this.#scheduled) {
+        this.#scheduled = true;
+        setImmediate(this.#passLater);
+      }
+    }
     return true;
   }
 

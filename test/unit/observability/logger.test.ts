@@ -26,13 +26,28 @@ function recordingSink() {
 }
 
 describe('LineCoalescer', () => {
-  test('lines leave in blocks of at least the block size, in order, nothing lost', () => {
+  test('a full block leaves after the current event-loop turn, in order, nothing lost', async () => {
     const sink = recordingSink();
     const out = new LineCoalescer(sink, 20);
-    for (let i = 0; i < 10; i++) out.write(`line ${i}\n`); // 7 characters each
+    for (let i = 0; i < 3; i++) out.write(`line ${i}\n`); // 7 characters each
+    assert.deepEqual(sink.writes, [], 'not while the turn that logged is running');
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(sink.writes, ['line 0\nline 1\nline 2\n']);
+    for (let i = 3; i < 10; i++) {
+      out.write(`line ${i}\n`);
+      if (i % 3 === 2) await new Promise((r) => setImmediate(r));
+    }
     assert.deepEqual(sink.writes, ['line 0\nline 1\nline 2\n', 'line 3\nline 4\nline 5\n', 'line 6\nline 7\nline 8\n']);
     out.flush();
     assert.equal(sink.writes.join(''), Array.from({ length: 10 }, (_, i) => `line ${i}\n`).join(''));
+  });
+
+  test('a turn that never yields still hands over blocks of at most four times the block size', () => {
+    const sink = recordingSink();
+    const out = new LineCoalescer(sink, 20);
+    for (let i = 0; i < 24; i++) out.write(`line ${i}\n`);
+    assert.ok(sink.writes.length >= 2);
+    for (const block of sink.writes) assert.ok(block.length >= 80 && block.length < 80 + 7, `block of ${block.length}`);
   });
 
   test('flushSync hands over the rest and flushes the sink synchronously; an empty flush writes nothing', () => {
@@ -46,11 +61,12 @@ describe('LineCoalescer', () => {
     assert.equal(sink.flushedSync, 1);
   });
 
-  test('pino writes through it: whole JSON lines, secrets redacted', () => {
+  test('pino writes through it: whole JSON lines, secrets redacted', async () => {
     const sink = recordingSink();
     const out = new LineCoalescer(sink, 1);
     const logger = createLogger({ destination: out as unknown as NodeJS.WritableStream, level: 'info' });
     logger.info({ mailbox: 'alice@example.com', password: 'hunter2' }, 'hello');
+    await new Promise((r) => setImmediate(r));
     assert.equal(sink.writes.length, 1);
     const line = JSON.parse(sink.writes[0]!) as Record<string, unknown>;
     assert.equal(line.msg, 'hello');
