@@ -22,13 +22,11 @@ export const CONFIG_HASH_ANNOTATION = 'mailwarden.io/config-hash';
 export const CONTAINER_NAME = 'mailwarden-policyd';
 
 /**
- * The image's entrypoint (`node /app/bin/mailwarden.js`) with V8's garbage collection on the main
- * thread: the daemon's young objects die within a request, and parallel GC helper threads would
- * only compete for the cores Postfix runs on (a 50m-request sidecar has no core to spare). Measured
- * on 2 cores: the tail latency of the daemon, not its throughput, improved. Not settable through
- * NODE_OPTIONS, hence the command.
+ * The image's entrypoint, spelled out so a custom image with another entrypoint still runs the
+ * daemon. Its V8 settings are the daemon's own business (src/policy/runtime-flags.ts), applied at
+ * startup however it is launched.
  */
-export const DAEMON_COMMAND = ['node', '--single-threaded-gc', '/app/bin/mailwarden.js'];
+export const DAEMON_COMMAND = ['node', '/app/bin/mailwarden.js'];
 export const FIELD_MANAGER = 'mailwarden-operator';
 
 const CONFIG_DIR = '/etc/mailwarden/policyd';

@@ -9,7 +9,7 @@
  *   --connections LIST   comma-separated connection counts (default 1,8,32,128)
  *   --mailboxes N        manifests in the store (default 10000)
  *   --daemon-cmd CMD     the daemon, with {host} {port} {httpPort} {store} placeholders (split on
- *                        spaces); default: node --single-threaded-gc bin/mailwarden.js policyd
+ *                        spaces); default: node bin/mailwarden.js policyd
  *                        --listen {host}:{port} --http-listen {host}:{httpPort} --store {store}
  *                        (the deployed container's Node flags, which the ceiling gets too; metrics
  *                        stay on: they are part of the daemon's cost; a free port avoids clashes)

@@ -18,7 +18,8 @@ export const HOST = '127.0.0.1';
 /**
  * The Node flags the operator deploys the daemon with (its container command, DAEMON_COMMAND),
  * given to every server and store client the benches compare, the daemon and its ceilings alike:
- * a ratio then compares code, not runtime settings.
+ * a ratio then compares code, not runtime settings. (None today: the daemon sets its V8 flags
+ * itself, and the ceilings apply the same ones, see src/policy/runtime-flags.ts.)
  */
 export const NODE_FLAGS = DAEMON_COMMAND.slice(1, -1).join(' ');
 
@@ -144,7 +145,7 @@ export function loadRun(server: RunningServer, connections: number, requestsFile
  */
 export function ceilingRun(args: string[], connections: number, seconds: number, warmup: number): Promise<RunResult> {
   const runArgs = [...args, '--connections', String(connections), '--seconds', String(seconds), '--warmup', String(warmup)];
-  return runChild('store-ceiling.ts', runArgs, undefined, seconds + warmup, NODE_FLAGS.split(' '));
+  return runChild('store-ceiling.ts', runArgs, undefined, seconds + warmup, NODE_FLAGS.split(' ').filter(Boolean));
 }
 
 /**
