@@ -64,6 +64,8 @@ export class MailboxResolver {
   readonly #metrics: PolicyMetrics | undefined;
   readonly #logger: Logger | undefined;
   readonly #cache: LRUCache<string, CacheEntry>;
+  /** In-memory stores: each mailbox compiled on first use, by key, until the store changes. */
+  readonly #compiled = new Map<string, CompiledMailbox>();
   /**
    * What the last resolve() found fresh, key by key: the decision that follows at once reads its
    * mailboxes here instead of the LRU cache a second time. Emptied whenever the cache changes, so
@@ -107,7 +109,7 @@ export class MailboxResolver {
     if (peek !== undefined) {
       // In memory: no cache, no TTL, no promise. Each mailbox is compiled on first use and kept
       // under its key until the store reloads: one hash lookup per key on the hot path.
-      const compiled = new Map<string, CompiledMailbox>();
+      const compiled = this.#compiled;
       this.#inMemory = true;
       this.lookup = (key) => {
         const known = compiled.get(key);
@@ -119,7 +121,6 @@ export class MailboxResolver {
         compiled.set(key, mailbox);
         return mailbox;
       };
-      params.store.onChange?.(() => compiled.clear());
     } else {
       this.lookup = (key) => {
         // The request just resolved: its keys are in the memo (the very same strings).
@@ -157,9 +158,10 @@ export class MailboxResolver {
     return this.#inMemory;
   }
 
-  /** Drops everything cached (the manifests store does this on reload). */
+  /** Drops everything cached or compiled (the manifests store does this on reload). */
   clear(): void {
     this.#memoCount = 0;
+    this.#compiled.clear();
     this.#cache.clear();
   }
 

@@ -100,6 +100,28 @@ describe('mailbox resolver', () => {
     assert.equal(store.calls.length, 3);
   });
 
+  test('an in-memory store: mailboxes are compiled once, and again after the store changes', () => {
+    const records = new Map([['alice@example.com', record('alice@example.com', ['@yahoo.test'])]]);
+    let notify = (): void => {};
+    const store: MailboxStore = {
+      kind: 'memory',
+      lookup: async () => new Map(),
+      peek: (key) => records.get(key),
+      onChange: (listener) => (notify = listener),
+      close: async () => {},
+    };
+    const resolver = new MailboxResolver({ store, decision: options });
+    const first = resolver.lookup('alice@example.com');
+    assert.equal(resolver.lookup('alice@example.com'), first, 'compiled once');
+    records.set('alice@example.com', record('alice@example.com', ['@gmail.test']));
+    assert.equal(resolver.lookup('alice@example.com'), first, 'until the store says it changed');
+    notify();
+    const changed = resolver.lookup('alice@example.com');
+    assert.notEqual(changed, first);
+    const rejectedRecipients = LIST_NUMBER.rejectedRecipients;
+    assert.equal(changed?.entryFor(rejectedRecipients, 'x@gmail.test', changed.bits('x@gmail.test'), 'gmail.test', changed.bits('gmail.test'), false), '@gmail.test');
+  });
+
   test('the cache is bounded', async () => {
     const { resolver } = setup({ maxEntries: 10 });
     for (let i = 0; i < 50; i++) await resolver.resolve([`u${i}@example.com`]);
