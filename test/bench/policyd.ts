@@ -11,8 +11,9 @@
  *   --daemon-cmd CMD     the daemon, with {host} {port} {httpPort} {store} placeholders (split on
  *                        spaces); default: node bin/mailwarden.js policyd
  *                        --listen {host}:{port} --http-listen {host}:{httpPort} --store {store}
- *                        (the deployed container's Node flags, which the ceiling gets too; metrics
- *                        stay on: they are part of the daemon's cost; a free port avoids clashes)
+ *                        (the daemon sets its V8 flags itself and the ceiling applies the same, see
+ *                        src/policy/runtime-flags.ts; metrics stay on: they are part of the daemon's
+ *                        cost; a free port avoids clashes)
  *   --rounds N           runs per server and connection count, alternating which goes first;
  *                        the best is reported (the machine is shared: noise only slows) (default 2)
  *   --stand-in           benchmark a second ceiling server as the daemon (also used, with a
@@ -33,7 +34,7 @@ import { parseArgs } from 'node:util';
 import { rcptRequests, writeManifests } from './fixtures.ts';
 import { parseStoreList, runStoreBench } from './stores.ts';
 import { processCpuSeconds } from '../helpers/proc.ts';
-import { NODE_FLAGS, startServer, stop, type RunResult } from './store-support.ts';
+import { startServer, stop, type RunResult } from './store-support.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const here = join(root, 'test/bench');
@@ -53,8 +54,8 @@ const { values } = parseArgs({
   },
 });
 const stores = parseStoreList(String(values.stores));
-const CEILING_CMD = `${process.execPath} ${NODE_FLAGS} ${join(here, 'ceiling-server.ts')} --listen {host}:{port} --store {store}`;
-const DAEMON_CMD = `${process.execPath} ${NODE_FLAGS} ${join(root, 'bin/mailwarden.js')} policyd --listen {host}:{port} --http-listen {host}:{httpPort} --store {store}`;
+const CEILING_CMD = `${process.execPath} ${join(here, 'ceiling-server.ts')} --listen {host}:{port} --store {store}`;
+const DAEMON_CMD = `${process.execPath} ${join(root, 'bin/mailwarden.js')} policyd --listen {host}:{port} --http-listen {host}:{httpPort} --store {store}`;
 
 type Result = RunResult;
 

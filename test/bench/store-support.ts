@@ -9,19 +9,10 @@ import { connect, createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { processCpuSeconds } from '../helpers/proc.ts';
-import { DAEMON_COMMAND } from '../../src/reconcilers/policy-daemon-objects.ts';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const HERE = join(ROOT, 'test/bench');
 export const HOST = '127.0.0.1';
-
-/**
- * The Node flags the operator deploys the daemon with (its container command, DAEMON_COMMAND),
- * given to every server and store client the benches compare, the daemon and its ceilings alike:
- * a ratio then compares code, not runtime settings. (None today: the daemon sets its V8 flags
- * itself, and the ceilings apply the same ones, see src/policy/runtime-flags.ts.)
- */
-export const NODE_FLAGS = DAEMON_COMMAND.slice(1, -1).join(' ');
 
 /** What the load generator (and the store ceiling client) print: one run's figures. */
 export interface RunResult {
@@ -114,10 +105,10 @@ function answers(port: number): Promise<boolean> {
 }
 
 /** Runs a bench child script that prints one JSON line of figures; CPU of `measured` per request. */
-async function runChild(script: string, args: string[], measured: number | undefined, totalSeconds: number, nodeFlags: readonly string[] = []): Promise<RunResult> {
+async function runChild(script: string, args: string[], measured: number | undefined, totalSeconds: number): Promise<RunResult> {
   const cpuBefore = processCpuSeconds(measured);
   const result = await new Promise<Omit<RunResult, 'cpuUs'>>((resolveRun, reject) => {
-    const child = spawn(process.execPath, [...nodeFlags, join(HERE, script), ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [join(HERE, script), ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     child.stdout.setEncoding('utf8').on('data', (t: string) => (out += t));
     child.once('exit', (code) =>
@@ -141,11 +132,11 @@ export function loadRun(server: RunningServer, connections: number, requestsFile
 
 /**
  * The store ceiling client (test/bench/store-ceiling.ts), which reports its own CPU per lookup.
- * It stands for the daemon's best, so it runs with the daemon's Node flags.
+ * It stands for the daemon's best, so it applies the daemon's V8 settings itself (runtime-flags.ts).
  */
 export function ceilingRun(args: string[], connections: number, seconds: number, warmup: number): Promise<RunResult> {
   const runArgs = [...args, '--connections', String(connections), '--seconds', String(seconds), '--warmup', String(warmup)];
-  return runChild('store-ceiling.ts', runArgs, undefined, seconds + warmup, NODE_FLAGS.split(' ').filter(Boolean));
+  return runChild('store-ceiling.ts', runArgs, undefined, seconds + warmup);
 }
 
 /**

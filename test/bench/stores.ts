@@ -27,7 +27,7 @@ import { decisionOptionsOf, loadPolicydConfig } from '../../src/policy/config.ts
 import { planDecision } from '../../src/restrictions/decide.ts';
 import { rcptRequests, writeManifests } from './fixtures.ts';
 import { readMailboxes, startStore, STORE_NAMES, type LoadedStore, type StoreName } from './store-servers.ts';
-import { ceilingRun, HERE, loadRun, NODE_FLAGS, prime, ROOT, startServer, stop, storeLookups, type RunResult, type RunningServer } from './store-support.ts';
+import { ceilingRun, HERE, loadRun, prime, ROOT, startServer, stop, storeLookups, type RunResult, type RunningServer } from './store-support.ts';
 
 export interface StoreBenchOptions {
   readonly stores: readonly StoreName[];
@@ -67,9 +67,9 @@ interface Row {
   protocol: RunResult;
 }
 
-const CEILING_CMD = `${process.execPath} ${NODE_FLAGS} ${join(HERE, 'ceiling-server.ts')} --listen {host}:{port}`;
+const CEILING_CMD = `${process.execPath} ${join(HERE, 'ceiling-server.ts')} --listen {host}:{port}`;
 const daemonCmd = (store: LoadedStore, config: string, ttl: string | undefined): string =>
-  `${process.execPath} ${NODE_FLAGS} ${join(ROOT, 'bin/mailwarden.js')} policyd --listen {host}:{port} --http-listen {host}:{httpPort} ` +
+  `${process.execPath} ${join(ROOT, 'bin/mailwarden.js')} policyd --listen {host}:{port} --http-listen {host}:{httpPort} ` +
   `--store ${store.url} -c ${config}${ttl === undefined ? '' : ` --cache-ttl ${ttl}`}`;
 
 /** The keys the daemon looks up for each request of the stream, as its plan computes them. */
