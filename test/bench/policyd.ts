@@ -14,15 +14,16 @@
  *                        (the daemon sets its V8 flags itself and the ceiling applies the same, see
  *                        src/policy/runtime-flags.ts; metrics stay on: they are part of the daemon's
  *                        cost; a free port avoids clashes)
- *   --rounds N           runs per server and connection count, alternating which goes first;
- *                        the best is reported (the machine is shared: noise only slows) (default 2)
+ *   --rounds N           rounds per connection count: the ceiling and the daemon back to back, which
+ *                        goes first alternating; figures are medians over the rounds, ratios the
+ *                        median of the per-round ratios (test/bench/paired-rounds.ts) (default 5)
  *   --stand-in           benchmark a second ceiling server as the daemon (also used, with a
  *                        warning, while the CLI is not built)
  *   --stores LIST        then the SQL and LDAP stores (test/bench/stores.ts): postgres,mariadb,openldap
  *                        in containers, the daemon with a cold and a warm cache against the driver's own
  *                        round-trip rate and the protocol ceiling; "none" skips them (default all)
  *   --store-connections LIST, --store-seconds S, --store-rounds N
- *                        the same for the store section (default 8,32; 3; 2)
+ *                        the same for the store section (default 8,32; 3; 3)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -35,6 +36,7 @@ import { rcptRequests, writeManifests } from './fixtures.ts';
 import { parseStoreList, runStoreBench } from './stores.ts';
 import { processCpuSeconds } from '../helpers/proc.ts';
 import { startServer, stop, type RunResult } from './store-support.ts';
+import { formatRatio, medianRun, pairedRatio } from './paired-rounds.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const here = join(root, 'test/bench');
@@ -46,11 +48,11 @@ const { values } = parseArgs({
     mailboxes: { type: 'string', default: '10000' },
     'daemon-cmd': { type: 'string' },
     'stand-in': { type: 'boolean', default: false },
-    rounds: { type: 'string', default: '2' },
+    rounds: { type: 'string', default: '5' },
     stores: { type: 'string', default: 'all' },
     'store-connections': { type: 'string', default: '8,32' },
     'store-seconds': { type: 'string', default: '3' },
-    'store-rounds': { type: 'string', default: '2' },
+    'store-rounds': { type: 'string', default: '3' },
   },
 });
 const stores = parseStoreList(String(values.stores));
@@ -105,39 +107,50 @@ try {
 
   const counts = String(values.connections).split(',').map(Number);
   process.stdout.write(
-    `policyd bench: ${mailboxes} manifests, ${values.seconds} s per run (+${values.warmup} s warm-up), best of ${values.rounds} rounds, node ${process.version}\n`,
+    `policyd bench: ${mailboxes} manifests, ${values.seconds} s per run (+${values.warmup} s warm-up), ${values.rounds} paired rounds, node ${process.version}\n`,
   );
-  const rows: { c: number; ceiling: Result; daemon: Result }[] = [];
+  const rows: { c: number; ceiling: Result[]; daemon: Result[] }[] = [];
   for (const c of counts) {
-    let ceilingResult: Result | undefined;
-    let daemonResult: Result | undefined;
-    const best = (a: Result | undefined, b: Result): Result => (a === undefined || b.rps > a.rps ? b : a);
+    const ceilingRuns: Result[] = [];
+    const daemonRuns: Result[] = [];
     for (let round = 0; round < Number(values.rounds); round++) {
+      // A round is a pair, back to back; which goes first alternates.
       if (round % 2 === 0) {
-        ceilingResult = best(ceilingResult, await runLoad(ceiling, c, requestsFile));
-        daemonResult = best(daemonResult, await runLoad(daemon, c, requestsFile));
+        ceilingRuns.push(await runLoad(ceiling, c, requestsFile));
+        daemonRuns.push(await runLoad(daemon, c, requestsFile));
       } else {
-        daemonResult = best(daemonResult, await runLoad(daemon, c, requestsFile));
-        ceilingResult = best(ceilingResult, await runLoad(ceiling, c, requestsFile));
+        daemonRuns.push(await runLoad(daemon, c, requestsFile));
+        ceilingRuns.push(await runLoad(ceiling, c, requestsFile));
       }
     }
-    if (ceilingResult === undefined || daemonResult === undefined) throw new Error('--rounds must be at least 1');
-    rows.push({ c, ceiling: ceilingResult, daemon: daemonResult });
-    process.stdout.write(`  C=${c}: done (${daemonName} answers: ${JSON.stringify(daemonResult.actions)})\n`);
+    if (ceilingRuns.length === 0) throw new Error('--rounds must be at least 1');
+    rows.push({ c, ceiling: ceilingRuns, daemon: daemonRuns });
+    process.stdout.write(`  C=${c}: done (${daemonName} answers: ${JSON.stringify(daemonRuns[0]?.actions)})\n`);
   }
   const header = ['C', 'ceiling req/s', 'p50 ms', 'p99 ms', 'p99.9 ms', 'cpu µs/req', `${daemonName} req/s`, 'p50 ms', 'p99 ms', 'p99.9 ms', 'cpu µs/req', 'req/s ratio', 'p99 ratio', 'cpu ratio'];
-  const table = rows.map(({ c, ceiling: a, daemon: b }) => [
-    String(c),
-    fmt(a.rps, 0), fmt(a.p50, 3), fmt(a.p99, 3), fmt(a.p999, 3), fmt(a.cpuUs, 1),
-    fmt(b.rps, 0), fmt(b.p50, 3), fmt(b.p99, 3), fmt(b.p999, 3), fmt(b.cpuUs, 1),
-    fmt(b.rps / a.rps), fmt(b.p99 / a.p99), fmt(a.cpuUs / b.cpuUs),
-  ]);
+  const table = rows.map(({ c, ceiling: ceilingRuns, daemon: daemonRuns }) => {
+    const a = medianRun(ceilingRuns);
+    const b = medianRun(daemonRuns);
+    return [
+      String(c),
+      fmt(a.rps, 0), fmt(a.p50, 3), fmt(a.p99, 3), fmt(a.p999, 3), fmt(a.cpuUs, 1),
+      fmt(b.rps, 0), fmt(b.p50, 3), fmt(b.p99, 3), fmt(b.p999, 3), fmt(b.cpuUs, 1),
+      formatRatio(pairedRatio(daemonRuns, ceilingRuns, (r) => r.rps)),
+      formatRatio(pairedRatio(daemonRuns, ceilingRuns, (r) => r.p99)),
+      formatRatio(pairedRatio(ceilingRuns, daemonRuns, (r) => r.cpuUs)),
+    ];
+  });
   const widths = header.map((h, i) => Math.max(h.length, ...table.map((r) => (r[i] as string).length)));
   const line = (cells: string[]): string => cells.map((cell, i) => cell.padStart(widths[i] as number)).join('  ');
   process.stdout.write(`\n${line(header)}\n${table.map(line).join('\n')}\n`);
+  for (const { c, ceiling: ceilingRuns, daemon: daemonRuns } of rows) {
+    const rounds = (figure: (r: Result) => number): string => pairedRatio(daemonRuns, ceilingRuns, figure).perRound.map((x) => fmt(x)).join(' ');
+    process.stdout.write(`  C=${c} per round: req/s ratio ${rounds((r) => r.rps)}; p99 ratio ${rounds((r) => r.p99)}\n`);
+  }
   process.stdout.write(
-    'req/s ratio: daemon / ceiling (1 = as fast). cpu ratio: ceiling CPU per request / daemon CPU per request,\n' +
-      'the steadier figure when other work shares the machine (req/s then varies by ±20% even between identical servers).\n',
+    'Figures: the median over the rounds. Ratios (daemon / ceiling; cpu: ceiling / daemon CPU per request) are taken within\n' +
+      'each round, where the two ran back to back, and shown as the median (range); other work on the machine moves\n' +
+      'req/s by ±10–20% from run to run, alike for both servers of a round (test/bench/paired-rounds.ts).\n',
   );
   if (stores.length > 0 && daemonName === 'daemon') {
     await Promise.all(children.splice(0).map(stop));

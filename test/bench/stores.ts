@@ -14,7 +14,7 @@
  *
  * Run by `npm run bench:policyd` after the manifests section (see its --stores option), or alone:
  *   node test/bench/stores.ts [--stores postgres,mariadb,openldap] [--connections 8,32]
- *        [--seconds 3] [--warmup 1] [--rounds 2] [--mailboxes 10000] [--verbose (every run)]
+ *        [--seconds 3] [--warmup 1] [--rounds 3] [--mailboxes 10000] [--verbose (every run)]
  *        [--pool-size N (storeSettings.poolSize for daemons and ceiling, instead of the default)]
  */
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -27,6 +27,7 @@ import { decisionOptionsOf, loadPolicydConfig } from '../../src/policy/config.ts
 import { planDecision } from '../../src/restrictions/decide.ts';
 import { rcptRequests, writeManifests } from './fixtures.ts';
 import { readMailboxes, startStore, STORE_NAMES, type LoadedStore, type StoreName } from './store-servers.ts';
+import { formatRatio, medianRun, pairedRatio, type PairedRatio } from './paired-rounds.ts';
 import { ceilingRun, HERE, loadRun, prime, ROOT, startServer, stop, storeLookups, type RunResult, type RunningServer } from './store-support.ts';
 
 export interface StoreBenchOptions {
@@ -39,7 +40,7 @@ export interface StoreBenchOptions {
   /** A manifests directory written by writeManifests(), and the request stream (JSON) to send. */
   readonly manifestsDir: string;
   readonly requestsFile: string;
-  /** Print every run, not only the best of each. */
+  /** Print every run as it ends. */
   readonly verbose?: boolean;
   /** storeSettings.poolSize for the daemons and the store ceiling (default: the store's default). */
   readonly poolSize?: number;
@@ -61,10 +62,11 @@ export function parseStoreList(text: string): StoreName[] {
 interface Row {
   store: StoreName;
   c: number;
-  cold: RunResult;
-  ceiling: RunResult;
-  warm: RunResult;
-  protocol: RunResult;
+  /** One run per round of each; a round runs cold and store back to back, then warm and protocol. */
+  cold: RunResult[];
+  ceiling: RunResult[];
+  warm: RunResult[];
+  protocol: RunResult[];
 }
 
 const CEILING_CMD = `${process.execPath} ${join(HERE, 'ceiling-server.ts')} --listen {host}:{port}`;
@@ -92,7 +94,6 @@ async function keyLists(requestsFile: string): Promise<string[][]> {
   return out;
 }
 
-const best = (a: RunResult | undefined, b: RunResult): RunResult => (a === undefined || b.rps > a.rps ? b : a);
 const fmt = (n: number, digits = 2): string => (Number.isFinite(n) ? n.toFixed(digits) : '-');
 const load = (): string => loadavg().map((l) => l.toFixed(2)).join(' ');
 
@@ -111,7 +112,7 @@ export async function runStoreBench(options: StoreBenchOptions, out: NodeJS.Writ
     await writeFile(keysFile, JSON.stringify(await keyLists(options.requestsFile)));
     out.write(
       `\nstores bench: ${mailboxes.length} mailboxes per store, C = ${options.connections.join(', ')}, ${options.seconds} s per run ` +
-        `(+${options.warmup} s warm-up), best of ${options.rounds} rounds; load average at start ${load()}\n`,
+        `(+${options.warmup} s warm-up), ${options.rounds} paired rounds; load average at start ${load()}\n`,
     );
     const protocol = await startServer('ceiling', CEILING_CMD);
     started.push(protocol);
@@ -137,7 +138,7 @@ export async function runStoreBench(options: StoreBenchOptions, out: NodeJS.Writ
       out.write(`  ${name}: started in ${(server.startMs / 1000).toFixed(1)} s, ${mailboxes.length} mailboxes loaded in ${(server.loadMs / 1000).toFixed(1)} s\n`);
       try {
         for (const c of options.connections) {
-          let r: Partial<Omit<Row, 'store' | 'c'>> = {};
+          const r: Omit<Row, 'store' | 'c'> = { cold: [], ceiling: [], warm: [], protocol: [] };
           const steps = {
             cold: async () => {
               // Every key reaches the store, but the misses of concurrent requests share round trips
@@ -145,29 +146,30 @@ export async function runStoreBench(options: StoreBenchOptions, out: NodeJS.Writ
               const before = await storeLookups(cold);
               const run = await loadRun(cold, c, options.requestsFile, options.seconds, options.warmup);
               const lookups = (await storeLookups(cold)) - before;
-              r.cold = best(r.cold, { ...run, lookupsPerRequest: lookups / (run.rps * (options.seconds + options.warmup)) });
+              r.cold.push({ ...run, lookupsPerRequest: lookups / (run.rps * (options.seconds + options.warmup)) });
             },
-            ceiling: async () => (r.ceiling = best(r.ceiling, await ceilingRun(ceilingArgs, c, options.seconds, options.warmup))),
+            ceiling: async () => void r.ceiling.push(await ceilingRun(ceilingArgs, c, options.seconds, options.warmup)),
             warm: async () => {
               await prime(warm, options.requestsFile);
-              r.warm = best(r.warm, await loadRun(warm, c, options.requestsFile, options.seconds, options.warmup));
+              r.warm.push(await loadRun(warm, c, options.requestsFile, options.seconds, options.warmup));
             },
-            protocol: async () => (r.protocol = best(r.protocol, await loadRun(protocol, c, options.requestsFile, options.seconds, options.warmup))),
+            protocol: async () => void r.protocol.push(await loadRun(protocol, c, options.requestsFile, options.seconds, options.warmup)),
           };
           for (let round = 0; round < options.rounds; round++) {
             const order = round % 2 === 0 ? (['cold', 'ceiling', 'warm', 'protocol'] as const) : (['ceiling', 'cold', 'protocol', 'warm'] as const);
             for (const step of order) {
               await steps[step]();
-              if (options.verbose) out.write(`    round ${round + 1} C=${c} ${step}: best so far ${fmt(r[step]?.rps ?? NaN, 0)}/s (load ${load()})\n`);
+              if (options.verbose) out.write(`    round ${round + 1} C=${c} ${step}: ${fmt(r[step].at(-1)?.rps ?? NaN, 0)}/s (load ${load()})\n`);
             }
           }
-          const row = { store: name, c, ...r } as Row;
+          if (r.cold.length === 0) throw new Error('--rounds must be at least 1');
+          const row: Row = { store: name, c, ...r };
           rows.push(row);
+          const ratios = (measured: RunResult[], ceiling: RunResult[]): string => pairedRatio(measured, ceiling, (x) => x.rps).perRound.map((x) => fmt(x)).join(' ');
           out.write(
-            `  ${name} C=${c}: cold ${fmt(row.cold.rps, 0)}/s vs store ${fmt(row.ceiling.rps, 0)}/s, warm ${fmt(row.warm.rps, 0)}/s vs protocol ${fmt(row.protocol.rps, 0)}/s ` +
-              `(cold answers ${JSON.stringify(row.cold.actions)}; load ${load()})\n`,
+            `  ${name} C=${c}: per round cold/store ${ratios(row.cold, row.ceiling)}, warm/protocol ${ratios(row.warm, row.protocol)} ` +
+              `(cold answers ${JSON.stringify(row.cold[0]?.actions)}; load ${load()})\n`,
           );
-          r = {};
         }
       } finally {
         if (savedPassword === undefined) delete process.env.MAILWARDEN_STORE_PASSWORD;
@@ -180,7 +182,7 @@ export async function runStoreBench(options: StoreBenchOptions, out: NodeJS.Writ
       }
     }
     printTable(rows, out);
-    out.write(`load average at end ${load()} (2 cores: other work shares the machine; only noise slows a run, so the best round is kept)\n`);
+    out.write(`load average at end ${load()} (2 cores: other work shares the machine, alike for the two runs of a pair)\n`);
   } finally {
     await Promise.all(started.map((s) => stop(s.child)));
     await server?.stop();
@@ -198,16 +200,19 @@ function printTable(rows: readonly Row[], out: NodeJS.WritableStream): void {
     'protocol req/s', 'p99 ms', 'cpu µs/req',
     'warm/protocol',
   ];
-  const goal = (ratio: number, min: number): string => `${fmt(ratio)}${ratio >= min ? '' : ' (<' + min + ')'}`;
-  const table = rows.map((r) => [
-    r.store, String(r.c),
-    fmt(r.cold.rps, 0), fmt(r.cold.p99, 3), fmt(r.cold.cpuUs, 1), fmt(r.cold.lookupsPerRequest ?? NaN),
-    fmt(r.ceiling.rps, 0), fmt(r.ceiling.p99, 3), fmt(r.ceiling.cpuUs, 1),
-    goal(r.cold.rps / r.ceiling.rps, 0.7),
-    fmt(r.warm.rps, 0), fmt(r.warm.p99, 3), fmt(r.warm.cpuUs, 1),
-    fmt(r.protocol.rps, 0), fmt(r.protocol.p99, 3), fmt(r.protocol.cpuUs, 1),
-    goal(r.warm.rps / r.protocol.rps, 0.8),
-  ]);
+  const goal = (ratio: PairedRatio, min: number): string => `${formatRatio(ratio)}${ratio.median >= min ? '' : ' (<' + min + ')'}`;
+  const table = rows.map((r) => {
+    const [cold, ceiling, warm, protocol] = [medianRun(r.cold), medianRun(r.ceiling), medianRun(r.warm), medianRun(r.protocol)];
+    return [
+      r.store, String(r.c),
+      fmt(cold.rps, 0), fmt(cold.p99, 3), fmt(cold.cpuUs, 1), fmt(cold.lookupsPerRequest ?? NaN),
+      fmt(ceiling.rps, 0), fmt(ceiling.p99, 3), fmt(ceiling.cpuUs, 1),
+      goal(pairedRatio(r.cold, r.ceiling, (x) => x.rps), 0.7),
+      fmt(warm.rps, 0), fmt(warm.p99, 3), fmt(warm.cpuUs, 1),
+      fmt(protocol.rps, 0), fmt(protocol.p99, 3), fmt(protocol.cpuUs, 1),
+      goal(pairedRatio(r.warm, r.protocol, (x) => x.rps), 0.8),
+    ];
+  });
   const widths = header.map((h, i) => Math.max(h.length, ...table.map((row) => (row[i] as string).length)));
   const line = (cells: string[]): string => cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i] as number) : cell.padStart(widths[i] as number))).join('  ');
   out.write(`\n${line(header)}\n${table.map(line).join('\n')}\n`);
@@ -215,7 +220,8 @@ function printTable(rows: readonly Row[], out: NodeJS.WritableStream): void {
     'cold: daemon with --cache-ttl 0ms: every key of every request is fetched from the store, the misses of concurrent requests\n' +
       '  coalesced into shared round trips (lookups/req = store round trips per request);\n' +
       'store: the same lookups straight through the driver, same pool size (the store default unless --pool-size), one per request;\n' +
-      'warm: daemon with the default TTL after a priming pass; protocol: the DUNNO ceiling server. Goals: cold/store >= 0.7, warm/protocol >= 0.8.\n',
+      'warm: daemon with the default TTL after a priming pass; protocol: the DUNNO ceiling server. Goals: cold/store >= 0.7, warm/protocol >= 0.8.\n' +
+      'Figures: medians over the rounds; ratios: the median (range) of the per-round ratios, each of two runs back to back.\n',
   );
 }
 
@@ -226,7 +232,7 @@ if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.
       connections: { type: 'string', default: '8,32' },
       seconds: { type: 'string', default: '3' },
       warmup: { type: 'string', default: '1' },
-      rounds: { type: 'string', default: '2' },
+      rounds: { type: 'string', default: '3' },
       mailboxes: { type: 'string', default: '10000' },
       verbose: { type: 'boolean', default: false },
       'pool-size': { type: 'string' },
