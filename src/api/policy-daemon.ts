@@ -82,7 +82,7 @@ export const policyDaemonSpecSchema = z
     port: z.number().int().min(1).max(65535).default(7777).describe('Policy port. Sidecar: on 127.0.0.1 only (check_policy_service inet:127.0.0.1:PORT). Service: the Service port.'),
     httpPort: z.number().int().min(1).max(65535).default(7778).describe('Port of /healthz, /readyz and /metrics (probes and scrapes; no decision data).'),
     replicas: z.number().int().min(1).max(50).default(2).describe('Service mode: Deployment replicas.'),
-    image: z.string().min(1).max(512).optional().describe("The daemon's image (default: the operator's mailwarden image); it is run as `node --no-memory-reducer /app/bin/mailwarden.js policyd …`, as the mailwarden image lays it out."),
+    image: z.string().min(1).max(512).optional().describe("The daemon's image (default: the operator's mailwarden image); it is run as `node /app/bin/mailwarden.js policyd …`, as the mailwarden image lays it out."),
     imagePullPolicy: z.enum(['Always', 'IfNotPresent', 'Never']).optional().describe("The container's image pull policy (default: Kubernetes' own)."),
     resources: resourcesSchema.optional().describe('Container resources (default requests cpu 50m, memory 64Mi; limit memory 256Mi).'),
   })

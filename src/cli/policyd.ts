@@ -2,7 +2,7 @@ import { createLogger } from '../observability/logger.ts';
 import { loadPolicydConfig } from '../policy/config.ts';
 import { ConfigReloader } from '../policy/config-reload.ts';
 import { PolicyDaemon } from '../policy/daemon.ts';
-import { applyPolicydV8Flags, missingPolicydNodeFlags } from '../policy/runtime-flags.ts';
+import { applyPolicydV8Flags } from '../policy/runtime-flags.ts';
 import { readPassword } from './secrets.ts';
 import { DECISION_FLAGS, DECISION_FLAGS_HELP, decisionOverrides, EXIT_OK, parseCommandLine, type Io } from './usage.ts';
 
@@ -42,14 +42,6 @@ export async function policydCommand(args: readonly string[], io: Io): Promise<n
   applyPolicydV8Flags();
   const config = await loadPolicydConfig(values.config, overrides);
   const logger = createLogger({ level: config.logLevel });
-  const missing = missingPolicydNodeFlags();
-  if (missing.length > 0) {
-    logger.info(
-      { nodeFlags: missing },
-      `node was started without ${missing.join(' ')}: after idle spells V8 may repeat full garbage collections under load; ` +
-        `start the daemon as \`node ${missing.join(' ')} bin/mailwarden.js policyd …\` (the operator's sidecar does)`,
-    );
-  }
   const daemon = new PolicyDaemon({ config, logger, password: readPassword(config, io.env) });
   const { policy } = await daemon.start();
   // The config file and password file are reloaded when they change (mounted ConfigMap/Secret).

@@ -4,7 +4,6 @@ import { stringify } from 'yaml';
 import { storeSettingsOf, type MailBackendSpec } from '../api/mail-backend.ts';
 import { API_VERSION } from '../api/mail-user-restriction.ts';
 import { POLICY_DAEMON_KIND, type PolicyDaemonSpec } from '../api/policy-daemon.ts';
-import { POLICYD_NODE_FLAGS } from '../policy/runtime-flags.ts';
 
 /**
  * What a PolicyDaemon becomes in Kubernetes objects, as plain data: the daemon's config file
@@ -24,10 +23,10 @@ export const CONTAINER_NAME = 'mailwarden-policyd';
 
 /**
  * The image's entrypoint, spelled out so a custom image with another entrypoint still runs the
- * daemon, with the V8 settings node takes only on its command line (POLICYD_NODE_FLAGS); the
- * others the daemon applies itself at startup (src/policy/runtime-flags.ts).
+ * daemon. Its V8 settings are the daemon's own business (src/policy/runtime-flags.ts), applied at
+ * startup however it is launched.
  */
-export const DAEMON_COMMAND = ['node', ...POLICYD_NODE_FLAGS, '/app/bin/mailwarden.js'];
+export const DAEMON_COMMAND = ['node', '/app/bin/mailwarden.js'];
 export const FIELD_MANAGER = 'mailwarden-operator';
 
 const CONFIG_DIR = '/etc/mailwarden/policyd';

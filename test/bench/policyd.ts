@@ -9,11 +9,11 @@
  *   --connections LIST   comma-separated connection counts (default 1,8,32,128)
  *   --mailboxes N        manifests in the store (default 10000)
  *   --daemon-cmd CMD     the daemon, with {host} {port} {httpPort} {store} placeholders (split on
- *                        spaces); default: node --no-memory-reducer bin/mailwarden.js policyd
+ *                        spaces); default: node bin/mailwarden.js policyd
  *                        --listen {host}:{port} --http-listen {host}:{httpPort} --store {store}
- *                        (node's flags as the sidecar passes them; the daemon sets its other V8 flags
- *                        itself and the ceiling runs with the same, see src/policy/runtime-flags.ts;
- *                        metrics stay on: they are part of the daemon's cost; a free port avoids clashes)
+ *                        (the daemon sets its V8 flags itself and the ceiling applies the same, see
+ *                        src/policy/runtime-flags.ts; metrics stay on: they are part of the daemon's
+ *                        cost; a free port avoids clashes)
  *   --rounds N           rounds per connection count: the ceiling and the daemon back to back, which
  *                        goes first alternating; figures are medians over the rounds, ratios the
  *                        median of the per-round ratios (test/bench/paired-rounds.ts) (default 5)
@@ -37,7 +37,6 @@ import { parseStoreList, runStoreBench } from './stores.ts';
 import { processCpuSeconds } from '../helpers/proc.ts';
 import { startServer, stop, type RunResult } from './store-support.ts';
 import { formatRatio, medianRun, pairedRatio } from './paired-rounds.ts';
-import { POLICYD_NODE_FLAGS } from '../../src/policy/runtime-flags.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const here = join(root, 'test/bench');
@@ -57,10 +56,8 @@ const { values } = parseArgs({
   },
 });
 const stores = parseStoreList(String(values.stores));
-// Both started as the sidecar starts the daemon: node's command-line V8 settings (runtime-flags.ts).
-const NODE = [process.execPath, ...POLICYD_NODE_FLAGS].join(' ');
-const CEILING_CMD = `${NODE} ${join(here, 'ceiling-server.ts')} --listen {host}:{port} --store {store}`;
-const DAEMON_CMD = `${NODE} ${join(root, 'bin/mailwarden.js')} policyd --listen {host}:{port} --http-listen {host}:{httpPort} --store {store}`;
+const CEILING_CMD = `${process.execPath} ${join(here, 'ceiling-server.ts')} --listen {host}:{port} --store {store}`;
+const DAEMON_CMD = `${process.execPath} ${join(root, 'bin/mailwarden.js')} policyd --listen {host}:{port} --http-listen {host}:{httpPort} --store {store}`;
 
 type Result = RunResult;
 

@@ -9,7 +9,6 @@ import { connect, createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { processCpuSeconds } from '../helpers/proc.ts';
-import { POLICYD_NODE_FLAGS } from '../../src/policy/runtime-flags.ts';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const HERE = join(ROOT, 'test/bench');
@@ -106,10 +105,10 @@ function answers(port: number): Promise<boolean> {
 }
 
 /** Runs a bench child script that prints one JSON line of figures; CPU of `measured` per request. */
-async function runChild(script: string, args: string[], measured: number | undefined, totalSeconds: number, nodeFlags: readonly string[] = []): Promise<RunResult> {
+async function runChild(script: string, args: string[], measured: number | undefined, totalSeconds: number): Promise<RunResult> {
   const cpuBefore = processCpuSeconds(measured);
   const result = await new Promise<Omit<RunResult, 'cpuUs'>>((resolveRun, reject) => {
-    const child = spawn(process.execPath, [...nodeFlags, join(HERE, script), ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [join(HERE, script), ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     child.stdout.setEncoding('utf8').on('data', (t: string) => (out += t));
     child.once('exit', (code) =>
@@ -133,12 +132,11 @@ export function loadRun(server: RunningServer, connections: number, requestsFile
 
 /**
  * The store ceiling client (test/bench/store-ceiling.ts), which reports its own CPU per lookup.
- * It stands for the daemon's best, so it runs with the daemon's V8 settings (runtime-flags.ts: node's
- * command-line ones here, the others it applies itself).
+ * It stands for the daemon's best, so it applies the daemon's V8 settings itself (runtime-flags.ts).
  */
 export function ceilingRun(args: string[], connections: number, seconds: number, warmup: number): Promise<RunResult> {
   const runArgs = [...args, '--connections', String(connections), '--seconds', String(seconds), '--warmup', String(warmup)];
-  return runChild('store-ceiling.ts', runArgs, undefined, seconds + warmup, POLICYD_NODE_FLAGS);
+  return runChild('store-ceiling.ts', runArgs, undefined, seconds + warmup);
 }
 
 /**

@@ -25,7 +25,6 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { decisionOptionsOf, loadPolicydConfig } from '../../src/policy/config.ts';
 import { planDecision } from '../../src/restrictions/decide.ts';
-import { POLICYD_NODE_FLAGS } from '../../src/policy/runtime-flags.ts';
 import { rcptRequests, writeManifests } from './fixtures.ts';
 import { readMailboxes, startStore, STORE_NAMES, type LoadedStore, type StoreName } from './store-servers.ts';
 import { formatRatio, medianRun, pairedRatio, type PairedRatio } from './paired-rounds.ts';
@@ -70,11 +69,9 @@ interface Row {
   protocol: RunResult[];
 }
 
-// As the sidecar starts the daemon: node's command-line V8 settings (runtime-flags.ts), for both.
-const NODE = [process.execPath, ...POLICYD_NODE_FLAGS].join(' ');
-const CEILING_CMD = `${NODE} ${join(HERE, 'ceiling-server.ts')} --listen {host}:{port}`;
+const CEILING_CMD = `${process.execPath} ${join(HERE, 'ceiling-server.ts')} --listen {host}:{port}`;
 const daemonCmd = (store: LoadedStore, config: string, ttl: string | undefined): string =>
-  `${NODE} ${join(ROOT, 'bin/mailwarden.js')} policyd --listen {host}:{port} --http-listen {host}:{httpPort} ` +
+  `${process.execPath} ${join(ROOT, 'bin/mailwarden.js')} policyd --listen {host}:{port} --http-listen {host}:{httpPort} ` +
   `--store ${store.url} -c ${config}${ttl === undefined ? '' : ` --cache-ttl ${ttl}`}`;
 
 /** The keys the daemon looks up for each request of the stream, as its plan computes them. */

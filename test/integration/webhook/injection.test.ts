@@ -70,7 +70,7 @@ describe('sidecar injection webhook', () => {
     assert.equal(pod.spec?.initContainers?.[0]?.name, SIDECAR, 'first init container: up before any other');
     assert.equal(sidecar.restartPolicy, 'Always');
     assert.equal(sidecar.image, 'example.invalid/mailwarden:test');
-    assert.deepEqual(sidecar.command, ['node', '--no-memory-reducer', '/app/bin/mailwarden.js']);
+    assert.deepEqual(sidecar.command, ['node', '/app/bin/mailwarden.js']);
     assert.deepEqual(sidecar.args, ['policyd', '-c', '/etc/mailwarden/policyd/policyd.yaml']);
     assert.equal(sidecar.securityContext?.readOnlyRootFilesystem, true);
     assert.equal(sidecar.securityContext?.allowPrivilegeEscalation, false);
