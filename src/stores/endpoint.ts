@@ -5,6 +5,8 @@
  */
 import type { TlsSettings } from './settings.ts';
 import { readFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
+import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import { redactUrl } from './common.ts';
 import { StoreError } from './store.ts';
 
@@ -36,19 +38,31 @@ export function parseSqlUrl(url: string, defaultPort: number, password: string |
   return Object.freeze({ host, port, user, database, password: password ?? fromUrl, target });
 }
 
+/** Node TLS options as the drivers take them. */
+export interface NodeTlsOptions {
+  rejectUnauthorized: boolean;
+  ca?: string;
+  servername?: string;
+  checkServerIdentity?: (host: string, cert: PeerCertificate) => Error | undefined;
+}
+
+/**
+ * TLS options that accept only a certificate for `name` (the URL's host, or tls.serverName): the
+ * identity is checked against `name` whatever host the driver hands Node, and `name` goes out as
+ * SNI only when it is a host name (RFC 6066 forbids an IP address there, and Node warns).
+ */
+export function verifyingTlsOptions(name: string, ca: string | undefined): NodeTlsOptions {
+  const options: NodeTlsOptions = { rejectUnauthorized: true, checkServerIdentity: (_host, cert) => checkServerIdentity(name, cert) };
+  if (isIP(name) === 0) options.servername = name;
+  if (ca !== undefined) options.ca = ca;
+  return options;
+}
+
 /** Node TLS options for a SQL driver, or `false` for plain TCP. */
-export async function sqlTlsOptions(
-  tls: TlsSettings,
-  host: string,
-): Promise<false | { rejectUnauthorized: boolean; ca?: string; servername?: string }> {
+export async function sqlTlsOptions(tls: TlsSettings, host: string): Promise<false | NodeTlsOptions> {
   if (tls.mode === 'disable') return false;
   if (tls.mode === 'require') return { rejectUnauthorized: false };
-  const out: { rejectUnauthorized: boolean; ca?: string; servername?: string } = {
-    rejectUnauthorized: true,
-    servername: tls.serverName ?? host,
-  };
-  if (tls.caFile !== undefined) out.ca = await readCa(tls.caFile);
-  return out;
+  return verifyingTlsOptions(tls.serverName ?? host, tls.caFile === undefined ? undefined : await readCa(tls.caFile));
 }
 
 export async function readCa(path: string): Promise<string> {

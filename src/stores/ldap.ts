@@ -8,7 +8,7 @@ import { LIST_NAMES, type ListName, EMPTY_LISTS, type MailboxRecord, type Restri
 import type { Semantics } from '../restrictions/options.ts';
 import { trimAscii } from '../restrictions/sql-list.ts';
 import { Health, mailboxKey, redactUrl, SILENT_LOGGER, signalOrTimeout, type StoreOpenOptions } from './common.ts';
-import { readCa } from './endpoint.ts';
+import { readCa, verifyingTlsOptions, type NodeTlsOptions } from './endpoint.ts';
 import { LdapConnections } from './ldap-connections.ts';
 import { classifyLdapError, type LdapErrorContext } from './ldap-errors.ts';
 import { lookupFilter, userFilterProblem } from './ldap-filter.ts';
@@ -29,10 +29,13 @@ export async function openLdapStore(url: string, settings: unknown, options: Sto
   }
   const target = `${endpoint.protocol}//${endpoint.host}`;
   const secure = endpoint.protocol === 'ldaps:';
-  let tlsOptions: { rejectUnauthorized: boolean; ca?: string; servername?: string } | undefined;
+  let tlsOptions: NodeTlsOptions | undefined;
   if (secure || parsed.startTls) {
-    tlsOptions = { rejectUnauthorized: parsed.tls.mode !== 'require', servername: parsed.tls.serverName ?? endpoint.hostname };
-    if (parsed.tls.caFile !== undefined) tlsOptions.ca = await readCa(parsed.tls.caFile);
+    const ca = parsed.tls.caFile === undefined ? undefined : await readCa(parsed.tls.caFile);
+    tlsOptions =
+      parsed.tls.mode === 'require'
+        ? { rejectUnauthorized: false, ...(ca === undefined ? {} : { ca }) }
+        : verifyingTlsOptions(parsed.tls.serverName ?? endpoint.hostname.replace(/^\[(.*)\]$/, '$1'), ca);
   }
   const filterProblem = userFilterProblem(parsed.userFilter, (text) => FilterParser.parseString(text));
   if (filterProblem !== undefined) {

@@ -7,7 +7,7 @@
  */
 import mysql from 'mysql2/promise';
 import { abortable, SILENT_LOGGER, type StoreLogger, type StoreOpenOptions } from './common.ts';
-import { parseSqlUrl, type SqlEndpoint, sqlTlsOptions } from './endpoint.ts';
+import { type NodeTlsOptions, parseSqlUrl, type SqlEndpoint, sqlTlsOptions } from './endpoint.ts';
 import { MYSQL_DIALECT, type SqlRow } from './sql-common.ts';
 import { classifyMysqlError, type ErrorContext } from './sql-errors.ts';
 import { type SqlDriver, SqlMailboxStore, type SqlSession } from './sql-store.ts';
@@ -21,8 +21,26 @@ export async function openMysqlStore(url: string, settings: unknown, options: St
   const parsed = parseStoreSettings(SqlStoreSettingsSchema, settings, 'MySQL store');
   const endpoint = parseSqlUrl(url, MYSQL_DEFAULT_PORT, options.password);
   const logger = options.logger ?? SILENT_LOGGER;
-  const driver = new MysqlDriver(endpoint, parsed, await sqlTlsOptions(parsed.tls, endpoint.host), logger);
+  if (parsed.tls.mode === 'verify-full' && parsed.tls.serverName !== undefined && parsed.tls.serverName !== endpoint.host) {
+    // mysql2 checks the certificate against the host it connects to and takes no other name.
+    throw new StoreError(
+      'Misconfigured',
+      `MySQL store ${endpoint.target}: tls.serverName is not supported (the certificate is checked against the URL's host); put the certificate's name in the URL`,
+    );
+  }
+  const driver = new MysqlDriver(endpoint, parsed, mysqlSslOptions(await sqlTlsOptions(parsed.tls, endpoint.host)), logger);
   return new SqlMailboxStore(driver, parsed, { semantics: options.semantics, logger, target: endpoint.target });
+}
+
+/**
+ * mysql2's form of the TLS options: it builds Node's options itself, so the identity check is its
+ * `verifyIdentity` (against the connected host), not a checkServerIdentity of ours.
+ */
+export function mysqlSslOptions(tls: false | NodeTlsOptions): false | mysql.SslOptions {
+  if (tls === false) return false;
+  const ssl: mysql.SslOptions = { rejectUnauthorized: tls.rejectUnauthorized, verifyIdentity: tls.rejectUnauthorized };
+  if (tls.ca !== undefined) ssl.ca = tls.ca;
+  return ssl;
 }
 
 class MysqlDriver implements SqlDriver {
@@ -33,7 +51,7 @@ class MysqlDriver implements SqlDriver {
   constructor(
     endpoint: SqlEndpoint,
     settings: SqlStoreSettings,
-    ssl: Awaited<ReturnType<typeof sqlTlsOptions>>,
+    ssl: false | mysql.SslOptions,
     logger: StoreLogger,
   ) {
     this.#context = { target: endpoint.target, settings, secrets: [endpoint.password] };

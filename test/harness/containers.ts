@@ -469,6 +469,8 @@ async function startOnFreePort(spec: StartSpec, port?: number): Promise<Started>
 export interface SqlStartOptions {
   /** Apply the iRedMail fixture after start (default true). */
   fixtures?: boolean;
+  /** Serve TLS (plain connections stay allowed) with this certificate (PEM, chain) and key. */
+  tls?: { certificate: string; key: string };
   /** Fixed port instead of a free one. */
   port?: number;
   startTimeoutMs?: number;
@@ -573,9 +575,19 @@ function makeSqlServer(started: Started, dialect: 'postgres' | 'mysql', admin: C
   return server;
 }
 
+/** The files a TLS-serving container reads (a test key: readable by the server's own user). */
+function tlsFiles(tls: SqlStartOptions['tls']): StartSpec['files'] {
+  if (tls === undefined) return undefined;
+  return [
+    { content: tls.certificate, target: '/tls/server.crt' },
+    { content: tls.key, target: '/tls/server.key', mode: 0o644 },
+  ];
+}
+
 /** PostgreSQL 15 with database vmail (case-sensitive text comparison). */
 export async function startPostgres(opts: SqlStartOptions = {}): Promise<SqlServer> {
-  const started = await startOnFreePort({ kind: 'postgres', env: {}, startTimeoutMs: opts.startTimeoutMs }, opts.port);
+  // The entrypoint turns TLS on when it finds /tls/server.{crt,key}.
+  const started = await startOnFreePort({ kind: 'postgres', env: {}, files: tlsFiles(opts.tls), startTimeoutMs: opts.startTimeoutMs }, opts.port);
   const server = makeSqlServer(started, 'postgres', { user: 'postgres', password: TEST_PASSWORD });
   if (opts.fixtures !== false) await server.loadFixtures();
   return server;
@@ -583,7 +595,8 @@ export async function startPostgres(opts: SqlStartOptions = {}): Promise<SqlServ
 
 /** MariaDB 10.11 with database vmail (utf8mb4_general_ci: case-insensitive). */
 export async function startMariadb(opts: SqlStartOptions = {}): Promise<SqlServer> {
-  const started = await startOnFreePort({ kind: 'mariadb', env: {}, startTimeoutMs: opts.startTimeoutMs }, opts.port);
+  const cmd = opts.tls === undefined ? undefined : ['--ssl-cert=/tls/server.crt', '--ssl-key=/tls/server.key'];
+  const started = await startOnFreePort({ kind: 'mariadb', env: {}, files: tlsFiles(opts.tls), cmd, startTimeoutMs: opts.startTimeoutMs }, opts.port);
   const server = makeSqlServer(started, 'mysql', { user: 'root', password: TEST_PASSWORD });
   if (opts.fixtures !== false) await server.loadFixtures();
   return server;
