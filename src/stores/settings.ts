@@ -37,7 +37,7 @@ export const TlsSettingsSchema = z
         'disable: plain TCP (or ldaps:// decides); require: TLS without checking the certificate; verify-full: TLS, certificate and host name checked',
       ),
     caFile: z.string().min(1).optional().describe('PEM file with the CA certificates to trust (verify-full); default: the system CAs'),
-    serverName: z.string().min(1).optional().describe('Host name to check the certificate against, when it differs from the URL host'),
+    serverName: z.string().min(1).optional().describe('Host name to check the certificate against, when it differs from the URL host (PostgreSQL and LDAP; a MySQL store checks the URL host)'),
   })
   .describe('Transport security towards the backend');
 export type TlsSettings = z.infer<typeof TlsSettingsSchema>;
