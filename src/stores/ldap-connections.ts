@@ -102,7 +102,8 @@ export class LdapConnections {
       url: o.url,
       connectTimeout: o.connectTimeoutMs,
       timeout: o.operationTimeoutMs,
-      tlsOptions: o.tlsOptions,
+      // ldapts speaks TLS from the first byte whenever it is given TLS options: for ldaps:// only.
+      tlsOptions: o.startTls ? undefined : o.tlsOptions,
       strictDN: true,
     });
     const ready = (async () => {

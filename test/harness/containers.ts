@@ -576,7 +576,7 @@ function makeSqlServer(started: Started, dialect: 'postgres' | 'mysql', admin: C
 }
 
 /** The files a TLS-serving container reads (a test key: readable by the server's own user). */
-function tlsFiles(tls: SqlStartOptions['tls']): StartSpec['files'] {
+function tlsFiles(tls: { certificate: string; key: string } | undefined): StartSpec['files'] {
   if (tls === undefined) return undefined;
   return [
     { content: tls.certificate, target: '/tls/server.crt' },
@@ -612,6 +612,8 @@ export interface LdapStartOptions {
   rootPassword?: string;
   port?: number;
   startTimeoutMs?: number;
+  /** Serve StartTLS with this certificate (PEM, chain) and key. */
+  tls?: { certificate: string; key: string };
 }
 
 function toLdapValues(v: string | string[]): string[] {
@@ -623,7 +625,7 @@ export async function startOpenldap(opts: LdapStartOptions = {}): Promise<LdapSe
   const suffix = opts.suffix ?? 'dc=example,dc=com';
   const rootPassword = opts.rootPassword ?? TEST_PASSWORD;
   const started = await startOnFreePort(
-    { kind: 'openldap', env: { LDAP_SUFFIX: suffix, LDAP_ROOT_PASSWORD: rootPassword }, startTimeoutMs: opts.startTimeoutMs },
+    { kind: 'openldap', env: { LDAP_SUFFIX: suffix, LDAP_ROOT_PASSWORD: rootPassword }, files: tlsFiles(opts.tls), startTimeoutMs: opts.startTimeoutMs },
     opts.port,
   );
   const url = `ldap://${HOST}:${started.port}`;

@@ -8,6 +8,15 @@ if [ "$(cat /etc/ldap/mailwarden/current 2>/dev/null)" != "$SUFFIX|$ROOTPW" ]; t
   /usr/local/bin/setup.sh "$SUFFIX" "$ROOTPW" || exit 1
 fi
 install -d -o openldap -g openldap /run/slapd
+# TLS (tests): a certificate and key copied into /tls serve StartTLS on the same port.
+if [ -f /tls/server.key ] && [ -f /tls/server.crt ]; then
+  install -d -o openldap -g openldap -m 700 /run/mailwarden-tls
+  install -o openldap -g openldap -m 600 /tls/server.crt /tls/server.key /run/mailwarden-tls/
+  printf '%s\n' 'dn: cn=config' 'changetype: modify' 'replace: olcTLSCertificateFile' \
+    'olcTLSCertificateFile: /run/mailwarden-tls/server.crt' '-' 'replace: olcTLSCertificateKeyFile' \
+    'olcTLSCertificateKeyFile: /run/mailwarden-tls/server.key' '-' \
+    | setpriv --reuid=openldap --regid=openldap --init-groups slapmodify -F /etc/ldap/slapd.d -n 0 || exit 1
+fi
 slapd -d 0 -h "ldap://127.0.0.1:$PORT/" -F /etc/ldap/slapd.d -u openldap -g openldap "$@" &
 pid=$!
 trap 'kill -TERM $pid 2>/dev/null' INT TERM

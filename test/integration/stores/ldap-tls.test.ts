@@ -1,0 +1,74 @@
+// The LDAP store over StartTLS against a real OpenLDAP 2.5 serving a certificate for 127.0.0.1
+// from a test CA: verified sessions read, another CA or another host name is refused.
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import type { WritableMailboxStore } from '../../../src/stores/store.ts';
+import { openUrlStore } from '../../../src/stores/url-store.ts';
+import { createCa, issueServing } from '../../../src/webhook/certificates.ts';
+import { type LdapServer, startOpenldap } from '../../harness/containers.ts';
+import { storeError } from './helpers.ts';
+
+const DAY = 86_400_000;
+
+describe('OpenLDAP 2.5 store over StartTLS', () => {
+  let ldap: LdapServer;
+  let dir: string;
+  let caFile: string;
+  let otherCaFile: string;
+  const opened: WritableMailboxStore[] = [];
+  const warnings: Error[] = [];
+  const onWarning = (warning: Error): void => void warnings.push(warning);
+  const open = async (tls: object): Promise<WritableMailboxStore> => {
+    const settings = { baseDn: ldap.domainsDn, bindDn: ldap.bindDn, startTls: true, tls };
+    const store = await openUrlStore(ldap.url, settings, { semantics: 'default', password: ldap.password });
+    opened.push(store);
+    return store;
+  };
+  const lookup = (store: WritableMailboxStore) => store.lookup(['tls@example.com'], AbortSignal.timeout(10_000));
+
+  before(async () => {
+    process.on('warning', onWarning);
+    const now = new Date();
+    const ca = createCa('mailwarden test CA', now, DAY);
+    const serving = issueServing(ca, { dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] }, now, DAY);
+    dir = await mkdtemp(join(tmpdir(), 'mw-ldap-tls-'));
+    caFile = join(dir, 'ca.pem');
+    otherCaFile = join(dir, 'other-ca.pem');
+    await writeFile(caFile, ca.cert);
+    await writeFile(otherCaFile, createCa('another CA', now, DAY).cert);
+    ldap = await startOpenldap({ tls: { certificate: serving.cert, key: serving.key } });
+    await ldap.addLdapDomain('example.com');
+    await ldap.addLdapUser({ mail: 'tls@example.com', amavisWhitelistSender: ['@partner.example'] });
+  });
+  after(async () => {
+    process.off('warning', onWarning);
+    for (const store of opened) await store.close();
+    await ldap?.stop();
+    if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+  });
+
+  test('verify-full with the CA: reads over verified sessions, every pooled connection', async () => {
+    const store = await open({ mode: 'verify-full', caFile });
+    // Concurrent lookups open both pooled connections, each with its own handshake.
+    for (const found of await Promise.all(Array.from({ length: 8 }, () => lookup(store)))) {
+      assert.deepEqual(found.get('tls@example.com')?.lists.allowedSenders, ['@partner.example']);
+    }
+  });
+
+  test('verify-full refuses a certificate another CA signed, and another host name', async () => {
+    await assert.rejects(lookup(await open({ mode: 'verify-full', caFile: otherCaFile })), storeError('Misconfigured', /certificate/i, [ldap.password]));
+    await assert.rejects(lookup(await open({ mode: 'verify-full', caFile, serverName: 'ldap.example.net' })), storeError('Misconfigured', /ldap\.example\.net/));
+  });
+
+  test('require: TLS without checking the certificate', async () => {
+    const found = await lookup(await open({ mode: 'require' }));
+    assert.ok(found.has('tls@example.com'));
+  });
+
+  test('no process warning (an IP address is never sent as the TLS server name)', () => {
+    assert.deepEqual(warnings.map((w) => `${w.name}: ${w.message}`), []);
+  });
+});
