@@ -151,6 +151,8 @@ export interface LdapServer extends ServerHandle {
   readonly kind: 'openldap';
   /** ldap://127.0.0.1:<port> */
   readonly url: string;
+  /** ldaps://127.0.0.1:<port>, when started with TLS. */
+  readonly ldapsUrl: string | undefined;
   /** The suffix, e.g. dc=example,dc=com. */
   readonly suffix: string;
   readonly baseDn: string;
@@ -612,7 +614,7 @@ export interface LdapStartOptions {
   rootPassword?: string;
   port?: number;
   startTimeoutMs?: number;
-  /** Serve StartTLS with this certificate (PEM, chain) and key. */
+  /** Serve StartTLS and ldaps:// with this certificate (PEM, chain) and key. */
   tls?: { certificate: string; key: string };
 }
 
@@ -624,10 +626,11 @@ function toLdapValues(v: string | string[]): string[] {
 export async function startOpenldap(opts: LdapStartOptions = {}): Promise<LdapServer> {
   const suffix = opts.suffix ?? 'dc=example,dc=com';
   const rootPassword = opts.rootPassword ?? TEST_PASSWORD;
-  const started = await startOnFreePort(
-    { kind: 'openldap', env: { LDAP_SUFFIX: suffix, LDAP_ROOT_PASSWORD: rootPassword }, files: tlsFiles(opts.tls), startTimeoutMs: opts.startTimeoutMs },
-    opts.port,
-  );
+  // With TLS, StartTLS on the ldap:// port and an ldaps:// listener on a second one.
+  const tlsPort = opts.tls === undefined ? undefined : await freePort();
+  const env: Record<string, string> = { LDAP_SUFFIX: suffix, LDAP_ROOT_PASSWORD: rootPassword };
+  if (tlsPort !== undefined) env.TLS_PORT = String(tlsPort);
+  const started = await startOnFreePort({ kind: 'openldap', env, files: tlsFiles(opts.tls), startTimeoutMs: opts.startTimeoutMs }, opts.port);
   const url = `ldap://${HOST}:${started.port}`;
   const domainsDn = `o=domains,${suffix}`;
   const admin = { bindDn: `cn=Manager,${suffix}`, password: rootPassword };
@@ -664,6 +667,7 @@ export async function startOpenldap(opts: LdapStartOptions = {}): Promise<LdapSe
     ...started.base,
     kind: 'openldap',
     url,
+    ldapsUrl: tlsPort === undefined ? undefined : `ldaps://${HOST}:${tlsPort}`,
     suffix,
     baseDn: suffix,
     domainsDn,

@@ -17,7 +17,10 @@ if [ -f /tls/server.key ] && [ -f /tls/server.crt ]; then
     'olcTLSCertificateKeyFile: /run/mailwarden-tls/server.key' '-' \
     | setpriv --reuid=openldap --regid=openldap --init-groups slapmodify -F /etc/ldap/slapd.d -n 0 || exit 1
 fi
-slapd -d 0 -h "ldap://127.0.0.1:$PORT/" -F /etc/ldap/slapd.d -u openldap -g openldap "$@" &
+URLS="ldap://127.0.0.1:$PORT/"
+# With TLS (above), TLS_PORT adds an ldaps:// listener.
+if [ -n "${TLS_PORT:-}" ] && [ -d /run/mailwarden-tls ]; then URLS="$URLS ldaps://127.0.0.1:$TLS_PORT/"; fi
+slapd -d 0 -h "$URLS" -F /etc/ldap/slapd.d -u openldap -g openldap "$@" &
 pid=$!
 trap 'kill -TERM $pid 2>/dev/null' INT TERM
 until ldapsearch -x -H "ldap://127.0.0.1:$PORT" -D "cn=Manager,$SUFFIX" -w "$ROOTPW" -b "$SUFFIX" -s base -LLL dn >/dev/null 2>&1; do

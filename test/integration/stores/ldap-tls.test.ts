@@ -1,5 +1,5 @@
-// The LDAP store over StartTLS against a real OpenLDAP 2.5 serving a certificate for 127.0.0.1
-// from a test CA: verified sessions read, another CA or another host name is refused.
+// The LDAP store over StartTLS and ldaps:// against a real OpenLDAP 2.5 serving a certificate for
+// 127.0.0.1 from a test CA: verified sessions read, another CA or another host name is refused.
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -13,7 +13,7 @@ import { storeError } from './helpers.ts';
 
 const DAY = 86_400_000;
 
-describe('OpenLDAP 2.5 store over StartTLS', () => {
+describe('OpenLDAP 2.5 store over TLS', () => {
   let ldap: LdapServer;
   let dir: string;
   let caFile: string;
@@ -21,9 +21,9 @@ describe('OpenLDAP 2.5 store over StartTLS', () => {
   const opened: WritableMailboxStore[] = [];
   const warnings: Error[] = [];
   const onWarning = (warning: Error): void => void warnings.push(warning);
-  const open = async (tls: object): Promise<WritableMailboxStore> => {
-    const settings = { baseDn: ldap.domainsDn, bindDn: ldap.bindDn, startTls: true, tls };
-    const store = await openUrlStore(ldap.url, settings, { semantics: 'default', password: ldap.password });
+  const open = async (tls: object, url = ldap.url): Promise<WritableMailboxStore> => {
+    const settings = { baseDn: ldap.domainsDn, bindDn: ldap.bindDn, startTls: url.startsWith('ldap:'), tls };
+    const store = await openUrlStore(url, settings, { semantics: 'default', password: ldap.password });
     opened.push(store);
     return store;
   };
@@ -61,6 +61,13 @@ describe('OpenLDAP 2.5 store over StartTLS', () => {
   test('verify-full refuses a certificate another CA signed, and another host name', async () => {
     await assert.rejects(lookup(await open({ mode: 'verify-full', caFile: otherCaFile })), storeError('Misconfigured', /certificate/i, [ldap.password]));
     await assert.rejects(lookup(await open({ mode: 'verify-full', caFile, serverName: 'ldap.example.net' })), storeError('Misconfigured', /ldap\.example\.net/));
+  });
+
+  test('ldaps://: verified with the CA, refused with another CA', async () => {
+    const ldaps = ldap.ldapsUrl as string;
+    const found = await lookup(await open({ mode: 'verify-full', caFile }, ldaps));
+    assert.deepEqual(found.get('tls@example.com')?.lists.allowedSenders, ['@partner.example']);
+    await assert.rejects(lookup(await open({ mode: 'verify-full', caFile: otherCaFile }, ldaps)), storeError('Misconfigured', /certificate/i, [ldap.password]));
   });
 
   test('require: TLS without checking the certificate', async () => {
