@@ -28,7 +28,7 @@ export function parseSqlUrl(url: string, defaultPort: number, password: string |
   } catch {
     throw new StoreError('Misconfigured', `store URL ${target} is not a valid URL`);
   }
-  const host = parsed.hostname.replace(/^\[(.*)\]$/, '$1');
+  const host = urlHost(parsed);
   if (host === '') throw new StoreError('Misconfigured', `store URL ${target} names no host`);
   const port = parsed.port === '' ? defaultPort : Number(parsed.port);
   const database = decodeURIComponent(parsed.pathname.replace(/^\//, '')) || 'vmail';
@@ -36,6 +36,11 @@ export function parseSqlUrl(url: string, defaultPort: number, password: string |
   const user = decodeURIComponent(parsed.username) || 'vmail';
   const fromUrl = parsed.password === '' ? undefined : decodeURIComponent(parsed.password);
   return Object.freeze({ host, port, user, database, password: password ?? fromUrl, target });
+}
+
+/** The host of `url` as a name or address to connect to (an IPv6 address without its brackets). */
+export function urlHost(url: URL): string {
+  return url.hostname.replace(/^\[(.*)\]$/, '$1');
 }
 
 /** Node TLS options as the drivers take them. */

@@ -8,7 +8,7 @@ import { LIST_NAMES, type ListName, EMPTY_LISTS, type MailboxRecord, type Restri
 import type { Semantics } from '../restrictions/options.ts';
 import { trimAscii } from '../restrictions/sql-list.ts';
 import { Health, mailboxKey, redactUrl, SILENT_LOGGER, signalOrTimeout, type StoreOpenOptions } from './common.ts';
-import { readCa, verifyingTlsOptions, type NodeTlsOptions } from './endpoint.ts';
+import { readCa, urlHost, verifyingTlsOptions, type NodeTlsOptions } from './endpoint.ts';
 import { LdapConnections } from './ldap-connections.ts';
 import { classifyLdapError, type LdapErrorContext } from './ldap-errors.ts';
 import { lookupFilter, userFilterProblem } from './ldap-filter.ts';
@@ -35,7 +35,7 @@ export async function openLdapStore(url: string, settings: unknown, options: Sto
     tlsOptions =
       parsed.tls.mode === 'require'
         ? { rejectUnauthorized: false, ...(ca === undefined ? {} : { ca }) }
-        : verifyingTlsOptions(parsed.tls.serverName ?? endpoint.hostname.replace(/^\[(.*)\]$/, '$1'), ca);
+        : verifyingTlsOptions(parsed.tls.serverName ?? urlHost(endpoint), ca);
   }
   const filterProblem = userFilterProblem(parsed.userFilter, (text) => FilterParser.parseString(text));
   if (filterProblem !== undefined) {
