@@ -46,8 +46,14 @@ export function pairedRatio(measured: readonly RunResult[], ceiling: readonly Ru
   return { median: median(perRound), min: Math.min(...perRound), max: Math.max(...perRound), perRound };
 }
 
+const f = (n: number): string => (Number.isFinite(n) ? n.toFixed(2) : '-');
+
 /** `0.88 (0.85–0.91)`: the median and the range of a paired ratio. */
 export function formatRatio(ratio: PairedRatio): string {
-  const f = (n: number): string => (Number.isFinite(n) ? n.toFixed(2) : '-');
   return ratio.perRound.length === 1 ? f(ratio.median) : `${f(ratio.median)} (${f(ratio.min)}–${f(ratio.max)})`;
+}
+
+/** `0.86 0.91 0.85`: a paired ratio round by round. */
+export function formatRounds(ratio: PairedRatio): string {
+  return ratio.perRound.map(f).join(' ');
 }

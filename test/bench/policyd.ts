@@ -36,7 +36,7 @@ import { rcptRequests, writeManifests } from './fixtures.ts';
 import { parseStoreList, runStoreBench } from './stores.ts';
 import { processCpuSeconds } from '../helpers/proc.ts';
 import { startServer, stop, type RunResult } from './store-support.ts';
-import { formatRatio, medianRun, pairedRatio } from './paired-rounds.ts';
+import { formatRatio, formatRounds, medianRun, pairedRatio } from './paired-rounds.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const here = join(root, 'test/bench');
@@ -144,7 +144,7 @@ try {
   const line = (cells: string[]): string => cells.map((cell, i) => cell.padStart(widths[i] as number)).join('  ');
   process.stdout.write(`\n${line(header)}\n${table.map(line).join('\n')}\n`);
   for (const { c, ceiling: ceilingRuns, daemon: daemonRuns } of rows) {
-    const rounds = (figure: (r: Result) => number): string => pairedRatio(daemonRuns, ceilingRuns, figure).perRound.map((x) => fmt(x)).join(' ');
+    const rounds = (figure: (r: Result) => number): string => formatRounds(pairedRatio(daemonRuns, ceilingRuns, figure));
     process.stdout.write(`  C=${c} per round: req/s ratio ${rounds((r) => r.rps)}; p99 ratio ${rounds((r) => r.p99)}\n`);
   }
   process.stdout.write(

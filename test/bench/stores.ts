@@ -27,7 +27,7 @@ import { decisionOptionsOf, loadPolicydConfig } from '../../src/policy/config.ts
 import { planDecision } from '../../src/restrictions/decide.ts';
 import { rcptRequests, writeManifests } from './fixtures.ts';
 import { readMailboxes, startStore, STORE_NAMES, type LoadedStore, type StoreName } from './store-servers.ts';
-import { formatRatio, medianRun, pairedRatio, type PairedRatio } from './paired-rounds.ts';
+import { formatRatio, formatRounds, medianRun, pairedRatio, type PairedRatio } from './paired-rounds.ts';
 import { ceilingRun, HERE, loadRun, prime, ROOT, startServer, stop, storeLookups, type RunResult, type RunningServer } from './store-support.ts';
 
 export interface StoreBenchOptions {
@@ -165,7 +165,7 @@ export async function runStoreBench(options: StoreBenchOptions, out: NodeJS.Writ
           if (r.cold.length === 0) throw new Error('--rounds must be at least 1');
           const row: Row = { store: name, c, ...r };
           rows.push(row);
-          const ratios = (measured: RunResult[], ceiling: RunResult[]): string => pairedRatio(measured, ceiling, (x) => x.rps).perRound.map((x) => fmt(x)).join(' ');
+          const ratios = (measured: RunResult[], ceiling: RunResult[]): string => formatRounds(pairedRatio(measured, ceiling, (x) => x.rps));
           out.write(
             `  ${name} C=${c}: per round cold/store ${ratios(row.cold, row.ceiling)}, warm/protocol ${ratios(row.warm, row.protocol)} ` +
               `(cold answers ${JSON.stringify(row.cold[0]?.actions)}; load ${load()})\n`,

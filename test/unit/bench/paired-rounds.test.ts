@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
-import { formatRatio, median, medianRun, pairedRatio } from '../../bench/paired-rounds.ts';
+import { formatRatio, formatRounds, median, medianRun, pairedRatio } from '../../bench/paired-rounds.ts';
 import type { RunResult } from '../../bench/store-support.ts';
 
 const run = (rps: number, p99: number): RunResult => ({ connections: 8, requests: rps, rps, p50: p99 / 2, p99, p999: p99 * 2, cpuUs: 1e6 / rps, actions: { DUNNO: rps } });
@@ -22,6 +22,7 @@ describe('paired rounds', () => {
     assert.equal(rps.median, 0.9);
     assert.equal(rps.min, 0.8);
     assert.equal(formatRatio(rps), '0.90 (0.80–0.90)');
+    assert.equal(formatRounds(rps), '0.90 0.90 0.80');
     assert.throws(() => pairedRatio(daemon, ceiling.slice(1), (r) => r.rps), RangeError);
   });
 
