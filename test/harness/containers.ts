@@ -468,11 +468,17 @@ async function startOnFreePort(spec: StartSpec, port?: number): Promise<Started>
 // ---------------------------------------------------------------------------------------------
 // SQL servers
 
+/** A server's TLS certificate (PEM, with its chain) and private key. */
+export interface ServingCertificate {
+  certificate: string;
+  key: string;
+}
+
 export interface SqlStartOptions {
   /** Apply the iRedMail fixture after start (default true). */
   fixtures?: boolean;
   /** Serve TLS (plain connections stay allowed) with this certificate (PEM, chain) and key. */
-  tls?: { certificate: string; key: string };
+  tls?: ServingCertificate;
   /** Fixed port instead of a free one. */
   port?: number;
   startTimeoutMs?: number;
@@ -578,7 +584,7 @@ function makeSqlServer(started: Started, dialect: 'postgres' | 'mysql', admin: C
 }
 
 /** The files a TLS-serving container reads (a test key: readable by the server's own user). */
-function tlsFiles(tls: { certificate: string; key: string } | undefined): StartSpec['files'] {
+function tlsFiles(tls: ServingCertificate | undefined): StartSpec['files'] {
   if (tls === undefined) return undefined;
   return [
     { content: tls.certificate, target: '/tls/server.crt' },
@@ -615,7 +621,7 @@ export interface LdapStartOptions {
   port?: number;
   startTimeoutMs?: number;
   /** Serve StartTLS and ldaps:// with this certificate (PEM, chain) and key. */
-  tls?: { certificate: string; key: string };
+  tls?: ServingCertificate;
 }
 
 function toLdapValues(v: string | string[]): string[] {

@@ -1,7 +1,44 @@
 // Shared pieces of the store integration tests (real servers from test/harness/containers.ts).
 import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { EMPTY_LISTS, type RestrictionLists } from '../../../src/restrictions/lists.ts';
 import { StoreError, type StoreErrorKind } from '../../../src/stores/store.ts';
+import { createCa, issueServing } from '../../../src/webhook/certificates.ts';
+import type { ServingCertificate } from '../../harness/containers.ts';
+
+/** What the TLS store tests give a server and the stores they open. */
+export interface TestTls {
+  /** For the server: 127.0.0.1 and localhost, signed by the CA of `caFile`. */
+  readonly serving: ServingCertificate;
+  /** PEM files: the CA that signed `serving`, and a CA that did not. */
+  readonly caFile: string;
+  readonly otherCaFile: string;
+  /** Removes the files. */
+  remove(): Promise<void>;
+}
+
+export async function testTls(): Promise<TestTls> {
+  const now = new Date();
+  const day = 86_400_000;
+  const ca = createCa('mailwarden test CA', now, day);
+  const serving = issueServing(ca, { dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] }, now, day);
+  const dir = await mkdtemp(join(tmpdir(), 'mw-tls-'));
+  const caFile = join(dir, 'ca.pem');
+  const otherCaFile = join(dir, 'other-ca.pem');
+  await writeFile(caFile, ca.cert);
+  await writeFile(otherCaFile, createCa('another CA', now, day).cert);
+  return { serving: { certificate: serving.cert, key: serving.key }, caFile, otherCaFile, remove: () => rm(dir, { recursive: true, force: true }) };
+}
+
+/** Collects the process warnings emitted from now until stop(). */
+export function recordWarnings(): { readonly warnings: string[]; stop(): void } {
+  const warnings: string[] = [];
+  const onWarning = (warning: Error): void => void warnings.push(`${warning.name}: ${warning.message}`);
+  process.on('warning', onWarning);
+  return { warnings, stop: () => void process.off('warning', onWarning) };
+}
 
 /** Writes timings to stderr when MAILWARDEN_TEST_VERBOSE is set (they go into reports). */
 export function note(msg: string): void {

@@ -1,28 +1,19 @@
 // The LDAP store over StartTLS and ldaps:// against a real OpenLDAP 2.5 serving a certificate for
 // 127.0.0.1 from a test CA: verified sessions read, another CA or another host name is refused.
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { WritableMailboxStore } from '../../../src/stores/store.ts';
 import { openUrlStore } from '../../../src/stores/url-store.ts';
-import { createCa, issueServing } from '../../../src/webhook/certificates.ts';
 import { type LdapServer, startOpenldap } from '../../harness/containers.ts';
-import { storeError } from './helpers.ts';
-
-const DAY = 86_400_000;
+import { recordWarnings, storeError, testTls, type TestTls } from './helpers.ts';
 
 describe('OpenLDAP 2.5 store over TLS', () => {
   let ldap: LdapServer;
-  let dir: string;
-  let caFile: string;
-  let otherCaFile: string;
+  let tls: TestTls;
+  let warnings: ReturnType<typeof recordWarnings>;
   const opened: WritableMailboxStore[] = [];
-  const warnings: Error[] = [];
-  const onWarning = (warning: Error): void => void warnings.push(warning);
-  const open = async (tls: object, url = ldap.url): Promise<WritableMailboxStore> => {
-    const settings = { baseDn: ldap.domainsDn, bindDn: ldap.bindDn, startTls: url.startsWith('ldap:'), tls };
+  const open = async (tlsSettings: object, url = ldap.url): Promise<WritableMailboxStore> => {
+    const settings = { baseDn: ldap.domainsDn, bindDn: ldap.bindDn, startTls: url.startsWith('ldap:'), tls: tlsSettings };
     const store = await openUrlStore(url, settings, { semantics: 'default', password: ldap.password });
     opened.push(store);
     return store;
@@ -30,28 +21,21 @@ describe('OpenLDAP 2.5 store over TLS', () => {
   const lookup = (store: WritableMailboxStore) => store.lookup(['tls@example.com'], AbortSignal.timeout(10_000));
 
   before(async () => {
-    process.on('warning', onWarning);
-    const now = new Date();
-    const ca = createCa('mailwarden test CA', now, DAY);
-    const serving = issueServing(ca, { dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] }, now, DAY);
-    dir = await mkdtemp(join(tmpdir(), 'mw-ldap-tls-'));
-    caFile = join(dir, 'ca.pem');
-    otherCaFile = join(dir, 'other-ca.pem');
-    await writeFile(caFile, ca.cert);
-    await writeFile(otherCaFile, createCa('another CA', now, DAY).cert);
-    ldap = await startOpenldap({ tls: { certificate: serving.cert, key: serving.key } });
+    warnings = recordWarnings();
+    tls = await testTls();
+    ldap = await startOpenldap({ tls: tls.serving });
     await ldap.addLdapDomain('example.com');
     await ldap.addLdapUser({ mail: 'tls@example.com', amavisWhitelistSender: ['@partner.example'] });
   });
   after(async () => {
-    process.off('warning', onWarning);
+    warnings?.stop();
     for (const store of opened) await store.close();
     await ldap?.stop();
-    if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+    await tls?.remove();
   });
 
   test('verify-full with the CA: reads over verified sessions, every pooled connection', async () => {
-    const store = await open({ mode: 'verify-full', caFile });
+    const store = await open({ mode: 'verify-full', caFile: tls.caFile });
     // Concurrent lookups open both pooled connections, each with its own handshake.
     for (const found of await Promise.all(Array.from({ length: 8 }, () => lookup(store)))) {
       assert.deepEqual(found.get('tls@example.com')?.lists.allowedSenders, ['@partner.example']);
@@ -59,15 +43,15 @@ describe('OpenLDAP 2.5 store over TLS', () => {
   });
 
   test('verify-full refuses a certificate another CA signed, and another host name', async () => {
-    await assert.rejects(lookup(await open({ mode: 'verify-full', caFile: otherCaFile })), storeError('Misconfigured', /certificate/i, [ldap.password]));
-    await assert.rejects(lookup(await open({ mode: 'verify-full', caFile, serverName: 'ldap.example.net' })), storeError('Misconfigured', /ldap\.example\.net/));
+    await assert.rejects(lookup(await open({ mode: 'verify-full', caFile: tls.otherCaFile })), storeError('Misconfigured', /certificate/i, [ldap.password]));
+    await assert.rejects(lookup(await open({ mode: 'verify-full', caFile: tls.caFile, serverName: 'ldap.example.net' })), storeError('Misconfigured', /ldap\.example\.net/));
   });
 
   test('ldaps://: verified with the CA, refused with another CA', async () => {
     const ldaps = ldap.ldapsUrl as string;
-    const found = await lookup(await open({ mode: 'verify-full', caFile }, ldaps));
+    const found = await lookup(await open({ mode: 'verify-full', caFile: tls.caFile }, ldaps));
     assert.deepEqual(found.get('tls@example.com')?.lists.allowedSenders, ['@partner.example']);
-    await assert.rejects(lookup(await open({ mode: 'verify-full', caFile: otherCaFile }, ldaps)), storeError('Misconfigured', /certificate/i, [ldap.password]));
+    await assert.rejects(lookup(await open({ mode: 'verify-full', caFile: tls.otherCaFile }, ldaps)), storeError('Misconfigured', /certificate/i, [ldap.password]));
   });
 
   test('require: TLS without checking the certificate', async () => {
@@ -76,6 +60,6 @@ describe('OpenLDAP 2.5 store over TLS', () => {
   });
 
   test('no process warning (an IP address is never sent as the TLS server name)', () => {
-    assert.deepEqual(warnings.map((w) => `${w.name}: ${w.message}`), []);
+    assert.deepEqual(warnings.warnings, []);
   });
 });

@@ -1,31 +1,22 @@
 // The SQL stores over TLS against a real PostgreSQL 15 and MariaDB 10.11 serving a certificate
 // for 127.0.0.1 from a test CA: each `tls.mode` connects as it says and a wrong CA is refused.
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { WritableMailboxStore } from '../../../src/stores/store.ts';
 import { openUrlStore } from '../../../src/stores/url-store.ts';
-import { createCa, issueServing } from '../../../src/webhook/certificates.ts';
 import { type SqlServer, startMariadb, startPostgres } from '../../harness/containers.ts';
-import { lists, storeError } from './helpers.ts';
-
-const DAY = 86_400_000;
+import { lists, recordWarnings, storeError, testTls, type TestTls } from './helpers.ts';
 
 for (const kind of ['postgres', 'mariadb'] as const) {
   const product = kind === 'postgres' ? 'PostgreSQL 15' : 'MariaDB 10.11';
 
   describe(`${product} store over TLS`, () => {
     let db: SqlServer;
-    let dir: string;
-    let caFile: string;
-    let otherCaFile: string;
+    let tls: TestTls;
+    let warnings: ReturnType<typeof recordWarnings>;
     const opened: WritableMailboxStore[] = [];
-    const warnings: Error[] = [];
-    const onWarning = (warning: Error): void => void warnings.push(warning);
-    const open = async (tls: object): Promise<WritableMailboxStore> => {
-      const store = await openUrlStore(db.url, { tls, poolSize: 1 }, { semantics: 'default', password: db.password });
+    const open = async (tlsSettings: object): Promise<WritableMailboxStore> => {
+      const store = await openUrlStore(db.url, { tls: tlsSettings, poolSize: 1 }, { semantics: 'default', password: db.password });
       opened.push(store);
       return store;
     };
@@ -49,36 +40,28 @@ for (const kind of ['postgres', 'mariadb'] as const) {
     };
 
     before(async () => {
-      process.on('warning', onWarning);
-      const now = new Date();
-      const ca = createCa('mailwarden test CA', now, DAY);
-      const serving = issueServing(ca, { dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] }, now, DAY);
-      const other = createCa('another CA', now, DAY);
-      dir = await mkdtemp(join(tmpdir(), 'mw-tls-'));
-      caFile = join(dir, 'ca.pem');
-      otherCaFile = join(dir, 'other-ca.pem');
-      await writeFile(caFile, ca.cert);
-      await writeFile(otherCaFile, other.cert);
-      db = kind === 'postgres' ? await startPostgres({ tls: { certificate: serving.cert, key: serving.key } }) : await startMariadb({ tls: { certificate: serving.cert, key: serving.key } });
+      warnings = recordWarnings();
+      tls = await testTls();
+      db = kind === 'postgres' ? await startPostgres({ tls: tls.serving }) : await startMariadb({ tls: tls.serving });
       await db.insertMailboxes([{ username: 'tls@example.com', allowedsenders: '@partner.example' }]);
     });
     after(async () => {
-      process.off('warning', onWarning);
+      warnings?.stop();
       for (const store of opened) await store.close();
       await db?.stop();
-      if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+      await tls?.remove();
     });
 
     test('verify-full with the CA: reads over a verified TLS session', async () => {
       const before = await tlsCount();
-      const store = await open({ mode: 'verify-full', caFile });
+      const store = await open({ mode: 'verify-full', caFile: tls.caFile });
       const found = await store.lookup(['tls@example.com'], AbortSignal.timeout(10_000));
       assert.deepEqual(found.get('tls@example.com')?.lists.allowedSenders, ['@partner.example']);
       assert.ok((await tlsCount()) > before, 'the server saw a TLS session');
     });
 
     test('verify-full refuses a server whose certificate another CA signed', async () => {
-      const store = await open({ mode: 'verify-full', caFile: otherCaFile });
+      const store = await open({ mode: 'verify-full', caFile: tls.otherCaFile });
       await assert.rejects(store.lookup(['tls@example.com'], AbortSignal.timeout(10_000)), storeError('Misconfigured', /certificate/i, [db.password]));
       await assert.rejects(store.apply('tls@example.com', lists({ rejectedSenders: ['@spam.example'] })), storeError('Misconfigured', /certificate/i));
       assert.deepEqual((await db.getMailbox('tls@example.com'))?.rejectedsenders, '', 'nothing written');
@@ -86,12 +69,12 @@ for (const kind of ['postgres', 'mariadb'] as const) {
 
     if (kind === 'postgres') {
       test('verify-full checks the host name: a certificate for another name is refused', async () => {
-        const store = await open({ mode: 'verify-full', caFile, serverName: 'db.example.net' });
+        const store = await open({ mode: 'verify-full', caFile: tls.caFile, serverName: 'db.example.net' });
         await assert.rejects(store.lookup(['tls@example.com'], AbortSignal.timeout(10_000)), storeError('Misconfigured', /db\.example\.net/));
       });
     } else {
       test('verify-full: a server name other than the URL host is refused at once (mysql2 checks the URL host)', async () => {
-        await assert.rejects(open({ mode: 'verify-full', caFile, serverName: 'db.example.net' }), storeError('Misconfigured', /tls\.serverName is not supported/));
+        await assert.rejects(open({ mode: 'verify-full', caFile: tls.caFile, serverName: 'db.example.net' }), storeError('Misconfigured', /tls\.serverName is not supported/));
       });
     }
 
@@ -104,7 +87,7 @@ for (const kind of ['postgres', 'mariadb'] as const) {
     });
 
     test('no process warning (an IP address is never sent as the TLS server name)', () => {
-      assert.deepEqual(warnings.map((w) => `${w.name}: ${w.message}`), []);
+      assert.deepEqual(warnings.warnings, []);
     });
   });
 }
