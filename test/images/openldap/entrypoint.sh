@@ -8,7 +8,9 @@ if [ "$(cat /etc/ldap/mailwarden/current 2>/dev/null)" != "$SUFFIX|$ROOTPW" ]; t
   /usr/local/bin/setup.sh "$SUFFIX" "$ROOTPW" || exit 1
 fi
 install -d -o openldap -g openldap /run/slapd
-# TLS (tests): a certificate and key copied into /tls serve StartTLS on the same port.
+URLS="ldap://127.0.0.1:$PORT/"
+# TLS (tests): a certificate and key copied into /tls serve StartTLS on the same port, and ldaps://
+# on TLS_PORT when it is set.
 if [ -f /tls/server.key ] && [ -f /tls/server.crt ]; then
   install -d -o openldap -g openldap -m 700 /run/mailwarden-tls
   install -o openldap -g openldap -m 600 /tls/server.crt /tls/server.key /run/mailwarden-tls/
@@ -16,10 +18,8 @@ if [ -f /tls/server.key ] && [ -f /tls/server.crt ]; then
     'olcTLSCertificateFile: /run/mailwarden-tls/server.crt' '-' 'replace: olcTLSCertificateKeyFile' \
     'olcTLSCertificateKeyFile: /run/mailwarden-tls/server.key' '-' \
     | setpriv --reuid=openldap --regid=openldap --init-groups slapmodify -F /etc/ldap/slapd.d -n 0 || exit 1
+  if [ -n "${TLS_PORT:-}" ]; then URLS="$URLS ldaps://127.0.0.1:$TLS_PORT/"; fi
 fi
-URLS="ldap://127.0.0.1:$PORT/"
-# With TLS (above), TLS_PORT adds an ldaps:// listener.
-if [ -n "${TLS_PORT:-}" ] && [ -d /run/mailwarden-tls ]; then URLS="$URLS ldaps://127.0.0.1:$TLS_PORT/"; fi
 slapd -d 0 -h "$URLS" -F /etc/ldap/slapd.d -u openldap -g openldap "$@" &
 pid=$!
 trap 'kill -TERM $pid 2>/dev/null' INT TERM
