@@ -84,7 +84,7 @@ export const policyDaemonSpecSchema = z
     replicas: z.number().int().min(1).max(50).default(2).describe('Service mode: Deployment replicas.'),
     image: z.string().min(1).max(512).optional().describe("The daemon's image (default: the operator's mailwarden image); it is run as `node /app/bin/mailwarden.js policyd …`, as the mailwarden image lays it out."),
     imagePullPolicy: z.enum(['Always', 'IfNotPresent', 'Never']).optional().describe("The container's image pull policy (default: Kubernetes' own)."),
-    resources: resourcesSchema.optional().describe('Container resources (default requests cpu 50m, memory 64Mi; limit memory 256Mi).'),
+    resources: resourcesSchema.optional().describe('Container resources (default requests cpu 50m, memory 64Mi; limit memory 256Mi). The daemon\'s heap is sized from the memory limit (NODE_OPTIONS: half of it for the old generation).'),
   })
   .strict()
   .superRefine((spec, ctx) => {

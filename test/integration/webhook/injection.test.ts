@@ -80,6 +80,8 @@ describe('sidecar injection webhook', () => {
     assert.equal(sidecar.readinessProbe?.httpGet?.path, '/readyz');
     assert.equal(sidecar.livenessProbe?.httpGet?.path, '/healthz');
     assert.ok(sidecar.resources?.requests?.memory);
+    // The heap sized from the default 256Mi limit, not from the node's memory.
+    assert.deepEqual(sidecar.env?.map((e) => [e.name, e.value]), [['NODE_OPTIONS', '--max-old-space-size=128 --max-semi-space-size=8']]);
     assert.equal(pod.metadata?.annotations?.['mailwarden.io/injected'], 'postfix');
     assert.equal(pod.metadata?.labels?.['mailwarden.io/policy-daemon'], 'postfix');
     const volumes = new Map((pod.spec?.volumes ?? []).map((v) => [v.name, v]));
