@@ -41,10 +41,11 @@ export class DecisionService {
   }
 
   #finish(plan: DecisionPlan, resolution: Resolution, request: PolicyRequest): Decision {
+    const mailboxes = resolution.mailboxes;
     const decision =
       resolution.failed !== undefined
         ? failed(resolution.failed.message, this.#options)
-        : decide(plan, this.#resolver.lookup, this.#options);
+        : decide(plan, mailboxes === undefined ? this.#resolver.lookup : (key) => mailboxes.get(key) ?? undefined, this.#options);
     return this.#record(decision, request);
   }
 

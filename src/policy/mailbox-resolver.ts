@@ -1,3 +1,4 @@
+import { getHeapStatistics } from 'node:v8';
 import { LRUCache } from 'lru-cache';
 import type { MailboxLookup } from '../restrictions/decide.ts';
 import { LIST_NAMES, type MailboxRecord } from '../restrictions/lists.ts';
@@ -22,22 +23,65 @@ export interface ResolverOptions {
   readonly negativeTtlMs: number;
   /** Entries kept at most (fresh and stale together); the least recently used go first. */
   readonly maxEntries: number;
+  /**
+   * The heap the cached mailboxes may take at most, as estimated by {@link cachedBytes}: a bound
+   * that holds however long the stored lists are (maxEntries alone does not).
+   */
+  readonly maxBytes: number;
   /** A store lookup that takes longer fails (spec §4: default 1 s). */
   readonly lookupTimeoutMs: number;
 }
+
+/**
+ * The cache's default share of this process's heap limit. The rest is the daemon itself (about
+ * 15 MB) and room for the collector: a cache at its bound then never drives V8 out of memory, in
+ * a container whose heap is sized from its limit (see nodeHeapOptions) or anywhere else.
+ */
+const CACHE_SHARE_OF_HEAP = 0.4;
 
 export const DEFAULT_RESOLVER_OPTIONS: ResolverOptions = Object.freeze({
   ttlMs: 30_000,
   negativeTtlMs: 30_000,
   maxEntries: 100_000,
+  maxBytes: Math.floor(getHeapStatistics().heap_size_limit * CACHE_SHARE_OF_HEAP),
   lookupTimeoutMs: 1_000,
 });
+
+/**
+ * The heap one cache entry holds, estimated from its texts: the entry, its compiled index, the
+ * record kept for comparison and the cache's own slot. Fitted to measurements (node 24, entries
+ * of 45 characters; heap after a full GC per cached mailbox): 186 B for "no such mailbox", 383 B
+ * for a mailbox with no lists, then 874, 1545, 4459 and 18,658 B with 1, 5, 20 and 100 entries.
+ * It errs on the high side.
+ */
+export function cachedBytes(key: string, record: MailboxRecord | undefined): number {
+  if (record === undefined) return 200 + 2 * key.length;
+  let bytes = 400 + 2 * key.length;
+  let entries = 0;
+  for (const name of LIST_NAMES) {
+    const list = record.lists[name];
+    if (list === null) continue;
+    for (const value of list) bytes += 100 + 2 * value.length;
+    entries += list.length;
+  }
+  // The index (a Map) of a mailbox with any entry.
+  return entries > 0 ? bytes + 320 : bytes;
+}
 
 /** What a resolution tells the decision: how to read mailboxes, and whether data is missing. */
 export interface Resolution {
   /** A store failure left at least one needed mailbox unknown: answer the failure action. */
   readonly failed: StoreError | undefined;
+  /**
+   * After a store round trip, every key's mailbox (null: none), to be read here rather than
+   * through {@link MailboxResolver.lookup}: while the request waited, the cache may have dropped
+   * an entry, or refused one larger than its bound. Undefined when resolved from the cache at once.
+   */
+  readonly mailboxes?: ReadonlyMap<string, CompiledMailbox | null>;
 }
+
+/** What one round trip brought, key by key (null: no such mailbox). */
+type Fetched = ReadonlyMap<string, CompiledMailbox | null>;
 
 interface CacheEntry {
   readonly mailbox: CompiledMailbox | null;
@@ -75,7 +119,7 @@ export class MailboxResolver {
   readonly #memoMailboxes: (CompiledMailbox | null)[] = [];
   #memoCount = 0;
   /** Misses go to the store through here: coalesced, bounded, with the lookup timeout. */
-  readonly #batcher: LookupBatcher;
+  readonly #batcher: LookupBatcher<Fetched>;
   #inMemory = false;
   /** Invalid entries already logged, per mailbox (by their texts), so each is logged once. */
   readonly #loggedInvalid: LRUCache<string, string>;
@@ -94,10 +138,10 @@ export class MailboxResolver {
     this.#options = { ...DEFAULT_RESOLVER_OPTIONS, ...definedOnly(params.options ?? {}) };
     this.#metrics = params.metrics;
     this.#logger = params.logger;
-    this.#cache = new LRUCache({ max: this.#options.maxEntries });
+    this.#cache = new LRUCache({ max: this.#options.maxEntries, maxSize: Math.max(1, this.#options.maxBytes) });
     this.#loggedInvalid = new LRUCache({ max: 10_000 });
     const timeoutMs = this.#options.lookupTimeoutMs;
-    this.#batcher = new LookupBatcher({
+    this.#batcher = new LookupBatcher<Fetched>({
       concurrency: params.store.lookupConcurrency ?? DEFAULT_LOOKUP_CONCURRENCY,
       maxKeys: MAX_KEYS_PER_LOOKUP,
       timeoutMs,
@@ -150,7 +194,10 @@ export class MailboxResolver {
       }
     }
     if (missing === undefined) return RESOLVED;
-    return this.#fetch(missing);
+    // What was fresh now: the memo is the next request's by the time the store answers.
+    const known = new Map<string, CompiledMailbox | null>();
+    for (let i = 0; i < this.#memoCount; i++) known.set(this.#memoKeys[i] as string, this.#memoMailboxes[i] ?? null);
+    return this.#fetch(missing, known);
   }
 
   /** The store is in memory: every lookup is at hand, resolve() has nothing to fetch. */
@@ -169,10 +216,15 @@ export class MailboxResolver {
     return this.#cache.size;
   }
 
-  async #fetch(keys: string[]): Promise<Resolution> {
+  /** The estimated heap the cached entries hold (see {@link cachedBytes}). */
+  get bytes(): number {
+    return this.#cache.calculatedSize;
+  }
+
+  async #fetch(keys: string[], known: Map<string, CompiledMailbox | null>): Promise<Resolution> {
     this.#metrics?.cache.miss.inc(keys.length);
     // Every key is asked for before anything is awaited, so they share a batch.
-    const waits: Promise<void>[] = [];
+    const waits: Promise<Fetched>[] = [];
     for (const key of keys) {
       const wait = this.#batcher.request(key);
       if (!waits.includes(wait)) waits.push(wait);
@@ -180,22 +232,29 @@ export class MailboxResolver {
     let failure: StoreError | undefined;
     for (const wait of waits) {
       try {
-        await wait;
+        const fetched = await wait;
+        for (const key of keys) {
+          const mailbox = fetched.get(key);
+          if (mailbox !== undefined) known.set(key, mailbox);
+        }
       } catch (error) {
         failure ??= error as StoreError;
       }
     }
-    if (failure === undefined) return RESOLVED;
+    if (failure === undefined) return { failed: undefined, mailboxes: known };
     // Fall back to the last known good data when every needed mailbox has some.
     for (const key of keys) {
-      if (this.#cache.get(key) === undefined) return { failed: failure };
+      if (known.has(key)) continue;
+      const stale = this.#cache.get(key);
+      if (stale === undefined) return { failed: failure };
+      known.set(key, stale.mailbox);
     }
     this.#metrics?.cache.stale.inc(keys.length);
-    return RESOLVED;
+    return { failed: undefined, mailboxes: known };
   }
 
   /** One round trip for a batch of keys; fills the cache, rejects with a StoreError. */
-  async #roundTrip(keys: string[], signal: AbortSignal): Promise<void> {
+  async #roundTrip(keys: string[], signal: AbortSignal): Promise<Fetched> {
     const started = performance.now();
     let found: ReadonlyMap<string, MailboxRecord>;
     try {
@@ -204,7 +263,7 @@ export class MailboxResolver {
       throw error instanceof StoreError ? error : new StoreError('Unavailable', `the ${this.#store.kind} store failed: ${(error as Error)?.message ?? String(error)}`, { cause: error });
     }
     this.#metrics?.storeLookupDuration.observe((performance.now() - started) / 1000);
-    this.#install(keys, found);
+    return this.#install(keys, found);
   }
 
   #lookupFailed(error: Error, keys: readonly string[]): void {
@@ -213,13 +272,15 @@ export class MailboxResolver {
     this.#logger?.warn({ store: this.#store.kind, kind: storeError.kind, keys: keys.length }, `store lookup failed: ${storeError.message}`);
   }
 
-  #install(keys: readonly string[], found: ReadonlyMap<string, MailboxRecord>): void {
+  #install(keys: readonly string[], found: ReadonlyMap<string, MailboxRecord>): Fetched {
     this.#memoCount = 0; // the cache changes: the memo could disagree with it
     const now = Date.now();
+    const fetched = new Map<string, CompiledMailbox | null>();
     for (const key of keys) {
       const record = found.get(key);
       if (record === undefined) {
-        this.#cache.set(key, { mailbox: null, expires: now + this.#options.negativeTtlMs, source: undefined });
+        fetched.set(key, null);
+        this.#cache.set(key, { mailbox: null, expires: now + this.#options.negativeTtlMs, source: undefined }, { size: cachedBytes(key, undefined) });
         continue;
       }
       // Compiling validates every entry; a refetch after the TTL mostly brings the same lists.
@@ -229,8 +290,12 @@ export class MailboxResolver {
         mailbox = compileMailbox(record, this.#decision);
         if (mailbox.invalid.length > 0) this.#reportInvalid(key, mailbox);
       }
-      this.#cache.set(key, { mailbox, expires: now + this.#options.ttlMs, source: record });
+      // A mailbox larger than the whole bound is not kept (lru-cache refuses it): each request
+      // that needs it fetches it again, and a store failure then answers the failure action.
+      this.#cache.set(key, { mailbox, expires: now + this.#options.ttlMs, source: record }, { size: cachedBytes(key, record) });
+      fetched.set(key, mailbox);
     }
+    return fetched;
   }
 
   #reportInvalid(key: string, mailbox: CompiledMailbox): void {

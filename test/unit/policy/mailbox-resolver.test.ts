@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { getHeapStatistics } from 'node:v8';
 import { DecisionService } from '../../../src/policy/decision-handler.ts';
-import { MailboxResolver } from '../../../src/policy/mailbox-resolver.ts';
+import { cachedBytes, DEFAULT_RESOLVER_OPTIONS, MailboxResolver } from '../../../src/policy/mailbox-resolver.ts';
 import { emptyPolicyRequest } from '../../../src/policy/request.ts';
 import type { MailboxRecord } from '../../../src/restrictions/lists.ts';
 import { LIST_NUMBER } from '../../../src/restrictions/mailbox.ts';
@@ -126,6 +127,43 @@ describe('mailbox resolver', () => {
     const { resolver } = setup({ maxEntries: 10 });
     for (let i = 0; i < 50; i++) await resolver.resolve([`u${i}@example.com`]);
     assert.ok(resolver.size <= 10, `cache holds ${resolver.size}`);
+  });
+
+  test('the cache is bounded in bytes too, whatever the lists hold', async () => {
+    const { store, resolver } = setup({ maxBytes: 64 * 1024 });
+    const long = Array.from({ length: 40 }, (_, i) => `someone${i}@partner${i}.example`);
+    for (let i = 0; i < 50; i++) store.data.set(`u${i}@example.com`, record(`u${i}@example.com`, long));
+    for (let i = 0; i < 50; i++) await resolver.resolve([`u${i}@example.com`]);
+    const each = cachedBytes('u0@example.com', store.data.get('u0@example.com'));
+    assert.ok(each > 4_000, `a mailbox of 40 entries is estimated at ${each} B`);
+    assert.ok(resolver.bytes <= 64 * 1024, `cache holds ${resolver.bytes} B`);
+    assert.equal(resolver.size, Math.floor((64 * 1024) / each), 'as many as fit, no more');
+  });
+
+  test('by default the cache may take 40% of the heap limit', () => {
+    assert.equal(DEFAULT_RESOLVER_OPTIONS.maxBytes, Math.floor(getHeapStatistics().heap_size_limit * 0.4));
+  });
+
+  test('a mailbox larger than the whole bound is not cached, yet decided by its lists every time', async () => {
+    const { store, service, resolver } = setup({ maxBytes: 2_000 });
+    const long = Array.from({ length: 40 }, (_, i) => `someone${i}@partner${i}.example`);
+    store.data.set('big@example.com', record('big@example.com', [...long, '@gmail.com']));
+    for (let i = 0; i < 2; i++) {
+      const decision = await service.decide(request('big@example.com', 'x@gmail.com'));
+      assert.equal(decision.action, 'REJECT Not authorized');
+      assert.equal(decision.entry, '@gmail.com');
+    }
+    assert.equal(store.calls.filter((keys) => keys.includes('big@example.com')).length, 2, 'fetched for each request');
+    assert.ok(resolver.bytes <= 2_000);
+  });
+
+  test('a mailbox evicted while its request waited for the store is still decided by its lists', async () => {
+    // Room for one entry: the recipient's (a miss) evicts the sender's before the decision reads it.
+    const { store, service } = setup({ maxEntries: 1 });
+    const decision = await service.decide(request('alice@example.com', 'x@gmail.com'));
+    assert.equal(decision.action, 'REJECT Not authorized');
+    assert.equal(decision.mailbox, 'alice@example.com');
+    assert.deepEqual(store.calls, [['alice@example.com', 'x@gmail.com']]);
   });
 
   test('a store failure is answered from the last known good data', async () => {
