@@ -15,6 +15,8 @@ const DEFAULT_LOOKUP_CONCURRENCY = 4;
 const MEMO_SIZE = 4;
 /** Keys in one store round trip at most: a bounded `IN (…)` list or LDAP OR filter. */
 const MAX_KEYS_PER_LOOKUP = 64;
+/** Keys an in-memory store does not have, remembered at most (about 100 B each). */
+const MAX_ABSENT = 100_000;
 
 export interface ResolverOptions {
   /** How long a fetched mailbox is used without asking the store again. */
@@ -108,8 +110,13 @@ export class MailboxResolver {
   readonly #metrics: PolicyMetrics | undefined;
   readonly #logger: Logger | undefined;
   readonly #cache: LRUCache<string, CacheEntry>;
-  /** In-memory stores: each mailbox compiled on first use, by key, until the store changes. */
-  readonly #compiled = new Map<string, CompiledMailbox>();
+  /**
+   * In-memory stores: each mailbox compiled on first use, by key, until the store changes; null
+   * for a key the store does not have (the other half of the traffic: outside senders and
+   * recipients), so it costs one hash lookup too, not two. At most MAX_ABSENT of those.
+   */
+  readonly #compiled = new Map<string, CompiledMailbox | null>();
+  #absent = 0;
   /**
    * What the last resolve() found fresh, key by key: the decision that follows at once reads its
    * mailboxes here instead of the LRU cache a second time. Emptied whenever the cache changes, so
@@ -157,9 +164,14 @@ export class MailboxResolver {
       this.#inMemory = true;
       this.lookup = (key) => {
         const known = compiled.get(key);
-        if (known !== undefined) return known;
+        if (known !== undefined) return known ?? undefined;
         const record = peek(key);
-        if (record === undefined) return undefined;
+        if (record === undefined) {
+          // Outside addresses are unbounded: start over rather than grow without end.
+          if (++this.#absent > MAX_ABSENT) this.clear();
+          compiled.set(key, null);
+          return undefined;
+        }
         const mailbox = compileMailbox(record, this.#decision);
         if (mailbox.invalid.length > 0) this.#reportInvalid(key, mailbox);
         compiled.set(key, mailbox);
@@ -209,6 +221,7 @@ export class MailboxResolver {
   clear(): void {
     this.#memoCount = 0;
     this.#compiled.clear();
+    this.#absent = 0;
     this.#cache.clear();
   }
 

@@ -123,6 +123,36 @@ describe('mailbox resolver', () => {
     assert.equal(changed?.entryFor(rejectedRecipients, 'x@gmail.test', changed.bits('x@gmail.test'), 'gmail.test', changed.bits('gmail.test'), false), '@gmail.test');
   });
 
+  test('an in-memory store: a key it does not have is asked for once, until the store changes', () => {
+    const records = new Map<string, MailboxRecord>();
+    const asked: string[] = [];
+    let notify = (): void => {};
+    const store: MailboxStore = {
+      kind: 'memory',
+      lookup: async () => new Map(),
+      peek: (key) => (asked.push(key), records.get(key)),
+      onChange: (listener) => (notify = listener),
+      close: async () => {},
+    };
+    const resolver = new MailboxResolver({ store, decision: options });
+    assert.equal(resolver.lookup('bob@example.com'), undefined);
+    assert.equal(resolver.lookup('bob@example.com'), undefined);
+    assert.deepEqual(asked, ['bob@example.com'], 'remembered as absent');
+    records.set('bob@example.com', record('bob@example.com', ['@.']));
+    notify();
+    assert.equal(resolver.lookup('bob@example.com')?.address, 'bob@example.com', 'found once the store reloaded');
+  });
+
+  test('an in-memory store: absent keys are remembered up to a bound, then forgotten', () => {
+    const asked: string[] = [];
+    const store: MailboxStore = { kind: 'memory', lookup: async () => new Map(), peek: (key) => (asked.push(key), undefined), close: async () => {} };
+    const resolver = new MailboxResolver({ store, decision: options });
+    resolver.lookup('first@outside.test');
+    for (let i = 0; i < 100_000; i++) resolver.lookup(`x${i}@outside.test`);
+    resolver.lookup('first@outside.test');
+    assert.equal(asked.filter((k) => k === 'first@outside.test').length, 2, 'forgotten past 100,000 absent keys');
+  });
+
   test('the cache is bounded', async () => {
     const { resolver } = setup({ maxEntries: 10 });
     for (let i = 0; i < 50; i++) await resolver.resolve([`u${i}@example.com`]);
