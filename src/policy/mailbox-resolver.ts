@@ -266,7 +266,7 @@ export class MailboxResolver {
     return { failed: undefined, mailboxes: known };
   }
 
-  /** One round trip for a batch of keys; fills the cache, rejects with a StoreError. */
+  /** One round trip for a batch of keys: fills the cache and returns what it brought; rejects with a StoreError. */
   async #roundTrip(keys: string[], signal: AbortSignal): Promise<Fetched> {
     const started = performance.now();
     let found: ReadonlyMap<string, MailboxRecord>;
