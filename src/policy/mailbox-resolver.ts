@@ -15,11 +15,16 @@ const DEFAULT_LOOKUP_CONCURRENCY = 4;
 const MEMO_SIZE = 4;
 /** Keys in one store round trip at most: a bounded `IN (…)` list or LDAP OR filter. */
 const MAX_KEYS_PER_LOOKUP = 64;
+/** The share of a TTL by which entries fetched together are spread (see spread()). */
+const TTL_SPREAD = 0.1;
 /** Keys an in-memory store does not have, remembered at most (about 100 B each). */
 const MAX_ABSENT = 100_000;
 
 export interface ResolverOptions {
-  /** How long a fetched mailbox is used without asking the store again. */
+  /**
+   * How long a fetched mailbox is used without asking the store again (each entry up to a tenth
+   * less, so that mailboxes fetched together are not refetched together).
+   */
   readonly ttlMs: number;
   /** The same for "no such mailbox" answers. */
   readonly negativeTtlMs: number;
@@ -293,7 +298,7 @@ export class MailboxResolver {
       const record = found.get(key);
       if (record === undefined) {
         fetched.set(key, null);
-        this.#cache.set(key, { mailbox: null, expires: now + this.#options.negativeTtlMs, source: undefined }, { size: cachedBytes(key, undefined) });
+        this.#cache.set(key, { mailbox: null, expires: now + spread(this.#options.negativeTtlMs), source: undefined }, { size: cachedBytes(key, undefined) });
         continue;
       }
       // Compiling validates every entry; a refetch after the TTL mostly brings the same lists.
@@ -305,7 +310,7 @@ export class MailboxResolver {
       }
       // A mailbox larger than the whole bound is not kept (lru-cache refuses it): each request
       // that needs it fetches it again, and a store failure then answers the failure action.
-      this.#cache.set(key, { mailbox, expires: now + this.#options.ttlMs, source: record }, { size: cachedBytes(key, record) });
+      this.#cache.set(key, { mailbox, expires: now + spread(this.#options.ttlMs), source: record }, { size: cachedBytes(key, record) });
       fetched.set(key, mailbox);
     }
     return fetched;
@@ -321,6 +326,15 @@ export class MailboxResolver {
       `mailbox ${key} has ${mailbox.invalid.length} invalid entries, ignored`,
     );
   }
+}
+
+/**
+ * A TTL shortened by up to a tenth at random. Mailboxes fetched together (at startup, after an
+ * outage, in one batch) would otherwise all expire together, and every TTL the daemon would
+ * refetch them in one burst of round trips that requests queue behind.
+ */
+function spread(ttlMs: number): number {
+  return ttlMs - Math.floor(Math.random() * ttlMs * TTL_SPREAD);
 }
 
 function sameRecord(a: MailboxRecord, b: MailboxRecord): boolean {

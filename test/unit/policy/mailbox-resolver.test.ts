@@ -81,6 +81,17 @@ describe('mailbox resolver', () => {
     assert.equal(store.calls.length, 2);
   });
 
+  test('mailboxes fetched together expire spread over the last tenth of the TTL, not all at once', async () => {
+    const { store, resolver } = setup({ ttlMs: 400, negativeTtlMs: 400 });
+    const keys = Array.from({ length: 200 }, (_, i) => `u${i}@example.com`);
+    await Promise.all(keys.map((key) => resolver.resolve([key])));
+    assert.equal(store.calls.flat().length, 200, 'each fetched once, in shared round trips');
+    await new Promise((r) => setTimeout(r, 380)); // 95% of the TTL: about half are due
+    let expired = 0;
+    for (const key of keys) if (resolver.resolve([key]) instanceof Promise) expired++;
+    assert.ok(expired > 20 && expired < 180, `${expired} of 200 expired at 95% of the TTL`);
+  });
+
   test('a refetch that brings the same lists reuses their compiled form; changed lists are compiled anew', async () => {
     const { store, resolver } = setup({ ttlMs: 0, negativeTtlMs: 0 });
     await resolver.resolve(['alice@example.com']);
