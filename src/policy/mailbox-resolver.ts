@@ -57,13 +57,13 @@ export const DEFAULT_RESOLVER_OPTIONS: ResolverOptions = Object.freeze({
 /**
  * The heap one cache entry holds, estimated from its texts: the entry, its compiled index, the
  * record kept for comparison and the cache's own slot. Fitted to measurements (node 24, entries
- * of 45 characters; heap after a full GC per cached mailbox): 186 B for "no such mailbox", 383 B
- * for a mailbox with no lists, then 874, 1545, 4459 and 18,658 B with 1, 5, 20 and 100 entries.
- * It errs on the high side.
+ * of 45 characters; heap after a full GC per cached mailbox): 186 B for "no such mailbox", 486 B
+ * for a mailbox with no lists, then 807, 1225, 1630, 4533 and 18,727 B with 1, 4, 5, 20 and 100
+ * entries. It errs on the high side.
  */
 export function cachedBytes(key: string, record: MailboxRecord | undefined): number {
   if (record === undefined) return 200 + 2 * key.length;
-  let bytes = 400 + 2 * key.length;
+  let bytes = 500 + 2 * key.length;
   let entries = 0;
   for (const name of LIST_NAMES) {
     const list = record.lists[name];
@@ -71,7 +71,7 @@ export function cachedBytes(key: string, record: MailboxRecord | undefined): num
     for (const value of list) bytes += 100 + 2 * value.length;
     entries += list.length;
   }
-  // The index (a Map) of a mailbox with any entry.
+  // What any entry brings along: the record's list arrays and the index's keys.
   return entries > 0 ? bytes + 320 : bytes;
 }
 
