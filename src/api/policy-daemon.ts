@@ -41,8 +41,25 @@ export const labelSelectorSchema = z
 
 export type LabelSelector = z.infer<typeof labelSelectorSchema>;
 
+/** Kubernetes' quantity grammar: a decimal number (group 1), then an exponent or a suffix (group 3). */
+const QUANTITY = /^[+]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[numkMGTPE]|[KMGTPE]i)?$/;
+const QUANTITY_SUFFIX: Readonly<Record<string, number>> = {
+  '': 1, n: 1e-9, u: 1e-6, m: 1e-3, k: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15, E: 1e18,
+  Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, Pi: 2 ** 50, Ei: 2 ** 60,
+};
+
 /** A resource quantity such as 50m, 64Mi or "1" (quote plain numbers in YAML). */
-const quantity = z.string().regex(/^[+]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[numkMGTPE]|[KMGTPE]i)?$/, 'a quantity such as 50m, 64Mi or "1"');
+const quantity = z.string().regex(QUANTITY, 'a quantity such as 50m, 64Mi or "1"');
+
+/** A quantity (`256Mi`, `1G`, `5e8`, `268435456`) in its base unit; undefined when it is not one. */
+export function quantityValue(text: string): number | undefined {
+  const match = QUANTITY.exec(text);
+  if (match === null) return undefined;
+  const scale = match[3] ?? '';
+  // `1E` is the exa suffix; an exponent has digits.
+  const factor = /^[eE][+-]?\d/.test(scale) ? 10 ** Number(scale.slice(1)) : QUANTITY_SUFFIX[scale];
+  return factor === undefined ? undefined : Number(match[1]) * factor;
+}
 
 export const resourcesSchema = z
   .object({

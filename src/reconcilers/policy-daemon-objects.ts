@@ -3,7 +3,7 @@ import type { V1Container, V1Deployment, V1OwnerReference, V1PodDisruptionBudget
 import { stringify } from 'yaml';
 import { storeSettingsOf, type MailBackendSpec } from '../api/mail-backend.ts';
 import { API_VERSION } from '../api/mail-user-restriction.ts';
-import { POLICY_DAEMON_KIND, type PolicyDaemonSpec } from '../api/policy-daemon.ts';
+import { POLICY_DAEMON_KIND, quantityValue, type PolicyDaemonSpec } from '../api/policy-daemon.ts';
 
 /**
  * What a PolicyDaemon becomes in Kubernetes objects, as plain data: the daemon's config file
@@ -41,19 +41,6 @@ const RUN_AS = 65532;
 export const DEFAULT_RESOURCES = { requests: { cpu: '50m', memory: '64Mi' }, limits: { memory: '256Mi' } } as const;
 
 const MIB = 1024 * 1024;
-const QUANTITY_SUFFIX: Readonly<Record<string, number>> = {
-  '': 1, n: 1e-9, u: 1e-6, m: 1e-3, k: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15, E: 1e18,
-  Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, Pi: 2 ** 50, Ei: 2 ** 60,
-};
-
-/** A Kubernetes quantity (`256Mi`, `1G`, `5e8`, `268435456`) in its base unit; undefined when it is not one. */
-export function quantityValue(quantity: string): number | undefined {
-  const match = /^\+?(\d+(?:\.\d*)?|\.\d+)(?:([eE][+-]?\d+)|([KMGTPE]i|[numkMGTPE])?)$/.exec(quantity);
-  if (match === null) return undefined;
-  const multiplier = QUANTITY_SUFFIX[match[3] ?? ''];
-  if (multiplier === undefined) return undefined;
-  return Number(match[1]) * (match[2] === undefined ? multiplier : 10 ** Number(match[2].slice(1)));
-}
 
 /**
  * V8 heap sizes for a daemon container with memory limit `limit`, as NODE_OPTIONS. Node sizes its

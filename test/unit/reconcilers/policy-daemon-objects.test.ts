@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { MailBackendSpec } from '../../../src/api/mail-backend.ts';
-import { policyDaemonSpecSchema } from '../../../src/api/policy-daemon.ts';
-import { daemonContainer, nodeHeapOptions, quantityValue } from '../../../src/reconcilers/policy-daemon-objects.ts';
+import { policyDaemonSpecSchema, quantityValue } from '../../../src/api/policy-daemon.ts';
+import { daemonContainer, nodeHeapOptions } from '../../../src/reconcilers/policy-daemon-objects.ts';
 
 describe('quantityValue', () => {
   const cases: [string, number | undefined][] = [
