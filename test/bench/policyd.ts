@@ -23,7 +23,7 @@
  *                        in containers, the daemon with a cold and a warm cache against the driver's own
  *                        round-trip rate and the protocol ceiling; "none" skips them (default all)
  *   --store-connections LIST, --store-seconds S, --store-rounds N
- *                        the same for the store section (default 8,32; 3; 3)
+ *                        the same for the store section (default 8,32; 3; 5)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -52,7 +52,7 @@ const { values } = parseArgs({
     stores: { type: 'string', default: 'all' },
     'store-connections': { type: 'string', default: '8,32' },
     'store-seconds': { type: 'string', default: '3' },
-    'store-rounds': { type: 'string', default: '3' },
+    'store-rounds': { type: 'string', default: '5' },
   },
 });
 const stores = parseStoreList(String(values.stores));
