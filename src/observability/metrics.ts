@@ -13,7 +13,7 @@ export class PolicyMetrics {
   readonly requestDuration: HotHistogram;
   readonly storeErrors: Counter<'store' | 'kind'>;
   readonly storeLookupDuration: Histogram.Internal<'store'>;
-  readonly cache: Readonly<Record<'hit' | 'miss' | 'stale', HotCounterChild>>;
+  readonly cache: Readonly<Record<'hit' | 'miss' | 'stale' | 'refresh', HotCounterChild>>;
   readonly invalidEntries: Counter;
   readonly connections: Gauge;
   readonly protocolErrors: Counter<'reason'>;
@@ -53,9 +53,9 @@ export class PolicyMetrics {
     // Counted per mailbox key of every request: a hot metric like the decisions.
     this.cache = new HotCounter({
       name: 'mailwarden_cache_lookups_total',
-      help: 'Mailbox lookups by cache result: hit (fresh), miss (fetched), stale (store failed, last known good data used).',
+      help: 'Mailbox lookups by cache result: hit (fresh), miss (fetched), stale (store failed, last known good data used), refresh (a hit late in its TTL, refetched in the background).',
       label: 'result',
-      values: ['hit', 'miss', 'stale'] as const,
+      values: ['hit', 'miss', 'stale', 'refresh'] as const,
       registers: [registry],
     }).children;
     this.invalidEntries = new Counter({

@@ -17,6 +17,12 @@ const MEMO_SIZE = 4;
 const MAX_KEYS_PER_LOOKUP = 64;
 /** The share of a TTL by which entries fetched together are spread (see spread()). */
 const TTL_SPREAD = 0.1;
+/**
+ * The share of its TTL after which an entry that is still used is refetched in the background:
+ * a mailbox in steady use is then never due on a request's path (no request waits for its
+ * refetch), and no entry is older than its TTL either.
+ */
+const REFRESH_AFTER = 0.8;
 /** Keys an in-memory store does not have, remembered at most (about 100 B each). */
 const MAX_ABSENT = 100_000;
 
@@ -93,6 +99,10 @@ type Fetched = ReadonlyMap<string, CompiledMailbox | null>;
 interface CacheEntry {
   readonly mailbox: CompiledMailbox | null;
   readonly expires: number;
+  /** From then on a use asks for a background refetch (see REFRESH_AFTER). */
+  readonly refreshAt: number;
+  /** A background refetch was asked for: not again until a new entry replaces this one. */
+  refreshing: boolean;
   /** What `mailbox` was compiled from: a refetch with the same lists reuses it. */
   readonly source: MailboxRecord | undefined;
 }
@@ -104,7 +114,9 @@ export const RESOLVED: Resolution = Object.freeze({ failed: undefined });
  * from memory (the manifests store, which answers synchronously).
  *
  * Entries are kept past their TTL (until evicted) as the last known good data: when the store
- * fails or times out, a stale entry still answers (spec §4). Misses of concurrent requests are
+ * fails or times out, a stale entry still answers (spec §4). An entry used in the last fifth of
+ * its TTL is refetched in the background, so mailboxes in steady use are never due on a
+ * request's path. Misses of concurrent requests are
  * coalesced into shared store round trips (see LookupBatcher). A fully cached request resolves
  * synchronously, so the hot path allocates no promise.
  */
@@ -202,6 +214,7 @@ export class MailboxResolver {
       const entry = this.#cache.get(key);
       if (entry !== undefined && entry.expires > now) {
         this.#metrics?.cache.hit.inc();
+        if (now >= entry.refreshAt && !entry.refreshing) this.#refreshAhead(key, entry);
         if (this.#memoCount < MEMO_SIZE) {
           this.#memoKeys[this.#memoCount] = key;
           this.#memoMailboxes[this.#memoCount++] = entry.mailbox;
@@ -237,6 +250,17 @@ export class MailboxResolver {
   /** The estimated heap the cached entries hold (see {@link cachedBytes}). */
   get bytes(): number {
     return this.#cache.calculatedSize;
+  }
+
+  /**
+   * Refetches a fresh entry's mailbox without anyone waiting for it: the round trip is shared
+   * with other misses (LookupBatcher) and installs its result; a failure is logged and counted
+   * there, and the entry then answers until it is due, as it would have anyway.
+   */
+  #refreshAhead(key: string, entry: CacheEntry): void {
+    entry.refreshing = true;
+    this.#metrics?.cache.refresh.inc();
+    this.#batcher.request(key).then(ignore, ignore);
   }
 
   async #fetch(keys: string[], known: Map<string, CompiledMailbox | null>): Promise<Resolution> {
@@ -298,7 +322,7 @@ export class MailboxResolver {
       const record = found.get(key);
       if (record === undefined) {
         fetched.set(key, null);
-        this.#cache.set(key, { mailbox: null, expires: now + spread(this.#options.negativeTtlMs), source: undefined }, { size: cachedBytes(key, undefined) });
+        this.#cache.set(key, entryOf(null, undefined, now, spread(this.#options.negativeTtlMs)), { size: cachedBytes(key, undefined) });
         continue;
       }
       // Compiling validates every entry; a refetch after the TTL mostly brings the same lists.
@@ -310,7 +334,7 @@ export class MailboxResolver {
       }
       // A mailbox larger than the whole bound is not kept (lru-cache refuses it): each request
       // that needs it fetches it again, and a store failure then answers the failure action.
-      this.#cache.set(key, { mailbox, expires: now + spread(this.#options.ttlMs), source: record }, { size: cachedBytes(key, record) });
+      this.#cache.set(key, entryOf(mailbox, record, now, spread(this.#options.ttlMs)), { size: cachedBytes(key, record) });
       fetched.set(key, mailbox);
     }
     return fetched;
@@ -327,6 +351,12 @@ export class MailboxResolver {
     );
   }
 }
+
+function entryOf(mailbox: CompiledMailbox | null, source: MailboxRecord | undefined, now: number, ttlMs: number): CacheEntry {
+  return { mailbox, expires: now + ttlMs, refreshAt: now + Math.floor(ttlMs * REFRESH_AFTER), source, refreshing: false };
+}
+
+function ignore(): void {}
 
 /**
  * A TTL shortened by up to a tenth at random. Mailboxes fetched together (at startup, after an

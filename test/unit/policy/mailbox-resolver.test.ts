@@ -92,6 +92,48 @@ describe('mailbox resolver', () => {
     assert.ok(expired > 20 && expired < 180, `${expired} of 200 expired at 95% of the TTL`);
   });
 
+  test('a mailbox used late in its TTL is refetched in the background: no request waits for it', async () => {
+    // TTLs of 1.8-2 s (spread): due for a refresh from 1.6 s at the latest, fresh until 1.8 s at least.
+    const { store, service, metrics } = setup({ ttlMs: 2000, negativeTtlMs: 2000 });
+    await service.decide(request('alice@example.com', 'x@gmail.com'));
+    assert.equal(store.calls.length, 1);
+    const early = service.decide(request('alice@example.com', 'x@gmail.com'));
+    assert.ok(!(early instanceof Promise));
+    assert.equal(store.calls.length, 1, 'early in the TTL: no refetch');
+    await new Promise((r) => setTimeout(r, 1650));
+    store.data.set('alice@example.com', record('alice@example.com', ['@yahoo.test']));
+    store.delayMs = 30;
+    const late = service.decide(request('alice@example.com', 'x@gmail.com'));
+    assert.ok(!(late instanceof Promise), 'answered from the cache at once');
+    assert.equal(late.verdict, 'reject', 'with the lists it holds until the refetch lands');
+    const again = service.decide(request('alice@example.com', 'x@gmail.com'));
+    assert.ok(!(again instanceof Promise));
+    await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(store.calls.slice(1), [['alice@example.com', 'x@gmail.com']], 'both keys, once, in one round trip');
+    assert.equal(await counterValue(metrics, 'mailwarden_cache_lookups_total', { result: 'refresh' }), 2);
+    const refreshed = service.decide(request('alice@example.com', 'x@gmail.com'));
+    assert.ok(!(refreshed instanceof Promise), 'the refetched entries are fresh');
+    assert.equal(refreshed.verdict, 'none', 'and hold the new lists');
+    assert.equal(store.calls.length, 2);
+  });
+
+  test('a failed background refetch leaves the entry answering until it is due', async () => {
+    const { store, service, metrics } = setup({ ttlMs: 2000, negativeTtlMs: 2000 });
+    await service.decide(request('alice@example.com', 'x@gmail.com'));
+    await new Promise((r) => setTimeout(r, 1650));
+    store.mode = 'fail';
+    const late = service.decide(request('alice@example.com', 'x@gmail.com'));
+    assert.ok(!(late instanceof Promise));
+    assert.equal(late.verdict, 'reject');
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(store.calls.length, 2, 'one refetch, which failed');
+    assert.equal(await counterValue(metrics, 'mailwarden_store_errors_total', { kind: 'Unavailable' }), 1);
+    const after = service.decide(request('alice@example.com', 'x@gmail.com'));
+    assert.ok(!(after instanceof Promise), 'still answered from the cache');
+    assert.equal(after.verdict, 'reject');
+    assert.equal(store.calls.length, 2, 'and not asked again before it is due');
+  });
+
   test('a refetch that brings the same lists reuses their compiled form; changed lists are compiled anew', async () => {
     const { store, resolver } = setup({ ttlMs: 0, negativeTtlMs: 0 });
     await resolver.resolve(['alice@example.com']);
