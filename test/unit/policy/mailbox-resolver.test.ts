@@ -212,6 +212,15 @@ describe('mailbox resolver', () => {
     assert.ok(resolver.size <= 10, `cache holds ${resolver.size}`);
   });
 
+  test('a full cache drops the least recently fetched mailbox first', async () => {
+    const { store, resolver } = setup({ maxEntries: 3, ttlMs: 0, negativeTtlMs: 0 });
+    for (const name of ['a', 'b', 'c', 'd']) store.data.set(`${name}@example.com`, record(`${name}@example.com`, ['@.']));
+    for (const name of ['a', 'b', 'c', 'a', 'd']) await resolver.resolve([`${name}@example.com`]);
+    assert.equal(resolver.size, 3);
+    assert.equal(resolver.lookup('b@example.com'), undefined, 'b: fetched longest ago');
+    for (const name of ['a', 'c', 'd']) assert.ok(resolver.lookup(`${name}@example.com`), `${name} is kept`);
+  });
+
   test('the cache is bounded in bytes too, whatever the lists hold', async () => {
     const { store, resolver } = setup({ maxBytes: 64 * 1024 });
     const long = Array.from({ length: 40 }, (_, i) => `someone${i}@partner${i}.example`);
