@@ -119,9 +119,9 @@ export const RESOLVED: Resolution = Object.freeze({ failed: undefined });
  * Entries are kept past their TTL (until evicted) as the last known good data: when the store
  * fails or times out, a stale entry still answers (spec §4). An entry used in the last fifth of
  * its TTL is refetched in the background, so mailboxes in steady use are never due on a
- * request's path. Misses of concurrent requests are
- * coalesced into shared store round trips (see LookupBatcher). A fully cached request resolves
- * synchronously, so the hot path allocates no promise.
+ * request's path. Misses of concurrent requests are coalesced into shared store round trips (see
+ * LookupBatcher). A fully cached request resolves synchronously, so the hot path allocates no
+ * promise.
  */
 export class MailboxResolver {
   readonly #store: MailboxStore;

@@ -75,7 +75,7 @@ interface Row {
  * measured run. With the default 30 s, the priming pass fetches every mailbox of the stream
  * within a second or two, so they all come due together 27-30 s later, and whichever run that
  * window falls into measures a refetch burst rather than a warm cache (measured on 2 cores: 998
- * store round trips in one 4 s run, 0.3 of the protocol ceiling, against 0.7-0.9 in the rounds
+ * store round trips in one 4 s run, 0.3 of the protocol ceiling, against 0.6-0.9 in the rounds
  * before and after). Refetching is what the cold runs measure; a warm run's lookups/req column
  * shows that it made no round trip.
  */
@@ -151,23 +151,22 @@ export async function runStoreBench(options: StoreBenchOptions, out: NodeJS.Writ
       try {
         for (const c of options.connections) {
           const r: Omit<Row, 'store' | 'c'> = { cold: [], ceiling: [], warm: [], protocol: [] };
+          // A daemon's run with the store round trips it made per request (its lookup counter).
+          const countedRun = async (daemon: RunningServer): Promise<RunResult> => {
+            const before = await storeLookups(daemon);
+            const run = await loadRun(daemon, c, options.requestsFile, options.seconds, options.warmup);
+            const lookups = (await storeLookups(daemon)) - before;
+            return { ...run, lookupsPerRequest: lookups / (run.rps * (options.seconds + options.warmup)) };
+          };
           const steps = {
-            cold: async () => {
-              // Every key reaches the store, but the misses of concurrent requests share round trips
-              // (the resolver coalesces them), even with a TTL of 0: lookups/req counts round trips.
-              const before = await storeLookups(cold);
-              const run = await loadRun(cold, c, options.requestsFile, options.seconds, options.warmup);
-              const lookups = (await storeLookups(cold)) - before;
-              r.cold.push({ ...run, lookupsPerRequest: lookups / (run.rps * (options.seconds + options.warmup)) });
-            },
+            // Every key reaches the store, but the misses of concurrent requests share round trips
+            // (the resolver coalesces them), even with a TTL of 0: lookups/req counts round trips.
+            cold: async () => void r.cold.push(await countedRun(cold)),
             ceiling: async () => void r.ceiling.push(await ceilingRun(ceilingArgs, c, options.seconds, options.warmup)),
             warm: async () => {
               await prime(warm, options.requestsFile);
               // Round trips during the run would show that it was not warm throughout (see WARM_TTL).
-              const before = await storeLookups(warm);
-              const run = await loadRun(warm, c, options.requestsFile, options.seconds, options.warmup);
-              const lookups = (await storeLookups(warm)) - before;
-              r.warm.push({ ...run, lookupsPerRequest: lookups / (run.rps * (options.seconds + options.warmup)) });
+              r.warm.push(await countedRun(warm));
             },
             protocol: async () => void r.protocol.push(await loadRun(protocol, c, options.requestsFile, options.seconds, options.warmup)),
           };
