@@ -101,10 +101,11 @@ type Fetched = ReadonlyMap<string, CompiledMailbox | null>;
 
 interface CacheEntry {
   readonly mailbox: CompiledMailbox | null;
-  readonly expires: number;
+  /** Renewed in place when a refetch brings the same lists (see renew()). */
+  expires: number;
   /** From then on a use asks for a background refetch (see REFRESH_AFTER). */
-  readonly refreshAt: number;
-  /** A background refetch was asked for: not again until a new entry replaces this one. */
+  refreshAt: number;
+  /** A background refetch was asked for: not again until the entry is renewed or replaced. */
   refreshing: boolean;
   /** What `mailbox` was compiled from: a refetch with the same lists reuses it. */
   readonly source: MailboxRecord | undefined;
@@ -326,18 +327,26 @@ export class MailboxResolver {
     const fetched = new Map<string, CompiledMailbox | null>();
     for (const key of keys) {
       const record = found.get(key);
+      const previous = this.#cache.peek(key);
       if (record === undefined) {
         fetched.set(key, null);
-        this.#cache.set(key, entryOf(null, undefined, now, spread(this.#options.negativeTtlMs)), { size: cachedBytes(key, undefined) });
+        const entry = previous?.mailbox === null ? renew(previous, now, spread(this.#options.negativeTtlMs)) : entryOf(null, undefined, now, spread(this.#options.negativeTtlMs));
+        this.#cache.set(key, entry, { size: cachedBytes(key, undefined) });
         continue;
       }
-      // Compiling validates every entry; a refetch after the TTL mostly brings the same lists.
-      const previous = this.#cache.peek(key);
-      let mailbox = previous?.source !== undefined && sameRecord(previous.source, record) ? previous.mailbox : null;
-      if (mailbox === null) {
-        mailbox = compileMailbox(record, this.#decision);
-        if (mailbox.invalid.length > 0) this.#reportInvalid(key, mailbox);
+      // A refetch after the TTL mostly brings the same lists: the entry is renewed in place and
+      // what the store sent dies young. A new entry and record for each refetch would live until
+      // the next one, outlast their scavenges and be copied into the old generation, whose growth
+      // then costs full collections and fresh pages (measured with --cache-ttl 0: 0.7 page faults
+      // a request).
+      if (previous?.source !== undefined && sameRecord(previous.source, record)) {
+        this.#cache.set(key, renew(previous, now, spread(this.#options.ttlMs)), { size: cachedBytes(key, previous.source) });
+        fetched.set(key, previous.mailbox);
+        continue;
       }
+      // Compiling validates every entry.
+      const mailbox = compileMailbox(record, this.#decision);
+      if (mailbox.invalid.length > 0) this.#reportInvalid(key, mailbox);
       // A mailbox larger than the whole bound is not kept (lru-cache refuses it): each request
       // that needs it fetches it again, and a store failure then answers the failure action.
       this.#cache.set(key, entryOf(mailbox, record, now, spread(this.#options.ttlMs)), { size: cachedBytes(key, record) });
@@ -360,6 +369,14 @@ export class MailboxResolver {
 
 function entryOf(mailbox: CompiledMailbox | null, source: MailboxRecord | undefined, now: number, ttlMs: number): CacheEntry {
   return { mailbox, expires: now + ttlMs, refreshAt: now + Math.floor(ttlMs * REFRESH_AFTER), source, refreshing: false };
+}
+
+/** The entry again, fresh from `now` (set() then makes it the most recently fetched). */
+function renew(entry: CacheEntry, now: number, ttlMs: number): CacheEntry {
+  entry.expires = now + ttlMs;
+  entry.refreshAt = now + Math.floor(ttlMs * REFRESH_AFTER);
+  entry.refreshing = false;
+  return entry;
 }
 
 function ignore(): void {}

@@ -117,6 +117,23 @@ describe('mailbox resolver', () => {
     assert.equal(store.calls.length, 2);
   });
 
+  test('a mailbox in steady use with unchanged lists is refreshed in the background TTL after TTL', async () => {
+    // TTLs of 1.8-2 s: due for a refresh from 1.6 s at the latest, fresh until 1.8 s at least.
+    const { store, resolver, service, metrics } = setup({ ttlMs: 2000, negativeTtlMs: 2000 });
+    await service.decide(request('alice@example.com', 'x@gmail.com'));
+    const compiled = resolver.lookup('alice@example.com');
+    for (let round = 1; round <= 2; round++) {
+      await new Promise((r) => setTimeout(r, 1700));
+      const late = service.decide(request('alice@example.com', 'x@gmail.com'));
+      assert.ok(!(late instanceof Promise), `round ${round}: answered from the cache at once`);
+      assert.equal(late.verdict, 'reject');
+      await new Promise((r) => setTimeout(r, 20));
+      assert.equal(store.calls.length, 1 + round, `round ${round}: one background refetch`);
+    }
+    assert.equal(await counterValue(metrics, 'mailwarden_cache_lookups_total', { result: 'refresh' }), 4, 'both keys, each round');
+    assert.equal(resolver.lookup('alice@example.com'), compiled, 'the same lists keep their compiled form');
+  });
+
   test('a failed background refetch leaves the entry answering until it is due', async () => {
     const { store, service, metrics } = setup({ ttlMs: 2000, negativeTtlMs: 2000 });
     await service.decide(request('alice@example.com', 'x@gmail.com'));
