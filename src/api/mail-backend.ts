@@ -36,18 +36,41 @@ export const secretKeyRefSchema = z
   })
   .strict();
 
+export const caSecretKeyRefSchema = z
+  .object({
+    name: z.string().min(1).max(253).describe('A Secret in the same namespace.'),
+    key: z.string().min(1).max(253).default('ca.crt').describe('The key holding the PEM certificates.'),
+  })
+  .strict();
+
 export const mailBackendSpecSchema = z
   .object({
     url: storeUrlSchema,
     sql: SqlStoreSettingsSchema.optional().describe('Settings of a PostgreSQL or MySQL/MariaDB store (defaults: iRedMail).'),
     ldap: LdapStoreSettingsSchema.optional().describe('Settings of an LDAP store (defaults: iRedMail).'),
     credentialsSecretRef: secretKeyRefSchema.optional().describe('The Secret holding the password (SQL user or LDAP bind DN).'),
+    caSecretRef: caSecretKeyRefSchema
+      .optional()
+      .describe(
+        "The Secret holding the CA certificates (PEM) the store's certificate is checked against, with tls.mode verify-full: for a private CA (cert-manager, CloudNativePG). Without it, the system CAs.",
+      ),
   })
   .strict()
   .superRefine((spec, ctx) => {
     const kind = urlStoreKind(spec.url);
     if (kind === 'ldap' && spec.sql !== undefined) ctx.addIssue({ code: 'custom', path: ['sql'], message: 'sql settings do not apply to an ldap:// URL' });
     if ((kind === 'postgres' || kind === 'mysql') && spec.ldap !== undefined) ctx.addIssue({ code: 'custom', path: ['ldap'], message: 'ldap settings do not apply to an SQL URL' });
+    if (spec.caSecretRef !== undefined) {
+      // The CA is only read where certificates are checked; anything else would ignore it silently.
+      const settings = kind === 'ldap' ? 'ldap' : 'sql';
+      const tls = spec[settings]?.tls;
+      if (tls?.mode !== 'verify-full') {
+        ctx.addIssue({ code: 'custom', path: ['caSecretRef'], message: `caSecretRef needs ${settings}.tls.mode verify-full (the CA is used to check the store's certificate)` });
+      }
+      if (tls?.caFile !== undefined) {
+        ctx.addIssue({ code: 'custom', path: [settings, 'tls', 'caFile'], message: 'give the CA either as caSecretRef or as tls.caFile, not both' });
+      }
+    }
   });
 
 export const mailBackendStatusSchema = z.object({

@@ -357,7 +357,8 @@ export class Operator {
     this.#secrets.onChange((s) => {
       if (!this.#leading) return;
       for (const b of this.#backends.list(s.metadata?.namespace)) {
-        if (b.spec?.credentialsSecretRef?.name === s.metadata?.name) enqueueBackend(b.metadata.namespace, b.metadata.name);
+        const name = s.metadata?.name;
+        if (b.spec?.credentialsSecretRef?.name === name || b.spec?.caSecretRef?.name === name) enqueueBackend(b.metadata.namespace, b.metadata.name);
       }
     });
   }

@@ -3,7 +3,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Logger } from '../observability/logger.ts';
-import { loadPolicydConfig, type PolicydConfig } from './config.ts';
+import { loadPolicydConfig, storeCaFile, type PolicydConfig } from './config.ts';
 
 export interface ConfigReloaderOptions {
   /** The YAML config file (a mounted ConfigMap), if any. */
@@ -126,7 +126,7 @@ export class ConfigReloader {
   }
 
   #files(config: PolicydConfig): string[] {
-    return [this.#o.configFile, config.passwordFile].filter((f): f is string => f !== undefined && f !== '');
+    return [this.#o.configFile, config.passwordFile, storeCaFile(config)].filter((f): f is string => f !== undefined && f !== '');
   }
 
   #watchDirectories(config: PolicydConfig): void {

@@ -129,6 +129,12 @@ export function serverLimitsOf(config: PolicydConfig): Partial<PolicyServerLimit
   return { ...rest, requestTimeoutMs: requestTimeout, idleTimeoutMs: idleTimeout };
 }
 
+/** The store's tls.caFile, if the configuration names one (its content is watched like the password file's). */
+export function storeCaFile(config: PolicydConfig): string | undefined {
+  const tls = (config.storeSettings as { tls?: { caFile?: unknown } }).tls;
+  return typeof tls?.caFile === 'string' ? tls.caFile : undefined;
+}
+
 export function resolverOptionsOf(config: PolicydConfig): Partial<ResolverOptions> {
   return {
     ttlMs: config.cache.ttl,

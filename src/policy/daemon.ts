@@ -1,10 +1,11 @@
+import { readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { HealthServer } from '../observability/health-server.ts';
 import type { Logger } from '../observability/logger.ts';
 import { PolicyMetrics } from '../observability/metrics.ts';
 import { openStore } from '../stores/open.ts';
 import type { MailboxStore } from '../stores/store.ts';
-import { decisionOptionsOf, parseListen, resolverOptionsOf, serverLimitsOf, ConfigError, type PolicydConfig } from './config.ts';
+import { decisionOptionsOf, parseListen, resolverOptionsOf, serverLimitsOf, storeCaFile, ConfigError, type PolicydConfig } from './config.ts';
 import { createPolicyHandler, DecisionService } from './decision-handler.ts';
 import { MailboxResolver } from './mailbox-resolver.ts';
 import type { PolicyHandler } from './request.ts';
@@ -18,6 +19,8 @@ export class PolicyDaemon {
   #config: PolicydConfig;
   readonly #logger: Logger;
   #password: string | undefined;
+  /** The store's CA file as it was opened with: a rotated CA reopens the store. */
+  #storeCa: string | undefined;
   /** What the server calls; swapped whole by {@link reconfigure}, so connections stay open. */
   #handler: PolicyHandler | undefined;
   #store: MailboxStore | undefined;
@@ -41,6 +44,7 @@ export class PolicyDaemon {
     const config = this.#config;
     if (config.store === undefined) throw new ConfigError('no store: give --store PATH|URL or "store:" in the config file');
     const decision = decisionOptionsOf(config);
+    this.#storeCa = await readStoreCa(config);
     const store = await openStore({
       store: config.store,
       settings: config.storeSettings,
@@ -92,7 +96,13 @@ export class PolicyDaemon {
     if (config.listen !== old.listen || config.http.listen !== old.http.listen || JSON.stringify(config.limits) !== JSON.stringify(old.limits)) {
       this.#logger.warn({}, 'listen addresses and limits change on restart only; the rest of the new configuration is applied');
     }
-    const storeChanged = config.store !== old.store || JSON.stringify(config.storeSettings) !== JSON.stringify(old.storeSettings) || password !== this.#password || config.semantics !== old.semantics;
+    const storeCa = await readStoreCa(config);
+    const storeChanged =
+      config.store !== old.store ||
+      JSON.stringify(config.storeSettings) !== JSON.stringify(old.storeSettings) ||
+      password !== this.#password ||
+      storeCa !== this.#storeCa ||
+      config.semantics !== old.semantics;
     const previous = this.#store;
     const store = storeChanged
       ? await openStore({ store: config.store ?? '', settings: config.storeSettings, semantics: decisionOptionsOf(config).semantics, password, logger: this.#logger.child({ component: 'store' }) })
@@ -102,6 +112,7 @@ export class PolicyDaemon {
     this.#store = store;
     this.#config = { ...config, listen: old.listen, http: old.http, limits: old.limits };
     this.#password = password;
+    this.#storeCa = storeCa;
     if (store !== previous) {
       // Lookups already running on the old store finish first (they are bounded by the lookup timeout).
       const grace = (resolverOptionsOf(old).lookupTimeoutMs ?? 1_000) + 1_000;
@@ -136,4 +147,10 @@ export class PolicyDaemon {
     await this.#store?.close();
     this.#logger.info({}, 'policy daemon stopped');
   }
+}
+
+/** The content of the store's tls.caFile (undefined when none is named or it cannot be read: opening the store reports that). */
+async function readStoreCa(config: PolicydConfig): Promise<string | undefined> {
+  const file = storeCaFile(config);
+  return file === undefined ? undefined : readFile(file, 'utf8').catch(() => undefined);
 }

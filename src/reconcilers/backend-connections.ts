@@ -4,10 +4,11 @@ import { storeSettingsOf } from '../api/mail-backend.ts';
 import type { Logger } from '../observability/logger.ts';
 import { openUrlStore } from '../stores/url-store.ts';
 import { StoreError, type WritableMailboxStore } from '../stores/store.ts';
+import type { BackendSecrets } from './credentials.ts';
 
-export type StoreOpener = (url: string, settings: unknown, password: string | undefined) => Promise<WritableMailboxStore>;
+export type StoreOpener = (url: string, settings: unknown, secrets: BackendSecrets) => Promise<WritableMailboxStore>;
 
-export const defaultStoreOpener: StoreOpener = (url, settings, password) => openUrlStore(url, settings, { semantics: 'default', password });
+export const defaultStoreOpener: StoreOpener = (url, settings, secrets) => openUrlStore(url, settings, { semantics: 'default', password: secrets.password, ca: secrets.ca });
 
 interface Entry {
   readonly fingerprint: string;
@@ -15,9 +16,9 @@ interface Entry {
 }
 
 /**
- * One open store per MailBackend, reopened when the backend's spec or password changes
- * (password rotation) and closed when the backend goes. The fingerprint hashes the password,
- * so it is never kept in clear beside the connection.
+ * One open store per MailBackend, reopened when the backend's spec, password or CA changes
+ * (rotation) and closed when the backend goes. The fingerprint hashes the password, so it is
+ * never kept in clear beside the connection.
  */
 export class BackendConnections {
   readonly #open: StoreOpener;
@@ -29,14 +30,16 @@ export class BackendConnections {
     this.#logger = params.logger;
   }
 
-  /** The store for `backend` with `password`; opens or reopens as needed. */
-  async get(backend: MailBackend, password: string | undefined): Promise<WritableMailboxStore> {
+  /** The store for `backend` with its Secrets' password and CA; opens or reopens as needed. */
+  async get(backend: MailBackend, secrets: BackendSecrets): Promise<WritableMailboxStore> {
     const key = `${backend.metadata.namespace}/${backend.metadata.name}`;
     const settings = storeSettingsOf(backend.spec);
     const fingerprint = createHash('sha256')
       .update(JSON.stringify([backend.spec.url, settings]))
       .update('\0')
-      .update(password ?? '')
+      .update(secrets.password ?? '')
+      .update('\0')
+      .update(secrets.ca ?? '')
       .digest('hex');
     const existing = this.#entries.get(key);
     if (existing !== undefined && existing.fingerprint === fingerprint) return existing.store;
@@ -44,7 +47,7 @@ export class BackendConnections {
       this.#logger?.info({ backend: key }, 'backend settings or credentials changed: reconnecting');
       void this.#closeEntry(existing);
     }
-    const store = this.#open(backend.spec.url, settings, password);
+    const store = this.#open(backend.spec.url, settings, secrets);
     const entry: Entry = { fingerprint, store };
     this.#entries.set(key, entry);
     // A store that fails to open is not kept: the next reconcile tries again.

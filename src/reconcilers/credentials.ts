@@ -1,7 +1,7 @@
 import type { MailBackend } from '../api/mail-backend.ts';
 import type { SecretLister } from './types.ts';
 
-/** Why a backend's password cannot be had, phrased for its status. */
+/** Why a backend's password or CA cannot be had, phrased for its status. */
 export class CredentialsError extends Error {
   constructor(message: string) {
     super(message);
@@ -9,16 +9,41 @@ export class CredentialsError extends Error {
   }
 }
 
+/** What a backend's Secrets hold for its store: the password and the CA certificates. */
+export interface BackendSecrets {
+  readonly password: string | undefined;
+  readonly ca: string | undefined;
+}
+
+/** Both of a backend's Secrets, read from the informer cache; throws a CredentialsError. */
+export function backendSecretsOf(backend: MailBackend, secrets: SecretLister): BackendSecrets {
+  return { password: passwordOf(backend, secrets), ca: caOf(backend, secrets) };
+}
+
 /** The password a backend's credentialsSecretRef names (undefined when it names none). */
 export function passwordOf(backend: MailBackend, secrets: SecretLister): string | undefined {
   const ref = backend.spec.credentialsSecretRef;
+  return ref === undefined ? undefined : secretValue(backend, ref.name, ref.key ?? 'password', secrets);
+}
+
+/** The PEM CA certificates a backend's caSecretRef names (undefined when it names none). */
+export function caOf(backend: MailBackend, secrets: SecretLister): string | undefined {
+  const ref = backend.spec.caSecretRef;
   if (ref === undefined) return undefined;
+  const key = ref.key ?? 'ca.crt';
+  const pem = secretValue(backend, ref.name, key, secrets);
+  if (!pem.includes('-----BEGIN CERTIFICATE-----')) {
+    throw new CredentialsError(`Secret ${backend.metadata.namespace ?? ''}/${ref.name} key "${key}" holds no PEM certificate`);
+  }
+  return pem;
+}
+
+function secretValue(backend: MailBackend, name: string, key: string, secrets: SecretLister): string {
   const namespace = backend.metadata.namespace ?? '';
-  const secret = secrets.get(namespace, ref.name);
-  if (secret === undefined) throw new CredentialsError(`Secret ${namespace}/${ref.name} not found`);
-  const key = ref.key ?? 'password';
+  const secret = secrets.get(namespace, name);
+  if (secret === undefined) throw new CredentialsError(`Secret ${namespace}/${name} not found`);
   const encoded = secret.data?.[key];
   const plain = secret.stringData?.[key];
-  if (encoded === undefined && plain === undefined) throw new CredentialsError(`Secret ${namespace}/${ref.name} has no key "${key}"`);
+  if (encoded === undefined && plain === undefined) throw new CredentialsError(`Secret ${namespace}/${name} has no key "${key}"`);
   return plain ?? Buffer.from(encoded!, 'base64').toString('utf8');
 }

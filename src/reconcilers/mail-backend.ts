@@ -5,7 +5,7 @@ import { formatIssues } from '../api/mail-user-restriction.ts';
 import type { Logger } from '../observability/logger.ts';
 import { StoreError } from '../stores/store.ts';
 import type { BackendConnections } from './backend-connections.ts';
-import { CredentialsError, passwordOf } from './credentials.ts';
+import { backendSecretsOf, CredentialsError } from './credentials.ts';
 import type { BackendObject, EventSink, Lister, SecretLister } from './types.ts';
 import { splitKey } from './types.ts';
 
@@ -51,7 +51,7 @@ export class MailBackendReconciler {
       return;
     }
     try {
-      const store = await this.#deps.connections.get({ ...backend, spec: parsed.data }, passwordOf(backend, this.#deps.secrets));
+      const store = await this.#deps.connections.get({ ...backend, spec: parsed.data }, backendSecretsOf(backend, this.#deps.secrets));
       await store.lookup([PROBE_ADDRESS], AbortSignal.timeout(this.#deps.probeTimeoutMs ?? 5_000));
       await this.#report(backend, true, 'Connected', `${store.kind} store reachable`);
     } catch (error) {

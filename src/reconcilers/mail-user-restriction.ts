@@ -5,7 +5,7 @@ import { formatIssues, listsOf, specSchema, type MailUserRestrictionSpec } from 
 import type { Logger } from '../observability/logger.ts';
 import { StoreError } from '../stores/store.ts';
 import type { BackendConnections } from './backend-connections.ts';
-import { CredentialsError, passwordOf } from './credentials.ts';
+import { backendSecretsOf, CredentialsError } from './credentials.ts';
 import { ownerOf, targetKey } from './ownership.ts';
 import type { BackendObject, EventSink, Lister, RestrictionObject, SecretLister } from './types.ts';
 import { splitKey } from './types.ts';
@@ -131,7 +131,7 @@ export class MailUserRestrictionReconciler {
     if (!backendSpec.success) {
       return { ready: false, synced: false, reason: Reason.BackendUnavailable, message: `MailBackend ${backend.metadata.name} is not valid: ${formatIssues(backendSpec.error).join('; ')}` };
     }
-    const store = await this.#deps.connections.get({ ...backend, spec: backendSpec.data }, passwordOf(backend, this.#deps.secrets));
+    const store = await this.#deps.connections.get({ ...backend, spec: backendSpec.data }, backendSecretsOf(backend, this.#deps.secrets));
     const { changed } = await syncMailbox(store, spec.mailbox, listsOf(spec));
     if (changed.length === 0) {
       // Already Applied for this generation: keep its message, so the reconcile that follows every
@@ -186,7 +186,7 @@ export class MailUserRestrictionReconciler {
           // connection fingerprint differs and every clear would close the store others are using
           // (LDAP: the clear itself then timed out, and deletes hung).
           const backendSpec = mailBackendSpecSchema.parse(backend.spec);
-          const store = await this.#deps.connections.get({ ...backend, spec: backendSpec }, passwordOf(backend, this.#deps.secrets));
+          const store = await this.#deps.connections.get({ ...backend, spec: backendSpec }, backendSecretsOf(backend, this.#deps.secrets));
           const result = await store.clear(spec.data.mailbox);
           if (result.changed) this.#deps.events.normal(restriction, 'Cleared', `the lists of ${spec.data.mailbox} were cleared in ${backend.metadata.name}`);
         } catch (error) {

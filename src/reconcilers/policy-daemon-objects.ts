@@ -35,6 +35,9 @@ const SECRET_DIR = '/etc/mailwarden/store-credentials';
 const CONFIG_FILE = 'policyd.yaml';
 const CONFIG_VOLUME = 'mailwarden-policyd-config';
 const SECRET_VOLUME = 'mailwarden-policyd-credentials';
+const CA_DIR = '/etc/mailwarden/store-ca';
+const CA_FILE = 'ca.crt';
+const CA_VOLUME = 'mailwarden-policyd-store-ca';
 /** The image's user (see Dockerfile): non-root, and the same uid whatever the pod says. */
 const RUN_AS = 65532;
 
@@ -83,7 +86,7 @@ export function policydConfigYaml(daemon: PolicyDaemonRef, backend: MailBackendS
   const config: Record<string, unknown> = {
     listen: `${spec.mode === 'Sidecar' ? '127.0.0.1' : '0.0.0.0'}:${spec.port}`,
     store: backend.url,
-    storeSettings: storeSettingsOf(backend),
+    storeSettings: daemonStoreSettings(backend),
     ...(backend.credentialsSecretRef ? { passwordFile: `${SECRET_DIR}/password` } : {}),
     semantics: p.semantics,
     allowAction: p.allowAction,
@@ -102,10 +105,25 @@ export function policydConfigYaml(daemon: PolicyDaemonRef, backend: MailBackendS
   return `# Written by the mailwarden operator from PolicyDaemon ${daemon.namespace}/${daemon.name}; edits are overwritten.\n${stringify(config)}`;
 }
 
-/** Short, stable hash of what the daemon is configured with (config file and credentials' location). */
+/** The backend's store settings, with tls.caFile where the caSecretRef's Secret is mounted. */
+function daemonStoreSettings(backend: MailBackendSpec): unknown {
+  const settings = storeSettingsOf(backend) as { tls?: object };
+  if (backend.caSecretRef === undefined) return settings;
+  return { ...settings, tls: { ...settings.tls, caFile: `${CA_DIR}/${CA_FILE}` } };
+}
+
+/** Short, stable hash of what the daemon is configured with (config file and the Secrets' locations). */
 export function configHash(configYaml: string, backend: MailBackendSpec): string {
   const ref = backend.credentialsSecretRef;
-  return createHash('sha256').update(configYaml).update('\0').update(ref ? `${ref.name}/${ref.key}` : '').digest('hex').slice(0, 16);
+  const ca = backend.caSecretRef;
+  return createHash('sha256')
+    .update(configYaml)
+    .update('\0')
+    .update(ref ? `${ref.name}/${ref.key}` : '')
+    .update('\0')
+    .update(ca ? `${ca.name}/${ca.key}` : '')
+    .digest('hex')
+    .slice(0, 16);
 }
 
 export function ownerReference(daemon: PolicyDaemonRef): V1OwnerReference {
@@ -145,6 +163,8 @@ export function daemonVolumes(daemon: PolicyDaemonRef, backend: MailBackendSpec)
   // reaches the daemon. 0444: the daemon's uid is not the file's owner, and no fsGroup is set
   // on a Postfix pod on its behalf.
   if (ref) volumes.push({ name: SECRET_VOLUME, secret: { secretName: ref.name, items: [{ key: ref.key, path: 'password' }], defaultMode: 0o444 } });
+  const ca = backend.caSecretRef;
+  if (ca) volumes.push({ name: CA_VOLUME, secret: { secretName: ca.name, items: [{ key: ca.key, path: CA_FILE }], defaultMode: 0o444 } });
   return volumes;
 }
 
@@ -187,6 +207,7 @@ export function daemonContainer(daemon: PolicyDaemonRef, backend: MailBackendSpe
     volumeMounts: [
       { name: CONFIG_VOLUME, mountPath: CONFIG_DIR, readOnly: true },
       ...(backend.credentialsSecretRef ? [{ name: SECRET_VOLUME, mountPath: SECRET_DIR, readOnly: true }] : []),
+      ...(backend.caSecretRef ? [{ name: CA_VOLUME, mountPath: CA_DIR, readOnly: true }] : []),
     ],
     terminationMessagePolicy: 'FallbackToLogsOnError',
   };

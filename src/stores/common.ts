@@ -27,6 +27,11 @@ export interface StoreOpenOptions {
   readonly semantics: Semantics;
   /** From an environment variable or a mounted file; never from a log line or a URL we print. */
   readonly password?: string;
+  /**
+   * PEM CA certificates to check the server's certificate against, instead of reading
+   * `tls.caFile` (the operator's, from the Secret a MailBackend's caSecretRef names).
+   */
+  readonly ca?: string;
   readonly logger?: StoreLogger;
 }
 

@@ -63,11 +63,20 @@ export function verifyingTlsOptions(name: string, ca: string | undefined): NodeT
   return options;
 }
 
-/** Node TLS options for a SQL driver, or `false` for plain TCP. */
-export async function sqlTlsOptions(tls: TlsSettings, host: string): Promise<false | NodeTlsOptions> {
+/**
+ * Node TLS options for a SQL driver, or `false` for plain TCP. The CA certificates are `ca` when
+ * given, else read from tls.caFile, and only when the certificate is checked (verify-full).
+ */
+export async function sqlTlsOptions(tls: TlsSettings, host: string, ca?: string): Promise<false | NodeTlsOptions> {
   if (tls.mode === 'disable') return false;
   if (tls.mode === 'require') return { rejectUnauthorized: false };
-  return verifyingTlsOptions(tls.serverName ?? host, tls.caFile === undefined ? undefined : await readCa(tls.caFile));
+  return verifyingTlsOptions(tls.serverName ?? host, await trustedCa(tls, ca));
+}
+
+/** The CA certificates to trust: `ca`, else tls.caFile's, else undefined (the system CAs). */
+export async function trustedCa(tls: TlsSettings, ca: string | undefined): Promise<string | undefined> {
+  if (ca !== undefined) return ca;
+  return tls.caFile === undefined ? undefined : readCa(tls.caFile);
 }
 
 export async function readCa(path: string): Promise<string> {

@@ -8,7 +8,7 @@ import { LIST_NAMES, type ListName, EMPTY_LISTS, type MailboxRecord, type Restri
 import type { Semantics } from '../restrictions/options.ts';
 import { trimAscii } from '../restrictions/sql-list.ts';
 import { Health, mailboxKey, redactUrl, SILENT_LOGGER, signalOrTimeout, type StoreOpenOptions } from './common.ts';
-import { readCa, urlHost, verifyingTlsOptions, type NodeTlsOptions } from './endpoint.ts';
+import { trustedCa, urlHost, verifyingTlsOptions, type NodeTlsOptions } from './endpoint.ts';
 import { LdapConnections } from './ldap-connections.ts';
 import { classifyLdapError, type LdapErrorContext } from './ldap-errors.ts';
 import { lookupFilter, userFilterProblem } from './ldap-filter.ts';
@@ -31,11 +31,11 @@ export async function openLdapStore(url: string, settings: unknown, options: Sto
   const secure = endpoint.protocol === 'ldaps:';
   let tlsOptions: NodeTlsOptions | undefined;
   if (secure || parsed.startTls) {
-    const ca = parsed.tls.caFile === undefined ? undefined : await readCa(parsed.tls.caFile);
+    // require: encrypted, the certificate not checked, so no CA is read (as the SQL stores).
     tlsOptions =
       parsed.tls.mode === 'require'
-        ? { rejectUnauthorized: false, ...(ca === undefined ? {} : { ca }) }
-        : verifyingTlsOptions(parsed.tls.serverName ?? urlHost(endpoint), ca);
+        ? { rejectUnauthorized: false }
+        : verifyingTlsOptions(parsed.tls.serverName ?? urlHost(endpoint), await trustedCa(parsed.tls, options.ca));
   }
   const filterProblem = userFilterProblem(parsed.userFilter, (text) => FilterParser.parseString(text));
   if (filterProblem !== undefined) {

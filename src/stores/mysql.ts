@@ -28,7 +28,7 @@ export async function openMysqlStore(url: string, settings: unknown, options: St
       `MySQL store ${endpoint.target}: tls.serverName is not supported (the certificate is checked against the URL's host); put the certificate's name in the URL`,
     );
   }
-  const driver = new MysqlDriver(endpoint, parsed, mysqlSslOptions(await sqlTlsOptions(parsed.tls, endpoint.host)), logger);
+  const driver = new MysqlDriver(endpoint, parsed, mysqlSslOptions(await sqlTlsOptions(parsed.tls, endpoint.host, options.ca)), logger);
   return new SqlMailboxStore(driver, parsed, { semantics: options.semantics, logger, target: endpoint.target });
 }
 

@@ -22,7 +22,7 @@ export async function openPostgresStore(
   const parsed = parseStoreSettings(SqlStoreSettingsSchema, settings, 'PostgreSQL store');
   const endpoint = parseSqlUrl(url, POSTGRES_DEFAULT_PORT, options.password);
   const logger = options.logger ?? SILENT_LOGGER;
-  const driver = new PostgresDriver(endpoint, parsed, await sqlTlsOptions(parsed.tls, endpoint.host), logger);
+  const driver = new PostgresDriver(endpoint, parsed, await sqlTlsOptions(parsed.tls, endpoint.host, options.ca), logger);
   return new SqlMailboxStore(driver, parsed, { semantics: options.semantics, logger, target: endpoint.target });
 }
 

@@ -1,6 +1,6 @@
 import { LIST_NAMES, type ListName, type RestrictionLists } from '../../src/restrictions/lists.ts';
 import { splitSqlList, joinSqlList } from '../../src/restrictions/sql-list.ts';
-import { startMariadb, startOpenldap, startPostgres, type LdapServer, type SqlServer } from './containers.ts';
+import { startMariadb, startOpenldap, startPostgres, type LdapServer, type ServingCertificate, type SqlServer } from './containers.ts';
 
 export type BackendKind = 'postgres' | 'mariadb' | 'openldap';
 export const BACKEND_KINDS: readonly BackendKind[] = ['postgres', 'mariadb', 'openldap'];
@@ -39,8 +39,10 @@ const LDAP_ATTRIBUTES: Record<ListName, string> = {
   rejectedRecipients: 'mailBlacklistRecipient',
 };
 
-export async function startBackend(kind: BackendKind): Promise<BackendFixture> {
-  return kind === 'openldap' ? ldapFixture(await startOpenldap()) : sqlFixture(kind, kind === 'postgres' ? await startPostgres() : await startMariadb());
+/** With `tls`, the server also serves TLS with that certificate, and the spec's URL is ldaps:// for LDAP. */
+export async function startBackend(kind: BackendKind, opts: { tls?: ServingCertificate } = {}): Promise<BackendFixture> {
+  if (kind === 'openldap') return ldapFixture(await startOpenldap(opts));
+  return sqlFixture(kind, kind === 'postgres' ? await startPostgres(opts) : await startMariadb(opts));
 }
 
 function sorted(lists: Record<ListName, string[]>): RestrictionLists {
@@ -83,7 +85,7 @@ function ldapFixture(server: LdapServer): BackendFixture {
   let password = server.password;
   return {
     kind: 'openldap',
-    spec: { url: server.url, ldap: { baseDn: server.domainsDn, bindDn: server.bindDn } },
+    spec: { url: server.ldapsUrl ?? server.url, ldap: { baseDn: server.domainsDn, bindDn: server.bindDn } },
     get password() {
       return password;
     },

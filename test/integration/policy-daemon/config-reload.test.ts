@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -9,7 +9,9 @@ import { loadPolicydConfig } from '../../../src/policy/config.ts';
 import { ConfigReloader } from '../../../src/policy/config-reload.ts';
 import { PolicyDaemon } from '../../../src/policy/daemon.ts';
 import { readPassword } from '../../../src/cli/secrets.ts';
+import { startPostgres, type SqlServer } from '../../harness/containers.ts';
 import { eventually } from '../../harness/operator-env.ts';
+import { testTls, type TestTls } from '../stores/helpers.ts';
 import { TestClient } from '../../unit/policy/client.ts';
 
 // The daemon's live reload, with its config mounted as Kubernetes mounts a ConfigMap: files
@@ -121,6 +123,70 @@ describe('policy daemon live reload of a mounted config', () => {
     const last = logs.filter((l) => l.msg === 'configuration reloaded').at(-1) as { storeReopened?: boolean };
     assert.equal(last.storeReopened, true);
     assert.equal(await ask(), 'action=REJECT Third text');
+    assert.equal(client.closed, false);
+  });
+});
+
+// The store's CA as the operator mounts it from a MailBackend's caSecretRef: a Secret directory
+// named by tls.caFile. A rotated CA reopens the store, as a rotated password does.
+describe('policy daemon live reload of a mounted store CA (real PostgreSQL over TLS)', () => {
+  let root: string;
+  let tls: TestTls;
+  let db: SqlServer;
+  let ca: ProjectedDir;
+  let daemon: PolicyDaemon;
+  let reloader: ConfigReloader;
+  let client: TestClient;
+  const logs: { msg: string; storeReopened?: boolean }[] = [];
+
+  before(async () => {
+    root = mkdtempSync(join(tmpdir(), 'mailwarden-ca-reload-'));
+    tls = await testTls();
+    db = await startPostgres({ tls: tls.serving });
+    await db.insertMailboxes([{ username: 'alice@example.com', rejectedsenders: '@.spam.test' }]);
+    // First a CA that did not sign the server's certificate.
+    ca = new ProjectedDir(join(root, 'ca'), { 'ca.crt': readFileSync(tls.otherCaFile, 'utf8') });
+    const secret = new ProjectedDir(join(root, 'secret'), { password: db.password });
+    const file = join(root, 'policyd.yaml');
+    writeFileSync(
+      file,
+      JSON.stringify({
+        listen: '127.0.0.1:0',
+        store: db.url,
+        storeSettings: { tls: { mode: 'verify-full', caFile: join(ca.dir, 'ca.crt') } },
+        passwordFile: join(secret.dir, 'password'),
+        lookupTimeout: '2s',
+        http: { listen: 'off' },
+      }),
+    );
+    const logger = pino({ level: 'info' }, new Writable({ write: (chunk, _e, done) => (logs.push(JSON.parse(String(chunk))), done()) }));
+    const initial = await loadPolicydConfig(file, {});
+    daemon = new PolicyDaemon({ config: initial, logger, password: readPassword(initial, {}) });
+    const { policy } = await daemon.start();
+    reloader = new ConfigReloader({ configFile: file, overrides: {}, initial, readPassword: (c) => readPassword(c, {}), apply: (c, p) => daemon.reconfigure(c, p), logger, debounceMs: 50, pollMs: 0 });
+    await reloader.start();
+    client = await TestClient.open(policy as { host: string; port: number });
+  });
+  after(async () => {
+    client?.socket.destroy();
+    reloader?.stop();
+    await daemon?.stop();
+    await db?.stop();
+    await tls?.remove();
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  const ask = async () => {
+    const count = client.answers.length + 1;
+    client.send(request);
+    return (await client.waitAnswers(count)).at(-1);
+  };
+
+  test('another CA: the failure action; the signing CA swapped in: decided, on the same connection', async () => {
+    assert.equal(await ask(), 'action=DEFER_IF_PERMIT Service temporarily unavailable', 'an unverified store is not read');
+    ca.update({ 'ca.crt': readFileSync(tls.caFile, 'utf8') });
+    await eventually('reload for the CA', async () => logs.some((l) => l.msg === 'configuration reloaded' && l.storeReopened === true), 5_000);
+    assert.match(String(await ask()), /^action=REJECT/);
     assert.equal(client.closed, false);
   });
 });

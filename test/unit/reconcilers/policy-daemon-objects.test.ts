@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import type { MailBackendSpec } from '../../../src/api/mail-backend.ts';
+import { parse as parseYaml } from 'yaml';
+import { mailBackendSpecSchema, type MailBackendSpec } from '../../../src/api/mail-backend.ts';
 import { policyDaemonSpecSchema, quantityValue } from '../../../src/api/policy-daemon.ts';
-import { daemonContainer, nodeHeapOptions } from '../../../src/reconcilers/policy-daemon-objects.ts';
+import { caOf, CredentialsError } from '../../../src/reconcilers/credentials.ts';
+import { configHash, daemonContainer, daemonVolumes, nodeHeapOptions, policydConfigYaml } from '../../../src/reconcilers/policy-daemon-objects.ts';
 
 describe('quantityValue', () => {
   const cases: [string, number | undefined][] = [
@@ -54,5 +56,64 @@ describe('daemonContainer heap options', () => {
   test('a raised limit raises the heap with it', () => {
     const container = daemonContainer(daemon({ limits: { memory: '1Gi' } }), backend, 'mailwarden:test', false);
     assert.deepEqual(container.env, [{ name: 'NODE_OPTIONS', value: '--max-old-space-size=512 --max-semi-space-size=16' }]);
+  });
+});
+
+describe('a MailBackend CA from a Secret (caSecretRef)', () => {
+  const daemon = { name: 'mx', namespace: 'mail', spec: policyDaemonSpecSchema.parse({ backendRef: { name: 'vmail' }, podSelector: { matchLabels: { app: 'postfix' } } }) };
+  const withCa = mailBackendSpecSchema.parse({
+    url: 'postgres://vmail@db.mail.svc/vmail',
+    sql: { tls: { mode: 'verify-full' } },
+    credentialsSecretRef: { name: 'creds' },
+    caSecretRef: { name: 'db-ca' },
+  });
+  const withoutCa = mailBackendSpecSchema.parse({ url: 'postgres://vmail@db.mail.svc/vmail', sql: { tls: { mode: 'verify-full' } }, credentialsSecretRef: { name: 'creds' } });
+
+  test('the Secret key ca.crt is mounted read-only and the daemon config names it as tls.caFile', () => {
+    const volume = daemonVolumes(daemon, withCa).find((v) => v.secret?.secretName === 'db-ca');
+    assert.deepEqual(volume?.secret?.items, [{ key: 'ca.crt', path: 'ca.crt' }]);
+    const mount = daemonContainer(daemon, withCa, 'mailwarden:test', true).volumeMounts?.find((m) => m.name === volume?.name);
+    assert.equal(mount?.readOnly, true);
+    const config = parseYaml(policydConfigYaml(daemon, withCa)) as { storeSettings: { tls: { mode: string; caFile: string } } };
+    assert.deepEqual(config.storeSettings.tls, { mode: 'verify-full', caFile: `${mount?.mountPath}/ca.crt` });
+  });
+
+  test('without it nothing is mounted and the config names no CA file', () => {
+    assert.equal(daemonVolumes(daemon, withoutCa).length, 2, 'config and credentials only');
+    const config = parseYaml(policydConfigYaml(daemon, withoutCa)) as { storeSettings: { tls: object } };
+    assert.deepEqual(config.storeSettings.tls, { mode: 'verify-full' });
+  });
+
+  test('another CA Secret changes the config hash (Service mode rolls its pods)', () => {
+    const other = { ...withCa, caSecretRef: { name: 'db-ca-2', key: 'ca.crt' } };
+    assert.notEqual(configHash(policydConfigYaml(daemon, withCa), withCa), configHash(policydConfigYaml(daemon, other), other));
+  });
+
+  test('it needs tls.mode verify-full, and excludes tls.caFile', () => {
+    const parse = (spec: object) => mailBackendSpecSchema.safeParse({ url: 'postgres://vmail@db/vmail', caSecretRef: { name: 'db-ca' }, ...spec });
+    assert.match(JSON.stringify(parse({}).error?.issues), /caSecretRef needs sql\.tls\.mode verify-full/);
+    assert.match(JSON.stringify(parse({ sql: { tls: { mode: 'require' } } }).error?.issues), /verify-full/);
+    assert.match(JSON.stringify(parse({ sql: { tls: { mode: 'verify-full', caFile: '/ca.pem' } } }).error?.issues), /either as caSecretRef or as tls\.caFile/);
+    const ldap = mailBackendSpecSchema.safeParse({ url: 'ldaps://ldap.mail.svc', caSecretRef: { name: 'ldap-ca' }, ldap: { tls: { mode: 'disable' } } });
+    assert.match(JSON.stringify(ldap.error?.issues), /ldap\.tls\.mode verify-full/);
+    assert.equal(parse({ sql: { tls: { mode: 'verify-full' } } }).success, true);
+  });
+});
+
+describe('caOf: the CA certificates a backend names', () => {
+  const pem = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
+  const backend = (spec: object) => ({ metadata: { name: 'vmail', namespace: 'mail' }, spec: { url: 'postgres://vmail@db/vmail', ...spec } }) as never;
+  const secrets = (data: Record<string, string> | undefined) => ({ get: (_ns: string, name: string) => (data === undefined || name !== 'db-ca' ? undefined : { data }), list: () => [] }) as never;
+
+  test('read from the Secret key (default ca.crt, base64 data)', () => {
+    assert.equal(caOf(backend({ caSecretRef: { name: 'db-ca' } }), secrets({ 'ca.crt': Buffer.from(pem).toString('base64') })), pem);
+    assert.equal(caOf(backend({ caSecretRef: { name: 'db-ca', key: 'bundle.pem' } }), secrets({ 'bundle.pem': Buffer.from(pem).toString('base64') })), pem);
+    assert.equal(caOf(backend({}), secrets(undefined)), undefined, 'no caSecretRef: none');
+  });
+
+  test('a missing Secret or key, or a value that is no PEM certificate, is a clear CredentialsError', () => {
+    assert.throws(() => caOf(backend({ caSecretRef: { name: 'db-ca' } }), secrets(undefined)), (e: Error) => e instanceof CredentialsError && /Secret mail\/db-ca not found/.test(e.message));
+    assert.throws(() => caOf(backend({ caSecretRef: { name: 'db-ca' } }), secrets({ other: 'x' })), (e: Error) => e instanceof CredentialsError && /has no key "ca\.crt"/.test(e.message));
+    assert.throws(() => caOf(backend({ caSecretRef: { name: 'db-ca' } }), secrets({ 'ca.crt': Buffer.from('not a cert').toString('base64') })), /holds no PEM certificate/);
   });
 });
