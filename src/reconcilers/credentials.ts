@@ -3,9 +3,12 @@ import type { SecretLister } from './types.ts';
 
 /** Why a backend's password or CA cannot be had, phrased for its status. */
 export class CredentialsError extends Error {
-  constructor(message: string) {
+  /** For the MailBackend's Ready reason: the Secret or key is missing, or its value is unusable. */
+  readonly reason: 'SecretNotFound' | 'SecretInvalid';
+  constructor(message: string, reason: CredentialsError['reason'] = 'SecretNotFound') {
     super(message);
     this.name = 'CredentialsError';
+    this.reason = reason;
   }
 }
 
@@ -33,7 +36,7 @@ export function caOf(backend: MailBackend, secrets: SecretLister): string | unde
   const key = ref.key ?? 'ca.crt';
   const pem = secretValue(backend, ref.name, key, secrets);
   if (!pem.includes('-----BEGIN CERTIFICATE-----')) {
-    throw new CredentialsError(`Secret ${backend.metadata.namespace ?? ''}/${ref.name} key "${key}" holds no PEM certificate`);
+    throw new CredentialsError(`Secret ${backend.metadata.namespace ?? ''}/${ref.name} key "${key}" holds no PEM certificate`, 'SecretInvalid');
   }
   return pem;
 }

@@ -55,7 +55,7 @@ export class MailBackendReconciler {
       await store.lookup([PROBE_ADDRESS], AbortSignal.timeout(this.#deps.probeTimeoutMs ?? 5_000));
       await this.#report(backend, true, 'Connected', `${store.kind} store reachable`);
     } catch (error) {
-      const reason = error instanceof CredentialsError ? 'SecretNotFound' : error instanceof StoreError && error.kind === 'Misconfigured' ? 'Misconfigured' : 'Unavailable';
+      const reason = error instanceof CredentialsError ? error.reason : error instanceof StoreError && error.kind === 'Misconfigured' ? 'Misconfigured' : 'Unavailable';
       await this.#report(backend, false, reason, (error as Error).message);
     }
     return { requeueAfterMs: interval };

@@ -68,7 +68,7 @@ describe('operator: a store certificate checked against the CA of caSecretRef', 
           const ready = await backendReady();
           return ready?.status === 'False' ? ready : undefined;
         });
-        assert.equal(bad.reason, 'SecretNotFound');
+        assert.equal(bad.reason, 'SecretInvalid');
         assert.match(bad.message, /holds no PEM certificate/);
         await setCa(await readFile(tls.caFile, 'utf8'));
         await eventually('MailBackend Connected again', async () => (await backendReady())?.reason === 'Connected');
