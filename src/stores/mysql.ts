@@ -5,6 +5,7 @@
  * Values go through server-side prepared statements (`execute`), not client-side escaping: with
  * the NO_BACKSLASH_ESCAPES SQL mode a client-escaped backslash would mean something else.
  */
+import { isIP } from 'node:net';
 import mysql from 'mysql2/promise';
 import { abortable, SILENT_LOGGER, type StoreLogger, type StoreOpenOptions } from './common.ts';
 import { type NodeTlsOptions, parseSqlUrl, type SqlEndpoint, sqlTlsOptions } from './endpoint.ts';
@@ -26,6 +27,14 @@ export async function openMysqlStore(url: string, settings: unknown, options: St
     throw new StoreError(
       'Misconfigured',
       `MySQL store ${endpoint.target}: tls.serverName is not supported (the certificate is checked against the URL's host); put the certificate's name in the URL`,
+    );
+  }
+  if (parsed.tls.mode === 'verify-full' && isIP(endpoint.host) !== 0) {
+    // mysql2 sends no server name for an IP address, and Node then checks the certificate
+    // against "localhost" instead: any certificate for localhost from the trusted CA would pass.
+    throw new StoreError(
+      'Misconfigured',
+      `MySQL store ${endpoint.target}: tls.mode verify-full needs a host name in the URL, one the server's certificate carries (mysql2 cannot check a certificate against an IP address); or use tls.mode require`,
     );
   }
   const driver = new MysqlDriver(endpoint, parsed, mysqlSslOptions(await sqlTlsOptions(parsed.tls, endpoint.host, options.ca)), logger);

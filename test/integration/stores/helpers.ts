@@ -12,6 +12,8 @@ import type { ServingCertificate } from '../../harness/containers.ts';
 export interface TestTls {
   /** For the server: 127.0.0.1 and localhost, signed by the CA of `caFile`. */
   readonly serving: ServingCertificate;
+  /** Signed by the same CA, for db.example.net only: a server presenting it fails the host-name check. */
+  readonly servingOtherName: ServingCertificate;
   /** PEM files: the CA that signed `serving`, and a CA that did not. */
   readonly caFile: string;
   readonly otherCaFile: string;
@@ -24,12 +26,13 @@ export async function testTls(): Promise<TestTls> {
   const day = 86_400_000;
   const ca = createCa('mailwarden test CA', now, day);
   const serving = issueServing(ca, { dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] }, now, day);
+  const otherName = issueServing(ca, { dnsNames: ['db.example.net'], ipAddresses: [] }, now, day);
   const dir = await mkdtemp(join(tmpdir(), 'mw-tls-'));
   const caFile = join(dir, 'ca.pem');
   const otherCaFile = join(dir, 'other-ca.pem');
   await writeFile(caFile, ca.cert);
   await writeFile(otherCaFile, createCa('another CA', now, day).cert);
-  return { serving: { certificate: serving.cert, key: serving.key }, caFile, otherCaFile, remove: () => rm(dir, { recursive: true, force: true }) };
+  return { serving: { certificate: serving.cert, key: serving.key }, servingOtherName: { certificate: otherName.cert, key: otherName.key }, caFile, otherCaFile, remove: () => rm(dir, { recursive: true, force: true }) };
 }
 
 /** Collects the process warnings emitted from now until stop(). */

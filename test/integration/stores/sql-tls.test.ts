@@ -7,6 +7,9 @@ import { openUrlStore } from '../../../src/stores/url-store.ts';
 import { type SqlServer, startMariadb, startPostgres } from '../../harness/containers.ts';
 import { lists, recordWarnings, storeError, testTls, type TestTls } from './helpers.ts';
 
+/** The server's URL by the name "localhost" (in its certificate) rather than 127.0.0.1. */
+const byName = (url: string): string => url.replace('@127.0.0.1:', '@localhost:');
+
 for (const kind of ['postgres', 'mariadb'] as const) {
   const product = kind === 'postgres' ? 'PostgreSQL 15' : 'MariaDB 10.11';
 
@@ -16,7 +19,7 @@ for (const kind of ['postgres', 'mariadb'] as const) {
     let warnings: ReturnType<typeof recordWarnings>;
     const opened: WritableMailboxStore[] = [];
     const open = async (tlsSettings: object): Promise<WritableMailboxStore> => {
-      const store = await openUrlStore(db.url, { tls: tlsSettings, poolSize: 1 }, { semantics: 'default', password: db.password });
+      const store = await openUrlStore(kind === 'mariadb' ? byName(db.url) : db.url, { tls: tlsSettings, poolSize: 1 }, { semantics: 'default', password: db.password });
       opened.push(store);
       return store;
     };
@@ -75,6 +78,27 @@ for (const kind of ['postgres', 'mariadb'] as const) {
     } else {
       test('verify-full: a server name other than the URL host is refused at once (mysql2 checks the URL host)', async () => {
         await assert.rejects(open({ mode: 'verify-full', caFile: tls.caFile, serverName: 'db.example.net' }), storeError('Misconfigured', /tls\.serverName is not supported/));
+      });
+
+      test('verify-full with an IP address in the URL is refused at once (mysql2 would check the certificate against "localhost")', async () => {
+        await assert.rejects(
+          openUrlStore(db.url, { tls: { mode: 'verify-full', caFile: tls.caFile } }, { semantics: 'default', password: db.password }),
+          storeError('Misconfigured', /verify-full needs a host name in the URL/),
+        );
+      });
+
+      test('verify-full checks the host name: a server whose certificate (same CA) names another host is refused, nothing written', async () => {
+        const other = await startMariadb({ tls: tls.servingOtherName });
+        try {
+          await other.insertMailboxes([{ username: 'tls@example.com' }]);
+          const store = await openUrlStore(byName(other.url), { tls: { mode: 'verify-full', caFile: tls.caFile }, poolSize: 1 }, { semantics: 'default', password: other.password });
+          opened.push(store);
+          await assert.rejects(store.lookup(['tls@example.com'], AbortSignal.timeout(10_000)), storeError('Misconfigured', /does not match certificate's altnames.*db\.example\.net/, [other.password]));
+          await assert.rejects(store.apply('tls@example.com', lists({ rejectedSenders: ['@spam.example'] })), storeError('Misconfigured'));
+          assert.deepEqual((await other.getMailbox('tls@example.com'))?.rejectedsenders, '', 'nothing written');
+        } finally {
+          await other.stop();
+        }
       });
     }
 
