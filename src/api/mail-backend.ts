@@ -43,6 +43,12 @@ export const caSecretKeyRefSchema = z
   })
   .strict();
 
+const CA_NEEDS_VERIFY_FULL = 'caSecretRef needs tls.mode verify-full (the CA is used to check the store\'s certificate)';
+const CA_ONCE = 'give the CA either as caSecretRef or as tls.caFile, not both';
+/** CEL: `test` holds for the tls of the settings block present (sql or ldap; the operator refuses a mismatch with the URL). */
+const eitherTls = (test: (tls: string) => string): string =>
+  `(has(self.sql) && has(self.sql.tls) && ${test('self.sql.tls')}) || (has(self.ldap) && has(self.ldap.tls) && ${test('self.ldap.tls')})`;
+
 export const mailBackendSpecSchema = z
   .object({
     url: storeUrlSchema,
@@ -64,13 +70,16 @@ export const mailBackendSpecSchema = z
       // The CA is only read where certificates are checked; anything else would ignore it silently.
       const settings = kind === 'ldap' ? 'ldap' : 'sql';
       const tls = spec[settings]?.tls;
-      if (tls?.mode !== 'verify-full') {
-        ctx.addIssue({ code: 'custom', path: ['caSecretRef'], message: `caSecretRef needs ${settings}.tls.mode verify-full (the CA is used to check the store's certificate)` });
-      }
-      if (tls?.caFile !== undefined) {
-        ctx.addIssue({ code: 'custom', path: [settings, 'tls', 'caFile'], message: 'give the CA either as caSecretRef or as tls.caFile, not both' });
-      }
+      if (tls?.mode !== 'verify-full') ctx.addIssue({ code: 'custom', path: ['caSecretRef'], message: CA_NEEDS_VERIFY_FULL.replace('tls.', `${settings}.tls.`) });
+      if (tls?.caFile !== undefined) ctx.addIssue({ code: 'custom', path: [settings, 'tls', 'caFile'], message: CA_ONCE });
     }
+  })
+  .meta({
+    // The same two rules for the API server, so kubectl apply and GitOps get them at once.
+    'x-kubernetes-validations': [
+      { rule: `!has(self.caSecretRef) || ${eitherTls((tls) => `has(${tls}.mode) && ${tls}.mode == 'verify-full'`)}`, message: CA_NEEDS_VERIFY_FULL },
+      { rule: `!has(self.caSecretRef) || !(${eitherTls((tls) => `has(${tls}.caFile)`)})`, message: CA_ONCE },
+    ],
   });
 
 export const mailBackendStatusSchema = z.object({

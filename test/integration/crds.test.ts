@@ -76,6 +76,18 @@ describe('CRDs on a real API server', () => {
     assert.match(await refusal(backend('pw', { url: 'mysql://vmail:hunter2@db:3306/vmail' }), 'mailbackends'), /must not contain a password/);
   });
 
+  test('a MailBackend caSecretRef needs tls.mode verify-full and no tls.caFile (CEL, at apply time)', async () => {
+    const url = 'postgres://vmail@db.mail.svc:5432/vmail';
+    assert.match(await refusal(backend('ca-none', { url, caSecretRef: { name: 'db-ca' } }), 'mailbackends'), /caSecretRef needs tls\.mode verify-full/);
+    assert.match(await refusal(backend('ca-require', { url, caSecretRef: { name: 'db-ca' }, sql: { tls: { mode: 'require' } } }), 'mailbackends'), /caSecretRef needs tls\.mode verify-full/);
+    assert.match(
+      await refusal(backend('ca-both', { url: 'ldaps://ldap.mail.svc', caSecretRef: { name: 'ldap-ca' }, ldap: { tls: { mode: 'verify-full', caFile: '/ca.pem' } } }), 'mailbackends'),
+      /either as caSecretRef or as tls\.caFile/,
+    );
+    const created = (await create(backend('ca-ok', { url, caSecretRef: { name: 'db-ca' }, sql: { tls: { mode: 'verify-full' } } }), 'mailbackends')) as { spec: { caSecretRef: { key: string } } };
+    assert.equal(created.spec.caSecretRef.key, 'ca.crt');
+  });
+
   test('a MailBackend with an unknown scheme is refused', async () => {
     assert.match(await refusal(backend('scheme', { url: 'http://db:5432/vmail' }), 'mailbackends'), /spec\.url/);
   });
