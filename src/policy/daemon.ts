@@ -50,6 +50,7 @@ export class PolicyDaemon {
       settings: config.storeSettings,
       semantics: decision.semantics,
       password: this.#password,
+      ca: this.#storeCa,
       logger: this.#logger.child({ component: 'store' }),
     });
     this.#store = store;
@@ -105,7 +106,7 @@ export class PolicyDaemon {
       config.semantics !== old.semantics;
     const previous = this.#store;
     const store = storeChanged
-      ? await openStore({ store: config.store ?? '', settings: config.storeSettings, semantics: decisionOptionsOf(config).semantics, password, logger: this.#logger.child({ component: 'store' }) })
+      ? await openStore({ store: config.store ?? '', settings: config.storeSettings, semantics: decisionOptionsOf(config).semantics, password, ca: storeCa, logger: this.#logger.child({ component: 'store' }) })
       : previous;
     // A fresh resolver (empty cache): the old one's entries were read under the old options.
     this.#handler = this.#decisionHandler(store, config, this.#metrics);
@@ -149,7 +150,11 @@ export class PolicyDaemon {
   }
 }
 
-/** The content of the store's tls.caFile (undefined when none is named or it cannot be read: opening the store reports that). */
+/**
+ * The content of the store's tls.caFile, read once: compared at reload and handed to the store.
+ * Undefined when none is named or it cannot be read (the store then reads the file itself and
+ * reports why it cannot).
+ */
 async function readStoreCa(config: PolicydConfig): Promise<string | undefined> {
   const file = storeCaFile(config);
   return file === undefined ? undefined : readFile(file, 'utf8').catch(() => undefined);

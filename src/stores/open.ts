@@ -9,6 +9,8 @@ export interface OpenStoreParams {
   readonly settings?: unknown;
   readonly semantics: Semantics;
   readonly password?: string | undefined;
+  /** PEM CA certificates already read (instead of reading settings' tls.caFile again). */
+  readonly ca?: string | undefined;
   readonly logger?: Logger;
   /** Manifests only: reload on change (default true). */
   readonly watch?: boolean;
@@ -33,6 +35,7 @@ export async function openWritableStore(params: OpenStoreParams): Promise<Writab
   return openUrlStore(params.store, params.settings ?? {}, {
     semantics: params.semantics,
     password: params.password,
+    ca: params.ca,
     logger: params.logger,
   });
 }
