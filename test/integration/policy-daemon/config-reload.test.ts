@@ -39,6 +39,31 @@ class ProjectedDir {
   }
 }
 
+/** A daemon started from `file` with its live reload, a client connected to it, and the log lines it wrote. */
+async function startReloadingDaemon(file: string, logs: object[]) {
+  const logger = pino({ level: 'info' }, new Writable({ write: (chunk, _e, done) => (logs.push(JSON.parse(String(chunk))), done()) }));
+  const initial = await loadPolicydConfig(file, {});
+  const daemon = new PolicyDaemon({ config: initial, logger, password: readPassword(initial, {}) });
+  const { policy } = await daemon.start();
+  const reloader = new ConfigReloader({ configFile: file, overrides: {}, initial, readPassword: (c) => readPassword(c, {}), apply: (c, p) => daemon.reconfigure(c, p), logger, debounceMs: 50, pollMs: 0 });
+  await reloader.start();
+  const client = await TestClient.open(policy as { host: string; port: number });
+  return {
+    client,
+    /** Sends the test request and returns its answer. */
+    async ask(): Promise<string | undefined> {
+      const count = client.answers.length + 1;
+      client.send(request);
+      return (await client.waitAnswers(count)).at(-1);
+    },
+    async stop(): Promise<void> {
+      client.socket.destroy();
+      reloader.stop();
+      await daemon.stop();
+    },
+  };
+}
+
 const RESTRICTION = `apiVersion: mailwarden.io/v1alpha1
 kind: MailUserRestriction
 metadata: { name: alice }
@@ -60,10 +85,9 @@ describe('policy daemon live reload of a mounted config', () => {
   let root: string;
   let config: ProjectedDir;
   let secret: ProjectedDir;
-  let daemon: PolicyDaemon;
-  let reloader: ConfigReloader;
-  let client: TestClient;
+  let running: Awaited<ReturnType<typeof startReloadingDaemon>>;
   const logs: { level: number; msg: string; err?: { message: string } }[] = [];
+  const ask = () => running.ask();
   const write = (rejectAction: string) => configText(rejectAction, join(root, 'store')).replace('PASSWORD_FILE', join(root, 'secret', 'password'));
 
   before(async () => {
@@ -72,27 +96,12 @@ describe('policy daemon live reload of a mounted config', () => {
     writeFileSync(join(root, 'store', 'alice.yaml'), RESTRICTION);
     secret = new ProjectedDir(join(root, 'secret'), { password: 'one' });
     config = new ProjectedDir(join(root, 'config'), { 'policyd.yaml': write('REJECT Old text') });
-    const logger = pino({ level: 'info' }, new Writable({ write: (chunk, _e, done) => (logs.push(JSON.parse(String(chunk))), done()) }));
-    const file = join(root, 'config', 'policyd.yaml');
-    const initial = await loadPolicydConfig(file, {});
-    daemon = new PolicyDaemon({ config: initial, logger, password: readPassword(initial, {}) });
-    const { policy } = await daemon.start();
-    reloader = new ConfigReloader({ configFile: file, overrides: {}, initial, readPassword: (c) => readPassword(c, {}), apply: (c, p) => daemon.reconfigure(c, p), logger, debounceMs: 50, pollMs: 0 });
-    await reloader.start();
-    client = await TestClient.open(policy as { host: string; port: number });
+    running = await startReloadingDaemon(join(root, 'config', 'policyd.yaml'), logs);
   });
   after(async () => {
-    client?.socket.destroy();
-    reloader?.stop();
-    await daemon?.stop();
+    await running?.stop();
     rmSync(root, { recursive: true, force: true });
   });
-
-  const ask = async () => {
-    const count = client.answers.length + 1;
-    client.send(request);
-    return (await client.waitAnswers(count)).at(-1);
-  };
 
   test('answers with the first configuration', async () => {
     assert.equal(await ask(), 'action=REJECT Old text');
@@ -101,7 +110,7 @@ describe('policy daemon live reload of a mounted config', () => {
   test('a ConfigMap update (symlink swap) is applied on the open connection', async () => {
     config.update({ 'policyd.yaml': write('REJECT New text') });
     await eventually('new reject action', async () => (await ask()) === 'action=REJECT New text', 5_000);
-    assert.equal(client.closed, false, 'the connection stayed open');
+    assert.equal(running.client.closed, false, 'the connection stayed open');
     assert.ok(logs.some((l) => l.msg === 'configuration reloaded'));
   });
 
@@ -123,7 +132,7 @@ describe('policy daemon live reload of a mounted config', () => {
     const last = logs.filter((l) => l.msg === 'configuration reloaded').at(-1) as { storeReopened?: boolean };
     assert.equal(last.storeReopened, true);
     assert.equal(await ask(), 'action=REJECT Third text');
-    assert.equal(client.closed, false);
+    assert.equal(running.client.closed, false);
   });
 });
 
@@ -134,10 +143,9 @@ describe('policy daemon live reload of a mounted store CA (real PostgreSQL over 
   let tls: TestTls;
   let db: SqlServer;
   let ca: ProjectedDir;
-  let daemon: PolicyDaemon;
-  let reloader: ConfigReloader;
-  let client: TestClient;
+  let running: Awaited<ReturnType<typeof startReloadingDaemon>>;
   const logs: { msg: string; storeReopened?: boolean }[] = [];
+  const ask = () => running.ask();
 
   before(async () => {
     root = mkdtempSync(join(tmpdir(), 'mailwarden-ca-reload-'));
@@ -159,34 +167,20 @@ describe('policy daemon live reload of a mounted store CA (real PostgreSQL over 
         http: { listen: 'off' },
       }),
     );
-    const logger = pino({ level: 'info' }, new Writable({ write: (chunk, _e, done) => (logs.push(JSON.parse(String(chunk))), done()) }));
-    const initial = await loadPolicydConfig(file, {});
-    daemon = new PolicyDaemon({ config: initial, logger, password: readPassword(initial, {}) });
-    const { policy } = await daemon.start();
-    reloader = new ConfigReloader({ configFile: file, overrides: {}, initial, readPassword: (c) => readPassword(c, {}), apply: (c, p) => daemon.reconfigure(c, p), logger, debounceMs: 50, pollMs: 0 });
-    await reloader.start();
-    client = await TestClient.open(policy as { host: string; port: number });
+    running = await startReloadingDaemon(file, logs);
   });
   after(async () => {
-    client?.socket.destroy();
-    reloader?.stop();
-    await daemon?.stop();
+    await running?.stop();
     await db?.stop();
     await tls?.remove();
     rmSync(root, { recursive: true, force: true });
   });
-
-  const ask = async () => {
-    const count = client.answers.length + 1;
-    client.send(request);
-    return (await client.waitAnswers(count)).at(-1);
-  };
 
   test('another CA: the failure action; the signing CA swapped in: decided, on the same connection', async () => {
     assert.equal(await ask(), 'action=DEFER_IF_PERMIT Service temporarily unavailable', 'an unverified store is not read');
     ca.update({ 'ca.crt': readFileSync(tls.caFile, 'utf8') });
     await eventually('reload for the CA', async () => logs.some((l) => l.msg === 'configuration reloaded' && l.storeReopened === true), 5_000);
     assert.match(String(await ask()), /^action=REJECT/);
-    assert.equal(client.closed, false);
+    assert.equal(running.client.closed, false);
   });
 });
