@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { stringify } from 'yaml';
+import { API_VERSION_NAME, PLURALS } from './kinds.ts';
 import { MAIL_BACKEND_KIND, mailBackendSpecSchema, mailBackendStatusSchema } from './mail-backend.ts';
 import { API_GROUP, MAIL_USER_RESTRICTION_KIND, mailUserRestrictionStatusSchema, specSchema } from './mail-user-restriction.ts';
 import { POLICY_DAEMON_KIND, policyDaemonSpecSchema, policyDaemonStatusSchema } from './policy-daemon.ts';
@@ -27,7 +28,7 @@ const AGE_COLUMN = { name: 'Age', type: 'date', jsonPath: '.metadata.creationTim
 export const CRD_SOURCES: readonly CrdSource[] = [
   {
     kind: MAIL_USER_RESTRICTION_KIND,
-    plural: 'mailuserrestrictions',
+    plural: PLURALS.MailUserRestriction,
     singular: 'mailuserrestriction',
     shortNames: ['mur'],
     description:
@@ -44,7 +45,7 @@ export const CRD_SOURCES: readonly CrdSource[] = [
   },
   {
     kind: MAIL_BACKEND_KIND,
-    plural: 'mailbackends',
+    plural: PLURALS.MailBackend,
     singular: 'mailbackend',
     shortNames: ['mbe'],
     description: 'A mail user store (PostgreSQL, MySQL/MariaDB or OpenLDAP, iRedMail layout) that MailUserRestrictions are written to.',
@@ -59,7 +60,7 @@ export const CRD_SOURCES: readonly CrdSource[] = [
   },
   {
     kind: POLICY_DAEMON_KIND,
-    plural: 'policydaemons',
+    plural: PLURALS.PolicyDaemon,
     singular: 'policydaemon',
     shortNames: ['mpd'],
     description:
@@ -104,7 +105,7 @@ export function buildCrd(source: CrdSource): JsonSchema {
       scope: 'Namespaced',
       versions: [
         {
-          name: 'v1alpha1',
+          name: API_VERSION_NAME,
           served: true,
           storage: true,
           subresources: { status: {} },

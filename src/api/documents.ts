@@ -1,7 +1,7 @@
 import { parseAllDocuments } from 'yaml';
+import { formatIssues } from './issues.ts';
 import {
   displayName,
-  formatIssues,
   MAIL_USER_RESTRICTION_KIND,
   mailUserRestrictionSchema,
   type MailUserRestriction,

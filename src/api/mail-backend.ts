@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import { LdapStoreSettingsSchema, SqlStoreSettingsSchema } from '../stores/settings.ts';
-import { urlStoreKind } from '../stores/url-store.ts';
+import { LdapStoreSettingsSchema, SqlStoreSettingsSchema } from './store-settings.ts';
+import { urlStoreKind } from './store-url.ts';
 import { conditionSchema } from './conditions.ts';
 import { API_VERSION, metadataSchema } from './mail-user-restriction.ts';
 

@@ -124,14 +124,3 @@ export function displayName(doc: { metadata?: { name?: unknown; namespace?: unkn
   const name = typeof doc.metadata?.name === 'string' ? doc.metadata.name : '(unnamed)';
   return typeof doc.metadata?.namespace === 'string' ? `${doc.metadata.namespace}/${name}` : name;
 }
-
-/** Problems with a value as one line each: `spec.allowedSenders[2]: "x" is not an entry …`. */
-export function formatIssues(error: z.ZodError): string[] {
-  return error.issues.map((issue) => {
-    const path = issue.path
-      .map((part, i) => (typeof part === 'number' ? `[${part}]` : i === 0 ? String(part) : `.${String(part)}`))
-      .join('');
-    return path ? `${path}: ${issue.message}` : issue.message;
-  });
-}
-

@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { actionSchema } from '../policy/config.ts';
+import { actionSchema } from './actions.ts';
+import { durationTextSchema } from './durations.ts';
 import { conditionSchema } from './conditions.ts';
 import { API_VERSION, metadataSchema } from './mail-user-restriction.ts';
 
@@ -9,12 +10,6 @@ import { API_VERSION, metadataSchema } from './mail-user-restriction.ts';
  * `Service` runs it as a Deployment behind a Service that Postfix pods reach over the network.
  */
 export const POLICY_DAEMON_KIND = 'PolicyDaemon';
-
-/** A duration as the daemon's config file takes it; a string in the CRD so the API server can check it. */
-const durationText = z
-  .string()
-  .regex(/^\d+(?:\.\d+)?(ms|s|m|h)$/, 'a duration such as 500ms, 30s, 5m')
-  .max(32);
 
 const labelKey = z.string().min(1).max(317);
 const labelValue = z.string().max(63);
@@ -79,8 +74,8 @@ export const policyOptionsSchema = z
     nullSenderExemption: z.boolean().optional().describe('Bounces (null sender) are never rejected by inbound lists.'),
     subdomainMatching: z.boolean().optional().describe('"@.example.com" also matches sub-domains (default true; false under iredapd).'),
     identityFromSasl: z.boolean().optional().describe('The sending identity is sasl_username when present (default true; false under iredapd).'),
-    cacheTTL: durationText.optional().describe('How long a fetched mailbox is reused (default 30s).'),
-    lookupTimeout: durationText.optional().describe('Store lookup timeout (default 1s).'),
+    cacheTTL: durationTextSchema.optional().describe('How long a fetched mailbox is reused (default 30s).'),
+    lookupTimeout: durationTextSchema.optional().describe('Store lookup timeout (default 1s).'),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug']).default('info').describe("The daemon's log level."),
   })
   .strict();

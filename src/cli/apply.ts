@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
 import { listsOf } from '../api/mail-user-restriction.ts';
-import { ConfigError } from '../policy/config.ts';
+import { ConfigError } from '../api/config-error.ts';
 import { sameList, syncMailbox } from '../reconcilers/sync.ts';
 import { LIST_NAMES } from '../restrictions/lists.ts';
 import { loadRestrictions } from '../stores/manifests.ts';

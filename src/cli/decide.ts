@@ -1,7 +1,8 @@
 import { explain } from '../restrictions/decide.ts';
 import { silentLogger } from '../observability/logger.ts';
 import { PolicyDecoder } from '../policy/codec.ts';
-import { decisionOptionsOf, loadPolicydConfig, resolverOptionsOf, ConfigError } from '../policy/config.ts';
+import { ConfigError } from '../api/config-error.ts';
+import { decisionOptionsOf, loadPolicydConfig, resolverOptionsOf } from '../policy/config.ts';
 import { DecisionService } from '../policy/decision-handler.ts';
 import { DEFAULT_POLICY_SERVER_LIMITS } from '../policy/limits.ts';
 import { MailboxResolver } from '../policy/mailbox-resolver.ts';

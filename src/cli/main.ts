@@ -1,4 +1,4 @@
-import { ConfigError } from '../policy/config.ts';
+import { ConfigError } from '../api/config-error.ts';
 import { InvalidLimitError } from '../policy/limits.ts';
 import { PolicyServerError } from '../policy/server.ts';
 import { ManifestsError } from '../stores/manifests.ts';

@@ -2,7 +2,8 @@ import { readFileSync } from 'node:fs';
 import { KubeConfig } from '@kubernetes/client-node';
 import { HealthServer } from '../observability/health-server.ts';
 import { createLogger } from '../observability/logger.ts';
-import { parseDuration, parseListen } from '../policy/config.ts';
+import { parseDuration } from '../api/durations.ts';
+import { parseListen } from '../policy/config.ts';
 import { Operator } from '../operator/manager.ts';
 import { EXIT_FAILURE, EXIT_OK, parseCommandLine, UsageError, type Io } from './usage.ts';
 

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { ConfigError } from '../policy/config.ts';
+import { ConfigError } from '../api/config-error.ts';
 
 /** The store password's default environment variable. */
 export const DEFAULT_PASSWORD_ENV = 'MAILWARDEN_STORE_PASSWORD';

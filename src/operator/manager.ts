@@ -1,9 +1,10 @@
 import { hostname } from 'node:os';
 import { AppsV1Api, CoreV1Api, CustomObjectsApi, type KubeConfig, type KubernetesListObject, type KubernetesObject, type V1Deployment, type V1Pod, type V1Secret } from '@kubernetes/client-node';
 import { Counter, Registry, collectDefaultMetrics } from 'prom-client';
-import { API_VERSION_NAME, MailwardenKubeClient, PLURALS, type MailwardenKind } from '../api/kube-client.ts';
+import { API_VERSION_NAME, PLURALS, type MailwardenKind } from '../api/kinds.ts';
+import { MailwardenKubeClient } from '../kube/kube-client.ts';
 import { slim, slimShared, StringPool } from '../controller/cached-object.ts';
-import { reuseConnections } from '../api/kube-config.ts';
+import { reuseConnections } from '../kube/kube-config.ts';
 import { MAIL_BACKEND_KIND } from '../api/mail-backend.ts';
 import { API_GROUP, API_VERSION, MAIL_USER_RESTRICTION_KIND } from '../api/mail-user-restriction.ts';
 import { Controller } from '../controller/controller.ts';

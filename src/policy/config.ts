@@ -1,36 +1,13 @@
 import { readFile } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { formatIssues } from '../api/mail-user-restriction.ts';
+import { actionSchema } from '../api/actions.ts';
+import { ConfigError } from '../api/config-error.ts';
+import { durationSchema } from '../api/durations.ts';
+import { formatIssues } from '../api/issues.ts';
 import { resolveOptions, type DecisionOptions, type Semantics } from '../restrictions/options.ts';
 import type { PolicyServerLimits } from './limits.ts';
 import type { ResolverOptions } from './mailbox-resolver.ts';
-
-/** A configuration problem, phrased for the person who wrote the file or the flags. */
-export class ConfigError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'ConfigError';
-  }
-}
-
-/** `250ms`, `1s`, `5m`, `1h`, or a number of milliseconds. */
-export const durationSchema = z
-  .union([z.number().int().nonnegative(), z.string().regex(/^\d+(?:\.\d+)?(ms|s|m|h)$/, 'a duration such as 500ms, 1s, 5m')])
-  .transform((value) => (typeof value === 'number' ? value : parseDuration(value)));
-
-export function parseDuration(text: string): number {
-  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(text.trim());
-  if (!match) throw new ConfigError(`"${text}" is not a duration (examples: 500ms, 1s, 5m)`);
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[match[2] as 'ms' | 's' | 'm' | 'h'];
-  return Math.round(Number(match[1]) * unit);
-}
-
-/** A Postfix access(5) action: one line, starting with an upper-case action word. */
-export const actionSchema = z
-  .string()
-  .max(512)
-  .regex(/^[A-Z][A-Z0-9_]*(?: [^\r\n]*)?$/, 'a Postfix action such as DUNNO, OK, "REJECT text" or "DEFER_IF_PERMIT text" (one line)');
 
 const listenSchema = z
   .string()

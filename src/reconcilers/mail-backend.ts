@@ -1,7 +1,7 @@
 import { findCondition, sameConditions, setCondition } from '../api/conditions.ts';
-import type { MailwardenKubeClient } from '../api/kube-client.ts';
+import type { MailwardenKubeClient } from '../kube/kube-client.ts';
 import { mailBackendSpecSchema } from '../api/mail-backend.ts';
-import { formatIssues } from '../api/mail-user-restriction.ts';
+import { formatIssues } from '../api/issues.ts';
 import type { Logger } from '../observability/logger.ts';
 import { StoreError } from '../stores/store.ts';
 import type { BackendConnections } from './backend-connections.ts';

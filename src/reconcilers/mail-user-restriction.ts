@@ -1,7 +1,8 @@
 import { findCondition, sameConditions, setCondition, type Condition } from '../api/conditions.ts';
-import { ConflictError, type MailwardenKubeClient } from '../api/kube-client.ts';
+import { ConflictError, type MailwardenKubeClient } from '../kube/kube-client.ts';
 import { mailBackendSpecSchema } from '../api/mail-backend.ts';
-import { formatIssues, listsOf, specSchema, type MailUserRestrictionSpec } from '../api/mail-user-restriction.ts';
+import { formatIssues } from '../api/issues.ts';
+import { listsOf, specSchema, type MailUserRestrictionSpec } from '../api/mail-user-restriction.ts';
 import type { Logger } from '../observability/logger.ts';
 import { StoreError } from '../stores/store.ts';
 import type { BackendConnections } from './backend-connections.ts';

@@ -1,5 +1,5 @@
 import { ApiException, CustomObjectsApi, KubernetesObjectApi, PatchStrategy, setHeaderOptions, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
-import { API_VERSION_NAME } from '../api/kube-client.ts';
+import { API_VERSION_NAME } from '../api/kinds.ts';
 import { API_GROUP } from '../api/mail-user-restriction.ts';
 import { FIELD_MANAGER } from './policy-daemon-objects.ts';
 

@@ -1,7 +1,7 @@
 import type { V1Deployment, V1Pod } from '@kubernetes/client-node';
 import { findCondition, sameConditions, setCondition } from '../api/conditions.ts';
 import { mailBackendSpecSchema } from '../api/mail-backend.ts';
-import { formatIssues } from '../api/mail-user-restriction.ts';
+import { formatIssues } from '../api/issues.ts';
 import { policyDaemonSpecSchema, type PolicyDaemonResource } from '../api/policy-daemon.ts';
 import type { Logger } from '../observability/logger.ts';
 import {

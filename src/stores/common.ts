@@ -2,6 +2,7 @@
  * What every network store shares: a logger shape, secret-free descriptions of where a store
  * points, and the one way an in-flight call is abandoned when the caller's signal aborts.
  */
+import type { z } from 'zod';
 import type { Semantics } from '../restrictions/options.ts';
 import { trimAscii } from '../restrictions/sql-list.ts';
 import { StoreError } from './store.ts';
@@ -162,3 +163,14 @@ export const TLS_CONFIG_CODES = new Set([
   'CERT_HAS_EXPIRED',
   'ERR_TLS_CERT_ALTNAME_INVALID',
 ]);
+
+/**
+ * Validates a store's settings, reporting every problem in one `Misconfigured` error
+ * (`columns.username: an SQL identifier…`), so a bad MailBackend spec or flag says what to fix.
+ */
+export function parseStoreSettings<S extends z.ZodType>(schema: S, settings: unknown, what: string): z.infer<S> {
+  const result = schema.safeParse(settings ?? {});
+  if (result.success) return result.data;
+  const problems = result.error.issues.map((issue) => `${issue.path.join('.') || '(settings)'}: ${issue.message}`);
+  throw new StoreError('Misconfigured', `${what} settings are not valid: ${problems.join('; ')}`, { cause: result.error });
+}

@@ -3,7 +3,7 @@
  * `mysql://vmail@db:3306/vmail`. The password is the caller's (an env var or a mounted file);
  * a password written in the URL is accepted as a fallback but never printed.
  */
-import type { TlsSettings } from './settings.ts';
+import type { TlsSettings } from '../api/store-settings.ts';
 import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { checkServerIdentity, type PeerCertificate } from 'node:tls';

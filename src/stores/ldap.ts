@@ -7,12 +7,12 @@ import { Attribute, Change, type Client, type Entry as LdapEntry, FilterParser }
 import { LIST_NAMES, type ListName, EMPTY_LISTS, type MailboxRecord, type RestrictionLists } from '../restrictions/lists.ts';
 import type { Semantics } from '../restrictions/options.ts';
 import { trimAscii } from '../restrictions/sql-list.ts';
-import { Health, mailboxKey, redactUrl, SILENT_LOGGER, signalOrTimeout, type StoreOpenOptions } from './common.ts';
+import { Health, mailboxKey, parseStoreSettings, redactUrl, SILENT_LOGGER, signalOrTimeout, type StoreOpenOptions } from './common.ts';
 import { trustedCa, urlHost, verifyingTlsOptions, type NodeTlsOptions } from './endpoint.ts';
 import { LdapConnections } from './ldap-connections.ts';
 import { classifyLdapError, type LdapErrorContext } from './ldap-errors.ts';
 import { lookupFilter, userFilterProblem } from './ldap-filter.ts';
-import { parseStoreSettings, LdapStoreSettingsSchema, type LdapStoreSettings } from './settings.ts';
+import { LdapStoreSettingsSchema, type LdapStoreSettings } from '../api/store-settings.ts';
 import { type ApplyResult, StoreError, type WritableMailboxStore } from './store.ts';
 
 /** Opens an LDAP store; no connection is made until the first call. */

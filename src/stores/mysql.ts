@@ -7,12 +7,12 @@
  */
 import { isIP } from 'node:net';
 import mysql from 'mysql2/promise';
-import { abortable, SILENT_LOGGER, type StoreLogger, type StoreOpenOptions } from './common.ts';
+import { abortable, parseStoreSettings, SILENT_LOGGER, type StoreLogger, type StoreOpenOptions } from './common.ts';
 import { type NodeTlsOptions, parseSqlUrl, type SqlEndpoint, sqlTlsOptions } from './endpoint.ts';
 import { MYSQL_DIALECT, type SqlRow } from './sql-common.ts';
 import { classifyMysqlError, type ErrorContext } from './sql-errors.ts';
 import { type SqlDriver, SqlMailboxStore, type SqlSession } from './sql-store.ts';
-import { parseStoreSettings, SqlStoreSettingsSchema, type SqlStoreSettings } from './settings.ts';
+import { SqlStoreSettingsSchema, type SqlStoreSettings } from '../api/store-settings.ts';
 import { StoreError } from './store.ts';
 
 export const MYSQL_DEFAULT_PORT = 3306;

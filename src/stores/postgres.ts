@@ -3,12 +3,12 @@
  * usernames case-sensitively, so a row stored with capitals is not found (spec §5, vector E09).
  */
 import pg from 'pg';
-import { abortable, SILENT_LOGGER, type StoreLogger, type StoreOpenOptions } from './common.ts';
+import { abortable, parseStoreSettings, SILENT_LOGGER, type StoreLogger, type StoreOpenOptions } from './common.ts';
 import { parseSqlUrl, type SqlEndpoint, sqlTlsOptions } from './endpoint.ts';
 import { POSTGRES_DIALECT, type SqlRow } from './sql-common.ts';
 import { classifyPostgresError, type ErrorContext } from './sql-errors.ts';
 import { type SqlDriver, SqlMailboxStore, type SqlSession } from './sql-store.ts';
-import { parseStoreSettings, SqlStoreSettingsSchema, type SqlStoreSettings } from './settings.ts';
+import { SqlStoreSettingsSchema, type SqlStoreSettings } from '../api/store-settings.ts';
 import { StoreError } from './store.ts';
 
 export const POSTGRES_DEFAULT_PORT = 5432;

@@ -6,7 +6,7 @@
 import { LIST_NAMES, type ListName, type MailboxRecord, type RestrictionLists } from '../restrictions/lists.ts';
 import type { Semantics } from '../restrictions/options.ts';
 import { joinSqlList, splitSqlList, trimAscii } from '../restrictions/sql-list.ts';
-import type { SqlStoreSettings } from './settings.ts';
+import type { SqlStoreSettings } from '../api/store-settings.ts';
 import { StoreError } from './store.ts';
 
 export interface SqlDialect {

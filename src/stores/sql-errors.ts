@@ -4,7 +4,7 @@
  * refused (`InvalidValue`)? Messages name the table and columns, never a password.
  */
 import { describeError, scrubSecrets, TLS_CONFIG_CODES } from './common.ts';
-import type { SqlStoreSettings } from './settings.ts';
+import type { SqlStoreSettings } from '../api/store-settings.ts';
 import { StoreError } from './store.ts';
 
 

@@ -18,7 +18,7 @@ import {
   SqlStatements,
   type SqlRow,
 } from './sql-common.ts';
-import type { SqlStoreSettings } from './settings.ts';
+import type { SqlStoreSettings } from '../api/store-settings.ts';
 import { type ApplyResult, StoreError, type WritableMailboxStore } from './store.ts';
 
 /** One checked-out connection. */

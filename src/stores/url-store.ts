@@ -3,29 +3,14 @@
  * an environment variable or a mounted file by the CLI or the operator); anything this module
  * says about the URL has the password removed.
  */
+import { urlStoreKind } from '../api/store-url.ts';
 import { redactUrl, type StoreOpenOptions } from './common.ts';
 import { StoreError, type WritableMailboxStore } from './store.ts';
-
-/** URL schemes and the store each opens. */
-const SCHEMES: Readonly<Record<string, 'postgres' | 'mysql' | 'ldap'>> = Object.freeze({
-  'postgres:': 'postgres',
-  'postgresql:': 'postgres',
-  'mysql:': 'mysql',
-  'mariadb:': 'mysql',
-  'ldap:': 'ldap',
-  'ldaps:': 'ldap',
-});
-
-/** The store kind a URL names, or undefined for anything else (a manifests path). */
-export function urlStoreKind(url: string): 'postgres' | 'mysql' | 'ldap' | undefined {
-  const scheme = /^([a-z][a-z0-9+.-]*:)\/\//i.exec(url)?.[1]?.toLowerCase();
-  return scheme === undefined ? undefined : SCHEMES[scheme];
-}
 
 /**
  * Opens a PostgreSQL (`postgres://`, `postgresql://`), MySQL/MariaDB (`mysql://`, `mariadb://`)
  * or LDAP (`ldap://`, `ldaps://`) store. `settings` is validated against the store's schema in
- * `settings.ts` (table and column names, base DN, attributes, TLS, pool, timeouts). No connection
+ * `api/store-settings.ts` (table and column names, base DN, attributes, TLS, pool, timeouts). No connection
  * is made until the first call, so a daemon starts while its backend is down.
  */
 export async function openUrlStore(url: string, settings: unknown, opts: StoreOpenOptions): Promise<WritableMailboxStore> {

@@ -21,7 +21,7 @@ import { parse } from 'yaml';
 import { CoreV1Api, CustomObjectsApi, RbacAuthorizationV1Api } from '@kubernetes/client-node';
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { reuseConnections } from '../../src/api/kube-config.ts';
+import { reuseConnections } from '../../src/kube/kube-config.ts';
 import { startPostgres } from '../harness/containers.ts';
 import { resources, startOperatorEnv } from '../harness/operator-env.ts';
 import { startOperatorProcess } from '../helpers/operator-process.ts';

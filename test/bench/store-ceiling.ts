@@ -19,7 +19,8 @@ import pg from 'pg';
 import { parseSqlUrl } from '../../src/stores/endpoint.ts';
 import { lookupFilter } from '../../src/stores/ldap-filter.ts';
 import { lookupKeys, MYSQL_DIALECT, POSTGRES_DIALECT, SqlStatements } from '../../src/stores/sql-common.ts';
-import { LdapStoreSettingsSchema, parseStoreSettings, SqlStoreSettingsSchema } from '../../src/stores/settings.ts';
+import { LdapStoreSettingsSchema, SqlStoreSettingsSchema } from '../../src/api/store-settings.ts';
+import { parseStoreSettings } from '../../src/stores/common.ts';
 import { LIST_NAMES } from '../../src/restrictions/lists.ts';
 import { applyPolicydV8Flags } from '../../src/policy/runtime-flags.ts';
 

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { z } from 'zod';
-import { LdapStoreSettingsSchema, parseStoreSettings, SqlStoreSettingsSchema } from '../../../src/stores/settings.ts';
+import { LdapStoreSettingsSchema, SqlStoreSettingsSchema } from '../../../src/api/store-settings.ts';
+import { parseStoreSettings } from '../../../src/stores/common.ts';
 import { StoreError } from '../../../src/stores/store.ts';
 
 describe('SQL store settings', () => {

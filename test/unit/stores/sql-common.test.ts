@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { EMPTY_LISTS } from '../../../src/restrictions/lists.ts';
 import { mailboxKey } from '../../../src/stores/common.ts';
-import { SqlStoreSettingsSchema } from '../../../src/stores/settings.ts';
+import { SqlStoreSettingsSchema } from '../../../src/api/store-settings.ts';
 import {
   columnsToWrite,
   lookupKeys,

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { EMPTY_LISTS } from '../../../src/restrictions/lists.ts';
 import { SILENT_LOGGER } from '../../../src/stores/common.ts';
-import { SqlStoreSettingsSchema } from '../../../src/stores/settings.ts';
+import { SqlStoreSettingsSchema } from '../../../src/api/store-settings.ts';
 import { POSTGRES_DIALECT, type SqlRow } from '../../../src/stores/sql-common.ts';
 import { type SqlDriver, SqlMailboxStore, type SqlSession } from '../../../src/stores/sql-store.ts';
 import { StoreError } from '../../../src/stores/store.ts';

@@ -3,10 +3,11 @@ import { describe, test } from 'node:test';
 import { abortable, redactUrl, scrubSecrets } from '../../../src/stores/common.ts';
 import { parseSqlUrl } from '../../../src/stores/endpoint.ts';
 import { classifyLdapError } from '../../../src/stores/ldap-errors.ts';
-import { SqlStoreSettingsSchema } from '../../../src/stores/settings.ts';
+import { SqlStoreSettingsSchema } from '../../../src/api/store-settings.ts';
 import { classifyMysqlError, classifyPostgresError } from '../../../src/stores/sql-errors.ts';
 import { StoreError } from '../../../src/stores/store.ts';
-import { openUrlStore, urlStoreKind } from '../../../src/stores/url-store.ts';
+import { urlStoreKind } from '../../../src/api/store-url.ts';
+import { openUrlStore } from '../../../src/stores/url-store.ts';
 
 describe('URLs and secrets', () => {
   test('redactUrl masks a password and leaves the rest', () => {

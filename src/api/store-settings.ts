@@ -5,7 +5,6 @@
  * from the caller, so nothing secret ever lives here.
  */
 import { z } from 'zod';
-import { StoreError } from './store.ts';
 
 /** One SQL identifier part. Quoted anyway; the pattern keeps configuration typos out of SQL text. */
 const sqlIdentifier = z
@@ -123,14 +122,3 @@ export const LdapStoreSettingsSchema = z
   })
   .describe('An LDAP directory with iRedMail user entries (mailUser / amavisAccount)');
 export type LdapStoreSettings = z.infer<typeof LdapStoreSettingsSchema>;
-
-/**
- * Validates a store's settings, reporting every problem in one `Misconfigured` error
- * (`columns.username: an SQL identifier…`), so a bad MailBackend spec or flag says what to fix.
- */
-export function parseStoreSettings<S extends z.ZodType>(schema: S, settings: unknown, what: string): z.infer<S> {
-  const result = schema.safeParse(settings ?? {});
-  if (result.success) return result.data;
-  const problems = result.error.issues.map((issue) => `${issue.path.join('.') || '(settings)'}: ${issue.message}`);
-  throw new StoreError('Misconfigured', `${what} settings are not valid: ${problems.join('; ')}`, { cause: result.error });
-}

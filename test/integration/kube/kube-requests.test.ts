@@ -1,12 +1,12 @@
 // KubeRequests (the operator's direct PATCHes) against a real kube-apiserver: the write lands,
 // and errors are client-node's ApiException with the server's code, as the callers expect.
-// Run: source .ci/controlplane.sh && node --test test/integration/api/kube-requests.test.ts
+// Run: source .ci/controlplane.sh && node --test test/integration/kube/kube-requests.test.ts
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ApiException, CoreV1Api, PatchStrategy, type KubeConfig } from '@kubernetes/client-node';
 import { startControlPlane, type ControlPlane } from '../../harness/controlplane.ts';
-import { reuseConnections } from '../../../src/api/kube-config.ts';
-import { KubeRequests } from '../../../src/api/kube-requests.ts';
+import { reuseConnections } from '../../../src/kube/kube-config.ts';
+import { KubeRequests } from '../../../src/kube/kube-requests.ts';
 
 const NS = 'requests';
 const path = (name: string) => `/api/v1/namespaces/${NS}/configmaps/${name}`;

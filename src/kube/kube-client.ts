@@ -1,22 +1,7 @@
-import {
-  ApiException,
-  CoreV1Api,
-  PatchStrategy,
-  type KubeConfig,
-  type V1Secret,
-} from '@kubernetes/client-node';
+import { ApiException, PatchStrategy, type KubeConfig } from '@kubernetes/client-node';
+import { API_VERSION_NAME, PLURALS, type MailwardenKind } from '../api/kinds.ts';
+import { API_GROUP } from '../api/mail-user-restriction.ts';
 import { KubeRequests } from './kube-requests.ts';
-import { API_GROUP } from './mail-user-restriction.ts';
-
-export const API_VERSION_NAME = 'v1alpha1';
-
-/** Plural resource names of mailwarden's kinds. */
-export const PLURALS = {
-  MailUserRestriction: 'mailuserrestrictions',
-  MailBackend: 'mailbackends',
-  PolicyDaemon: 'policydaemons',
-} as const;
-export type MailwardenKind = keyof typeof PLURALS;
 
 /** An optimistic-concurrency conflict: someone else changed the object; reconcile again. */
 export class ConflictError extends Error {
@@ -29,14 +14,12 @@ export class ConflictError extends Error {
 /**
  * The writes the operator makes to the API server, in one place: status through the status
  * subresource, finalizers with the object's resourceVersion (so a concurrent change is a
- * conflict, never a lost update), and Secret reads.
+ * conflict, never a lost update).
  */
 export class MailwardenKubeClient {
-  readonly #core: CoreV1Api;
   readonly #requests: KubeRequests;
 
   constructor(kc: KubeConfig) {
-    this.#core = kc.makeApiClient(CoreV1Api);
     this.#requests = new KubeRequests(kc);
   }
 
@@ -51,15 +34,6 @@ export class MailwardenKubeClient {
    */
   async setFinalizers(kind: MailwardenKind, namespace: string, name: string, finalizers: string[], resourceVersion: string): Promise<boolean> {
     return this.#call(() => this.#requests.patch(objectPath(kind, namespace, name), { metadata: { finalizers, resourceVersion } }, PatchStrategy.MergePatch));
-  }
-
-  async readSecret(namespace: string, name: string): Promise<V1Secret | undefined> {
-    try {
-      return await this.#core.readNamespacedSecret({ namespace, name });
-    } catch (error) {
-      if (error instanceof ApiException && error.code === 404) return undefined;
-      throw error;
-    }
   }
 
   /** True when the write was made; false when the object is gone (404). */
