@@ -136,11 +136,28 @@ function mysqlSession(connection: mysql.PoolConnection): SqlSession {
   return {
     async query(sql: string, params: readonly unknown[]): Promise<SqlRow[]> {
       const [rows] = await connection.execute(sql, params as unknown[] as (string | null)[]);
-      return Array.isArray(rows) ? (rows as SqlRow[]) : [];
+      if (Array.isArray(rows)) return rows as SqlRow[];
+      // Outside strict sql_mode (the default before MariaDB 10.2.4 / MySQL 5.7) a value too long
+      // for its column is cut and the statement succeeds with a warning: refused here, so the
+      // caller's transaction rolls back and no list is stored in part.
+      if ((rows as mysql.ResultSetHeader).warningStatus > 0) throw await truncationError(connection);
+      return [];
     },
     async command(sql: string): Promise<void> {
       // Transaction control cannot be prepared on every server version; it carries no values.
       await connection.query(sql);
     },
   };
+}
+
+/** The server's warnings for the last statement, as the InvalidValue that refuses the write. */
+async function truncationError(connection: mysql.PoolConnection): Promise<StoreError> {
+  const [warnings] = await connection.query('SHOW WARNINGS');
+  const messages = (Array.isArray(warnings) ? warnings : [])
+    .map((w) => String((w as { Message?: unknown }).Message ?? ''))
+    .filter((m) => m !== '');
+  return new StoreError(
+    'InvalidValue',
+    `the server would store the value only in part (${messages.join('; ') || 'warnings without text'}): the list is longer than its column holds; nothing was written`,
+  );
 }

@@ -89,7 +89,7 @@ function build(kind: Kind, product: string, err: unknown, context: ErrorContext,
   } else if (kind === 'Misconfigured') {
     message = `${product} ${context.target}: ${detail} (check the user, password, database and TLS settings)`;
   } else if (kind === 'InvalidValue') {
-    message = `${product} ${context.target} refused a value: ${detail}`;
+    message = `${product} ${context.target} refused a value, nothing was written: ${detail}`;
   } else {
     message = `${product} ${context.target} unavailable: ${detail}`;
   }

@@ -235,6 +235,36 @@ export function sqlStoreSuite(kind: 'postgres' | 'mariadb'): void {
       });
     });
 
+    if (kind === 'mariadb') {
+      describe('a list longer than a TEXT column holds (65,535 bytes)', () => {
+        // 340 valid entries of 198 bytes (a 190-character domain): 67,659 bytes joined; a document
+        // may hold 500 entries of up to 254 characters.
+        const domain = `${'a'.repeat(60)}.${'b'.repeat(60)}.${'c'.repeat(60)}.example`;
+        const long = Array.from({ length: 340 }, (_, i) => `u${String(i).padStart(3, '0')}@${domain}`);
+        for (const sqlMode of ['STRICT_TRANS_TABLES', '']) {
+          test(`sql_mode '${sqlMode}': refused as InvalidValue naming the column, and nothing is written`, async () => {
+            await db.insertMailboxes([{ username: 'alice@example.com', allowedsenders: '@before.test' }]);
+            await db.query(`SET GLOBAL sql_mode = '${sqlMode}'`, [], db.admin);
+            // A store opened now: its connections take the global sql_mode.
+            const s = await open('default');
+            try {
+              await assert.rejects(
+                s.apply('alice@example.com', lists({ allowedSenders: long, rejectedSenders: ['@.'] })),
+                storeError('InvalidValue', /allowedsenders.*nothing was written|nothing was written.*allowedsenders/),
+              );
+              const row = await db.getMailbox('alice@example.com');
+              assert.equal(row?.allowedsenders, '@before.test', 'the old list is kept whole');
+              assert.equal(row?.rejectedsenders, '', 'no other column was written either');
+              await assert.rejects(s.apply('alice@example.com', lists({ allowedSenders: long })), storeError('InvalidValue'), 'every retry is refused too');
+            } finally {
+              await s.close();
+              await db.query("SET GLOBAL sql_mode = DEFAULT", [], db.admin);
+            }
+          });
+        }
+      });
+    }
+
     describe('hostile values are data', () => {
       test('addresses with quotes, backslashes, wildcards and parentheses find exactly their own row', async () => {
         const all = [...HOSTILE_ADDRESSES, ...NON_ASCII_ADDRESSES];
