@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ADDRESS_PATTERN, ENTRY_PATTERN, entryProblem, parseEntry } from '../restrictions/entry.ts';
+import { asciiAddress } from '../restrictions/idn.ts';
 import { conditionSchema } from './conditions.ts';
 import type { RestrictionLists } from '../restrictions/lists.ts';
 
@@ -116,7 +117,7 @@ export function listsOf(spec: MailUserRestrictionSpec): RestrictionLists {
 }
 
 function canonical(entries: readonly string[]): string[] {
-  return [...new Set(entries.map((e) => e.trim().toLowerCase()))];
+  return [...new Set(entries.map((e) => asciiAddress(e.trim().toLowerCase())))];
 }
 
 /** `name` or `namespace/name`, for messages. */

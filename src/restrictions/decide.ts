@@ -2,6 +2,7 @@ import { domainOf } from './list-index.ts';
 import { LIST_NAMES, type ListName } from './lists.ts';
 import { LIST_NUMBER, type CompiledMailbox } from './mailbox.ts';
 import type { DecisionOptions } from './options.ts';
+import { asciiAddress } from './idn.ts';
 import { trimAscii } from './sql-list.ts';
 
 /** What the decision reads of a policy request (a `PolicyRequest` fits). */
@@ -219,7 +220,8 @@ function findMailbox(lookup: MailboxLookup, key: string, base: string | undefine
 }
 
 function normalise(address: string): string {
-  return trimAscii(address).toLowerCase();
+  // A UTF-8 domain (SMTPUTF8) matches the entries, which hold it in ASCII form.
+  return asciiAddress(trimAscii(address).toLowerCase());
 }
 
 /** `alice+news@example.com` → `alice@example.com` for delimiter `+` (any of its characters). */

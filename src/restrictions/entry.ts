@@ -1,5 +1,8 @@
+import { asciiDomain } from './idn.ts';
+
 /**
- * Restriction entries (spec §2): `@.`, `@domain`, `@.domain`, `user@domain`.
+ * Restriction entries (spec §2): `@.`, `@domain`, `@.domain`, `user@domain`. An internationalised
+ * domain is parsed into its ASCII (punycode) form, the one stores hold and requests are matched in.
  * Parsing is pure; both the schema (to refuse bad input) and the compiler (to ignore bad
  * stored data) use it, so "valid" means one thing everywhere.
  */
@@ -39,19 +42,29 @@ export function parseEntry(raw: string): Entry | InvalidEntry {
   }
   if (at === 0) {
     const tree = text.startsWith('@.');
-    const domain = text.slice(tree ? 2 : 1);
-    const problem = domainProblem(domain);
-    if (problem) return invalid(raw, problem);
-    return tree ? { kind: 'domainTree', text, domain } : { kind: 'domain', text, domain };
+    const domain = asciiOf(text.slice(tree ? 2 : 1));
+    const problem = domain === undefined ? NOT_IDN : domainProblem(domain);
+    if (problem || domain === undefined) return invalid(raw, problem ?? NOT_IDN);
+    return tree ? { kind: 'domainTree', text: `@.${domain}`, domain } : { kind: 'domain', text: `@${domain}`, domain };
   }
   const local = text.slice(0, at);
-  const domain = text.slice(at + 1);
   if (text.length > MAX_ADDRESS) return invalid(raw, `is longer than ${MAX_ADDRESS} characters`);
   if (local.length > MAX_LOCAL) return invalid(raw, `has a local part longer than ${MAX_LOCAL} characters`);
   if (!LOCAL.test(local)) return invalid(raw, 'has an invalid local part');
-  const problem = domainProblem(domain);
-  if (problem) return invalid(raw, problem);
-  return { kind: 'address', text, address: text };
+  const domain = asciiOf(text.slice(at + 1));
+  const problem = domain === undefined ? NOT_IDN : domainProblem(domain);
+  if (problem || domain === undefined) return invalid(raw, problem ?? NOT_IDN);
+  const address = `${local}@${domain}`;
+  return { kind: 'address', text: address, address };
+}
+
+const NOT_IDN = 'has a domain that is not a valid internationalised domain name';
+
+/** The ASCII form of a domain that passes the label rules; undefined when it has none. */
+function asciiOf(domain: string): string | undefined {
+  // The rules first on the text as written, so an empty label or a trailing dot keeps its own message.
+  if (domainProblem(domain) !== undefined) return domain;
+  return asciiDomain(domain);
 }
 
 /** The reason `domain` is not a valid domain name, or undefined when it is. */

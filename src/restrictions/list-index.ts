@@ -1,4 +1,5 @@
 import { parseEntry, type InvalidEntry } from './entry.ts';
+import { asciiAddress } from './idn.ts';
 import { trimAscii } from './sql-list.ts';
 
 /** What an index key stands for in one list: an address, a domain (`@d`) or a domain tree (`@.d`). */
@@ -61,7 +62,7 @@ export function fileList(values: readonly string[], validate: boolean, list: num
           break;
       }
     } else {
-      const piece = trimAscii(value).toLowerCase();
+      const piece = asciiAddress(trimAscii(value).toLowerCase());
       if (piece === '@.') index.any |= 1 << list;
       else if (piece.startsWith('@.')) file(piece.slice(2), TREE);
       else if (piece.startsWith('@')) file(piece.slice(1), DOMAIN);

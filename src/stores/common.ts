@@ -4,6 +4,7 @@
  */
 import type { z } from 'zod';
 import type { Semantics } from '../restrictions/options.ts';
+import { asciiAddress } from '../restrictions/idn.ts';
 import { trimAscii } from '../restrictions/sql-list.ts';
 import { StoreError } from './store.ts';
 
@@ -148,7 +149,8 @@ export class Health {
 
 /** The mailbox key a write addresses: trimmed, lower-cased, and not empty or holding NUL. */
 export function mailboxKey(mailbox: string): string {
-  const key = trimAscii(mailbox).toLowerCase();
+  // An internationalised domain in its ASCII form, as stores hold it.
+  const key = asciiAddress(trimAscii(mailbox).toLowerCase());
   if (key === '') throw new StoreError('InvalidValue', 'the mailbox address is empty');
   if (key.includes('\u0000')) throw new StoreError('InvalidValue', `mailbox ${JSON.stringify(key)} contains a NUL character`);
   return key;

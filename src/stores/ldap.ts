@@ -6,6 +6,7 @@
 import { Attribute, Change, type Client, type Entry as LdapEntry, FilterParser } from 'ldapts';
 import { LIST_NAMES, type ListName, EMPTY_LISTS, type MailboxRecord, type RestrictionLists } from '../restrictions/lists.ts';
 import type { Semantics } from '../restrictions/options.ts';
+import { asciiAddress } from '../restrictions/idn.ts';
 import { trimAscii } from '../restrictions/sql-list.ts';
 import { Health, mailboxKey, parseStoreSettings, redactUrl, SILENT_LOGGER, signalOrTimeout, type StoreOpenOptions } from './common.ts';
 import { trustedCa, urlHost, verifyingTlsOptions, type NodeTlsOptions } from './endpoint.ts';
@@ -267,7 +268,8 @@ function desiredValues(lists: RestrictionLists): { readonly [K in ListName]: rea
         throw new StoreError('InvalidValue', `${name}: entry ${JSON.stringify(entry)} cannot be stored: it contains a NUL character`);
       }
     }
-    out[name] = canonical(lists[name]);
+    // IA5String attributes hold ASCII only: an internationalised domain in its punycode form.
+    out[name] = canonical(lists[name].map(asciiAddress));
   }
   return out;
 }

@@ -1,4 +1,5 @@
 import { watch, type FSWatcher } from 'node:fs';
+import { asciiAddress } from '../restrictions/idn.ts';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { findDuplicateMailboxes, parseRestrictionFile, type DocumentProblem, type SourcedRestriction } from '../api/documents.ts';
@@ -157,7 +158,7 @@ export class ManifestsStore implements MailboxStore {
   #install(restrictions: readonly SourcedRestriction[], fingerprint: string): void {
     const mailboxes = new Map<string, MailboxRecord>();
     for (const { document } of restrictions) {
-      const address = document.spec.mailbox.toLowerCase();
+      const address = asciiAddress(document.spec.mailbox.toLowerCase());
       const lists = listsOf(document.spec);
       mailboxes.set(address, {
         address,

@@ -5,6 +5,7 @@
  */
 import { LIST_NAMES, type ListName, type MailboxRecord, type RestrictionLists } from '../restrictions/lists.ts';
 import type { Semantics } from '../restrictions/options.ts';
+import { asciiAddress } from '../restrictions/idn.ts';
 import { joinSqlList, splitSqlList, trimAscii } from '../restrictions/sql-list.ts';
 import type { SqlStoreSettings } from '../api/store-settings.ts';
 import { StoreError } from './store.ts';
@@ -179,7 +180,7 @@ export function columnsToWrite(lists: RestrictionLists): { readonly [K in ListNa
         throw new StoreError('InvalidValue', `${name}: entry ${JSON.stringify(entry)} cannot be stored: ${problem}`);
       }
     }
-    out[name] = joinSqlList(lists[name]);
+    out[name] = joinSqlList(lists[name].map((entry) => asciiAddress(trimAscii(entry).toLowerCase())));
   }
   return out;
 }

@@ -256,6 +256,29 @@ describe('OpenLDAP 2.5 store', () => {
       assert.deepEqual(found.get('alice@example.com')?.lists.rejectedRecipients, entries);
     });
 
+    test('internationalised domains are written in ASCII form (IA5String) and matched from either form', async () => {
+      const dn = await addUser('anna@xn--bcher-kva.example');
+      const written = lists({ allowedSenders: ['@Bücher.example'], rejectedSenders: ['@.'], rejectedRecipients: ['boss@例え.test'] });
+      assert.deepEqual(await store.apply('anna@bücher.example', written), { changed: true });
+      const entry = await ldap.getEntry(dn);
+      assert.deepEqual(entry?.amavisWhitelistSender, ['@xn--bcher-kva.example']);
+      assert.deepEqual(entry?.mailBlacklistRecipient, ['boss@xn--r8jz45g.test']);
+      assert.deepEqual(await store.apply('anna@bücher.example', written), { changed: false });
+      const options = resolveOptions('default');
+      for (const [sender, recipient, verdict] of [
+        ['x@bücher.example', 'anna@bücher.example', 'allow'],
+        ['x@xn--bcher-kva.example', 'anna@xn--bcher-kva.example', 'allow'],
+        ['anna@bücher.example', 'boss@例え.test', 'reject'],
+        ['anna@xn--bcher-kva.example', 'boss@xn--r8jz45g.test', 'reject'],
+      ] as const) {
+        const plan = planDecision({ protocolState: 'RCPT', sender, recipient, saslUsername: undefined }, options);
+        assert.ok(typeof plan !== 'string');
+        const found = await store.lookup(plan.keys, AbortSignal.timeout(2000));
+        const decision = decide(plan, (key) => (found.has(key) ? compileMailbox(found.get(key)!, options) : undefined), options);
+        assert.equal(decision.verdict, verdict, `${sender} -> ${recipient}`);
+      }
+    });
+
     test('NUL, an empty entry, and non-ASCII (IA5String attributes) are refused as InvalidValue', async () => {
       const dn = await addUser('alice@example.com', { mailBlacklistRecipient: ['@.'] });
       for (const bad of ['a\u0000b@x.test', ' ', NON_ASCII_ADDRESSES[0]]) {

@@ -12,7 +12,11 @@ describe('entry formats (spec §2)', () => {
     ['User@EXAMPLE.com', 'address', 'user@example.com'],
     ['first.last+tag@sub.example.co.uk', 'address', 'first.last+tag@sub.example.co.uk'],
     ['@xn--bcher-kva.example', 'domain', '@xn--bcher-kva.example'],
-    ['@bücher.example', 'domain', '@bücher.example'],
+    // Internationalised domains in their ASCII form, as stores hold them and requests are matched.
+    ['@bücher.example', 'domain', '@xn--bcher-kva.example'],
+    ['@.BÜCHER.example', 'domainTree', '@.xn--bcher-kva.example'],
+    ['jösé@exämple.test', 'address', 'jösé@xn--exmple-cua.test'],
+    ['ünïcode@例え.test', 'address', 'ünïcode@xn--r8jz45g.test'],
     ["o'neil@example.com", 'address', "o'neil@example.com"],
   ];
   for (const [text, kind, canonical] of valid) {
@@ -36,6 +40,8 @@ describe('entry formats (spec §2)', () => {
     ['"quoted"@example.com', /local part/],
     [`${'x'.repeat(65)}@example.com`, /local part longer/],
     [`@${'a'.repeat(64)}.com`, /label longer/],
+    // 62 characters as written, 64 once in ASCII form.
+    [`@${'ü'.repeat(62)}.com`, /label longer/],
   ];
   for (const [text, reason] of invalid) {
     test(`invalid: ${JSON.stringify(text)}`, () => {

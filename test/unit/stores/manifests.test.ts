@@ -3,6 +3,9 @@ import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { decide, planDecision } from '../../../src/restrictions/decide.ts';
+import { compileMailbox } from '../../../src/restrictions/mailbox.ts';
+import { resolveOptions } from '../../../src/restrictions/options.ts';
 import { ManifestsError, ManifestsStore } from '../../../src/stores/manifests.ts';
 import { pino } from 'pino';
 import { Writable } from 'node:stream';
@@ -48,6 +51,32 @@ describe('manifests store', () => {
     assert.deepEqual([...found.keys()], ['a@example.com', 'c@example.com']);
     assert.deepEqual(found.get('a@example.com')!.lists, { allowedSenders: null, rejectedSenders: null, allowedRecipients: null, rejectedRecipients: ['@.'] });
     await store.close();
+  });
+
+  test('internationalised domains are held in ASCII form and matched from either form', async () => {
+    const root = path.join(dir, 'idn');
+    await mkdir(root, { recursive: true });
+    await writeFile(path.join(root, 'anna.yaml'), restriction('anna', 'Anna@Bücher.example', '  rejectedSenders: ["@例え.test"]'));
+    const store = new ManifestsStore({ paths: [root], watch: false });
+    await store.start();
+    try {
+      assert.deepEqual(store.peek('anna@xn--bcher-kva.example')?.lists.rejectedSenders, ['@xn--r8jz45g.test']);
+      const options = resolveOptions('default');
+      for (const [sender, recipient] of [
+        ['x@例え.test', 'anna@bücher.example'],
+        ['x@xn--r8jz45g.test', 'anna@xn--bcher-kva.example'],
+      ] as const) {
+        const plan = planDecision({ protocolState: 'RCPT', sender, recipient, saslUsername: undefined }, options);
+        assert.ok(typeof plan !== 'string');
+        const decision = decide(plan, (key) => {
+          const record = store.peek(key);
+          return record === undefined ? undefined : compileMailbox(record, options);
+        }, options);
+        assert.equal(decision.verdict, 'reject', `${sender} -> ${recipient}`);
+      }
+    } finally {
+      await store.close();
+    }
   });
 
   test('an invalid set at start-up is refused with every problem', async () => {

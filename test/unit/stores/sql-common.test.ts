@@ -115,9 +115,9 @@ describe('writes', () => {
     });
   }
 
-  test('quotes, backslashes, wildcards and non-ASCII are ordinary text', () => {
-    const entries = [`o'neil@x.test`, 'a"b@x.test', 'a\\b@x.test', '%@x.test', '_@x.test', '*@x.test', '(a)@x.test', 'jösé@exämple.test'];
-    assert.equal(columnsToWrite({ ...EMPTY_LISTS, allowedSenders: entries }).allowedSenders, entries.join(','));
+  test('quotes, backslashes, wildcards and non-ASCII local parts are ordinary text; a domain is stored in ASCII form', () => {
+    const entries = [`o'neil@x.test`, 'a"b@x.test', 'a\\b@x.test', '%@x.test', '_@x.test', '*@x.test', '(a)@x.test'];
+    assert.equal(columnsToWrite({ ...EMPTY_LISTS, allowedSenders: [...entries, 'jösé@exämple.test', '@.Bücher.example'] }).allowedSenders, [...entries, 'jösé@xn--exmple-cua.test', '@.xn--bcher-kva.example'].join(','));
   });
 
   test('the stored text must equal the canonical text; NULL equals empty', () => {
@@ -138,6 +138,7 @@ describe('writes', () => {
 
   test('mailbox keys are trimmed and lower-cased; empty or NUL is refused', () => {
     assert.equal(mailboxKey(' Bob@Example.COM '), 'bob@example.com');
+    assert.equal(mailboxKey('Anna@Bücher.example'), 'anna@xn--bcher-kva.example');
     for (const bad of ['', '  ', 'a\u0000@x.test']) {
       assert.throws(() => mailboxKey(bad), (err: unknown) => err instanceof StoreError && err.kind === 'InvalidValue');
     }
