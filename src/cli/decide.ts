@@ -5,7 +5,7 @@ import { ConfigError } from '../api/config-error.ts';
 import { decisionOptionsOf, loadPolicydConfig, resolverOptionsOf } from '../policy/config.ts';
 import { DecisionService } from '../policy/decision-handler.ts';
 import { DEFAULT_POLICY_SERVER_LIMITS } from '../policy/limits.ts';
-import { MailboxResolver } from '../policy/mailbox-resolver.ts';
+import { mailboxSourceFor } from '../policy/mailbox-source.ts';
 import { emptyPolicyRequest, type PolicyRequest } from '../policy/request.ts';
 import { openStore } from '../stores/open.ts';
 import { readPassword } from './secrets.ts';
@@ -68,8 +68,8 @@ export async function decideCommand(args: readonly string[], io: Io): Promise<nu
     watch: false,
   });
   try {
-    const resolver = new MailboxResolver({ store, decision: options, options: resolverOptionsOf(config), logger: silentLogger });
-    const service = new DecisionService({ resolver, options });
+    const source = mailboxSourceFor({ store, decision: options, options: resolverOptionsOf(config), logger: silentLogger });
+    const service = new DecisionService({ source, options });
     const decision = await service.decide(request);
     io.stdout.write(decision.action + '\n');
     if (values.explain) io.stdout.write(explain(decision) + '\n');

@@ -7,7 +7,7 @@ import { durationSchema } from '../api/durations.ts';
 import { formatIssues } from '../api/issues.ts';
 import { resolveOptions, type DecisionOptions, type Semantics } from '../restrictions/options.ts';
 import type { PolicyServerLimits } from './limits.ts';
-import type { ResolverOptions } from './mailbox-resolver.ts';
+import type { ResolverOptions } from './cached-source.ts';
 
 const listenSchema = z
   .string()

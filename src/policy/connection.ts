@@ -15,7 +15,8 @@ import type { PolicyHandler, PolicyRequest } from './request.ts';
 /** What a connection needs from its server. */
 export interface ConnectionContext {
   readonly handler: PolicyHandler;
-  readonly failureAction: string;
+  /** Asked at each failure: the answer may change while the connection is open (a reload). */
+  readonly failureAction: () => string;
   readonly limits: PolicyServerLimits;
   readonly logger: PolicyLogger;
   readonly metrics: PolicyServerMetrics;
@@ -177,7 +178,7 @@ export class PolicyConnection {
   #handlerFailed(err: unknown): string {
     this.#ctx.metrics.onHandlerFailure?.();
     this.#ctx.logger.error({ remote: this.#remote, err }, 'policy handler failed; answering the failure action');
-    return this.#ctx.failureAction;
+    return this.#ctx.failureAction();
   }
 
   #accepting(): boolean {

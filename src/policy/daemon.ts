@@ -7,13 +7,12 @@ import { openStore } from '../stores/open.ts';
 import type { MailboxStore } from '../stores/store.ts';
 import { ConfigError } from '../api/config-error.ts';
 import { decisionOptionsOf, parseListen, resolverOptionsOf, serverLimitsOf, storeCaFile, type PolicydConfig } from './config.ts';
-import { createPolicyHandler, DecisionService } from './decision-handler.ts';
-import { MailboxResolver } from './mailbox-resolver.ts';
-import type { PolicyHandler } from './request.ts';
+import { answerOf, DecisionService } from './decision-handler.ts';
+import { mailboxSourceFor } from './mailbox-source.ts';
 import { PolicyServer, type PolicyServerAddress } from './server.ts';
 
 /**
- * The policy daemon assembled: store → resolver (cache) → decision service → policy server,
+ * The policy daemon assembled: store → mailbox source → decision service → policy server,
  * plus the health/metrics HTTP server. `start` brings it up; `stop` drains it (SIGTERM).
  */
 export class PolicyDaemon {
@@ -22,8 +21,11 @@ export class PolicyDaemon {
   #password: string | undefined;
   /** The store's CA file as it was opened with: a rotated CA reopens the store. */
   #storeCa: string | undefined;
-  /** What the server calls; swapped whole by {@link reconfigure}, so connections stay open. */
-  #handler: PolicyHandler | undefined;
+  /**
+   * What the server asks, for answers and for the failure action alike; swapped whole by
+   * {@link reconfigure}, so connections stay open and no request mixes two configurations.
+   */
+  #decisions: DecisionService | undefined;
   #store: MailboxStore | undefined;
   #server: PolicyServer | undefined;
   #health: HealthServer | undefined;
@@ -57,11 +59,11 @@ export class PolicyDaemon {
     this.#store = store;
     const metrics = new PolicyMetrics({ store: store.kind });
     this.#metrics = metrics;
-    this.#handler = this.#decisionHandler(store, config, metrics);
+    this.#decisions = this.#decisionService(store, config, metrics);
     const requestDuration = metrics.requestDuration;
     const server = new PolicyServer({
-      handler: (request) => this.#handler!(request),
-      failureAction: decision.failureAction,
+      handler: (request) => answerOf(this.#decisions!, request),
+      failureAction: () => this.#decisions!.failureAction,
       limits: serverLimitsOf(config),
       logger: this.#logger.child({ component: 'policy-server' }),
       metrics: {
@@ -109,8 +111,8 @@ export class PolicyDaemon {
     const store = storeChanged
       ? await openStore({ store: config.store ?? '', settings: config.storeSettings, semantics: decisionOptionsOf(config).semantics, password, ca: storeCa, logger: this.#logger.child({ component: 'store' }) })
       : previous;
-    // A fresh resolver (empty cache): the old one's entries were read under the old options.
-    this.#handler = this.#decisionHandler(store, config, this.#metrics);
+    // A fresh source (empty cache): the old one's entries were read under the old options.
+    this.#decisions = this.#decisionService(store, config, this.#metrics);
     this.#store = store;
     this.#config = { ...config, listen: old.listen, http: old.http, limits: old.limits };
     this.#password = password;
@@ -124,10 +126,10 @@ export class PolicyDaemon {
     this.#logger.info({ store: store.kind, storeReopened: store !== previous, semantics: decision.semantics, allowAction: decision.allowAction, rejectAction: decision.rejectAction, failureAction: decision.failureAction }, 'configuration reloaded');
   }
 
-  #decisionHandler(store: MailboxStore, config: PolicydConfig, metrics: PolicyMetrics): PolicyHandler {
+  #decisionService(store: MailboxStore, config: PolicydConfig, metrics: PolicyMetrics): DecisionService {
     const decision = decisionOptionsOf(config);
-    const resolver = new MailboxResolver({ store, decision, options: resolverOptionsOf(config), metrics, logger: this.#logger.child({ component: 'resolver' }) });
-    return createPolicyHandler(new DecisionService({ resolver, options: decision, metrics, logger: this.#logger.child({ component: 'decision' }) }));
+    const source = mailboxSourceFor({ store, decision, options: resolverOptionsOf(config), metrics, logger: this.#logger.child({ component: 'resolver' }) });
+    return new DecisionService({ source, options: decision, metrics, logger: this.#logger.child({ component: 'decision' }) });
   }
 
   /** Ready to answer Postfix. */

@@ -3,21 +3,25 @@ import type { DecisionOptions } from '../restrictions/options.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { PolicyMetrics } from '../observability/metrics.ts';
 import { DecisionLog } from './decision-log.ts';
-import { RESOLVED, type MailboxResolver, type Resolution } from './mailbox-resolver.ts';
-import type { PolicyHandler, PolicyRequest } from './request.ts';
+import type { MailboxSource, Resolution } from './mailbox-source.ts';
+import type { PolicyRequest } from './request.ts';
 
 /**
- * Decides one request end to end: plan → resolve mailboxes → decide. Returns the full
- * decision (for `decide --explain`); {@link createPolicyHandler} adapts it to the server.
+ * Decides one request end to end: plan → resolve its mailboxes → decide over them. Returns the
+ * full decision (for `decide --explain`); {@link answerOf} gives the server the action text.
+ *
+ * It owns the decision options, the failure action among them: the daemon swaps the whole
+ * service on reload, and the server asks the service in force what to answer when deciding
+ * crashes, so every failure is answered by one configuration.
  */
 export class DecisionService {
-  readonly #resolver: MailboxResolver;
+  readonly #source: MailboxSource;
   readonly #options: DecisionOptions;
   readonly #metrics: PolicyMetrics | undefined;
   readonly #log: DecisionLog | undefined;
 
-  constructor(params: { resolver: MailboxResolver; options: DecisionOptions; metrics?: PolicyMetrics; logger?: Logger }) {
-    this.#resolver = params.resolver;
+  constructor(params: { source: MailboxSource; options: DecisionOptions; metrics?: PolicyMetrics; logger?: Logger }) {
+    this.#source = params.source;
     this.#options = params.options;
     this.#metrics = params.metrics;
     this.#log = params.logger === undefined ? undefined : new DecisionLog(params.logger);
@@ -27,12 +31,16 @@ export class DecisionService {
     return this.#options;
   }
 
-  /** Synchronous when every mailbox is cached. Never rejects: failures become the failure action. */
+  /** What is answered when the mailboxes cannot be known, or deciding itself fails. */
+  get failureAction(): string {
+    return this.#options.failureAction;
+  }
+
+  /** Synchronous when every mailbox is at hand. Never rejects: store failures become the failure action. */
   decide(request: PolicyRequest): Decision | Promise<Decision> {
     const plan = planDecision(request, this.#options);
     if (typeof plan === 'string') return this.#record(skipped(plan), request);
-    if (this.#resolver.inMemory) return this.#finish(plan, RESOLVED, request);
-    const resolution = this.#resolver.resolve(plan.keys);
+    const resolution = this.#source.resolve(plan.keys);
     if (!(resolution instanceof Promise)) return this.#finish(plan, resolution, request);
     return resolution.then(
       (r) => this.#finish(plan, r, request),
@@ -41,11 +49,7 @@ export class DecisionService {
   }
 
   #finish(plan: DecisionPlan, resolution: Resolution, request: PolicyRequest): Decision {
-    const mailboxes = resolution.mailboxes;
-    const decision =
-      resolution.failed !== undefined
-        ? failed(resolution.failed.message, this.#options)
-        : decide(plan, mailboxes === undefined ? this.#resolver.lookup : (key) => mailboxes.get(key) ?? undefined, this.#options);
+    const decision = resolution.failed !== undefined ? failed(resolution.failed.message, this.#options) : decide(plan, resolution.mailboxes, this.#options);
     return this.#record(decision, request);
   }
 
@@ -56,12 +60,10 @@ export class DecisionService {
   }
 }
 
-/** The server-facing handler: the action text only. */
-export function createPolicyHandler(service: DecisionService): PolicyHandler {
-  return (request) => {
-    const decision = service.decide(request);
-    return decision instanceof Promise ? decision.then(actionOf) : decision.action;
-  };
+/** The server-facing answer to `request`: the action text only. */
+export function answerOf(service: DecisionService, request: PolicyRequest): string | Promise<string> {
+  const decision = service.decide(request);
+  return decision instanceof Promise ? decision.then(actionOf) : decision.action;
 }
 
 function actionOf(decision: Decision): string {

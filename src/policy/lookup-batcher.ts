@@ -8,6 +8,7 @@
  * Each batch has its deadline from its first key: a key never waits longer than the timeout,
  * whether queued here or at the store. Concurrent asks for one key share its batch.
  */
+import { realClock, type Clock } from './clock.ts';
 
 export interface LookupBatcherOptions<T = void> {
   /** Round trips at once (the store's pool size). */
@@ -16,6 +17,8 @@ export interface LookupBatcherOptions<T = void> {
   readonly maxKeys: number;
   /** From a batch's first key to its answer, at most. */
   readonly timeoutMs: number;
+  /** Times the batches (default: real time). */
+  readonly clock?: Clock;
   /**
    * One round trip for `keys`; stops work when `signal` aborts. Resolves with what every key of
    * the batch is answered (the caller's choice); rejects with the error to report.
@@ -34,7 +37,7 @@ class Batch<T> {
   readonly done: Promise<T>;
   settled = false;
   sent = false;
-  timer: NodeJS.Timeout | undefined;
+  timer: unknown;
   resolve!: (value: T) => void;
   reject!: (error: Error) => void;
 
@@ -51,6 +54,7 @@ class Batch<T> {
 
 export class LookupBatcher<T = void> {
   readonly #options: LookupBatcherOptions<T>;
+  readonly #clock: Clock;
   /** Batches not yet sent, oldest first; the last one takes new keys while it has room. */
   readonly #queue: Batch<T>[] = [];
   readonly #inflight = new Map<string, Batch<T>>();
@@ -64,6 +68,7 @@ export class LookupBatcher<T = void> {
   constructor(options: LookupBatcherOptions<T>) {
     if (!(options.concurrency >= 1) || !(options.maxKeys >= 1)) throw new RangeError('LookupBatcher: concurrency and maxKeys must be at least 1');
     this.#options = options;
+    this.#clock = options.clock ?? realClock;
   }
 
   /** Resolves with the result of the round trip that fetched `key`, or rejects with its batch's error. */
@@ -82,13 +87,13 @@ export class LookupBatcher<T = void> {
   }
 
   #openBatch(): Batch<T> {
-    const now = performance.now();
+    const now = this.#clock.now();
     const last = this.#queue[this.#queue.length - 1];
     // A batch old enough to have spent half its time waiting takes no more keys: a key that
     // joins it should still get most of the timeout.
     if (last !== undefined && last.keys.length < this.#options.maxKeys && now - last.createdAt < this.#options.timeoutMs / 2) return last;
     const batch = new Batch<T>(now);
-    batch.timer = setTimeout(() => this.#expire(batch), this.#options.timeoutMs);
+    batch.timer = this.#clock.setTimeout(() => this.#expire(batch), this.#options.timeoutMs);
     this.#queue.push(batch);
     this.#scheduleFlush();
     return batch;
@@ -133,7 +138,7 @@ export class LookupBatcher<T = void> {
   #settle(batch: Batch<T>, error: Error | undefined, value: T | undefined): void {
     if (batch.settled) return;
     batch.settled = true;
-    clearTimeout(batch.timer);
+    this.#clock.clearTimeout(batch.timer);
     for (const key of batch.keys) if (this.#inflight.get(key) === batch) this.#inflight.delete(key);
     if (error === undefined) {
       batch.resolve(value as T);

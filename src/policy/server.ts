@@ -5,7 +5,7 @@
  */
 import { lstat, unlink } from 'node:fs/promises';
 import { connect, createServer, type Server, type Socket } from 'node:net';
-import { performance } from 'node:perf_hooks';
+import { realClock, type Clock } from './clock.ts';
 import { PolicyConnection, type ConnectionContext } from './connection.ts';
 import { resolveLimits, type PolicyServerLimits } from './limits.ts';
 import { silentLogger, type PolicyLogger, type PolicyServerMetrics } from './observe.ts';
@@ -14,11 +14,17 @@ import type { PolicyHandler } from './request.ts';
 export interface PolicyServerOptions {
   /** Decides each request; must not throw, but if it does the failure action is answered. */
   readonly handler: PolicyHandler;
-  /** Answer when the handler throws, rejects or returns a non-action. Spec §4's default. */
-  readonly failureAction?: string;
+  /**
+   * Answer when the handler throws, rejects or returns a non-action (default: spec §4's). A
+   * function is asked at each such failure: the owner of the handler's configuration then also
+   * owns this answer, and a reload changes both at once.
+   */
+  readonly failureAction?: string | (() => string);
   readonly limits?: Partial<PolicyServerLimits>;
   readonly logger?: PolicyLogger;
   readonly metrics?: PolicyServerMetrics;
+  /** Times the timeouts and latencies (default: real time). */
+  readonly clock?: Clock;
 }
 
 export type ListenTarget = { readonly host: string; readonly port: number } | { readonly path: string };
@@ -54,10 +60,11 @@ export class PolicyServer {
   readonly #logger: PolicyLogger;
   readonly #metrics: PolicyServerMetrics;
   readonly #context: ConnectionContext;
+  readonly #clock: Clock;
   readonly #connections = new Set<PolicyConnection>();
   readonly #server: Server;
   #address: PolicyServerAddress | undefined;
-  #sweeper: NodeJS.Timeout | undefined;
+  #sweeper: unknown;
   #state: 'new' | 'listening' | 'closing' | 'closed' = 'new';
   #closed: Promise<void> | undefined;
   #onIdle: (() => void) | undefined;
@@ -66,13 +73,16 @@ export class PolicyServer {
     this.#limits = resolveLimits(options.limits);
     this.#logger = options.logger ?? silentLogger;
     this.#metrics = options.metrics ?? {};
+    const clock = options.clock ?? realClock;
+    this.#clock = clock;
+    const failureAction = options.failureAction ?? DEFAULT_FAILURE_ACTION;
     this.#context = {
       handler: options.handler,
-      failureAction: options.failureAction ?? DEFAULT_FAILURE_ACTION,
+      failureAction: typeof failureAction === 'string' ? () => failureAction : failureAction,
       limits: this.#limits,
       logger: this.#logger,
       metrics: this.#metrics,
-      now: () => performance.now(),
+      now: () => clock.now(),
       onClose: (connection) => this.#onConnectionClosed(connection),
     };
     // allowHalfOpen: a client that sends its requests and then shuts down its side still gets
@@ -147,15 +157,15 @@ export class PolicyServer {
       if (this.#connections.size === 0) resolve();
     });
     for (const connection of this.#connections) connection.drain();
-    const deadline = setTimeout(() => {
+    const deadline = this.#clock.setTimeout(() => {
       if (this.#connections.size > 0) this.#logger.warn({ open: this.#connections.size }, 'policy server close deadline reached; destroying connections');
       for (const connection of this.#connections) connection.destroy();
     }, timeoutMs);
     try {
       await Promise.all([stopped, drained]);
     } finally {
-      clearTimeout(deadline);
-      if (this.#sweeper !== undefined) clearInterval(this.#sweeper);
+      this.#clock.clearTimeout(deadline);
+      this.#clock.clearTimeout(this.#sweeper);
       this.#state = 'closed';
     }
     this.#logger.info({}, 'policy server closed');
@@ -196,11 +206,12 @@ export class PolicyServer {
   #startSweeper(): void {
     const shortest = Math.min(this.#limits.requestTimeoutMs, this.#limits.idleTimeoutMs, this.#limits.lingerMs);
     const every = Math.min(1000, Math.max(5, Math.floor(shortest / 4)));
-    this.#sweeper = setInterval(() => {
-      const now = performance.now();
+    const sweep = (): void => {
+      const now = this.#clock.now();
       for (const connection of this.#connections) connection.check(now);
-    }, every);
-    this.#sweeper.unref();
+      if (this.#state === 'listening' || this.#state === 'closing') this.#sweeper = this.#clock.setTimeout(sweep, every);
+    };
+    this.#sweeper = this.#clock.setTimeout(sweep, every);
   }
 }
 

@@ -6,7 +6,8 @@ export class TestClient {
   readonly socket: Socket;
   readonly answers: string[] = [];
   #buffer = '';
-  #waiters: (() => void)[] = [];
+  /** Each returns true once satisfied (and is then dropped). */
+  #waiters: (() => boolean)[] = [];
   closed = false;
   readonly closedPromise: Promise<void>;
 
@@ -41,12 +42,15 @@ export class TestClient {
 
   /** Waits until `count` answers arrived (or the connection closed: then returns what came). */
   async waitAnswers(count: number, timeoutMs = 5000): Promise<string[]> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.answers.length < count && !this.closed) {
-      if (Date.now() > deadline) throw new Error(`timed out with ${this.answers.length}/${count} answers`);
-      await new Promise<void>((resolve) => {
-        this.#waiters.push(resolve);
-        setTimeout(resolve, 50);
+    if (this.answers.length < count && !this.closed) {
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`timed out with ${this.answers.length}/${count} answers`)), timeoutMs);
+        this.#waiters.push(() => {
+          if (this.answers.length < count && !this.closed) return false;
+          clearTimeout(timer);
+          resolve();
+          return true;
+        });
       });
     }
     return this.answers.slice(0, count);
@@ -61,9 +65,7 @@ export class TestClient {
   }
 
   #wake(): void {
-    const waiters = this.#waiters;
-    this.#waiters = [];
-    for (const w of waiters) w();
+    this.#waiters = this.#waiters.filter((satisfied) => !satisfied());
   }
 }
 

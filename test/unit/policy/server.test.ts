@@ -2,12 +2,14 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, it } from 'node:test';
+import type { Clock } from '../../../src/policy/clock.ts';
 import type { PolicyServerLimits } from '../../../src/policy/limits.ts';
 import type { PolicyLogger, PolicyServerMetrics } from '../../../src/policy/observe.ts';
 import type { PolicyHandler } from '../../../src/policy/request.ts';
 import { PolicyServer, PolicyServerError, type ListenTarget } from '../../../src/policy/server.ts';
+import { prng } from '../../bench/fixtures.ts';
+import { FakeClock, turn } from '../../helpers/fake-clock.ts';
 import { TestClient, rcpt, recordingLogger } from './client.ts';
 
 const FAILURE = 'DEFER_IF_PERMIT test failure';
@@ -19,15 +21,64 @@ afterEach(async () => {
   await Promise.all(servers.splice(0).map((s) => s.close({ timeoutMs: 200 })));
 });
 
-/** Echo handler: answers `OK <recipient>`, asynchronously when the recipient starts with "async". */
+const random = prng(24);
+
+/** Resolves after `turns` turns of the event loop: later than answers already due, in no fixed order. */
+async function afterTurns(turns: number): Promise<void> {
+  for (let i = 0; i < turns; i++) await turn();
+}
+
+/**
+ * Echo handler: answers `OK <recipient>`, asynchronously when the recipient starts with "async"
+ * (after 0-19 event-loop turns, so answers complete out of request order).
+ */
 const echo: PolicyHandler = (r) => {
   const answer = `OK ${r.recipient ?? '-'}`;
-  if (r.recipient?.startsWith('async')) return sleep(Math.floor(Math.random() * 20)).then(() => answer);
+  if (r.recipient?.startsWith('async')) return afterTurns(Math.floor(random() * 20)).then(() => answer);
   return answer;
 };
 
+/** A handler whose answers the test gives: each call waits until `answerAll()`. */
+function heldHandler() {
+  const held: (() => void)[] = [];
+  let called: () => void = () => {};
+  let calls = 0;
+  let wanted = 0;
+  return {
+    handler: ((r) => {
+      calls++;
+      if (calls >= wanted) called();
+      return new Promise<string>((resolve) => held.push(() => resolve(`OK ${r.recipient}`)));
+    }) as PolicyHandler,
+    /** Resolves once the handler has been called `count` times. */
+    called(count: number): Promise<void> {
+      wanted = count;
+      return calls >= count ? Promise.resolve() : new Promise((resolve) => (called = resolve));
+    },
+    answerAll(): void {
+      for (const answer of held.splice(0)) answer();
+    },
+  };
+}
+
+/** A gauge callback, and a wait until it reads a value. */
+function connectionGauge() {
+  const readings: number[] = [];
+  const waits: { open: number; resolve: () => void }[] = [];
+  return {
+    readings,
+    onConnections(open: number): void {
+      readings.push(open);
+      for (const w of waits.filter((w) => w.open === open)) w.resolve();
+    },
+    reads(open: number): Promise<void> {
+      return readings.at(-1) === open ? Promise.resolve() : new Promise((resolve) => waits.push({ open, resolve }));
+    },
+  };
+}
+
 async function start(
-  options: { handler?: PolicyHandler; limits?: Partial<PolicyServerLimits>; logger?: PolicyLogger; metrics?: PolicyServerMetrics } = {},
+  options: { handler?: PolicyHandler; limits?: Partial<PolicyServerLimits>; logger?: PolicyLogger; metrics?: PolicyServerMetrics; clock?: Clock } = {},
   target: ListenTarget = { host: '127.0.0.1', port: 0 },
 ): Promise<{ server: PolicyServer; target: { host: string; port: number } | { path: string } }> {
   const server = new PolicyServer({ handler: echo, failureAction: FAILURE, ...options });
@@ -130,16 +181,22 @@ describe('PolicyServer disconnects a client that sends', () => {
 
   it('nothing more mid-request (stalled): disconnected, while an idle connection stays', async () => {
     const { lines, logger } = recordingLogger();
-    const { target } = await start({ logger, limits: { requestTimeoutMs: 100 } });
+    const clock = new FakeClock();
+    const { target } = await start({ logger, limits: { requestTimeoutMs: 100 }, clock });
     const stalled = await client(target);
     const idle = await client(target);
     idle.send(rcpt('first'));
     await idle.waitAnswers(1);
     stalled.send(rcpt('answered') + 'request=smtpd_access_policy\nrecipi');
+    await stalled.waitAnswers(1);
+    clock.advance(100);
+    assert.equal(lines.filter((l) => (l.obj as { reason?: string }).reason === 'request-timeout').length, 0, 'not before the request timeout');
+    clock.advance(25); // the next sweep past it
     await stalled.waitClosed(2000);
     assert.deepEqual(stalled.answers, ['action=OK answered']);
     assert.equal(lines.filter((l) => l.level === 'warn' && (l.obj as { reason?: string }).reason === 'request-timeout').length, 1);
-    await sleep(200);
+    clock.advance(200);
+    await turn();
     assert.equal(idle.closed, false);
     idle.send(rcpt('second'));
     assert.deepEqual(await idle.waitAnswers(2), ['action=OK first', 'action=OK second']);
@@ -147,10 +204,15 @@ describe('PolicyServer disconnects a client that sends', () => {
 
   it('nothing for longer than the idle timeout: closed quietly', async () => {
     const { lines, logger } = recordingLogger();
-    const { target } = await start({ logger, limits: { idleTimeoutMs: 100 } });
+    const clock = new FakeClock();
+    const { server, target } = await start({ logger, limits: { idleTimeoutMs: 100 }, clock });
     const c = await client(target);
     c.send(rcpt('a'));
     await c.waitAnswers(1);
+    clock.advance(100);
+    await turn();
+    assert.equal(server.connections, 1, 'open until the idle timeout has passed');
+    clock.advance(25); // the next sweep past it
     await c.waitClosed(2000);
     assert.equal(lines.filter((l) => l.level === 'warn').length, 0);
   });
@@ -160,7 +222,7 @@ describe('PolicyServer disconnects a client that sends', () => {
     const c = await client(target);
     for (const ch of rcpt('slow')) {
       c.send(ch);
-      await sleep(1);
+      await turn(); // each byte in a write of its own
     }
     assert.deepEqual(await c.waitAnswers(1), ['action=OK slow']);
   });
@@ -170,8 +232,8 @@ describe('PolicyServer connections', () => {
   it('closes a connection over maxConnections at once, with a log line', async () => {
     const { lines, logger } = recordingLogger();
     let refused = 0;
-    const gauge: number[] = [];
-    const { target } = await start({ logger, limits: { maxConnections: 2 }, metrics: { onConnectionRefused: () => refused++, onConnections: (n) => gauge.push(n) } });
+    const gauge = connectionGauge();
+    const { target } = await start({ logger, limits: { maxConnections: 2 }, metrics: { onConnectionRefused: () => refused++, onConnections: gauge.onConnections } });
     const a = await client(target);
     const b = await client(target);
     a.send(rcpt('a'));
@@ -184,11 +246,11 @@ describe('PolicyServer connections', () => {
     a.send(rcpt('still'));
     assert.equal((await a.waitAnswers(2))[1], 'action=OK still');
     b.socket.destroy();
-    await sleep(50);
+    await gauge.reads(1);
     const again = await client(target);
     again.send(rcpt('room again'));
     assert.deepEqual(await again.waitAnswers(1), ['action=OK room again']);
-    assert.deepEqual(gauge, [1, 2, 1, 2]);
+    assert.deepEqual(gauge.readings, [1, 2, 1, 2]);
   });
 
   it('reports latency per answered request', async () => {
@@ -202,13 +264,14 @@ describe('PolicyServer connections', () => {
   });
 
   it('survives clients that disconnect with answers pending', async () => {
-    const { server, target } = await start();
+    const gauge = connectionGauge();
+    const { server, target } = await start({ metrics: { onConnections: gauge.onConnections } });
     for (let i = 0; i < 20; i++) {
       const c = await client(target);
       c.send(rcpt('async-x').repeat(10) + 'recipient=half');
       c.socket.destroy();
     }
-    await sleep(100);
+    await gauge.reads(0);
     const c = await client(target);
     c.send(rcpt('alive'));
     assert.deepEqual(await c.waitAnswers(1), ['action=OK alive']);
@@ -218,14 +281,16 @@ describe('PolicyServer connections', () => {
 
 describe('PolicyServer.close', () => {
   it('answers requests in flight, closes idle connections at once, then resolves', async () => {
-    const { server, target } = await start({ handler: (r) => sleep(150).then(() => `OK ${r.recipient}`) });
+    const held = heldHandler();
+    const { server, target } = await start({ handler: held.handler });
     const busy = await client(target);
     const idle = await client(target);
     busy.send(rcpt('a') + rcpt('b') + rcpt('c'));
-    await sleep(30);
+    await held.called(3);
     const started = Date.now();
     const closing = server.close();
     await idle.waitClosed(100);
+    held.answerAll();
     await closing;
     assert.ok(Date.now() - started < 1000);
     assert.deepEqual(busy.answers, ['action=OK a', 'action=OK b', 'action=OK c']);
@@ -234,12 +299,20 @@ describe('PolicyServer.close', () => {
   });
 
   it('destroys what is left at the deadline', async () => {
-    const { server, target } = await start({ handler: () => new Promise<string>(() => {}) });
+    const held = heldHandler();
+    const clock = new FakeClock();
+    const { server, target } = await start({ handler: held.handler, clock });
     const c = await client(target);
     c.send(rcpt('never'));
-    await sleep(20);
+    await held.called(1);
     const started = Date.now();
-    await server.close({ timeoutMs: 100 });
+    let closed = false;
+    const closing = server.close({ timeoutMs: 100 }).then(() => (closed = true));
+    clock.advance(99);
+    await turn();
+    assert.equal(closed, false, 'waiting for the answer until the deadline');
+    clock.advance(1);
+    await closing;
     assert.ok(Date.now() - started < 1000);
     await c.waitClosed(500);
   });

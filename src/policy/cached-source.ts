@@ -7,15 +7,16 @@ import type { DecisionOptions } from '../restrictions/options.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { PolicyMetrics } from '../observability/metrics.ts';
 import { StoreError, type MailboxStore } from '../stores/store.ts';
+import { realClock, realRandom, type Clock, type Random } from './clock.ts';
+import { InvalidEntries } from './invalid-entries.ts';
 import { LookupBatcher } from './lookup-batcher.ts';
+import type { MailboxSource, Resolution } from './mailbox-source.ts';
 
 /** Round trips at once for a store that does not say (its pool size, when it has one). */
 const DEFAULT_LOOKUP_CONCURRENCY = 4;
-/** A request needs at most four mailboxes (sender and recipient, each with and without extension). */
-const MEMO_SIZE = 4;
 /** Keys in one store round trip at most: a bounded `IN (…)` list or LDAP OR filter. */
 const MAX_KEYS_PER_LOOKUP = 64;
-/** The share of a TTL by which entries fetched together are spread (see spread()). */
+/** The share of a TTL by which entries fetched together are spread (see #spread). */
 const TTL_SPREAD = 0.1;
 /**
  * The share of its TTL after which an entry that is still used is refetched in the background:
@@ -23,8 +24,6 @@ const TTL_SPREAD = 0.1;
  * refetch), and no entry is older than its TTL either.
  */
 const REFRESH_AFTER = 0.8;
-/** Keys an in-memory store does not have, remembered at most (about 100 B each). */
-const MAX_ABSENT = 100_000;
 
 export interface ResolverOptions {
   /**
@@ -84,20 +83,11 @@ export function cachedBytes(key: string, record: MailboxRecord | undefined): num
   return entries > 0 ? bytes + 320 : bytes;
 }
 
-/** What a resolution tells the decision: how to read mailboxes, and whether data is missing. */
-export interface Resolution {
-  /** A store failure left at least one needed mailbox unknown: answer the failure action. */
-  readonly failed: StoreError | undefined;
-  /**
-   * After a store round trip, every key's mailbox (null: none), to be read here rather than
-   * through {@link MailboxResolver.lookup}: while the request waited, the cache may have dropped
-   * an entry, or refused one larger than its bound. Undefined when resolved from the cache at once.
-   */
-  readonly mailboxes?: ReadonlyMap<string, CompiledMailbox | null>;
-}
-
 /** What one round trip brought, key by key (null: no such mailbox). */
 type Fetched = ReadonlyMap<string, CompiledMailbox | null>;
+
+/** Each key's mailbox as resolved: null for none, undefined while unknown. */
+type Found = (CompiledMailbox | null | undefined)[];
 
 interface CacheEntry {
   readonly mailbox: CompiledMailbox | null;
@@ -111,48 +101,30 @@ interface CacheEntry {
   readonly source: MailboxRecord | undefined;
 }
 
-export const RESOLVED: Resolution = Object.freeze({ failed: undefined });
-
 /**
- * Fetches the mailboxes a decision needs, through a bounded cache (network stores) or straight
- * from memory (the manifests store, which answers synchronously).
+ * The mailboxes of a network store, through a bounded cache.
  *
  * Entries are kept past their TTL (until evicted) as the last known good data: when the store
  * fails or times out, a stale entry still answers (spec §4). An entry used in the last fifth of
  * its TTL is refetched in the background, so mailboxes in steady use are never due on a
  * request's path. Misses of concurrent requests are coalesced into shared store round trips (see
- * LookupBatcher). A fully cached request resolves synchronously, so the hot path allocates no
- * promise.
+ * LookupBatcher). A fully cached request resolves synchronously.
+ *
+ * A resolution carries the mailboxes it found rather than pointing back into the cache: while a
+ * request waits for the store, the cache may drop an entry, or refuse one larger than its bound.
  */
-export class MailboxResolver {
+export class CachedSource implements MailboxSource {
   readonly #store: MailboxStore;
   readonly #decision: DecisionOptions;
   readonly #options: ResolverOptions;
   readonly #metrics: PolicyMetrics | undefined;
   readonly #logger: Logger | undefined;
+  readonly #clock: Clock;
+  readonly #random: Random;
   readonly #cache: LRUCache<string, CacheEntry>;
-  /**
-   * In-memory stores: each mailbox compiled on first use, by key, until the store changes; null
-   * for a key the store does not have (the other half of the traffic: outside senders and
-   * recipients), so it costs one hash lookup too, not two. At most MAX_ABSENT of those.
-   */
-  readonly #compiled = new Map<string, CompiledMailbox | null>();
-  #absent = 0;
-  /**
-   * What the last resolve() found fresh, key by key: the decision that follows at once reads its
-   * mailboxes here instead of the LRU cache a second time. Emptied whenever the cache changes, so
-   * it never disagrees with it.
-   */
-  readonly #memoKeys: string[] = [];
-  readonly #memoMailboxes: (CompiledMailbox | null)[] = [];
-  #memoCount = 0;
+  readonly #invalid: InvalidEntries;
   /** Misses go to the store through here: coalesced, bounded, with the lookup timeout. */
   readonly #batcher: LookupBatcher<Fetched>;
-  #inMemory = false;
-  /** Invalid entries already logged, per mailbox (by their texts), so each is logged once. */
-  readonly #loggedInvalid: LRUCache<string, string>;
-  /** Reads a mailbox for `decide`; bound once, not per request. */
-  readonly lookup: MailboxLookup;
 
   constructor(params: {
     store: MailboxStore;
@@ -160,93 +132,53 @@ export class MailboxResolver {
     options?: Partial<ResolverOptions>;
     metrics?: PolicyMetrics;
     logger?: Logger;
+    clock?: Clock;
+    random?: Random;
   }) {
     this.#store = params.store;
     this.#decision = params.decision;
     this.#options = { ...DEFAULT_RESOLVER_OPTIONS, ...definedOnly(params.options ?? {}) };
     this.#metrics = params.metrics;
     this.#logger = params.logger;
+    this.#clock = params.clock ?? realClock;
+    this.#random = params.random ?? realRandom;
     this.#cache = new LRUCache({ max: this.#options.maxEntries, maxSize: Math.max(1, this.#options.maxBytes) });
-    this.#loggedInvalid = new LRUCache({ max: 10_000 });
+    this.#invalid = new InvalidEntries(params.metrics, params.logger);
     const timeoutMs = this.#options.lookupTimeoutMs;
     this.#batcher = new LookupBatcher<Fetched>({
       concurrency: params.store.lookupConcurrency ?? DEFAULT_LOOKUP_CONCURRENCY,
       maxKeys: MAX_KEYS_PER_LOOKUP,
       timeoutMs,
+      clock: this.#clock,
       fetch: (keys, signal) => this.#roundTrip(keys, signal),
       timeoutError: () => new StoreError('Unavailable', `the ${params.store.kind} store did not answer within ${timeoutMs} ms`),
       onFailure: (error, keys) => this.#lookupFailed(error, keys),
     });
-    const peek = params.store.peek?.bind(params.store);
-    if (peek !== undefined) {
-      // In memory: no cache, no TTL, no promise. Each mailbox is compiled on first use and kept
-      // under its key until the store reloads: one hash lookup per key on the hot path.
-      const compiled = this.#compiled;
-      this.#inMemory = true;
-      this.lookup = (key) => {
-        const known = compiled.get(key);
-        if (known !== undefined) return known ?? undefined;
-        const record = peek(key);
-        if (record === undefined) {
-          // Outside addresses are unbounded: start over rather than grow without end.
-          if (++this.#absent > MAX_ABSENT) this.clear();
-          compiled.set(key, null);
-          return undefined;
-        }
-        const mailbox = compileMailbox(record, this.#decision);
-        if (mailbox.invalid.length > 0) this.#reportInvalid(key, mailbox);
-        compiled.set(key, mailbox);
-        return mailbox;
-      };
-    } else {
-      this.lookup = (key) => {
-        // The request just resolved: its keys are in the memo (the very same strings).
-        for (let i = 0; i < this.#memoCount; i++) if (this.#memoKeys[i] === key) return this.#memoMailboxes[i] ?? undefined;
-        return this.#cache.peek(key)?.mailbox ?? undefined;
-      };
-    }
-    params.store.onChange?.(() => this.clear());
   }
 
-  /** Makes every key readable through {@link lookup}; synchronous when all are fresh. */
   resolve(keys: readonly string[]): Resolution | Promise<Resolution> {
-    if (this.#inMemory) return RESOLVED;
-    const now = Date.now();
+    const now = this.#clock.now();
+    const found: Found = new Array(keys.length);
     let missing: string[] | undefined;
-    this.#memoCount = 0;
-    for (const key of keys) {
+    for (let i = 0; i < keys.length; i++) {
+      const key = keys[i] as string;
       // peek, not get: a hit writes nothing into the cache's recency lists. Recency comes from
-      // refetches (an entry in use is refetched before it is due). Measured on 2 cores with
-      // 10,000 cached mailboxes, median CPU a request: 46.1 -> 42.9 µs at C=8, 48.0 -> 47.5 at C=32.
+      // refetches (an entry in use is refetched before it is due).
       const entry = this.#cache.peek(key);
       if (entry !== undefined && entry.expires > now) {
         this.#metrics?.cache.hit.inc();
         if (now >= entry.refreshAt && !entry.refreshing) this.#refreshAhead(key, entry);
-        if (this.#memoCount < MEMO_SIZE) {
-          this.#memoKeys[this.#memoCount] = key;
-          this.#memoMailboxes[this.#memoCount++] = entry.mailbox;
-        }
+        found[i] = entry.mailbox;
       } else {
         (missing ??= []).push(key);
       }
     }
-    if (missing === undefined) return RESOLVED;
-    // What was fresh now: the memo is the next request's by the time the store answers.
-    const known = new Map<string, CompiledMailbox | null>();
-    for (let i = 0; i < this.#memoCount; i++) known.set(this.#memoKeys[i] as string, this.#memoMailboxes[i] ?? null);
-    return this.#fetch(missing, known);
+    if (missing === undefined) return { failed: undefined, mailboxes: lookupIn(keys, found) };
+    return this.#fetch(keys, found, missing);
   }
 
-  /** The store is in memory: every lookup is at hand, resolve() has nothing to fetch. */
-  get inMemory(): boolean {
-    return this.#inMemory;
-  }
-
-  /** Drops everything cached or compiled (the manifests store does this on reload). */
+  /** Drops everything cached. */
   clear(): void {
-    this.#memoCount = 0;
-    this.#compiled.clear();
-    this.#absent = 0;
     this.#cache.clear();
   }
 
@@ -270,11 +202,11 @@ export class MailboxResolver {
     this.#batcher.request(key).then(ignore, ignore);
   }
 
-  async #fetch(keys: string[], known: Map<string, CompiledMailbox | null>): Promise<Resolution> {
-    this.#metrics?.cache.miss.inc(keys.length);
+  async #fetch(keys: readonly string[], found: Found, missing: string[]): Promise<Resolution> {
+    this.#metrics?.cache.miss.inc(missing.length);
     // Every key is asked for before anything is awaited, so they share a batch.
     const waits: Promise<Fetched>[] = [];
-    for (const key of keys) {
+    for (const key of missing) {
       const wait = this.#batcher.request(key);
       if (!waits.includes(wait)) waits.push(wait);
     }
@@ -282,37 +214,37 @@ export class MailboxResolver {
     for (const wait of waits) {
       try {
         const fetched = await wait;
-        for (const key of keys) {
-          const mailbox = fetched.get(key);
-          if (mailbox !== undefined) known.set(key, mailbox);
+        for (let i = 0; i < keys.length; i++) {
+          const mailbox = fetched.get(keys[i] as string);
+          if (mailbox !== undefined && found[i] === undefined) found[i] = mailbox;
         }
       } catch (error) {
         failure ??= error as StoreError;
       }
     }
-    if (failure === undefined) return { failed: undefined, mailboxes: known };
+    if (failure === undefined) return { failed: undefined, mailboxes: lookupIn(keys, found) };
     // Fall back to the last known good data when every needed mailbox has some.
-    for (const key of keys) {
-      if (known.has(key)) continue;
-      const stale = this.#cache.get(key);
+    for (let i = 0; i < keys.length; i++) {
+      if (found[i] !== undefined) continue;
+      const stale = this.#cache.get(keys[i] as string);
       if (stale === undefined) return { failed: failure };
-      known.set(key, stale.mailbox);
+      found[i] = stale.mailbox;
     }
-    this.#metrics?.cache.stale.inc(keys.length);
-    return { failed: undefined, mailboxes: known };
+    this.#metrics?.cache.stale.inc(missing.length);
+    return { failed: undefined, mailboxes: lookupIn(keys, found) };
   }
 
   /** One round trip for a batch of keys: fills the cache and returns what it brought; rejects with a StoreError. */
   async #roundTrip(keys: string[], signal: AbortSignal): Promise<Fetched> {
-    const started = performance.now();
-    let found: ReadonlyMap<string, MailboxRecord>;
+    const started = this.#clock.now();
+    let records: ReadonlyMap<string, MailboxRecord>;
     try {
-      found = await this.#store.lookup(keys, signal);
+      records = await this.#store.lookup(keys, signal);
     } catch (error) {
       throw error instanceof StoreError ? error : new StoreError('Unavailable', `the ${this.#store.kind} store failed: ${(error as Error)?.message ?? String(error)}`, { cause: error });
     }
-    this.#metrics?.storeLookupDuration.observe((performance.now() - started) / 1000);
-    return this.#install(keys, found);
+    this.#metrics?.storeLookupDuration.observe((this.#clock.now() - started) / 1000);
+    return this.#install(keys, records);
   }
 
   #lookupFailed(error: Error, keys: readonly string[]): void {
@@ -321,50 +253,55 @@ export class MailboxResolver {
     this.#logger?.warn({ store: this.#store.kind, kind: storeError.kind, keys: keys.length }, `store lookup failed: ${storeError.message}`);
   }
 
-  #install(keys: readonly string[], found: ReadonlyMap<string, MailboxRecord>): Fetched {
-    this.#memoCount = 0; // the cache changes: the memo could disagree with it
-    const now = Date.now();
+  #install(keys: readonly string[], records: ReadonlyMap<string, MailboxRecord>): Fetched {
+    const now = this.#clock.now();
     const fetched = new Map<string, CompiledMailbox | null>();
     for (const key of keys) {
-      const record = found.get(key);
+      const record = records.get(key);
       const previous = this.#cache.peek(key);
       if (record === undefined) {
         fetched.set(key, null);
-        const entry = previous?.mailbox === null ? renew(previous, now, spread(this.#options.negativeTtlMs)) : entryOf(null, undefined, now, spread(this.#options.negativeTtlMs));
+        const ttlMs = this.#spread(this.#options.negativeTtlMs);
+        const entry = previous?.mailbox === null ? renew(previous, now, ttlMs) : entryOf(null, undefined, now, ttlMs);
         this.#cache.set(key, entry, { size: cachedBytes(key, undefined) });
         continue;
       }
       // A refetch after the TTL mostly brings the same lists: the entry is renewed in place and
       // what the store sent dies young. A new entry and record for each refetch would live until
       // the next one, outlast their scavenges and be copied into the old generation, whose growth
-      // then costs full collections and fresh pages (measured with --cache-ttl 0: 0.7 page faults
-      // a request).
+      // then costs full collections and fresh pages (docs/performance.md).
       if (previous?.source !== undefined && sameRecord(previous.source, record)) {
-        this.#cache.set(key, renew(previous, now, spread(this.#options.ttlMs)), { size: cachedBytes(key, previous.source) });
+        this.#cache.set(key, renew(previous, now, this.#spread(this.#options.ttlMs)), { size: cachedBytes(key, previous.source) });
         fetched.set(key, previous.mailbox);
         continue;
       }
       // Compiling validates every entry.
       const mailbox = compileMailbox(record, this.#decision);
-      if (mailbox.invalid.length > 0) this.#reportInvalid(key, mailbox);
+      this.#invalid.check(key, mailbox);
       // A mailbox larger than the whole bound is not kept (lru-cache refuses it): each request
       // that needs it fetches it again, and a store failure then answers the failure action.
-      this.#cache.set(key, entryOf(mailbox, record, now, spread(this.#options.ttlMs)), { size: cachedBytes(key, record) });
+      this.#cache.set(key, entryOf(mailbox, record, now, this.#spread(this.#options.ttlMs)), { size: cachedBytes(key, record) });
       fetched.set(key, mailbox);
     }
     return fetched;
   }
 
-  #reportInvalid(key: string, mailbox: CompiledMailbox): void {
-    this.#metrics?.invalidEntries.inc(mailbox.invalid.length);
-    const signature = mailbox.invalid.map((i) => `${i.list}:${i.entry.text}`).join('\n');
-    if (this.#loggedInvalid.get(key) === signature) return;
-    this.#loggedInvalid.set(key, signature);
-    this.#logger?.warn(
-      { mailbox: key, invalid: mailbox.invalid.map((i) => ({ list: i.list, entry: i.entry.text, reason: i.entry.reason })) },
-      `mailbox ${key} has ${mailbox.invalid.length} invalid entries, ignored`,
-    );
+  /**
+   * A TTL shortened by up to a tenth at random. Mailboxes fetched together (at startup, after an
+   * outage, in one batch) would otherwise all expire together, and every TTL the daemon would
+   * refetch them in one burst of round trips that requests queue behind.
+   */
+  #spread(ttlMs: number): number {
+    return ttlMs - Math.floor(this.#random() * ttlMs * TTL_SPREAD);
   }
+}
+
+/** Reads the mailboxes found for `keys` (one plan's keys: at most four). */
+function lookupIn(keys: readonly string[], found: Found): MailboxLookup {
+  return (key) => {
+    for (let i = 0; i < keys.length; i++) if (keys[i] === key) return found[i] ?? undefined;
+    return undefined;
+  };
 }
 
 function entryOf(mailbox: CompiledMailbox | null, source: MailboxRecord | undefined, now: number, ttlMs: number): CacheEntry {
@@ -380,15 +317,6 @@ function renew(entry: CacheEntry, now: number, ttlMs: number): CacheEntry {
 }
 
 function ignore(): void {}
-
-/**
- * A TTL shortened by up to a tenth at random. Mailboxes fetched together (at startup, after an
- * outage, in one batch) would otherwise all expire together, and every TTL the daemon would
- * refetch them in one burst of round trips that requests queue behind.
- */
-function spread(ttlMs: number): number {
-  return ttlMs - Math.floor(Math.random() * ttlMs * TTL_SPREAD);
-}
 
 function sameRecord(a: MailboxRecord, b: MailboxRecord): boolean {
   if (a.address !== b.address) return false;

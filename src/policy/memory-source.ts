@@ -1,0 +1,65 @@
+import type { MailboxLookup } from '../restrictions/decide.ts';
+import type { MailboxRecord } from '../restrictions/lists.ts';
+import { compileMailbox, type CompiledMailbox } from '../restrictions/mailbox.ts';
+import type { DecisionOptions } from '../restrictions/options.ts';
+import type { Logger } from '../observability/logger.ts';
+import type { PolicyMetrics } from '../observability/metrics.ts';
+import { InvalidEntries } from './invalid-entries.ts';
+import type { MailboxSource, Resolution } from './mailbox-source.ts';
+
+/**
+ * Keys a store does not have, remembered at most (about 100 B each): outside senders and
+ * recipients are half the traffic and unbounded in number.
+ */
+const MAX_ABSENT = 100_000;
+
+/**
+ * The mailboxes of a store that holds its records in memory and answers a key synchronously
+ * (`peek`): no cache, no TTL, no promise. Each mailbox is compiled on first use and kept under
+ * its key until the store changes, so a request costs one hash lookup per key it reads; a key the
+ * store does not have is remembered too (null), so it costs one lookup as well, not two.
+ *
+ * Every key is at hand, so `resolve` returns one view over all of them and `decide` reads only
+ * the keys it gets to (often the first).
+ */
+export class InMemorySource implements MailboxSource {
+  readonly #peek: (key: string) => MailboxRecord | undefined;
+  readonly #decision: DecisionOptions;
+  readonly #invalid: InvalidEntries;
+  readonly #compiled = new Map<string, CompiledMailbox | null>();
+  #absent = 0;
+  readonly #resolved: Resolution;
+
+  constructor(params: { peek: (key: string) => MailboxRecord | undefined; decision: DecisionOptions; metrics?: PolicyMetrics; logger?: Logger }) {
+    this.#peek = params.peek;
+    this.#decision = params.decision;
+    this.#invalid = new InvalidEntries(params.metrics, params.logger);
+    const lookup: MailboxLookup = (key) => this.#lookup(key);
+    this.#resolved = Object.freeze({ failed: undefined, mailboxes: lookup });
+  }
+
+  resolve(_keys: readonly string[]): Resolution {
+    return this.#resolved;
+  }
+
+  clear(): void {
+    this.#compiled.clear();
+    this.#absent = 0;
+  }
+
+  #lookup(key: string): CompiledMailbox | undefined {
+    const known = this.#compiled.get(key);
+    if (known !== undefined) return known ?? undefined;
+    const record = this.#peek(key);
+    if (record === undefined) {
+      // Start over rather than grow without end.
+      if (++this.#absent > MAX_ABSENT) this.clear();
+      this.#compiled.set(key, null);
+      return undefined;
+    }
+    const mailbox = compileMailbox(record, this.#decision);
+    this.#invalid.check(key, mailbox);
+    this.#compiled.set(key, mailbox);
+    return mailbox;
+  }
+}
