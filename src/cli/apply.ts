@@ -2,8 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
 import { listsOf } from '../api/mail-user-restriction.ts';
 import { ConfigError } from '../api/config-error.ts';
-import { sameList, syncMailbox } from '../reconcilers/sync.ts';
-import { LIST_NAMES } from '../restrictions/lists.ts';
+import { LIST_NAMES, sameEntries } from '../restrictions/lists.ts';
 import { loadRestrictions } from '../stores/manifests.ts';
 import { openWritableStore } from '../stores/open.ts';
 import { StoreError } from '../stores/store.ts';
@@ -62,11 +61,11 @@ export async function applyCommand(args: readonly string[], io: Io): Promise<num
       try {
         if (values['dry-run']) {
           const observed = await store.observe(mailbox);
-          const differs = LIST_NAMES.filter((n) => !sameList(observed[n], desired[n]));
+          const differs = LIST_NAMES.filter((n) => !sameEntries(observed[n], desired[n]));
           io.stdout.write(`${mailbox}: ${differs.length === 0 ? 'unchanged' : `would change ${differs.join(', ')}`}\n`);
           continue;
         }
-        const { changed } = await syncMailbox(store, mailbox, desired);
+        const { changed } = await store.apply(mailbox, desired);
         io.stdout.write(`${mailbox}: ${changed.length === 0 ? 'unchanged' : `written (${changed.join(', ')})`}\n`);
       } catch (error) {
         if (!(error instanceof StoreError)) throw error;

@@ -6,7 +6,7 @@ import { compileMailbox, type CompiledMailbox } from '../restrictions/mailbox.ts
 import type { DecisionOptions } from '../restrictions/options.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { PolicyMetrics } from '../observability/metrics.ts';
-import { StoreError, type MailboxStore } from '../stores/store.ts';
+import { StoreError, type MailboxReader } from '../stores/store.ts';
 import { realClock, realRandom, type Clock, type Random } from './clock.ts';
 import { InvalidEntries } from './invalid-entries.ts';
 import { LookupBatcher } from './lookup-batcher.ts';
@@ -114,7 +114,7 @@ interface CacheEntry {
  * request waits for the store, the cache may drop an entry, or refuse one larger than its bound.
  */
 export class CachedSource implements MailboxSource {
-  readonly #store: MailboxStore;
+  readonly #store: MailboxReader;
   readonly #decision: DecisionOptions;
   readonly #options: ResolverOptions;
   readonly #metrics: PolicyMetrics | undefined;
@@ -127,7 +127,7 @@ export class CachedSource implements MailboxSource {
   readonly #batcher: LookupBatcher<Fetched>;
 
   constructor(params: {
-    store: MailboxStore;
+    store: MailboxReader;
     decision: DecisionOptions;
     options?: Partial<ResolverOptions>;
     metrics?: PolicyMetrics;

@@ -4,7 +4,7 @@ import { HealthServer } from '../observability/health-server.ts';
 import type { Logger } from '../observability/logger.ts';
 import { PolicyMetrics } from '../observability/metrics.ts';
 import { openStore } from '../stores/open.ts';
-import type { MailboxStore } from '../stores/store.ts';
+import type { MailboxReader } from '../stores/store.ts';
 import { ConfigError } from '../api/config-error.ts';
 import { decisionOptionsOf, parseListen, resolverOptionsOf, serverLimitsOf, storeCaFile, type PolicydConfig } from './config.ts';
 import { answerOf, DecisionService } from './decision-handler.ts';
@@ -26,7 +26,7 @@ export class PolicyDaemon {
    * {@link reconfigure}, so connections stay open and no request mixes two configurations.
    */
   #decisions: DecisionService | undefined;
-  #store: MailboxStore | undefined;
+  #store: MailboxReader | undefined;
   #server: PolicyServer | undefined;
   #health: HealthServer | undefined;
   #metrics: PolicyMetrics | undefined;
@@ -126,7 +126,7 @@ export class PolicyDaemon {
     this.#logger.info({ store: store.kind, storeReopened: store !== previous, semantics: decision.semantics, allowAction: decision.allowAction, rejectAction: decision.rejectAction, failureAction: decision.failureAction }, 'configuration reloaded');
   }
 
-  #decisionService(store: MailboxStore, config: PolicydConfig, metrics: PolicyMetrics): DecisionService {
+  #decisionService(store: MailboxReader, config: PolicydConfig, metrics: PolicyMetrics): DecisionService {
     const decision = decisionOptionsOf(config);
     const source = mailboxSourceFor({ store, decision, options: resolverOptionsOf(config), metrics, logger: this.#logger.child({ component: 'resolver' }) });
     return new DecisionService({ source, options: decision, metrics, logger: this.#logger.child({ component: 'decision' }) });

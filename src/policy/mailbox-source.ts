@@ -2,7 +2,7 @@ import type { MailboxLookup } from '../restrictions/decide.ts';
 import type { DecisionOptions } from '../restrictions/options.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { PolicyMetrics } from '../observability/metrics.ts';
-import type { MailboxStore, StoreError } from '../stores/store.ts';
+import type { MailboxReader, StoreError } from '../stores/store.ts';
 import { CachedSource, type ResolverOptions } from './cached-source.ts';
 import type { Clock, Random } from './clock.ts';
 import { InMemorySource } from './memory-source.ts';
@@ -28,7 +28,7 @@ export interface MailboxSource {
 }
 
 export interface MailboxSourceParams {
-  readonly store: MailboxStore;
+  readonly store: MailboxReader;
   readonly decision: DecisionOptions;
   /** For a network store's cache; an in-memory store has neither TTL nor timeout. */
   readonly options?: Partial<ResolverOptions>;

@@ -3,16 +3,16 @@ import type { MailBackend } from '../api/mail-backend.ts';
 import { storeSettingsOf } from '../api/mail-backend.ts';
 import type { Logger } from '../observability/logger.ts';
 import { openUrlStore } from '../stores/url-store.ts';
-import { StoreError, type WritableMailboxStore } from '../stores/store.ts';
+import { StoreError, type MailboxWriter } from '../stores/store.ts';
 import type { BackendSecrets } from './credentials.ts';
 
-export type StoreOpener = (url: string, settings: unknown, secrets: BackendSecrets) => Promise<WritableMailboxStore>;
+export type StoreOpener = (url: string, settings: unknown, secrets: BackendSecrets) => Promise<MailboxWriter>;
 
 export const defaultStoreOpener: StoreOpener = (url, settings, secrets) => openUrlStore(url, settings, { semantics: 'default', password: secrets.password, ca: secrets.ca });
 
 interface Entry {
   readonly fingerprint: string;
-  readonly store: Promise<WritableMailboxStore>;
+  readonly store: Promise<MailboxWriter>;
 }
 
 /**
@@ -31,7 +31,7 @@ export class BackendConnections {
   }
 
   /** The store for `backend` with its Secrets' password and CA; opens or reopens as needed. */
-  async get(backend: MailBackend, secrets: BackendSecrets): Promise<WritableMailboxStore> {
+  async get(backend: MailBackend, secrets: BackendSecrets): Promise<MailboxWriter> {
     const key = `${backend.metadata.namespace}/${backend.metadata.name}`;
     const settings = storeSettingsOf(backend.spec);
     const fingerprint = createHash('sha256')

@@ -1,16 +1,12 @@
 import { findCondition, sameConditions, setCondition } from '../api/conditions.ts';
 import type { MailwardenKubeClient } from '../kube/kube-client.ts';
-import { mailBackendSpecSchema } from '../api/mail-backend.ts';
-import { formatIssues } from '../api/issues.ts';
 import type { Logger } from '../observability/logger.ts';
 import { StoreError } from '../stores/store.ts';
 import type { BackendConnections } from './backend-connections.ts';
+import { parseBackendSpec } from './backend-spec.ts';
 import { backendSecretsOf, CredentialsError } from './credentials.ts';
 import type { BackendObject, EventSink, Lister, SecretLister } from './types.ts';
 import { splitKey } from './types.ts';
-
-/** An address no mailbox has: probing with it is a real round trip that reads nothing. */
-const PROBE_ADDRESS = 'probe@mailwarden.invalid';
 
 export interface BackendReconcilerDeps {
   readonly backends: Lister<BackendObject>;
@@ -28,7 +24,7 @@ export interface BackendReconcilerDeps {
 
 /**
  * MailBackend → status: can the operator reach the store with the configured credentials? The
- * probe is one lookup; failures are reported, never thrown, and probed again on an interval.
+ * probe is the store's ping; failures are reported, never thrown, and probed again on an interval.
  */
 export class MailBackendReconciler {
   readonly #deps: BackendReconcilerDeps;
@@ -45,14 +41,14 @@ export class MailBackendReconciler {
       return;
     }
     const interval = this.#deps.probeIntervalMs ?? 60_000;
-    const parsed = mailBackendSpecSchema.safeParse(backend.spec);
-    if (!parsed.success) {
-      await this.#report(backend, false, 'InvalidSpec', formatIssues(parsed.error).join('; '));
+    const { spec, problems } = parseBackendSpec(backend);
+    if (spec === undefined) {
+      await this.#report(backend, false, 'InvalidSpec', problems);
       return;
     }
     try {
-      const store = await this.#deps.connections.get({ ...backend, spec: parsed.data }, backendSecretsOf(backend, this.#deps.secrets));
-      await store.lookup([PROBE_ADDRESS], AbortSignal.timeout(this.#deps.probeTimeoutMs ?? 5_000));
+      const store = await this.#deps.connections.get({ ...backend, spec }, backendSecretsOf(backend, this.#deps.secrets));
+      await store.ping(AbortSignal.timeout(this.#deps.probeTimeoutMs ?? 5_000));
       await this.#report(backend, true, 'Connected', `${store.kind} store reachable`);
     } catch (error) {
       const reason = error instanceof CredentialsError ? error.reason : error instanceof StoreError && error.kind === 'Misconfigured' ? 'Misconfigured' : 'Unavailable';

@@ -1,16 +1,15 @@
 import { findCondition, sameConditions, setCondition, type Condition } from '../api/conditions.ts';
 import { ConflictError, type MailwardenKubeClient } from '../kube/kube-client.ts';
-import { mailBackendSpecSchema } from '../api/mail-backend.ts';
 import { formatIssues } from '../api/issues.ts';
 import { listsOf, specSchema, type MailUserRestrictionSpec } from '../api/mail-user-restriction.ts';
 import type { Logger } from '../observability/logger.ts';
 import { StoreError } from '../stores/store.ts';
 import type { BackendConnections } from './backend-connections.ts';
+import { parseBackendSpec } from './backend-spec.ts';
 import { backendSecretsOf, CredentialsError } from './credentials.ts';
 import { ownerOf, targetKey } from './ownership.ts';
 import type { BackendObject, EventSink, Lister, RestrictionObject, SecretLister } from './types.ts';
 import { splitKey } from './types.ts';
-import { syncMailbox } from './sync.ts';
 
 export const FINALIZER = 'mailwarden.io/cleanup';
 
@@ -25,6 +24,14 @@ export const Reason = {
   Conflict: 'Conflict',
 } as const;
 export type Reason = (typeof Reason)[keyof typeof Reason];
+
+/** A restriction's MailBackend spec is not valid, so its store cannot be opened. */
+class InvalidBackendError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'InvalidBackendError';
+  }
+}
 
 /** Retry later with backoff, after the status said why. */
 export class RetryError extends Error {
@@ -126,14 +133,14 @@ export class MailUserRestrictionReconciler {
     return ownerOf(this.#deps.sameTarget?.(target) ?? this.#deps.restrictions.list(namespace), target);
   }
 
-  /** Observe, compare, write on difference. */
+  /** Apply the spec's lists; the store compares under its lock and writes only on a difference. */
   async #sync(restriction: RestrictionObject, spec: MailUserRestrictionSpec, backend: BackendObject): Promise<Outcome> {
-    const backendSpec = mailBackendSpecSchema.safeParse(backend.spec);
-    if (!backendSpec.success) {
-      return { ready: false, synced: false, reason: Reason.BackendUnavailable, message: `MailBackend ${backend.metadata.name} is not valid: ${formatIssues(backendSpec.error).join('; ')}` };
+    const { spec: backendSpec, problems } = parseBackendSpec(backend);
+    if (backendSpec === undefined) {
+      return { ready: false, synced: false, reason: Reason.BackendUnavailable, message: `MailBackend ${backend.metadata.name} is not valid: ${problems}` };
     }
-    const store = await this.#deps.connections.get({ ...backend, spec: backendSpec.data }, backendSecretsOf(backend, this.#deps.secrets));
-    const { changed } = await syncMailbox(store, spec.mailbox, listsOf(spec));
+    const store = await this.#deps.connections.get({ ...backend, spec: backendSpec }, backendSecretsOf(backend, this.#deps.secrets));
+    const { changed } = await store.apply(spec.mailbox, listsOf(spec));
     if (changed.length === 0) {
       // Already Applied for this generation: keep its message, so the reconcile that follows every
       // write (its own status patch re-queues it) does not write status again only to reword it.
@@ -186,10 +193,11 @@ export class MailUserRestrictionReconciler {
           // The parsed spec, as #sync passes it: the raw one lacks the settings' defaults, so its
           // connection fingerprint differs and every clear would close the store others are using
           // (LDAP: the clear itself then timed out, and deletes hung).
-          const backendSpec = mailBackendSpecSchema.parse(backend.spec);
+          const { spec: backendSpec, problems } = parseBackendSpec(backend);
+          if (backendSpec === undefined) throw new InvalidBackendError(`MailBackend ${backend.metadata.name} is not valid: ${problems}`);
           const store = await this.#deps.connections.get({ ...backend, spec: backendSpec }, backendSecretsOf(backend, this.#deps.secrets));
           const result = await store.clear(spec.data.mailbox);
-          if (result.changed) this.#deps.events.normal(restriction, 'Cleared', `the lists of ${spec.data.mailbox} were cleared in ${backend.metadata.name}`);
+          if (result.written) this.#deps.events.normal(restriction, 'Cleared', `the lists of ${spec.data.mailbox} were cleared in ${backend.metadata.name}`);
         } catch (error) {
           if (!(error instanceof StoreError && error.kind === 'MailboxNotFound')) {
             this.#deps.events.warning(restriction, Reason.BackendUnavailable, `cannot clear the lists of ${spec.data.mailbox} yet: ${(error as Error).message}`);

@@ -1,6 +1,5 @@
 import type { V1Deployment, V1Pod } from '@kubernetes/client-node';
 import { findCondition, sameConditions, setCondition } from '../api/conditions.ts';
-import { mailBackendSpecSchema } from '../api/mail-backend.ts';
 import { formatIssues } from '../api/issues.ts';
 import { policyDaemonSpecSchema, type PolicyDaemonResource } from '../api/policy-daemon.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -15,6 +14,7 @@ import {
   serviceFor,
   type PolicyDaemonRef,
 } from './policy-daemon-objects.ts';
+import { parseBackendSpec } from './backend-spec.ts';
 import type { PolicyDaemonWriter } from './policy-daemon-writer.ts';
 import { splitKey, type BackendObject, type EventSink, type KubeMeta, type Lister } from './types.ts';
 
@@ -72,18 +72,18 @@ export class PolicyDaemonReconciler {
     const backendName = ref.spec.backendRef.name;
     const backend = this.#deps.backends.get(namespace, backendName);
     if (backend === undefined) return { ready: false, reason: 'BackendNotFound', message: `MailBackend ${backendName} does not exist in ${namespace}` };
-    const backendSpec = mailBackendSpecSchema.safeParse(backend.spec);
-    if (!backendSpec.success) return { ready: false, reason: 'BackendInvalid', message: `MailBackend ${backendName} is invalid: ${formatIssues(backendSpec.error).join('; ')}` };
+    const { spec: backendSpec, problems } = parseBackendSpec(backend);
+    if (backendSpec === undefined) return { ready: false, reason: 'BackendInvalid', message: `MailBackend ${backendName} is invalid: ${problems}` };
 
-    const yaml = policydConfigYaml(ref, backendSpec.data);
-    const hash = configHash(yaml, backendSpec.data);
+    const yaml = policydConfigYaml(ref, backendSpec);
+    const hash = configHash(yaml, backendSpec);
     await this.#deps.writer.apply(configMapFor(ref, yaml));
     const deployment = this.#deps.deployments.get(namespace, objectName(ref.name));
 
     if (ref.spec.mode === 'Sidecar') {
       // Switched from Service mode: the network service goes, the injected sidecars take over.
       if (deployment !== undefined) {
-        for (const object of [deploymentFor(ref, backendSpec.data, this.#deps.image, hash), serviceFor(ref), podDisruptionBudgetFor(ref)]) {
+        for (const object of [deploymentFor(ref, backendSpec, this.#deps.image, hash), serviceFor(ref), podDisruptionBudgetFor(ref)]) {
           await this.#deps.writer.remove(object as never);
         }
       }
@@ -91,7 +91,7 @@ export class PolicyDaemonReconciler {
       return { ready: true, reason: 'Injecting', message: `pods labelled mailwarden.io/inject: "true" that podSelector matches get the daemon; ${injected} running with it`, injectedPods: injected, configHash: hash };
     }
 
-    await this.#deps.writer.apply(deploymentFor(ref, backendSpec.data, this.#deps.image, hash));
+    await this.#deps.writer.apply(deploymentFor(ref, backendSpec, this.#deps.image, hash));
     await this.#deps.writer.apply(serviceFor(ref));
     await this.#deps.writer.apply(podDisruptionBudgetFor(ref));
     const readyReplicas = deployment?.status?.readyReplicas ?? 0;

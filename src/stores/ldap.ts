@@ -4,7 +4,7 @@
  * modify of the entry found that way, adding `amavisAccount` when a sender list needs it.
  */
 import { Attribute, Change, type Client, type Entry as LdapEntry, FilterParser } from 'ldapts';
-import { LIST_NAMES, type ListName, EMPTY_LISTS, type MailboxRecord, type RestrictionLists } from '../restrictions/lists.ts';
+import { LIST_NAMES, type ListName, EMPTY_LISTS, type MailboxRecord, type RestrictionLists, sameEntries } from '../restrictions/lists.ts';
 import type { Semantics } from '../restrictions/options.ts';
 import { asciiAddress } from '../restrictions/idn.ts';
 import { trimAscii } from '../restrictions/sql-list.ts';
@@ -12,9 +12,9 @@ import { Health, mailboxKey, parseStoreSettings, redactUrl, SILENT_LOGGER, signa
 import { trustedCa, urlHost, verifyingTlsOptions, type NodeTlsOptions } from './endpoint.ts';
 import { LdapConnections } from './ldap-connections.ts';
 import { classifyLdapError, type LdapErrorContext } from './ldap-errors.ts';
-import { lookupFilter, userFilterProblem } from './ldap-filter.ts';
+import { lookupFilter, normaliseUserFilter, userFilterProblem } from './ldap-filter.ts';
 import { LdapStoreSettingsSchema, type LdapStoreSettings } from '../api/store-settings.ts';
-import { type ApplyResult, StoreError, type WritableMailboxStore } from './store.ts';
+import { type ApplyResult, type MailboxReader, type MailboxWriter, StoreError } from './store.ts';
 
 /** Opens an LDAP store; no connection is made until the first call. */
 export async function openLdapStore(url: string, settings: unknown, options: StoreOpenOptions): Promise<LdapMailboxStore> {
@@ -76,7 +76,7 @@ interface UserEntry {
   readonly values: { readonly [K in ListName]: readonly string[] };
 }
 
-export class LdapMailboxStore implements WritableMailboxStore {
+export class LdapMailboxStore implements MailboxReader, MailboxWriter {
   readonly kind = 'ldap';
   readonly #connections: LdapConnections;
   readonly #settings: LdapStoreSettings;
@@ -117,16 +117,18 @@ export class LdapMailboxStore implements WritableMailboxStore {
     const desired = desiredValues(lists);
     const deadline = this.#signal(signal);
     const entry = await this.#find(key, deadline);
+    const changed: ListName[] = [];
     const changes: Change[] = [];
     const classesNeeded = new Set<string>();
     for (const name of LIST_NAMES) {
-      if (sameList(canonical(entry.values[name]), desired[name])) continue;
+      if (sameEntries(canonical(entry.values[name]), desired[name])) continue;
+      changed.push(name);
       const type = this.#settings.attributes[name];
       // replace with no values removes the attribute, and is a no-op when it is absent.
       changes.push(new Change({ operation: 'replace', modification: new Attribute({ type, values: [...desired[name]] }) }));
       if (desired[name].length > 0) classesNeeded.add(this.#objectClassFor(name));
     }
-    if (changes.length === 0) return { changed: false };
+    if (changes.length === 0) return { changed: [], written: false };
     const present = new Set(entry.objectClasses.map((c) => c.toLowerCase()));
     const missing = [...classesNeeded].filter((c) => !present.has(c.toLowerCase()));
     if (missing.length > 0) {
@@ -134,11 +136,18 @@ export class LdapMailboxStore implements WritableMailboxStore {
       changes.unshift(new Change({ operation: 'add', modification: new Attribute({ type: 'objectClass', values: missing }) }));
     }
     await this.#run((client) => client.modify(entry.dn, changes), deadline);
-    return { changed: true };
+    return { changed, written: true };
   }
 
   clear(mailbox: string, signal?: AbortSignal): Promise<ApplyResult> {
     return this.apply(mailbox, EMPTY_LISTS, signal);
+  }
+
+  async ping(signal?: AbortSignal): Promise<void> {
+    // The base entry alone, under the user filter: needs the bind, the base DN and a filter the
+    // server accepts, and returns no user entry.
+    const { baseDn, userFilter } = this.#settings;
+    await this.#run((client) => client.search(baseDn, { scope: 'base', filter: normaliseUserFilter(userFilter), attributes: ['1.1'], derefAliases: 'never' }), this.#signal(signal));
   }
 
   ready(): boolean {
@@ -272,8 +281,4 @@ function desiredValues(lists: RestrictionLists): { readonly [K in ListName]: rea
     out[name] = canonical(lists[name].map(asciiAddress));
   }
   return out;
-}
-
-function sameList(a: readonly string[], b: readonly string[]): boolean {
-  return a.length === b.length && a.every((v, i) => v === b[i]);
 }

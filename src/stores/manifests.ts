@@ -6,7 +6,7 @@ import { findDuplicateMailboxes, parseRestrictionFile, type DocumentProblem, typ
 import { listsOf } from '../api/mail-user-restriction.ts';
 import type { MailboxRecord } from '../restrictions/lists.ts';
 import type { Logger } from '../observability/logger.ts';
-import { StoreError, type MailboxStore } from './store.ts';
+import { StoreError, type MailboxReader } from './store.ts';
 
 /** Raised when the manifests cannot be loaded; `problems` holds one line per problem. */
 export class ManifestsError extends Error {
@@ -73,7 +73,7 @@ export async function loadRestrictions(paths: readonly string[]): Promise<Restri
  * The embedded default store: MailUserRestriction YAML documents from files or directories,
  * held in memory and reloaded on change. A bad edit keeps the last good set and logs why.
  */
-export class ManifestsStore implements MailboxStore {
+export class ManifestsStore implements MailboxReader {
   readonly kind = 'manifests';
   readonly #options: ManifestsStoreOptions;
   #mailboxes = new Map<string, MailboxRecord>();

@@ -1,7 +1,8 @@
 import type { Semantics } from '../restrictions/options.ts';
 import type { Logger } from '../observability/logger.ts';
 import { ManifestsStore } from './manifests.ts';
-import type { MailboxStore, WritableMailboxStore } from './store.ts';
+import type { MailboxReader, MailboxWriter } from './store.ts';
+import type { UrlStore } from './url-store.ts';
 
 export interface OpenStoreParams {
   /** A manifests file or directory, or a store URL (postgres://, mysql://, ldap://, ldaps://). */
@@ -22,15 +23,19 @@ export function isStoreUrl(store: string): boolean {
 }
 
 /** Opens the store a `--store` value names; the SQL and LDAP drivers load only when used. */
-export async function openStore(params: OpenStoreParams): Promise<MailboxStore> {
-  if (isStoreUrl(params.store)) return openWritableStore(params);
+export async function openStore(params: OpenStoreParams): Promise<MailboxReader> {
+  if (isStoreUrl(params.store)) return openUrlStoreOf(params);
   const store = new ManifestsStore({ paths: [params.store], logger: params.logger, watch: params.watch });
   await store.start();
   return store;
 }
 
 /** Opens a SQL or LDAP store for writing (the operator and `mailwarden apply`). */
-export async function openWritableStore(params: OpenStoreParams): Promise<WritableMailboxStore> {
+export async function openWritableStore(params: OpenStoreParams): Promise<MailboxWriter> {
+  return openUrlStoreOf(params);
+}
+
+async function openUrlStoreOf(params: OpenStoreParams): Promise<UrlStore> {
   const { openUrlStore } = await import('./url-store.ts');
   return openUrlStore(params.store, params.settings ?? {}, {
     semantics: params.semantics,

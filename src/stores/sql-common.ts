@@ -73,6 +73,11 @@ export class SqlStatements {
     return `SELECT ${this.#selectList} FROM ${this.#table} WHERE ${this.#username} IN (${placeholders})`;
   }
 
+  /** Reads no row, but needs the table, its columns and the right to read them. */
+  probe(): string {
+    return `SELECT ${this.#selectList} FROM ${this.#table} WHERE 1 = 0`;
+  }
+
   /** The row of one mailbox, locked until the transaction ends so a concurrent writer waits. */
   selectForUpdate(): string {
     return `SELECT ${this.#selectList} FROM ${this.#table} WHERE ${this.#username} = ${this.#dialect.placeholder(1)} FOR UPDATE`;

@@ -3,7 +3,8 @@
  * MySQL/MariaDB. The driver owns the pool and knows its error codes; this class owns the
  * statements, the key mapping and the write protocol (read under lock, compare, one UPDATE).
  */
-import { EMPTY_LISTS, LIST_NAMES, type MailboxRecord, type RestrictionLists } from '../restrictions/lists.ts';
+import { EMPTY_LISTS, LIST_NAMES, sameEntries, type MailboxRecord, type RestrictionLists } from '../restrictions/lists.ts';
+import { splitSqlList } from '../restrictions/sql-list.ts';
 import type { Semantics } from '../restrictions/options.ts';
 import { Health, mailboxKey, signalOrTimeout, type StoreLogger } from './common.ts';
 import {
@@ -19,7 +20,7 @@ import {
   type SqlRow,
 } from './sql-common.ts';
 import type { SqlStoreSettings } from '../api/store-settings.ts';
-import { type ApplyResult, StoreError, type WritableMailboxStore } from './store.ts';
+import { type ApplyResult, type MailboxReader, type MailboxWriter, StoreError } from './store.ts';
 
 /** One checked-out connection. */
 export interface SqlSession {
@@ -49,7 +50,7 @@ export interface SqlStoreOptions {
   readonly target: string;
 }
 
-export class SqlMailboxStore implements WritableMailboxStore {
+export class SqlMailboxStore implements MailboxReader, MailboxWriter {
   readonly kind: 'postgres' | 'mysql';
   readonly #driver: SqlDriver;
   readonly #statements: SqlStatements;
@@ -95,13 +96,15 @@ export class SqlMailboxStore implements WritableMailboxStore {
         if (row === undefined) throw notFound(key, this.#settings);
         if (rows.every((r) => rowMatches(r, columns))) {
           await s.command('COMMIT');
-          return { changed: false };
+          return { changed: [], written: false };
         }
+        const stored = observedLists(row);
+        const changed = LIST_NAMES.filter((name) => !sameEntries(stored[name], splitSqlList(columns[name], 'default') ?? []));
         // The stored username, so the statement addresses exactly the row just read and locked.
         const params = [...LIST_NAMES.map((name) => columns[name]), rowUsername(row)];
         await s.query(this.#statements.update(), params);
         await s.command('COMMIT');
-        return { changed: true };
+        return { changed, written: true };
       } catch (err) {
         await s.command('ROLLBACK').catch(() => {});
         throw err;
@@ -111,6 +114,10 @@ export class SqlMailboxStore implements WritableMailboxStore {
 
   clear(mailbox: string, signal?: AbortSignal): Promise<ApplyResult> {
     return this.apply(mailbox, EMPTY_LISTS, signal);
+  }
+
+  async ping(signal?: AbortSignal): Promise<void> {
+    await this.#run((s) => s.query(this.#statements.probe(), []), this.#signal(signal));
   }
 
   ready(): boolean {

@@ -1,7 +1,7 @@
-import type { MailboxRecord, RestrictionLists } from '../restrictions/lists.ts';
+import type { ListName, MailboxRecord, RestrictionLists } from '../restrictions/lists.ts';
 
 /**
- * The read side every store implements: the policy daemon's lookups.
+ * The reader: the policy daemon's lookups, implemented by every store the daemon reads.
  *
  * `lookup` fetches every requested address in one round trip (the sending identity and the
  * recipient of one policy request, plus their recipient-delimiter variants). Keys are
@@ -9,7 +9,7 @@ import type { MailboxRecord, RestrictionLists } from '../restrictions/lists.ts';
  * and omits the others. A store rejects with a {@link StoreError} when it cannot answer, and
  * stops work when `signal` aborts (the caller's lookup timeout).
  */
-export interface MailboxStore {
+export interface MailboxReader {
   /** Short name for logs and metrics: `manifests`, `postgres`, `mysql`, `ldap`. */
   readonly kind: string;
   lookup(keys: readonly string[], signal: AbortSignal): Promise<ReadonlyMap<string, MailboxRecord>>;
@@ -31,22 +31,43 @@ export interface MailboxStore {
   close(): Promise<void>;
 }
 
-/** Outcome of a write: whether anything differed and was written. */
+/** What a write found and did. */
 export interface ApplyResult {
-  readonly changed: boolean;
+  /** The lists whose entries differed from the desired ones (compared as sets) and were replaced. */
+  readonly changed: readonly ListName[];
+  /**
+   * Whether anything was sent to the store. True with no list `changed` when a list held the
+   * same entries in another form (SQL text written by hand: blanks, capitals, order), which the
+   * write puts in canonical form.
+   */
+  readonly written: boolean;
 }
 
 /**
- * The write side, used by the operator and `mailwarden apply`.
- * Writes never create mailboxes: a missing one is a `MailboxNotFound` StoreError.
+ * The writer: what the operator and `mailwarden apply` need of a store. Independent of the
+ * reader, so a store kind implements the half it supports. Writes never create mailboxes: a
+ * missing one is a `MailboxNotFound` StoreError.
  */
-export interface WritableMailboxStore extends MailboxStore {
-  /** What is stored for the mailbox now, in canonical form (for drift detection). */
+export interface MailboxWriter {
+  /** Short name for logs and statuses: `postgres`, `mysql`, `ldap`. */
+  readonly kind: string;
+  /** What is stored for the mailbox now, in canonical form (for drift detection and dry runs). */
   observe(mailbox: string, signal?: AbortSignal): Promise<RestrictionLists>;
-  /** Make the four lists equal `lists`, in one statement or modify; no write when equal. */
+  /**
+   * Makes the four lists equal `lists`: reads what is stored and compares it under the store's
+   * lock where it has one (SQL: the row, read FOR UPDATE in the write's transaction), then
+   * writes all four in one statement or modify only on a difference. The comparison happens
+   * once, here: callers do not observe first.
+   */
   apply(mailbox: string, lists: RestrictionLists, signal?: AbortSignal): Promise<ApplyResult>;
-  /** Empty the four lists. */
+  /** Empties the four lists (as `apply` with empty lists). */
   clear(mailbox: string, signal?: AbortSignal): Promise<ApplyResult>;
+  /**
+   * One round trip that reads no mailbox: resolves when the store answers with these settings
+   * and credentials (the table and columns, or the base DN and filter, are usable).
+   */
+  ping(signal?: AbortSignal): Promise<void>;
+  close(): Promise<void>;
 }
 
 export type StoreErrorKind =

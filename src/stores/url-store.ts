@@ -5,7 +5,10 @@
  */
 import { urlStoreKind } from '../api/store-url.ts';
 import { redactUrl, type StoreOpenOptions } from './common.ts';
-import { StoreError, type WritableMailboxStore } from './store.ts';
+import { type MailboxReader, type MailboxWriter, StoreError } from './store.ts';
+
+/** A SQL or LDAP store: the daemon reads it, the operator writes it. */
+export type UrlStore = MailboxReader & MailboxWriter;
 
 /**
  * Opens a PostgreSQL (`postgres://`, `postgresql://`), MySQL/MariaDB (`mysql://`, `mariadb://`)
@@ -13,7 +16,7 @@ import { StoreError, type WritableMailboxStore } from './store.ts';
  * `api/store-settings.ts` (table and column names, base DN, attributes, TLS, pool, timeouts). No connection
  * is made until the first call, so a daemon starts while its backend is down.
  */
-export async function openUrlStore(url: string, settings: unknown, opts: StoreOpenOptions): Promise<WritableMailboxStore> {
+export async function openUrlStore(url: string, settings: unknown, opts: StoreOpenOptions): Promise<UrlStore> {
   switch (urlStoreKind(url)) {
     case 'postgres': {
       const { openPostgresStore } = await import('./postgres.ts');

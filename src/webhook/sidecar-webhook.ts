@@ -1,8 +1,9 @@
 import type { AddressInfo } from 'node:net';
 import { VersionApi, type KubeConfig, type V1Pod } from '@kubernetes/client-node';
-import { mailBackendSpecSchema, type MailBackendSpec } from '../api/mail-backend.ts';
+import type { MailBackendSpec } from '../api/mail-backend.ts';
 import { policyDaemonSpecSchema } from '../api/policy-daemon.ts';
 import type { Logger } from '../observability/logger.ts';
+import { parseBackendSpec } from '../reconcilers/backend-spec.ts';
 import type { PolicyDaemonRef } from '../reconcilers/policy-daemon-objects.ts';
 import type { PolicyDaemonObject } from '../reconcilers/policy-daemon.ts';
 import type { BackendObject, Lister } from '../reconcilers/types.ts';
@@ -107,8 +108,7 @@ export class SidecarWebhook {
 
 function backendSpec(backend: BackendObject | undefined): MailBackendSpec | undefined {
   if (backend === undefined) return undefined;
-  const parsed = mailBackendSpecSchema.safeParse(backend.spec);
-  return parsed.success ? parsed.data : undefined;
+  return parseBackendSpec(backend).spec;
 }
 
 /** Kubernetes 1.29 turned native sidecars (init containers with restartPolicy Always) on by default. */

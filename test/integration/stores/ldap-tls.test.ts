@@ -2,8 +2,7 @@
 // 127.0.0.1 from a test CA: verified sessions read, another CA or another host name is refused.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import type { WritableMailboxStore } from '../../../src/stores/store.ts';
-import { openUrlStore } from '../../../src/stores/url-store.ts';
+import { openUrlStore, type UrlStore } from '../../../src/stores/url-store.ts';
 import { type LdapServer, startOpenldap } from '../../harness/containers.ts';
 import { recordWarnings, storeError, testTls, type TestTls } from './helpers.ts';
 
@@ -11,14 +10,14 @@ describe('OpenLDAP 2.5 store over TLS', () => {
   let ldap: LdapServer;
   let tls: TestTls;
   let warnings: ReturnType<typeof recordWarnings>;
-  const opened: WritableMailboxStore[] = [];
-  const open = async (tlsSettings: object, url = ldap.url): Promise<WritableMailboxStore> => {
+  const opened: UrlStore[] = [];
+  const open = async (tlsSettings: object, url = ldap.url): Promise<UrlStore> => {
     const settings = { baseDn: ldap.domainsDn, bindDn: ldap.bindDn, startTls: url.startsWith('ldap:'), tls: tlsSettings };
     const store = await openUrlStore(url, settings, { semantics: 'default', password: ldap.password });
     opened.push(store);
     return store;
   };
-  const lookup = (store: WritableMailboxStore) => store.lookup(['tls@example.com'], AbortSignal.timeout(10_000));
+  const lookup = (store: UrlStore) => store.lookup(['tls@example.com'], AbortSignal.timeout(10_000));
 
   before(async () => {
     warnings = recordWarnings();

@@ -4,13 +4,12 @@ import { after, before, beforeEach, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Attribute, Change, type Client } from 'ldapts';
 import { decide, planDecision, skipped } from '../../../src/restrictions/decide.ts';
-import type { MailboxRecord } from '../../../src/restrictions/lists.ts';
+import { LIST_NAMES, type MailboxRecord } from '../../../src/restrictions/lists.ts';
 import { compileMailbox, type CompiledMailbox } from '../../../src/restrictions/mailbox.ts';
 import { resolveOptions } from '../../../src/restrictions/options.ts';
 import { splitSqlList } from '../../../src/restrictions/sql-list.ts';
 import { iredmailUserDn } from '../../../src/stores/ldap-dn.ts';
-import type { WritableMailboxStore } from '../../../src/stores/store.ts';
-import { openUrlStore } from '../../../src/stores/url-store.ts';
+import { openUrlStore, type UrlStore } from '../../../src/stores/url-store.ts';
 import { type LdapServer, startOpenldap } from '../../harness/containers.ts';
 import { loadVectors } from '../../helpers/vectors.ts';
 import { HOSTILE_ADDRESSES, lists, median, NON_ASCII_ADDRESSES, note, percentile, storeError, timed, timedFailure } from './helpers.ts';
@@ -19,7 +18,7 @@ const USER_CLASSES = ['inetOrgPerson', 'shadowAccount', 'amavisAccount', 'mailUs
 
 describe('OpenLDAP 2.5 store', () => {
   let ldap: LdapServer;
-  let store: WritableMailboxStore;
+  let store: UrlStore;
   const settingsFor = (server: LdapServer, extra: Record<string, unknown> = {}) => ({
     baseDn: server.domainsDn,
     bindDn: server.bindDn,
@@ -159,26 +158,26 @@ describe('OpenLDAP 2.5 store', () => {
 
     test('apply writes the lists in one modify, once; observe reads them back', async () => {
       const dn = await addUser('alice@example.com', { mailWhitelistRecipient: ['@old.test'] });
-      assert.deepEqual(await store.apply('alice@example.com', wanted), { changed: true });
+      assert.deepEqual(await store.apply('alice@example.com', wanted), { changed: [...LIST_NAMES], written: true });
       const entry = await ldap.getEntry(dn);
       assert.deepEqual(entry?.amavisWhitelistSender, ['@partner.test', 'boss@example.com']);
       assert.deepEqual(entry?.amavisBlacklistSender, ['@.']);
       assert.deepEqual(entry?.mailBlacklistRecipient, ['@gmail.com']);
       assert.equal(entry?.mailWhitelistRecipient, undefined, 'an emptied list removes the attribute');
       assert.deepEqual(await store.observe('alice@example.com'), wanted);
-      assert.deepEqual(await store.apply('alice@example.com', wanted), { changed: false });
+      assert.deepEqual(await store.apply('alice@example.com', wanted), { changed: [], written: false });
       assert.deepEqual(
         await store.apply('alice@example.com', lists({ ...wanted, allowedSenders: ['@Partner.test ', 'BOSS@example.com'] })),
-        { changed: false },
+        { changed: [], written: false },
         'the directory compares case-insensitively',
       );
     });
 
     test('amavisAccount is added in the same modify when a sender list needs it', async () => {
       const dn = await addUser('alice@example.com', {}, ['inetOrgPerson', 'shadowAccount', 'mailUser', 'top']);
-      assert.deepEqual(await store.apply('alice@example.com', lists({ rejectedRecipients: ['@.'] })), { changed: true });
+      assert.deepEqual(await store.apply('alice@example.com', lists({ rejectedRecipients: ['@.'] })), { changed: ['rejectedRecipients'], written: true });
       assert.ok(!(await ldap.getEntry(dn))?.objectClass?.includes('amavisAccount'), 'not needed for recipient lists');
-      assert.deepEqual(await store.apply('alice@example.com', wanted), { changed: true });
+      assert.deepEqual(await store.apply('alice@example.com', wanted), { changed: ['allowedSenders', 'rejectedSenders', 'rejectedRecipients'], written: true });
       const entry = await ldap.getEntry(dn);
       assert.equal(entry?.objectClass?.filter((c) => c.toLowerCase() === 'amavisaccount').length, 1);
       assert.deepEqual(entry?.amavisBlacklistSender, ['@.']);
@@ -197,12 +196,12 @@ describe('OpenLDAP 2.5 store', () => {
         mailWhitelistRecipient: ['x@y.test'],
         mailBlacklistRecipient: ['@.'],
       });
-      assert.deepEqual(await store.clear('alice@example.com'), { changed: true });
+      assert.deepEqual(await store.clear('alice@example.com'), { changed: [...LIST_NAMES], written: true });
       const entry = await ldap.getEntry(dn);
       for (const a of ['amavisWhitelistSender', 'amavisBlacklistSender', 'mailWhitelistRecipient', 'mailBlacklistRecipient']) {
         assert.equal(entry?.[a], undefined, a);
       }
-      assert.deepEqual(await store.clear('alice@example.com'), { changed: false });
+      assert.deepEqual(await store.clear('alice@example.com'), { changed: [], written: false });
       assert.deepEqual(await store.observe('alice@example.com'), lists({}));
     });
 
@@ -249,7 +248,7 @@ describe('OpenLDAP 2.5 store', () => {
     test('entries with filter specials and quotes are stored and read back exactly', async () => {
       const dn = await addUser('alice@example.com');
       const entries = [...HOSTILE_ADDRESSES];
-      assert.deepEqual(await store.apply('alice@example.com', lists({ allowedSenders: entries, rejectedRecipients: entries })), { changed: true });
+      assert.deepEqual(await store.apply('alice@example.com', lists({ allowedSenders: entries, rejectedRecipients: entries })), { changed: ['allowedSenders', 'rejectedRecipients'], written: true });
       assert.deepEqual((await ldap.getEntry(dn))?.amavisWhitelistSender, entries);
       const found = await store.lookup(['alice@example.com'], AbortSignal.timeout(2000));
       assert.deepEqual(found.get('alice@example.com')?.lists.allowedSenders, entries);
@@ -259,11 +258,11 @@ describe('OpenLDAP 2.5 store', () => {
     test('internationalised domains are written in ASCII form (IA5String) and matched from either form', async () => {
       const dn = await addUser('anna@xn--bcher-kva.example');
       const written = lists({ allowedSenders: ['@Bücher.example'], rejectedSenders: ['@.'], rejectedRecipients: ['boss@例え.test'] });
-      assert.deepEqual(await store.apply('anna@bücher.example', written), { changed: true });
+      assert.deepEqual(await store.apply('anna@bücher.example', written), { changed: ['allowedSenders', 'rejectedSenders', 'rejectedRecipients'], written: true });
       const entry = await ldap.getEntry(dn);
       assert.deepEqual(entry?.amavisWhitelistSender, ['@xn--bcher-kva.example']);
       assert.deepEqual(entry?.mailBlacklistRecipient, ['boss@xn--r8jz45g.test']);
-      assert.deepEqual(await store.apply('anna@bücher.example', written), { changed: false });
+      assert.deepEqual(await store.apply('anna@bücher.example', written), { changed: [], written: false });
       const options = resolveOptions('default');
       for (const [sender, recipient, verdict] of [
         ['x@bücher.example', 'anna@bücher.example', 'allow'],
@@ -304,6 +303,22 @@ describe('OpenLDAP 2.5 store', () => {
         await assert.rejects(s.lookup(['a@x.test'], AbortSignal.timeout(2000)), storeError('Misconfigured', /base DN/));
       } finally {
         await s.close();
+      }
+    });
+
+    test('ping reads no user entry, and fails as a lookup does on a wrong password or base DN', async () => {
+      await store.ping(AbortSignal.timeout(2000));
+      const cases: [settings: Record<string, unknown>, password: string, message: RegExp][] = [
+        [{}, 'wrong-secret-xyz', /bind DN or password/],
+        [{ baseDn: 'o=nowhere,dc=example,dc=com' }, ldap.password, /base DN/],
+      ];
+      for (const [settings, password, message] of cases) {
+        const s = await open(settings, password);
+        try {
+          await assert.rejects(s.ping(AbortSignal.timeout(2000)), storeError('Misconfigured', message, ['wrong-secret-xyz']));
+        } finally {
+          await s.close();
+        }
       }
     });
 

@@ -10,7 +10,7 @@ import { compileMailbox, type CompiledMailbox } from '../../../src/restrictions/
 import { resolveOptions } from '../../../src/restrictions/options.ts';
 import { joinSqlList, splitSqlList } from '../../../src/restrictions/sql-list.ts';
 import type { StoreLogger } from '../../../src/stores/common.ts';
-import type { WritableMailboxStore } from '../../../src/stores/store.ts';
+import type { UrlStore } from '../../../src/stores/url-store.ts';
 import { openUrlStore } from '../../../src/stores/url-store.ts';
 import { type SqlServer, startMariadb, startPostgres } from '../../harness/containers.ts';
 import { loadVectors } from '../../helpers/vectors.ts';
@@ -36,8 +36,8 @@ export function sqlStoreSuite(kind: 'postgres' | 'mariadb'): void {
 
   describe(`${product} store`, () => {
     let db: SqlServer;
-    let store: WritableMailboxStore;
-    let preset: WritableMailboxStore;
+    let store: UrlStore;
+    let preset: UrlStore;
     const logger = recordingLogger();
     const open = (semantics: 'default' | 'iredapd', settings: unknown = {}, password = db.password, url = db.url) =>
       openUrlStore(url, settings, { semantics, password, logger });
@@ -158,7 +158,7 @@ export function sqlStoreSuite(kind: 'postgres' | 'mariadb'): void {
             allowedRecipients: null,
             rejectedRecipients: ['@.'],
           });
-          assert.deepEqual((await renamed.apply('carol@example.com', lists({ allowedSenders: ['@b.test'] }))).changed, true);
+          assert.deepEqual(await renamed.apply('carol@example.com', lists({ allowedSenders: ['@b.test'] })), { changed: ['allowedSenders', 'rejectedRecipients'], written: true });
         } finally {
           await renamed.close();
         }
@@ -170,27 +170,28 @@ export function sqlStoreSuite(kind: 'postgres' | 'mariadb'): void {
 
       test('apply writes all four lists as canonical text, once', async () => {
         await db.insertMailboxes([{ username: 'alice@example.com', allowedrecipients: '@old.test' }]);
-        assert.deepEqual(await store.apply('alice@example.com', wanted), { changed: true });
+        assert.deepEqual(await store.apply('alice@example.com', wanted), { changed: [...LIST_NAMES], written: true });
         const row = await db.getMailbox('alice@example.com');
         for (const name of LIST_NAMES) assert.equal(row?.[COLUMN_OF[name]], joinSqlList(wanted[name]));
         assert.equal(row?.allowedrecipients, '');
         assert.deepEqual(await store.observe('alice@example.com'), wanted);
-        assert.deepEqual(await store.apply('alice@example.com', wanted), { changed: false }, 'second apply is a no-op');
+        assert.deepEqual(await store.apply('alice@example.com', wanted), { changed: [], written: false }, 'second apply is a no-op');
       });
 
       test('entries differing only in case and blanks are the same canonical text', async () => {
         await db.insertMailboxes([{ username: 'alice@example.com' }]);
         await store.apply('alice@example.com', wanted);
         const shouted = lists({ allowedSenders: [' @Partner.TEST', 'Boss@Example.com '], rejectedSenders: ['@.'], rejectedRecipients: ['@GMAIL.com'] });
-        assert.deepEqual(await store.apply('alice@example.com', shouted), { changed: false });
+        assert.deepEqual(await store.apply('alice@example.com', shouted), { changed: [], written: false });
       });
 
       test('text stored by hand in another form is normalised once', async () => {
         await db.insertMailboxes([{ username: 'alice@example.com', rejectedsenders: ' @. , ' }]);
         assert.deepEqual(await store.observe('alice@example.com'), lists({ rejectedSenders: ['@.'] }));
-        assert.deepEqual(await store.apply('alice@example.com', lists({ rejectedSenders: ['@.'] })), { changed: true });
+        // The same entries, so no list changed; the text is rewritten in canonical form all the same.
+        assert.deepEqual(await store.apply('alice@example.com', lists({ rejectedSenders: ['@.'] })), { changed: [], written: true });
         assert.equal((await db.getMailbox('alice@example.com'))?.rejectedsenders, '@.');
-        assert.deepEqual(await store.apply('alice@example.com', lists({ rejectedSenders: ['@.'] })), { changed: false });
+        assert.deepEqual(await store.apply('alice@example.com', lists({ rejectedSenders: ['@.'] })), { changed: [], written: false });
       });
 
       test('clear empties the four lists; NULL columns count as empty', async () => {
@@ -198,12 +199,12 @@ export function sqlStoreSuite(kind: 'postgres' | 'mariadb'): void {
           { username: 'alice@example.com', allowedsenders: '@a.test', rejectedsenders: '@.', allowedrecipients: 'x@y.test', rejectedrecipients: '@.' },
           { username: 'old@example.com', allowedsenders: null, rejectedsenders: null, allowedrecipients: null, rejectedrecipients: null },
         ]);
-        assert.deepEqual(await store.clear('alice@example.com'), { changed: true });
+        assert.deepEqual(await store.clear('alice@example.com'), { changed: [...LIST_NAMES], written: true });
         const row = await db.getMailbox('alice@example.com');
         for (const name of LIST_NAMES) assert.equal(row?.[COLUMN_OF[name]], '');
-        assert.deepEqual(await store.clear('alice@example.com'), { changed: false });
+        assert.deepEqual(await store.clear('alice@example.com'), { changed: [], written: false });
         assert.deepEqual(await store.observe('old@example.com'), lists({}));
-        assert.deepEqual(await store.clear('old@example.com'), { changed: false });
+        assert.deepEqual(await store.clear('old@example.com'), { changed: [], written: false });
       });
 
       test('a missing mailbox is MailboxNotFound and nothing is created', async () => {
@@ -216,7 +217,7 @@ export function sqlStoreSuite(kind: 'postgres' | 'mariadb'): void {
       test(`a mailbox stored with capitals is ${caseInsensitive ? 'written' : 'not found'} for its lower-case address`, async () => {
         await db.insertMailboxes([{ username: 'Bob@Example.com' }]);
         if (caseInsensitive) {
-          assert.deepEqual(await store.apply('bob@example.com', wanted), { changed: true });
+          assert.deepEqual(await store.apply('bob@example.com', wanted), { changed: ['allowedSenders', 'rejectedSenders', 'rejectedRecipients'], written: true });
           assert.equal((await db.getMailbox('Bob@Example.com'))?.rejectedsenders, '@.');
         } else {
           await assert.rejects(store.apply('bob@example.com', wanted), storeError('MailboxNotFound'));
@@ -291,21 +292,21 @@ export function sqlStoreSuite(kind: 'postgres' | 'mariadb'): void {
       test('entries with special characters are stored and read back exactly', async () => {
         await db.insertMailboxes([{ username: 'alice@example.com' }]);
         const entries = [...HOSTILE_ADDRESSES, 'jösé@xn--exmple-cua.test', 'ünïcode@xn--r8jz45g.test', '@xn--exmple-cua.test', 'emoji😀@x.test'];
-        assert.deepEqual(await store.apply('alice@example.com', lists({ allowedSenders: entries })), { changed: true });
+        assert.deepEqual(await store.apply('alice@example.com', lists({ allowedSenders: entries })), { changed: ['allowedSenders'], written: true });
         assert.equal((await db.getMailbox('alice@example.com'))?.allowedsenders, entries.join(','));
         const found = await store.lookup(['alice@example.com'], AbortSignal.timeout(2000));
         assert.deepEqual(found.get('alice@example.com')?.lists.allowedSenders, entries);
-        assert.deepEqual(await store.apply('alice@example.com', lists({ allowedSenders: entries })), { changed: false });
+        assert.deepEqual(await store.apply('alice@example.com', lists({ allowedSenders: entries })), { changed: [], written: false });
       });
 
       test('internationalised domains are stored in ASCII form and matched from either form', async () => {
         await db.insertMailboxes([{ username: 'anna@xn--bcher-kva.example' }]);
         const written = lists({ rejectedSenders: ['@Bücher.example', 'spam@.例え.test'], allowedRecipients: ['@.xn--bcher-kva.example'] });
-        assert.deepEqual(await store.apply('Anna@bücher.example', written), { changed: true });
+        assert.deepEqual(await store.apply('Anna@bücher.example', written), { changed: ['rejectedSenders', 'allowedRecipients'], written: true });
         const row = await db.getMailbox('anna@xn--bcher-kva.example');
         assert.equal(row?.rejectedsenders, '@xn--bcher-kva.example,spam@.xn--r8jz45g.test');
         assert.equal(row?.allowedrecipients, '@.xn--bcher-kva.example');
-        assert.deepEqual(await store.apply('anna@bücher.example', written), { changed: false }, 'the ASCII form is what the spec means');
+        assert.deepEqual(await store.apply('anna@bücher.example', written), { changed: [], written: false }, 'the ASCII form is what the spec means');
         const options = resolveOptions('default');
         for (const [sender, recipient] of [
           ['x@bücher.example', 'anna@bücher.example'],
@@ -361,6 +362,23 @@ export function sqlStoreSuite(kind: 'postgres' | 'mariadb'): void {
         }
         for (const line of logger.lines) {
           assert.ok(!line.includes('wrong-secret-xyz') && !line.includes('url-secret-abc'), line);
+        }
+      });
+
+      test('ping reads no row, and fails as a lookup does on a missing table or column or a wrong password', async () => {
+        await store.ping(AbortSignal.timeout(2000));
+        const cases: [settings: object, password: string, message: RegExp][] = [
+          [{ table: 'nosuchtable' }, db.password, /table nosuchtable/],
+          [{ columns: { allowedSenders: 'nosuchcolumn' } }, db.password, /nosuchcolumn/],
+          [{}, 'wrong-secret-xyz', /vmailadmin/],
+        ];
+        for (const [settings, password, message] of cases) {
+          const s = await open('default', settings, password);
+          try {
+            await assert.rejects(s.ping(AbortSignal.timeout(3000)), storeError('Misconfigured', message, ['wrong-secret-xyz']));
+          } finally {
+            await s.close();
+          }
         }
       });
 

@@ -2,7 +2,7 @@
 // for 127.0.0.1 from a test CA: each `tls.mode` connects as it says and a wrong CA is refused.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import type { WritableMailboxStore } from '../../../src/stores/store.ts';
+import type { UrlStore } from '../../../src/stores/url-store.ts';
 import { openUrlStore } from '../../../src/stores/url-store.ts';
 import { type SqlServer, startMariadb, startPostgres } from '../../harness/containers.ts';
 import { lists, recordWarnings, storeError, testTls, type TestTls } from './helpers.ts';
@@ -17,8 +17,8 @@ for (const kind of ['postgres', 'mariadb'] as const) {
     let db: SqlServer;
     let tls: TestTls;
     let warnings: ReturnType<typeof recordWarnings>;
-    const opened: WritableMailboxStore[] = [];
-    const open = async (tlsSettings: object): Promise<WritableMailboxStore> => {
+    const opened: UrlStore[] = [];
+    const open = async (tlsSettings: object): Promise<UrlStore> => {
       const store = await openUrlStore(kind === 'mariadb' ? byName(db.url) : db.url, { tls: tlsSettings, poolSize: 1 }, { semantics: 'default', password: db.password });
       opened.push(store);
       return store;

@@ -11,12 +11,12 @@ import type { MailboxRecord } from '../../../src/restrictions/lists.ts';
 import { LIST_NUMBER } from '../../../src/restrictions/mailbox.ts';
 import { resolveOptions } from '../../../src/restrictions/options.ts';
 import { PolicyMetrics } from '../../../src/observability/metrics.ts';
-import { StoreError, type MailboxStore } from '../../../src/stores/store.ts';
+import { StoreError, type MailboxReader } from '../../../src/stores/store.ts';
 import { prng } from '../../bench/fixtures.ts';
 import { FakeClock, turn } from '../../helpers/fake-clock.ts';
 
 /** A network store (no peek) whose answers, holds and failures the test controls. */
-class ScriptedStore implements MailboxStore {
+class ScriptedStore implements MailboxReader {
   readonly kind = 'scripted';
   readonly data = new Map<string, MailboxRecord>();
   calls: string[][] = [];
@@ -89,7 +89,7 @@ function mailboxAtHand(source: MailboxSource, key: string) {
 /** A store that holds its records in memory and says when they change (as the manifests store does). */
 function memoryStore(peek: (key: string) => MailboxRecord | undefined) {
   const listeners: (() => void)[] = [];
-  const store: MailboxStore = { kind: 'memory', lookup: async () => new Map(), peek, onChange: (listener) => listeners.push(listener), close: async () => {} };
+  const store: MailboxReader = { kind: 'memory', lookup: async () => new Map(), peek, onChange: (listener) => listeners.push(listener), close: async () => {} };
   return { store, changed: () => listeners.forEach((l) => l()) };
 }
 

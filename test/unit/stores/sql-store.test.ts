@@ -60,7 +60,7 @@ describe('SqlMailboxStore', () => {
 
   test('apply reads under lock, writes all four columns in one UPDATE, commits', async () => {
     const { driver, statements } = recordingDriver([row('a@x.test')]);
-    assert.deepEqual(await open(driver).apply('a@x.test', { ...EMPTY_LISTS, rejectedSenders: ['@.'] }), { changed: true });
+    assert.deepEqual(await open(driver).apply('a@x.test', { ...EMPTY_LISTS, rejectedSenders: ['@.'] }), { changed: ['rejectedSenders'], written: true });
     assert.deepEqual(
       statements.map((s) => s.sql.split(' ')[0]),
       ['BEGIN', 'SELECT', 'UPDATE', 'COMMIT'],
@@ -71,8 +71,21 @@ describe('SqlMailboxStore', () => {
 
   test('apply with nothing to change writes nothing', async () => {
     const { driver, statements } = recordingDriver([row('a@x.test', '@.')]);
-    assert.deepEqual(await open(driver).apply('a@x.test', { ...EMPTY_LISTS, rejectedSenders: ['@.'] }), { changed: false });
+    assert.deepEqual(await open(driver).apply('a@x.test', { ...EMPTY_LISTS, rejectedSenders: ['@.'] }), { changed: [], written: false });
     assert.ok(!statements.some((s) => s.sql.startsWith('UPDATE')));
+  });
+
+  test('apply that only normalises stored text changes no list but writes', async () => {
+    const { driver, statements } = recordingDriver([row('a@x.test', ' @. , ')]);
+    assert.deepEqual(await open(driver).apply('a@x.test', { ...EMPTY_LISTS, rejectedSenders: ['@.'] }), { changed: [], written: true });
+    assert.ok(statements.some((s) => s.sql.startsWith('UPDATE')));
+  });
+
+  test('ping is one statement that reads no row', async () => {
+    const { driver, statements } = recordingDriver([row('a@x.test', '@.')]);
+    await open(driver).ping(AbortSignal.timeout(1000));
+    assert.deepEqual(statements.map((s) => s.sql.split(' ')[0]), ['SELECT']);
+    assert.match(statements[0]?.sql ?? '', /WHERE 1 = 0$/);
   });
 
   test('a missing mailbox rolls back and is MailboxNotFound', async () => {
