@@ -73,7 +73,7 @@ export const specSchema = z
       .object({ name: z.string().min(1).max(253).describe('Name of a MailBackend in the same namespace.') })
       .strict()
       .optional()
-      .describe('The MailBackend (store) these lists are written to. Used by the operator; optional in the manifests store.'),
+      .describe('The MailBackend (store) these lists are written to. Without it the resource itself is the store: policy daemons with store Kubernetes in this namespace decide from it (and the manifests store reads it).'),
     deletionPolicy: z
       .enum(['Clear', 'Orphan'])
       .default('Clear')

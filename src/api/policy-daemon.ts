@@ -80,12 +80,19 @@ export const policyOptionsSchema = z
   })
   .strict();
 
+const STORE_MESSAGE = 'store MailBackend needs a backendRef; store Kubernetes takes none (it reads the MailUserRestriction resources)';
+
 export const policyDaemonSpecSchema = z
   .object({
+    store: z
+      .enum(['MailBackend', 'Kubernetes'])
+      .default('MailBackend')
+      .describe('Where the daemon reads restrictions. MailBackend: the SQL or LDAP store backendRef names (iRedMail). Kubernetes: the MailUserRestriction resources without backendRef in this namespace, watched with the daemon\'s own read-only ServiceAccount; no database needed.'),
     backendRef: z
       .object({ name: z.string().min(1).max(253).describe('Name of a MailBackend in the same namespace.') })
       .strict()
-      .describe('The MailBackend (store) the daemon reads restrictions from.'),
+      .optional()
+      .describe('store MailBackend: the MailBackend (store) the daemon reads restrictions from.'),
     mode: z.enum(['Sidecar', 'Service']).default('Sidecar').describe('Sidecar: injected into the Postfix pods podSelector matches. Service: a Deployment and a Service.'),
     podSelector: labelSelectorSchema
       .optional()
@@ -102,11 +109,14 @@ export const policyDaemonSpecSchema = z
   .superRefine((spec, ctx) => {
     if (spec.mode === 'Sidecar' && spec.podSelector === undefined) ctx.addIssue({ code: 'custom', path: ['podSelector'], message: 'Sidecar mode needs a podSelector' });
     if (spec.port === spec.httpPort) ctx.addIssue({ code: 'custom', path: ['httpPort'], message: 'httpPort must differ from port' });
+    if (spec.store === 'MailBackend' && spec.backendRef === undefined) ctx.addIssue({ code: 'custom', path: ['backendRef'], message: STORE_MESSAGE });
+    if (spec.store === 'Kubernetes' && spec.backendRef !== undefined) ctx.addIssue({ code: 'custom', path: ['backendRef'], message: STORE_MESSAGE });
   })
   .meta({
     'x-kubernetes-validations': [
       { rule: "self.mode != 'Sidecar' || has(self.podSelector)", message: 'Sidecar mode needs a podSelector' },
       { rule: 'self.port != self.httpPort', message: 'httpPort must differ from port' },
+      { rule: "(has(self.store) && self.store == 'Kubernetes') != has(self.backendRef)", message: STORE_MESSAGE },
     ],
   });
 

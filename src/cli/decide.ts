@@ -68,6 +68,8 @@ export async function decideCommand(args: readonly string[], io: Io): Promise<nu
     watch: false,
   });
   try {
+    // kubernetes:// fills in the background: one decision waits for the list.
+    await store.whenLoaded?.();
     const source = mailboxSourceFor({ store, decision: options, options: resolverOptionsOf(config), logger: silentLogger });
     const service = new DecisionService({ source, options });
     const decision = await service.decide(request);

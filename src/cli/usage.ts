@@ -71,7 +71,8 @@ export function decisionOverrides(values: Record<string, string | boolean | unde
 
 export const DECISION_FLAGS_HELP = `Decision options (flags override the config file):
   -c, --config FILE            YAML config file (see docs); secrets never on the command line
-      --store PATH|URL         manifests file/directory, or postgres://, mysql://, ldap:// URL
+      --store PATH|URL         manifests file/directory, postgres://, mysql://, ldap:// URL, or
+                               kubernetes:// (the MailUserRestrictions of the kubeconfig's namespace)
       --semantics NAME         default | iredapd (iRedAPD 1.6 compatibility preset)
       --allow-action ACTION    answer for an allow (default DUNNO; OK under iredapd)
       --reject-action ACTION   answer for a reject (default "REJECT Not authorized")

@@ -31,6 +31,11 @@ export interface ResourceInformerOptions<T extends KubernetesObject> {
    * handler reads, such as managedFields, so thousands of cached objects stay small.
    */
   transform?: (obj: T) => T;
+  /**
+   * Told when list/watch starts failing (the cache is kept and still served) and when it works
+   * again, once each per outage: for a metric or a readiness signal.
+   */
+  onConnectionChange?: (connected: boolean, error?: unknown) => void;
   /** Names the informer in logs; default the path. */
   name?: string;
   /** Page size of the list; default 500. */
@@ -185,7 +190,10 @@ export class ResourceInformer<T extends KubernetesObject> {
     while (!signal.aborted) {
       try {
         await this.#listAndReplace(signal);
-        if (failures > 0) this.#log.info({ failures }, 'list and watch recovered');
+        if (failures > 0) {
+          this.#log.info({ failures }, 'list and watch recovered');
+          this.#opts.onConnectionChange?.(true);
+        }
         failures = 0;
         for (;;) {
           const end = await this.#watchOnce(signal);
@@ -197,7 +205,10 @@ export class ResourceInformer<T extends KubernetesObject> {
         failures++;
         // Once per outage at warn level; the retries of the same outage only at debug.
         const fields = { err: describe(err), failures };
-        if (failures === 1) this.#log.warn(fields, 'list/watch failed; retrying with backoff, cache kept');
+        if (failures === 1) {
+          this.#log.warn(fields, 'list/watch failed; retrying with backoff, cache kept');
+          this.#opts.onConnectionChange?.(false, err);
+        }
         else this.#log.debug(fields, 'list/watch still failing');
         const delay = Math.min(maxMs, initialMs * 2 ** (failures - 1));
         await sleep(this.#timers, delay * (0.8 + 0.2 * Math.random()), signal);
@@ -220,7 +231,9 @@ export class ResourceInformer<T extends KubernetesObject> {
       if (signal.aborted) return;
       // Every page of a paged list is read at the first page's resourceVersion.
       resourceVersion ||= page.metadata?.resourceVersion ?? '';
-      items.push(...page.items);
+      // Slimmed page by page: a list of many thousands never holds them all at full size.
+      const transform = this.#opts.transform;
+      for (const item of page.items) items.push(transform ? transform(item) : item);
       token = page.metadata?._continue || undefined;
     } while (token);
 
@@ -295,12 +308,14 @@ export class ResourceInformer<T extends KubernetesObject> {
   #onWatchEvent(type: string, obj: T, markExpired: () => void): void {
     switch (type) {
       case 'ADDED':
-      case 'MODIFIED':
-        this.#apply(keyOf(obj), obj);
+      case 'MODIFIED': {
+        const transform = this.#opts.transform;
+        this.#apply(keyOf(obj), transform ? transform(obj) : obj);
         break;
+      }
       case 'DELETED': {
         const key = keyOf(obj);
-        if (this.#cache.delete(key)) this.#emit(this.#deletes, obj);
+        if (this.#cache.delete(key)) this.#emit(this.#deletes, this.#opts.transform ? this.#opts.transform(obj) : obj);
         break;
       }
       case 'BOOKMARK':
@@ -319,9 +334,8 @@ export class ResourceInformer<T extends KubernetesObject> {
     if (rv) this.#resourceVersion = rv;
   }
 
-  /** Stores `obj`, telling add or update handlers (nothing when the resourceVersion is unchanged). */
-  #apply(key: string, received: T): void {
-    const obj = this.#opts.transform ? this.#opts.transform(received) : received;
+  /** Stores `obj` (already transformed), telling add or update handlers (nothing when the resourceVersion is unchanged). */
+  #apply(key: string, obj: T): void {
     const old = this.#cache.get(key);
     this.#cache.set(key, obj);
     if (!old) return this.#emit(this.#adds, obj);

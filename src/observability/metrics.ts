@@ -18,6 +18,7 @@ export class PolicyMetrics {
   readonly connections: Gauge;
   readonly protocolErrors: Counter<'reason'>;
   readonly #store: string;
+  #stale: () => boolean = () => false;
 
   constructor(options: { store: string; registry?: Registry; defaultMetrics?: boolean }) {
     const registry = options.registry ?? new Registry();
@@ -68,12 +69,27 @@ export class PolicyMetrics {
       help: 'Open policy connections.',
       registers: [registry],
     });
+    const stale = () => this.#stale();
+    new Gauge({
+      name: 'mailwarden_store_stale',
+      help: '1 while the store answers from data its source cannot confirm (the Kubernetes store with the API server unreachable), else 0.',
+      labelNames: ['store'] as const,
+      registers: [registry],
+      collect() {
+        this.labels(options.store).set(stale() ? 1 : 0);
+      },
+    });
     this.protocolErrors = new Counter({
       name: 'mailwarden_policy_protocol_errors_total',
       help: 'Connections closed for a protocol violation, by reason.',
       labelNames: ['reason'] as const,
       registers: [registry],
     });
+  }
+
+  /** Where mailwarden_store_stale reads from (the daemon's current store). */
+  reportStaleness(stale: () => boolean): void {
+    this.#stale = stale;
   }
 
   storeError(kind: string): void {

@@ -20,7 +20,8 @@ import { PolicyDaemonReconciler, type PolicyDaemonObject } from '../reconcilers/
 import { POLICY_DAEMON_LABEL } from '../reconcilers/policy-daemon-objects.ts';
 import { KubePolicyDaemonWriter } from '../reconcilers/policy-daemon-writer.ts';
 import { SidecarWebhook, type SidecarWebhookOptions } from '../webhook/sidecar-webhook.ts';
-import { TargetIndex, targetKey } from '../reconcilers/ownership.ts';
+import { targetKey } from '../api/restriction-owner.ts';
+import { TargetIndex } from '../reconcilers/ownership.ts';
 import { keyOf, type BackendObject, type EventSink, type EventTarget, type Lister, type RestrictionObject } from '../reconcilers/types.ts';
 
 export interface OperatorOptions {
@@ -140,6 +141,7 @@ export class Operator {
       mailboxRetryMs: options.mailboxRetryMs,
       onDriftCorrected: () => drift.inc(),
       sameTarget: (target) => this.#byTarget.get(target),
+      kubernetesDaemons: options.policyDaemons === undefined ? undefined : (namespace) => this.#kubernetesDaemons(namespace),
     });
     const backendReconciler = new MailBackendReconciler({
       backends: this.#backends,
@@ -252,6 +254,11 @@ export class Operator {
     return [...this.#restrictions.informers, ...this.#backends.informers, ...this.#secrets.informers, ...daemons];
   }
 
+  /** The PolicyDaemons with store Kubernetes in `namespace` (not being deleted). */
+  #kubernetesDaemons(namespace: string): string[] {
+    return (this.#daemons?.daemons.list(namespace) ?? []).filter((d) => d.spec?.store === 'Kubernetes' && d.metadata.deletionTimestamp === undefined).map((d) => d.metadata.name);
+  }
+
   /** The webhook's certificates (tests rotate them); undefined without a webhook. */
   get webhook(): SidecarWebhook | undefined {
     return this.#daemons?.webhook;
@@ -304,6 +311,20 @@ export class Operator {
     const webhook = options.webhook === undefined ? undefined : new SidecarWebhook({ ...options.webhook, kubeConfig: kc, daemons, backends: this.#backends, image: options.image, logger: this.#log });
     const enqueue = (namespace: string | undefined, name: string | undefined) => this.#leading && name !== undefined && queue.add(keyOf(namespace, name));
     daemons.onChange((d) => enqueue(d.metadata.namespace, d.metadata.name));
+    // Restrictions without backendRef report whether a store-Kubernetes daemon serves them:
+    // looked at again when one comes, goes or changes store (not on its status writes).
+    const serving = new Map<string, boolean>();
+    daemons.onChange((d, type) => {
+      const key = keyOf(d.metadata.namespace, d.metadata.name);
+      const now = type !== 'delete' && d.spec?.store === 'Kubernetes' && d.metadata.deletionTimestamp === undefined;
+      if ((serving.get(key) ?? false) === now) return;
+      if (now) serving.set(key, true);
+      else serving.delete(key);
+      if (!this.#leading) return;
+      for (const r of this.#restrictions.list(d.metadata.namespace)) {
+        if (r.spec?.backendRef === undefined) this.#restrictionQueue.add(keyOf(r.metadata.namespace, r.metadata.name));
+      }
+    });
     pods.onChange((p) => enqueue(p.metadata?.namespace, p.metadata?.labels?.[POLICY_DAEMON_LABEL]));
     deployments.onChange((d) => enqueue(d.metadata?.namespace, d.metadata?.labels?.[POLICY_DAEMON_LABEL]));
     this.#backends.onChange((b) => {
@@ -337,7 +358,8 @@ export class Operator {
     // the resync. Halves the reconciles of a burst of creates.
     const acted = new Map<string, string>();
     const actedOn = (r: RestrictionObject) => `${r.metadata.generation ?? ''}|${String(r.metadata.deletionTimestamp ?? '')}`;
-    const unfinalized = (r: RestrictionObject) => r.metadata.deletionTimestamp === undefined && !(r.metadata.finalizers ?? []).includes(FINALIZER);
+    // Restrictions without backendRef write nothing and get no finalizer.
+    const unfinalized = (r: RestrictionObject) => r.spec?.backendRef !== undefined && r.metadata.deletionTimestamp === undefined && !(r.metadata.finalizers ?? []).includes(FINALIZER);
     this.#restrictions.onChange((r, type) => {
       // The index follows the cache whether or not this replica leads.
       let previousTarget: string | undefined;

@@ -178,8 +178,9 @@ export class CachedSource implements MailboxSource {
   }
 
   /** Drops everything cached. */
-  clear(): void {
-    this.#cache.clear();
+  clear(keys?: readonly string[]): void {
+    if (keys === undefined) this.#cache.clear();
+    else for (const key of keys) this.#cache.delete(key);
   }
 
   get size(): number {

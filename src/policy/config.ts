@@ -16,7 +16,7 @@ const listenSchema = z
 export const policydConfigSchema = z
   .object({
     listen: listenSchema.default('127.0.0.1:7777').describe('Where Postfix connects: HOST:PORT or unix:/path.'),
-    store: z.string().min(1).optional().describe('A manifests file/directory, or a postgres://, mysql:// or ldap:// URL (no password in it).'),
+    store: z.string().min(1).optional().describe('A manifests file/directory, a postgres://, mysql:// or ldap:// URL (no password in it), or kubernetes:// (MailUserRestriction resources; storeSettings: namespaces, credentialsDir, kubeconfig).'),
     storeSettings: z.record(z.string(), z.unknown()).default({}).describe('Store settings: table and column names, base DN, filter, TLS, pool, timeouts.'),
     passwordEnv: z.string().optional().describe('Environment variable holding the store password.'),
     passwordFile: z.string().optional().describe('File holding the store password (a mounted Secret).'),

@@ -58,6 +58,7 @@ export class PolicyDaemon {
     });
     this.#store = store;
     const metrics = new PolicyMetrics({ store: store.kind });
+    metrics.reportStaleness(() => this.#store?.stale?.() ?? false);
     this.#metrics = metrics;
     this.#decisions = this.#decisionService(store, config, metrics);
     const requestDuration = metrics.requestDuration;
@@ -111,6 +112,15 @@ export class PolicyDaemon {
     const store = storeChanged
       ? await openStore({ store: config.store ?? '', settings: config.storeSettings, semantics: decisionOptionsOf(config).semantics, password, ca: storeCa, logger: this.#logger.child({ component: 'store' }) })
       : previous;
+    if (store !== previous && store.whenLoaded !== undefined) {
+      // A store that fills in the background takes over once it has its data, not before.
+      try {
+        await store.whenLoaded();
+      } catch (error) {
+        await store.close();
+        throw error;
+      }
+    }
     // A fresh source (empty cache): the old one's entries were read under the old options.
     this.#decisions = this.#decisionService(store, config, this.#metrics);
     this.#store = store;
@@ -138,7 +148,8 @@ export class PolicyDaemon {
     // answers every request (last known good data, else the failure action, spec §4), and an
     // unready sidecar would take its whole Postfix pod out of service. Store health is in
     // /metrics (mailwarden_store_errors_total) and in the MailBackend's status.
-    return !this.#stopping && this.#server?.address() !== undefined;
+    // The one exception: an in-memory store that has not loaded its data yet answers nobody.
+    return !this.#stopping && this.#server?.address() !== undefined && (this.#store?.loaded?.() ?? true);
   }
 
   /** Stop accepting, answer what is in flight, close the store. */

@@ -23,8 +23,8 @@ export interface MailboxSource {
    * no promise). Never rejects: a store failure is a {@link Resolution} with `failed`.
    */
   resolve(keys: readonly string[]): Resolution | Promise<Resolution>;
-  /** Forgets what was compiled or cached: the store's data changed. */
-  clear(): void;
+  /** Forgets what was compiled or cached for `keys`, or for every key: the store's data changed. */
+  clear(keys?: readonly string[]): void;
 }
 
 export interface MailboxSourceParams {
@@ -45,7 +45,8 @@ export interface MailboxSourceParams {
 export function mailboxSourceFor(params: MailboxSourceParams): MailboxSource {
   const { store } = params;
   const peek = store.peek?.bind(store);
-  const source = peek !== undefined ? new InMemorySource({ ...params, peek }) : new CachedSource(params);
-  store.onChange?.(() => source.clear());
+  const loaded = store.loaded?.bind(store);
+  const source = peek !== undefined ? new InMemorySource({ ...params, peek, loaded, kind: store.kind }) : new CachedSource(params);
+  store.onChange?.((changed) => source.clear(changed));
   return source;
 }

@@ -5,6 +5,7 @@ import type { DecisionOptions } from '../restrictions/options.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { PolicyMetrics } from '../observability/metrics.ts';
 import { InvalidEntries } from './invalid-entries.ts';
+import { StoreError } from '../stores/store.ts';
 import type { MailboxSource, Resolution } from './mailbox-source.ts';
 
 /**
@@ -29,9 +30,24 @@ export class InMemorySource implements MailboxSource {
   readonly #compiled = new Map<string, CompiledMailbox | null>();
   #absent = 0;
   readonly #resolved: Resolution;
+  /** A store that fills in the background (kubernetes://): its failure until it has loaded. */
+  readonly #notLoaded: (() => Resolution | undefined) | undefined;
 
-  constructor(params: { peek: (key: string) => MailboxRecord | undefined; decision: DecisionOptions; metrics?: PolicyMetrics; logger?: Logger }) {
+  constructor(params: {
+    peek: (key: string) => MailboxRecord | undefined;
+    /** The store's MailboxStore.loaded, when it has one. */
+    loaded?: () => boolean;
+    kind?: string;
+    decision: DecisionOptions;
+    metrics?: PolicyMetrics;
+    logger?: Logger;
+  }) {
     this.#peek = params.peek;
+    const loaded = params.loaded;
+    if (loaded !== undefined) {
+      const failed: Resolution = Object.freeze({ failed: new StoreError('Unavailable', `the ${params.kind ?? 'in-memory'} store has not loaded its data yet`) });
+      this.#notLoaded = () => (loaded() ? undefined : failed);
+    }
     this.#decision = params.decision;
     this.#invalid = new InvalidEntries(params.metrics, params.logger);
     const lookup: MailboxLookup = (key) => this.#lookup(key);
@@ -39,12 +55,20 @@ export class InMemorySource implements MailboxSource {
   }
 
   resolve(_keys: readonly string[]): Resolution {
-    return this.#resolved;
+    return this.#notLoaded?.() ?? this.#resolved;
   }
 
-  clear(): void {
-    this.#compiled.clear();
-    this.#absent = 0;
+  clear(keys?: readonly string[]): void {
+    if (keys === undefined) {
+      this.#compiled.clear();
+      this.#absent = 0;
+      return;
+    }
+    // Only the mailboxes the store says changed: the rest stay compiled.
+    for (const key of keys) {
+      if (this.#compiled.get(key) === null) this.#absent--;
+      this.#compiled.delete(key);
+    }
   }
 
   #lookup(key: string): CompiledMailbox | undefined {

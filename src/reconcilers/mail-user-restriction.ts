@@ -7,7 +7,7 @@ import { StoreError } from '../stores/store.ts';
 import type { BackendConnections } from './backend-connections.ts';
 import { parseBackendSpec } from './backend-spec.ts';
 import { backendSecretsOf, CredentialsError } from './credentials.ts';
-import { ownerOf, targetKey } from './ownership.ts';
+import { ownerOf, targetKey } from '../api/restriction-owner.ts';
 import type { BackendObject, EventSink, Lister, RestrictionObject, SecretLister } from './types.ts';
 import { splitKey } from './types.ts';
 
@@ -22,6 +22,10 @@ export const Reason = {
   BackendUnavailable: 'BackendUnavailable',
   MailboxNotFound: 'MailboxNotFound',
   Conflict: 'Conflict',
+  /** No backendRef: valid, owns its mailbox, and a PolicyDaemon with store Kubernetes serves it. */
+  Served: 'Served',
+  /** No backendRef and no PolicyDaemon with store Kubernetes in the namespace to decide from it. */
+  NotServed: 'NotServed',
 } as const;
 export type Reason = (typeof Reason)[keyof typeof Reason];
 
@@ -56,6 +60,12 @@ export interface RestrictionReconcilerDeps {
   readonly onDriftCorrected?: () => void;
   /** The restrictions writing one target (see TargetIndex); default a scan of the namespace. */
   readonly sameTarget?: (target: string) => RestrictionObject[];
+  /**
+   * The PolicyDaemons with store Kubernetes in a namespace (they decide from restrictions without
+   * backendRef). Undefined when the operator does not manage PolicyDaemons: such restrictions
+   * are then Ready once valid and owning their mailbox, for daemons set up by other means.
+   */
+  readonly kubernetesDaemons?: (namespace: string) => readonly string[];
 }
 
 interface Outcome {
@@ -91,9 +101,7 @@ export class MailUserRestrictionReconciler {
       return this.#report(restriction, { ready: false, synced: false, reason: Reason.InvalidSpec, message: formatIssues(parsed.error).join('; ') });
     }
     const spec = parsed.data;
-    if (spec.backendRef === undefined) {
-      return this.#report(restriction, { ready: false, synced: false, reason: Reason.InvalidSpec, message: 'spec.backendRef.name is required: name the MailBackend to write to' });
-    }
+    if (spec.backendRef === undefined) return this.#report(restriction, this.#served(restriction, spec));
     const backend = this.#deps.backends.get(namespace, spec.backendRef.name);
     if (backend === undefined) {
       return this.#report(restriction, { ready: false, synced: false, reason: Reason.BackendNotFound, message: `MailBackend ${namespace}/${spec.backendRef.name} not found` });
@@ -127,6 +135,32 @@ export class MailUserRestrictionReconciler {
       throw new RetryError(outcome.message, { cause: error });
     }
     return this.#report(restriction, result);
+  }
+
+  /**
+   * No backendRef: the resource itself is the store, read by the PolicyDaemons with store
+   * Kubernetes of its namespace, which apply the same oldest-wins rule (restriction-owner.ts),
+   * so what this reports is what they decide. Nothing to write, so no finalizer.
+   */
+  #served(restriction: RestrictionObject, spec: MailUserRestrictionSpec): Outcome {
+    const namespace = restriction.metadata.namespace ?? '';
+    const owner = this.#ownerOf(namespace, targetKey(restriction)!);
+    if (owner !== undefined && owner.metadata.name !== restriction.metadata.name) {
+      return {
+        ready: false,
+        synced: false,
+        reason: Reason.Conflict,
+        message: `mailbox ${spec.mailbox} is already restricted by MailUserRestriction ${owner.metadata.name} (the oldest wins); policy daemons ignore this one`,
+      };
+    }
+    const daemons = this.#deps.kubernetesDaemons?.(namespace);
+    if (daemons === undefined) {
+      return { ready: true, synced: true, reason: Reason.Served, message: `the lists of ${spec.mailbox} are served to policy daemons reading the MailUserRestrictions of ${namespace}` };
+    }
+    if (daemons.length === 0) {
+      return { ready: false, synced: false, reason: Reason.NotServed, message: `no PolicyDaemon with store Kubernetes in ${namespace} decides from this restriction; create one, or name a MailBackend in spec.backendRef` };
+    }
+    return { ready: true, synced: true, reason: Reason.Served, message: `the lists of ${spec.mailbox} are served by PolicyDaemon ${[...daemons].sort().join(', ')}` };
   }
 
   #ownerOf(namespace: string, target: string): RestrictionObject | undefined {

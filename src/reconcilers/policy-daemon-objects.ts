@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
-import type { V1Container, V1Deployment, V1OwnerReference, V1PodDisruptionBudget, V1Service, V1Volume, V1ConfigMap } from '@kubernetes/client-node';
+import type { V1Container, V1Deployment, V1OwnerReference, V1PodDisruptionBudget, V1Role, V1RoleBinding, V1Secret, V1Service, V1ServiceAccount, V1Volume, V1ConfigMap } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
 import { storeSettingsOf, type MailBackendSpec } from '../api/mail-backend.ts';
-import { API_VERSION } from '../api/mail-user-restriction.ts';
+import { API_GROUP, API_VERSION } from '../api/mail-user-restriction.ts';
 import { POLICY_DAEMON_KIND, quantityValue, type PolicyDaemonSpec } from '../api/policy-daemon.ts';
 
 /**
@@ -38,6 +38,8 @@ const SECRET_VOLUME = 'mailwarden-policyd-credentials';
 const CA_DIR = '/etc/mailwarden/store-ca';
 const CA_FILE = 'ca.crt';
 const CA_VOLUME = 'mailwarden-policyd-store-ca';
+const KUBE_DIR = '/etc/mailwarden/kube';
+const KUBE_VOLUME = 'mailwarden-policyd-kube';
 /** The image's user (see Dockerfile): non-root, and the same uid whatever the pod says. */
 const RUN_AS = 65532;
 
@@ -75,19 +77,26 @@ export function objectName(daemonName: string): string {
 }
 
 /**
+ * A daemon reads either the store of a MailBackend (`backend`: its validated spec) or, with
+ * `spec.store: Kubernetes` (`backend` undefined), the MailUserRestriction resources of its
+ * namespace, as its own ServiceAccount (see {@link daemonIdentityObjects}).
+ */
+
+/**
  * The daemon's config file. The sidecar listens for Postfix on 127.0.0.1 only (the pod shares
  * one network namespace); Service mode must listen on the pod IP. The HTTP port (probes,
  * metrics; no decision data) listens on all addresses in both modes, because the kubelet's
  * httpGet probes connect to the pod IP.
  */
-export function policydConfigYaml(daemon: PolicyDaemonRef, backend: MailBackendSpec): string {
+export function policydConfigYaml(daemon: PolicyDaemonRef, backend: MailBackendSpec | undefined): string {
   const spec = daemon.spec;
   const p = spec.policy;
   const config: Record<string, unknown> = {
     listen: `${spec.mode === 'Sidecar' ? '127.0.0.1' : '0.0.0.0'}:${spec.port}`,
-    store: backend.url,
-    storeSettings: daemonStoreSettings(backend),
-    ...(backend.credentialsSecretRef ? { passwordFile: `${SECRET_DIR}/password` } : {}),
+    ...(backend === undefined
+      ? { store: 'kubernetes://', storeSettings: { namespaces: [daemon.namespace], credentialsDir: KUBE_DIR } }
+      : { store: backend.url, storeSettings: daemonStoreSettings(backend) }),
+    ...(backend?.credentialsSecretRef ? { passwordFile: `${SECRET_DIR}/password` } : {}),
     semantics: p.semantics,
     allowAction: p.allowAction,
     rejectAction: p.rejectAction,
@@ -113,9 +122,9 @@ function daemonStoreSettings(backend: MailBackendSpec): unknown {
 }
 
 /** Short, stable hash of what the daemon is configured with (config file and the Secrets' locations). */
-export function configHash(configYaml: string, backend: MailBackendSpec): string {
-  const ref = backend.credentialsSecretRef;
-  const ca = backend.caSecretRef;
+export function configHash(configYaml: string, backend: MailBackendSpec | undefined): string {
+  const ref = backend?.credentialsSecretRef;
+  const ca = backend?.caSecretRef;
   return createHash('sha256')
     .update(configYaml)
     .update('\0')
@@ -156,8 +165,13 @@ export function configMapFor(daemon: PolicyDaemonRef, configYaml: string): V1Con
  * The config and credentials as directory mounts — never subPath, which the kubelet does not
  * update — so the daemon sees a change through the `..data` symlink swap and reloads live.
  */
-export function daemonVolumes(daemon: PolicyDaemonRef, backend: MailBackendSpec): V1Volume[] {
+export function daemonVolumes(daemon: PolicyDaemonRef, backend: MailBackendSpec | undefined): V1Volume[] {
   const volumes: V1Volume[] = [{ name: CONFIG_VOLUME, configMap: { name: objectName(daemon.name) } }];
+  if (backend === undefined) {
+    // The daemon's own ServiceAccount token: in a sidecar the pod's identity is Postfix's.
+    volumes.push({ name: KUBE_VOLUME, secret: { secretName: tokenSecretName(daemon.name), items: ['token', 'ca.crt', 'namespace'].map((key) => ({ key, path: key })), defaultMode: 0o444 } });
+    return volumes;
+  }
   const ref = backend.credentialsSecretRef;
   // The MailBackend's own Secret, mounted as is: no copy of the password, and a rotation there
   // reaches the daemon. 0444: the daemon's uid is not the file's owner, and no fsGroup is set
@@ -172,7 +186,7 @@ export function daemonVolumes(daemon: PolicyDaemonRef, backend: MailBackendSpec)
  * The daemon container. As a sidecar it is a native sidecar (an init container with
  * `restartPolicy: Always`): started, and probed as started, before Postfix, and stopped after it.
  */
-export function daemonContainer(daemon: PolicyDaemonRef, backend: MailBackendSpec, image: string, asNativeSidecar: boolean): V1Container {
+export function daemonContainer(daemon: PolicyDaemonRef, backend: MailBackendSpec | undefined, image: string, asNativeSidecar: boolean): V1Container {
   const spec = daemon.spec;
   const http = { path: '/healthz', port: spec.httpPort, scheme: 'HTTP' };
   const limits = { ...DEFAULT_RESOURCES.limits, ...spec.resources?.limits };
@@ -206,8 +220,9 @@ export function daemonContainer(daemon: PolicyDaemonRef, backend: MailBackendSpe
     readinessProbe: { httpGet: { ...http, path: '/readyz' }, periodSeconds: 5, failureThreshold: 3, timeoutSeconds: 2 },
     volumeMounts: [
       { name: CONFIG_VOLUME, mountPath: CONFIG_DIR, readOnly: true },
-      ...(backend.credentialsSecretRef ? [{ name: SECRET_VOLUME, mountPath: SECRET_DIR, readOnly: true }] : []),
-      ...(backend.caSecretRef ? [{ name: CA_VOLUME, mountPath: CA_DIR, readOnly: true }] : []),
+      ...(backend?.credentialsSecretRef ? [{ name: SECRET_VOLUME, mountPath: SECRET_DIR, readOnly: true }] : []),
+      ...(backend?.caSecretRef ? [{ name: CA_VOLUME, mountPath: CA_DIR, readOnly: true }] : []),
+      ...(backend === undefined ? [{ name: KUBE_VOLUME, mountPath: KUBE_DIR, readOnly: true }] : []),
     ],
     terminationMessagePolicy: 'FallbackToLogsOnError',
   };
@@ -215,7 +230,7 @@ export function daemonContainer(daemon: PolicyDaemonRef, backend: MailBackendSpe
   return container;
 }
 
-export function deploymentFor(daemon: PolicyDaemonRef, backend: MailBackendSpec, image: string, hash: string): V1Deployment {
+export function deploymentFor(daemon: PolicyDaemonRef, backend: MailBackendSpec | undefined, image: string, hash: string): V1Deployment {
   return {
     apiVersion: 'apps/v1',
     kind: 'Deployment',
@@ -261,4 +276,47 @@ export function podDisruptionBudgetFor(daemon: PolicyDaemonRef): V1PodDisruption
     // maxUnavailable, not minAvailable: a single replica must not block node drains for ever.
     spec: { maxUnavailable: 1, selector: { matchLabels: selectorLabels(daemon) } },
   };
+}
+
+/** The daemon's ServiceAccount, Role and RoleBinding (store Kubernetes). */
+export function serviceAccountName(daemonName: string): string {
+  return objectName(daemonName);
+}
+
+/** The Secret holding the daemon's ServiceAccount token (filled in by Kubernetes' token controller). */
+export function tokenSecretName(daemonName: string): string {
+  return `${objectName(daemonName)}-token`;
+}
+
+/**
+ * store Kubernetes: the daemon's own least-privilege identity — a ServiceAccount allowed to get,
+ * list and watch the MailUserRestrictions of its namespace and nothing else — and a token for it
+ * in a Secret. The token is mounted into the daemon's container, never the pod's ServiceAccount:
+ * a sidecar shares its pod with Postfix, whose identity is not the daemon's to use or to widen.
+ */
+export function daemonIdentityObjects(daemon: PolicyDaemonRef): [V1ServiceAccount, V1Role, V1RoleBinding, V1Secret] {
+  const name = serviceAccountName(daemon.name);
+  const metadata = () => ({ name, namespace: daemon.namespace, labels: labels(daemon), ownerReferences: [ownerReference(daemon)] });
+  return [
+    { apiVersion: 'v1', kind: 'ServiceAccount', metadata: metadata(), automountServiceAccountToken: false },
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'Role',
+      metadata: metadata(),
+      rules: [{ apiGroups: [API_GROUP], resources: ['mailuserrestrictions'], verbs: ['get', 'list', 'watch'] }],
+    },
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'RoleBinding',
+      metadata: metadata(),
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name },
+      subjects: [{ kind: 'ServiceAccount', name, namespace: daemon.namespace }],
+    },
+    {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      type: 'kubernetes.io/service-account-token',
+      metadata: { ...metadata(), name: tokenSecretName(daemon.name), annotations: { 'kubernetes.io/service-account.name': name } },
+    },
+  ];
 }

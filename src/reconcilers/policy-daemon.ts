@@ -1,11 +1,13 @@
 import type { V1Deployment, V1Pod } from '@kubernetes/client-node';
 import { findCondition, sameConditions, setCondition } from '../api/conditions.ts';
+import type { MailBackendSpec } from '../api/mail-backend.ts';
 import { formatIssues } from '../api/issues.ts';
 import { policyDaemonSpecSchema, type PolicyDaemonResource } from '../api/policy-daemon.ts';
 import type { Logger } from '../observability/logger.ts';
 import {
   configHash,
   configMapFor,
+  daemonIdentityObjects,
   deploymentFor,
   objectName,
   podDisruptionBudgetFor,
@@ -69,21 +71,28 @@ export class PolicyDaemonReconciler {
     const parsed = policyDaemonSpecSchema.safeParse(daemon.spec);
     if (!parsed.success) return { ready: false, reason: 'InvalidSpec', message: formatIssues(parsed.error).join('; ') };
     const ref: PolicyDaemonRef = { name: daemon.metadata.name, namespace, uid: daemon.metadata.uid, spec: parsed.data };
-    const backendName = ref.spec.backendRef.name;
-    const backend = this.#deps.backends.get(namespace, backendName);
-    if (backend === undefined) return { ready: false, reason: 'BackendNotFound', message: `MailBackend ${backendName} does not exist in ${namespace}` };
-    const { spec: backendSpec, problems } = parseBackendSpec(backend);
-    if (backendSpec === undefined) return { ready: false, reason: 'BackendInvalid', message: `MailBackend ${backendName} is invalid: ${problems}` };
+    let backend: MailBackendSpec | undefined;
+    if (ref.spec.backendRef !== undefined) {
+      const backendName = ref.spec.backendRef.name;
+      const found = this.#deps.backends.get(namespace, backendName);
+      if (found === undefined) return { ready: false, reason: 'BackendNotFound', message: `MailBackend ${backendName} does not exist in ${namespace}` };
+      const { spec: backendSpec, problems } = parseBackendSpec(found);
+      if (backendSpec === undefined) return { ready: false, reason: 'BackendInvalid', message: `MailBackend ${backendName} is invalid: ${problems}` };
+      backend = backendSpec;
+    } else {
+      // store Kubernetes: the daemon reads the restrictions as its own, read-only ServiceAccount.
+      for (const object of daemonIdentityObjects(ref)) await this.#deps.writer.apply(object);
+    }
 
-    const yaml = policydConfigYaml(ref, backendSpec);
-    const hash = configHash(yaml, backendSpec);
+    const yaml = policydConfigYaml(ref, backend);
+    const hash = configHash(yaml, backend);
     await this.#deps.writer.apply(configMapFor(ref, yaml));
     const deployment = this.#deps.deployments.get(namespace, objectName(ref.name));
 
     if (ref.spec.mode === 'Sidecar') {
       // Switched from Service mode: the network service goes, the injected sidecars take over.
       if (deployment !== undefined) {
-        for (const object of [deploymentFor(ref, backendSpec, this.#deps.image, hash), serviceFor(ref), podDisruptionBudgetFor(ref)]) {
+        for (const object of [deploymentFor(ref, backend, this.#deps.image, hash), serviceFor(ref), podDisruptionBudgetFor(ref)]) {
           await this.#deps.writer.remove(object as never);
         }
       }
@@ -91,7 +100,7 @@ export class PolicyDaemonReconciler {
       return { ready: true, reason: 'Injecting', message: `pods labelled mailwarden.io/inject: "true" that podSelector matches get the daemon; ${injected} running with it`, injectedPods: injected, configHash: hash };
     }
 
-    await this.#deps.writer.apply(deploymentFor(ref, backendSpec, this.#deps.image, hash));
+    await this.#deps.writer.apply(deploymentFor(ref, backend, this.#deps.image, hash));
     await this.#deps.writer.apply(serviceFor(ref));
     await this.#deps.writer.apply(podDisruptionBudgetFor(ref));
     const readyReplicas = deployment?.status?.readyReplicas ?? 0;

@@ -5,7 +5,7 @@ import type { MailboxReader, MailboxWriter } from './store.ts';
 import type { UrlStore } from './url-store.ts';
 
 export interface OpenStoreParams {
-  /** A manifests file or directory, or a store URL (postgres://, mysql://, ldap://, ldaps://). */
+  /** A manifests file or directory, a store URL (postgres://, mysql://, ldap://, ldaps://), or kubernetes://. */
   readonly store: string;
   readonly settings?: unknown;
   readonly semantics: Semantics;
@@ -22,8 +22,18 @@ export function isStoreUrl(store: string): boolean {
   return /^[a-z][a-z0-9+.-]*:\/\//i.test(store);
 }
 
+/** True for `kubernetes://`: the MailUserRestriction resources themselves (read-only). */
+export function isKubernetesStore(store: string): boolean {
+  return /^kubernetes:\/\/\/?$/i.test(store);
+}
+
 /** Opens the store a `--store` value names; the SQL and LDAP drivers load only when used. */
 export async function openStore(params: OpenStoreParams): Promise<MailboxReader> {
+  if (isKubernetesStore(params.store)) {
+    // Loaded only here: the other daemons never load the Kubernetes client (docs/architecture.md).
+    const { openKubernetesStore } = await import('./kubernetes.ts');
+    return openKubernetesStore(params.settings, params.logger);
+  }
   if (isStoreUrl(params.store)) return openUrlStoreOf(params);
   const store = new ManifestsStore({ paths: [params.store], logger: params.logger, watch: params.watch });
   await store.start();

@@ -19,10 +19,26 @@ export interface MailboxReader {
    * per record. Network stores leave this out and are cached by the caller.
    */
   peek?(key: string): MailboxRecord | undefined;
-  /** Called when the store knows its data changed (the manifests store on reload). */
-  onChange?(listener: () => void): void;
+  /**
+   * Called when the store knows its data changed: with the mailbox keys whose records changed,
+   * or with none when anything may have (the manifests store on reload).
+   */
+  onChange?(listener: (changed?: readonly string[]) => void): void;
   /** True when the store can answer (for `/readyz`). */
   ready?(): boolean;
+  /**
+   * In-memory stores that fill in the background (the Kubernetes store): false until the first
+   * full set of data is in. Until then the daemon answers the failure action and is not ready;
+   * once true it stays true, whatever happens to the source.
+   */
+  loaded?(): boolean;
+  /** Resolves once {@link loaded}; rejects after `timeoutMs` or when the store is closed first. */
+  whenLoaded?(timeoutMs?: number): Promise<void>;
+  /**
+   * True while the store answers from data its source can no longer confirm (the API server is
+   * unreachable): a metric and an alert, not a reason to stop answering.
+   */
+  stale?(): boolean;
   /**
    * How many lookups are worth running at once (a network store's pool size). The caller keeps
    * further lookups back and merges their keys into one, instead of queueing them in the pool.

@@ -50,8 +50,9 @@ export function planInjection(pod: V1Pod, context: InjectionContext): InjectionR
   const daemon = matching[0];
   if (daemon === undefined) return { injected: false, reason: 'no Sidecar PolicyDaemon selects the pod' };
   const warnings = matching.length > 1 ? [`mailwarden: PolicyDaemons ${matching.map((d) => d.name).join(', ')} all select this pod; injected ${daemon.name}`] : [];
-  const backend = context.backendOf(daemon);
-  if (backend === undefined) {
+  // store Kubernetes needs no MailBackend (backend stays undefined).
+  const backend = daemon.spec.backendRef === undefined ? undefined : context.backendOf(daemon);
+  if (daemon.spec.backendRef !== undefined && backend === undefined) {
     return { injected: false, reason: `PolicyDaemon ${daemon.name}: its MailBackend is missing or invalid`, warnings: [`mailwarden: PolicyDaemon ${daemon.name} not injected: MailBackend ${daemon.spec.backendRef.name} is missing or invalid`] };
   }
   const container = daemonContainer(daemon, backend, context.image, context.nativeSidecars);

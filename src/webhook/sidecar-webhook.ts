@@ -94,7 +94,7 @@ export class SidecarWebhook {
     }
     return planInjection(pod, {
       daemons,
-      backendOf: (daemon) => backendSpec(this.#o.backends.get(namespace, daemon.spec.backendRef.name)),
+      backendOf: (daemon) => (daemon.spec.backendRef === undefined ? undefined : backendSpec(this.#o.backends.get(namespace, daemon.spec.backendRef.name))),
       image: this.#o.image,
       nativeSidecars: this.#nativeSidecars,
     });

@@ -87,10 +87,10 @@ function mailboxAtHand(source: MailboxSource, key: string) {
 }
 
 /** A store that holds its records in memory and says when they change (as the manifests store does). */
-function memoryStore(peek: (key: string) => MailboxRecord | undefined) {
-  const listeners: (() => void)[] = [];
-  const store: MailboxReader = { kind: 'memory', lookup: async () => new Map(), peek, onChange: (listener) => listeners.push(listener), close: async () => {} };
-  return { store, changed: () => listeners.forEach((l) => l()) };
+function memoryStore(peek: (key: string) => MailboxRecord | undefined, extra: Partial<MailboxReader> = {}) {
+  const listeners: ((changed?: readonly string[]) => void)[] = [];
+  const store: MailboxReader = { kind: 'memory', lookup: async () => new Map(), peek, onChange: (listener) => listeners.push(listener), close: async () => {}, ...extra };
+  return { store, changed: (keys?: readonly string[]) => listeners.forEach((l) => l(keys)) };
 }
 
 describe('mailbox source: cached (network stores)', () => {
@@ -368,6 +368,37 @@ describe('mailbox source: in memory (stores that peek)', () => {
     records.set('bob@example.com', record('bob@example.com', ['@.']));
     notify();
     assert.equal(mailboxAtHand(source, 'bob@example.com')?.address, 'bob@example.com', 'found once the store reloaded');
+  });
+
+  test('a store that names the changed mailboxes: only those are compiled again', () => {
+    const records = new Map([
+      ['alice@example.com', record('alice@example.com', ['@yahoo.test'])],
+      ['bob@example.com', record('bob@example.com', ['@.'])],
+    ]);
+    const { store, changed: notify } = memoryStore((key) => records.get(key));
+    const source = mailboxSourceFor({ store, decision: options });
+    const alice = mailboxAtHand(source, 'alice@example.com');
+    const bob = mailboxAtHand(source, 'bob@example.com');
+    assert.equal(mailboxAtHand(source, 'carol@example.com'), undefined);
+    records.set('bob@example.com', record('bob@example.com', ['@gmail.test']));
+    records.set('carol@example.com', record('carol@example.com', ['@.']));
+    notify(['bob@example.com', 'carol@example.com']);
+    assert.equal(mailboxAtHand(source, 'alice@example.com'), alice, 'alice unchanged, still compiled');
+    assert.notEqual(mailboxAtHand(source, 'bob@example.com'), bob);
+    assert.equal(mailboxAtHand(source, 'carol@example.com')?.address, 'carol@example.com', 'a mailbox that was absent is found');
+  });
+
+  test('a store that has not loaded yet: every request fails as the store being unavailable', () => {
+    let loaded = false;
+    const { store } = memoryStore(() => undefined, { kind: 'kubernetes', loaded: () => loaded });
+    const source = mailboxSourceFor({ store, decision: options });
+    const before = source.resolve(['alice@example.com']);
+    assert.ok(!(before instanceof Promise));
+    assert.equal(before.failed?.kind, 'Unavailable');
+    loaded = true;
+    const after = source.resolve(['alice@example.com']);
+    assert.ok(!(after instanceof Promise));
+    assert.equal(after.failed, undefined);
   });
 
   test('absent keys are remembered up to a bound, then forgotten', () => {

@@ -4,7 +4,7 @@ import { parse as parseYaml } from 'yaml';
 import { mailBackendSpecSchema, type MailBackendSpec } from '../../../src/api/mail-backend.ts';
 import { policyDaemonSpecSchema, quantityValue } from '../../../src/api/policy-daemon.ts';
 import { caOf, CredentialsError } from '../../../src/reconcilers/credentials.ts';
-import { configHash, daemonContainer, daemonVolumes, nodeHeapOptions, policydConfigYaml } from '../../../src/reconcilers/policy-daemon-objects.ts';
+import { configHash, daemonContainer, daemonIdentityObjects, daemonVolumes, nodeHeapOptions, policydConfigYaml } from '../../../src/reconcilers/policy-daemon-objects.ts';
 
 describe('quantityValue', () => {
   const cases: [string, number | undefined][] = [
@@ -115,5 +115,44 @@ describe('caOf: the CA certificates a backend names', () => {
     assert.throws(() => caOf(backend({ caSecretRef: { name: 'db-ca' } }), secrets(undefined)), (e: Error) => e instanceof CredentialsError && /Secret mail\/db-ca not found/.test(e.message));
     assert.throws(() => caOf(backend({ caSecretRef: { name: 'db-ca' } }), secrets({ other: 'x' })), (e: Error) => e instanceof CredentialsError && /has no key "ca\.crt"/.test(e.message));
     assert.throws(() => caOf(backend({ caSecretRef: { name: 'db-ca' } }), secrets({ 'ca.crt': Buffer.from('not a cert').toString('base64') })), /holds no PEM certificate/);
+  });
+});
+
+describe('store Kubernetes', () => {
+  const spec = (extra: object) => policyDaemonSpecSchema.safeParse({ podSelector: { matchLabels: { app: 'postfix' } }, ...extra });
+  const daemon = { name: 'mx', namespace: 'mail', uid: 'u1', spec: policyDaemonSpecSchema.parse({ store: 'Kubernetes', podSelector: { matchLabels: { app: 'postfix' } } }) };
+
+  test('store Kubernetes takes no backendRef; store MailBackend (the default) needs one', () => {
+    assert.equal(spec({ store: 'Kubernetes' }).success, true);
+    assert.equal(spec({ backendRef: { name: 'b' } }).success, true);
+    assert.match(spec({}).error?.issues[0]?.message ?? '', /store MailBackend needs a backendRef/);
+    assert.match(spec({ store: 'Kubernetes', backendRef: { name: 'b' } }).error?.issues[0]?.message ?? '', /store Kubernetes takes none/);
+  });
+
+  test('the config reads kubernetes:// for the daemon\'s namespace with the mounted token', () => {
+    const config = parseYaml(policydConfigYaml(daemon, undefined)) as Record<string, unknown>;
+    assert.equal(config.store, 'kubernetes://');
+    assert.deepEqual(config.storeSettings, { namespaces: ['mail'], credentialsDir: '/etc/mailwarden/kube' });
+    assert.equal(config.passwordFile, undefined);
+  });
+
+  test('the container mounts the token Secret, read-only, and nothing of a MailBackend', () => {
+    const container = daemonContainer(daemon, undefined, 'mailwarden:test', true);
+    assert.deepEqual(container.volumeMounts?.map((m) => [m.mountPath, m.readOnly]), [['/etc/mailwarden/policyd', true], ['/etc/mailwarden/kube', true]]);
+    const volumes = daemonVolumes(daemon, undefined);
+    assert.deepEqual(volumes[1]?.secret?.secretName, 'mx-policyd-token');
+    assert.deepEqual(volumes[1]?.secret?.items?.map((i) => i.key), ['token', 'ca.crt', 'namespace']);
+  });
+
+  test('its identity can only get, list and watch MailUserRestrictions, and is owned by the PolicyDaemon', () => {
+    const [account, role, binding, secret] = daemonIdentityObjects(daemon);
+    assert.equal(account.metadata?.name, 'mx-policyd');
+    assert.equal(account.automountServiceAccountToken, false);
+    assert.deepEqual(role.rules, [{ apiGroups: ['mailwarden.io'], resources: ['mailuserrestrictions'], verbs: ['get', 'list', 'watch'] }]);
+    assert.deepEqual(binding.subjects, [{ kind: 'ServiceAccount', name: 'mx-policyd', namespace: 'mail' }]);
+    assert.deepEqual(binding.roleRef, { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'mx-policyd' });
+    assert.equal(secret.type, 'kubernetes.io/service-account-token');
+    assert.equal(secret.metadata?.annotations?.['kubernetes.io/service-account.name'], 'mx-policyd');
+    for (const object of [account, role, binding, secret]) assert.equal(object.metadata?.ownerReferences?.[0]?.uid, 'u1');
   });
 });
