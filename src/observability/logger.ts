@@ -33,7 +33,8 @@ function levelLabel(label: string): { level: string } {
 /**
  * Writes lines whose fields the caller has already serialised, byte for byte as the logger would
  * write them: for a line logged on nearly every request, where pino's generic path (the object,
- * its walk, redaction, a fresh timestamp) costs microseconds. Callers put no secret in `fields`.
+ * its walk, redaction, a fresh timestamp) costs more than the decision. Callers put no secret in
+ * `fields`.
  */
 export interface PreformattedLines {
   /** True when the logger's current level lets `level` lines through. */
@@ -95,12 +96,13 @@ export function jsonString(value: string): string {
 /**
  * stdout written in blocks of at least 15 KiB (what one event-loop turn logged past that; at most
  * 60 KiB), flushed every half second: a busy daemon logging each rejection would otherwise pay a
- * write per line (4 KiB blocks still cost it 0.3 µs a request). Lines reach the log within 0.5 s.
+ * write per line, and smaller blocks still cost it measurably (docs/performance.md). Lines reach
+ * the log within 0.5 s.
  */
 function bufferedStdout(): LineCoalescer {
   // sonic-boom writes each block as given (it handles EAGAIN and partial writes); the blocks are
   // gathered in front of it because its own buffering re-measures the whole pending text on
-  // every line (1.5 µs a line at 4 KiB).
+  // every line.
   const destination = new LineCoalescer(pino.destination({ fd: 1, sync: false, minLength: 0 }), 15 * 1024);
   const timer = setInterval(() => destination.flush(), 500);
   timer.unref();

@@ -48,9 +48,9 @@ export interface ResolverOptions {
 }
 
 /**
- * The cache's default share of this process's heap limit. The rest is the daemon itself (about
- * 15 MB) and room for the collector: a cache at its bound then never drives V8 out of memory, in
- * a container whose heap is sized from its limit (see nodeHeapOptions) or anywhere else.
+ * The cache's default share of this process's heap limit. The rest is the daemon itself and room
+ * for the collector: a cache at its bound then never drives V8 out of memory, in a container whose
+ * heap is sized from its limit (see nodeHeapOptions) or anywhere else.
  */
 const CACHE_SHARE_OF_HEAP = 0.4;
 
@@ -64,10 +64,9 @@ export const DEFAULT_RESOLVER_OPTIONS: ResolverOptions = Object.freeze({
 
 /**
  * The heap one cache entry holds, estimated from its texts: the entry, its compiled index, the
- * record kept for comparison and the cache's own slot. Fitted to measurements (node 24, entries
- * of 45 characters; heap after a full GC per cached mailbox): 186 B for "no such mailbox", 486 B
- * for a mailbox with no lists, then 807, 1225, 1630, 4533 and 18,727 B with 1, 4, 5, 20 and 100
- * entries. It errs on the high side.
+ * record kept for comparison and the cache's own slot. Fitted to the heap measured per cached
+ * mailbox (docs/performance.md), erring on the high side: a bound that is kept even when the
+ * estimate is off.
  */
 export function cachedBytes(key: string, record: MailboxRecord | undefined): number {
   if (record === undefined) return 200 + 2 * key.length;
@@ -162,8 +161,9 @@ export class CachedSource implements MailboxSource {
     let missing: string[] | undefined;
     for (let i = 0; i < keys.length; i++) {
       const key = keys[i] as string;
-      // peek, not get: a hit writes nothing into the cache's recency lists. Recency comes from
-      // refetches (an entry in use is refetched before it is due).
+      // peek, not get: a hit writes nothing into the cache's recency lists, which costs CPU on
+      // every request (docs/performance.md). Recency comes from refetches instead (an entry in
+      // use is refetched before it is due).
       const entry = this.#cache.peek(key);
       if (entry !== undefined && entry.expires > now) {
         this.#metrics?.cache.hit.inc();

@@ -1,7 +1,7 @@
 /**
  * V8 settings the policy daemon gives itself at startup, whatever launched it (the container's
  * command, `npm start`, a unit file). Each is read by V8 when it is used, so setting them at run
- * time works (measured: scavenge pauses, survivors and full-collection counts change at once).
+ * time works. What each one changed, measured: docs/performance.md.
  */
 import { setFlagsFromString } from 'node:v8';
 
@@ -10,8 +10,7 @@ import { setFlagsFromString } from 'node:v8';
  * outlive a scavenge, allocates every later one at that site straight in the old generation. A
  * policy server trips it whenever requests wait for a store round trip (cold lookups, startup):
  * from then on each request's objects are born old, hold young strings that only a full GC can
- * free, and every scavenge copies megabytes. Measured in-process over a warm cache: 3.5 → 2.1 µs a
- * request (scavenges surviving 25 MB → under 1 KB).
+ * free, and every scavenge copies megabytes.
  */
 export const POLICYD_V8_FLAGS: readonly string[] = [
   '--no-allocation-site-pretenuring',
@@ -19,8 +18,7 @@ export const POLICYD_V8_FLAGS: readonly string[] = [
    * Scavenges on the main thread alone: the daemon's young objects die within a request, and
    * parallel scavenger helper threads only compete with Postfix for cores (a sidecar has none to
    * spare). Unlike --single-threaded-gc (which it replaces) it leaves the sweeping of freed socket
-   * buffers to a background thread: with it in the pause, scavenges took 4-5 ms. Measured on 2
-   * cores, C=32: the same CPU and p99, p99.9 2.8-3.2 ms instead of 5.2-5.4 ms.
+   * buffers to a background thread, out of the pause, where it lengthened the tail latency.
    */
   '--no-parallel-scavenge',
   /*
@@ -28,9 +26,8 @@ export const POLICYD_V8_FLAGS: readonly string[] = [
    * once), and not otherwise. V8's own rule also starts one whenever the allowance is smaller
    * than the young generation; the daemon promotes almost nothing, so V8 keeps the allowance at
    * its minimum (growing factor 1.1) while the young generation grows under load: after an idle
-   * spell, or at random under steady load, it then marked the whole heap after every scavenge
-   * (measured: a mark-compact every 130-330 ms, GC threads 1.1-2.4 µs a request instead of
-   * 0.2-0.4, p99.9 2.2-4.2 ms instead of 1.0-1.1 at 8 connections). Both are read at each check.
+   * spell, or at random under steady load, it then marked the whole heap after every scavenge.
+   * Both are read at each check.
    */
   '--incremental-marking-soft-trigger=80',
   '--incremental-marking-hard-trigger=90',
