@@ -306,7 +306,8 @@ function countOf(text: string, needle: string): number {
   return n;
 }
 
-async function waitReady(id: string, count: number, timeoutMs: number): Promise<void> {
+/** Waits until the daemon in container `id` has said it listens `count` times (a restart adds one); throws if it exits first. */
+export async function waitReady(id: string, count: number, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const logs = await containerLogs(id);

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { withDeadline } from './deadline.ts';
 import { repoPath } from './paths.ts';
 
 /** A `mailwarden policyd` process started from the built CLI, as users run it. */
@@ -10,6 +11,8 @@ export interface DaemonProcess {
   /** Every stdout line so far (JSON log records). */
   readonly logs: Record<string, unknown>[];
   stderr(): string;
+  /** The first log record (seen so far or to come) that `match` accepts; rejects after `timeoutMs`. */
+  waitForLog(match: (record: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
   /** SIGTERM and wait; resolves with the exit code. */
   stop(): Promise<number | null>;
 }
@@ -21,6 +24,7 @@ export async function startDaemon(args: readonly string[], env: NodeJS.ProcessEn
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: Record<string, unknown>[] = [];
+  const logWatchers = new Set<(record: Record<string, unknown>) => void>();
   let stderr = '';
   let partial = '';
   let ready: ((value: Record<string, unknown>) => void) | undefined;
@@ -35,6 +39,7 @@ export async function startDaemon(args: readonly string[], env: NodeJS.ProcessEn
         const record = JSON.parse(line) as Record<string, unknown>;
         logs.push(record);
         if (record.msg === 'policy daemon ready') ready?.(record);
+        for (const watch of logWatchers) watch(record);
       } catch {
         logs.push({ raw: line });
       }
@@ -52,6 +57,20 @@ export async function startDaemon(args: readonly string[], env: NodeJS.ProcessEn
     httpPort: http.port,
     logs,
     stderr: () => stderr,
+    waitForLog(match, timeoutMs = 10_000) {
+      const seen = logs.find(match);
+      if (seen !== undefined) return Promise.resolve(seen);
+      let watch = (_record: Record<string, unknown>): void => {};
+      const logged = new Promise<Record<string, unknown>>((resolve) => {
+        watch = (record) => {
+          if (match(record)) resolve(record);
+        };
+        logWatchers.add(watch);
+      });
+      return withDeadline(logged, timeoutMs, () => {
+        throw new Error(`no such log line within ${timeoutMs} ms`);
+      }).finally(() => logWatchers.delete(watch));
+    },
     async stop() {
       if (child.exitCode !== null) return child.exitCode;
       child.kill('SIGTERM');

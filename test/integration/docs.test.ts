@@ -6,6 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { startControlPlane, type ControlPlane } from '../harness/controlplane.ts';
 import { kubeTools } from '../harness/kube-tools.ts';
+import { withDeadline } from '../helpers/deadline.ts';
 import { repoPath } from '../helpers/paths.ts';
 
 // Every command in a ```sh block of the README and docs/ runs, in document order, against a
@@ -59,10 +60,17 @@ function sh(command: string, env: NodeJS.ProcessEnv, timeoutMs = 120_000): Promi
 async function npmStart(env: NodeJS.ProcessEnv): Promise<Outcome> {
   const child = spawn('npm', ['start'], { cwd: repoPath(), env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   let output = '';
-  child.stdout.on('data', (d) => (output += d));
-  child.stderr.on('data', (d) => (output += d));
-  const deadline = Date.now() + 60_000;
-  while (!output.includes('Point Postfix at it') && Date.now() < deadline && child.exitCode === null) await sleep(100);
+  // Until the line is printed or the command exits.
+  const printedOrExited = new Promise<void>((resolve) => {
+    const read = (d: Buffer): void => {
+      output += d;
+      if (output.includes('Point Postfix at it')) resolve();
+    };
+    child.stdout.on('data', read);
+    child.stderr.on('data', read);
+    child.once('exit', () => resolve());
+  });
+  await withDeadline(printedOrExited, 60_000, () => undefined);
   const started = output.includes('Point Postfix at it') && output.includes('check_policy_service { inet:127.0.0.1:7777');
   process.kill(-child.pid!, 'SIGTERM');
   await new Promise((r) => child.once('exit', r));

@@ -2,7 +2,7 @@
  * The server side of the policy robustness test, in its own process (as in production, and so
  * a crash shows as an exit). Answers with a deterministic function of the recipient, half of the
  * answers synchronously, half asynchronously, and reports over IPC what the test checks: memory,
- * log lines by reason, handler failures.
+ * log lines by reason, handler failures, and (asked 'idle') the moment no connection is open.
  *
  * argv[2]: the limits as JSON. Run with --expose-gc so memory is measured after a collection.
  */
@@ -27,9 +27,16 @@ const logger: PolicyLogger = {
   },
 };
 
+/** Waits of the test for the moment no connection is open. */
+let idleWaiters = 0;
 const server = new PolicyServer({
   logger,
   limits,
+  metrics: {
+    onConnections(open) {
+      if (open === 0) answerIdle();
+    },
+  },
   handler: (request) => {
     const answer = answerFor(request.recipient);
     // The parity of the answer's length decides sync or async, so both interleave on every connection.
@@ -45,8 +52,15 @@ process.on('message', (message: string) => {
     const memory = process.memoryUsage();
     maxRss = Math.max(maxRss, memory.rss);
     process.send?.({ kind: 'stats', heapUsed: memory.heapUsed, rss: memory.rss, maxRss, warnings, errors, connections: server.connections });
+  } else if (message === 'idle') {
+    idleWaiters++;
+    if (server.connections === 0) answerIdle();
   } else if (message === 'close') {
     void server.close({ timeoutMs: 2000 }).then(() => process.exit(0));
   }
 });
 process.send?.({ kind: 'listening', address });
+
+function answerIdle(): void {
+  for (; idleWaiters > 0; idleWaiters--) process.send?.({ kind: 'idle' });
+}

@@ -16,10 +16,11 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import { dirname, join } from 'node:path';
-import { setImmediate as tick, setTimeout as sleep } from 'node:timers/promises';
+import { setImmediate as tick } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { after, before, it } from 'node:test';
 import { prng } from '../bench/fixtures.ts';
+import { withDeadline } from '../helpers/deadline.ts';
 import { ProtocolModel, answerFor, model, type ModelLimits } from './policy-robustness-model.ts';
 
 const TARGET_INPUTS = Number(process.env.POLICY_ROBUSTNESS_INPUTS ?? 1_000_000);
@@ -49,6 +50,7 @@ let child: ChildProcess;
 let port: number;
 let exited: string | undefined;
 const statsWaiters: ((s: Stats) => void)[] = [];
+const idleWaiters: (() => void)[] = [];
 
 before(async () => {
   child = fork(join(dirname(fileURLToPath(import.meta.url)), 'policy-robustness-server.ts'), [JSON.stringify(LIMITS)], {
@@ -58,6 +60,7 @@ before(async () => {
   child.on('exit', (code, signal) => (exited = `server exited: ${signal ?? code}`));
   child.on('message', (m: { kind: string } & Stats) => {
     if (m.kind === 'stats') statsWaiters.shift()?.(m);
+    else if (m.kind === 'idle') idleWaiters.shift()?.();
   });
   const [message] = (await once(child, 'message')) as [{ kind: string; address: { port: number } }];
   port = message.address.port;
@@ -66,10 +69,19 @@ before(async () => {
 after(async () => {
   if (exited === undefined) {
     child.send('close');
-    await Promise.race([once(child, 'exit'), sleep(5000, undefined, { ref: false })]);
+    await withDeadline(once(child, 'exit'), 5000, () => []);
   }
   if (child.exitCode === null && child.signalCode === null) child.kill();
 });
+
+/** Resolves once the server has no connection open (lingering ones included), or after 10 s (the caller checks). */
+function idle(): Promise<void> {
+  const closed = new Promise<void>((resolve) => {
+    idleWaiters.push(resolve);
+    child.send('idle');
+  });
+  return withDeadline(closed, 10_000, () => undefined);
+}
 
 function stats(): Promise<Stats> {
   return new Promise((resolve) => {
@@ -149,6 +161,8 @@ class Probe {
   readonly received: string[] = [];
   #text = '';
   #ended = false;
+  /** Called at each answer and at the server's FIN. */
+  #wake: () => void = () => {};
   readonly closed: Promise<void>;
 
   constructor(socket: Socket) {
@@ -161,8 +175,12 @@ class Probe {
         this.received.push(this.#text.slice(7, end));
         this.#text = this.#text.slice(end + 2);
       }
+      this.#wake();
     });
-    socket.on('end', () => (this.#ended = true));
+    socket.on('end', () => {
+      this.#ended = true;
+      this.#wake();
+    });
     socket.on('error', () => {});
     this.closed = once(socket, 'close').then(() => undefined);
   }
@@ -177,13 +195,20 @@ class Probe {
     return this.#ended;
   }
 
+  /** Until `count` answers came, the server hung up, or `timeoutMs` passed (the caller checks the answers). */
   async waitFor(count: number, timeoutMs: number): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.received.length < count && !this.#ended && Date.now() < deadline) await sleep(2);
+    if (this.received.length >= count || this.#ended) return;
+    const arrived = new Promise<void>((resolve) => {
+      this.#wake = () => {
+        if (this.received.length >= count || this.#ended) resolve();
+      };
+    });
+    await withDeadline(arrived, timeoutMs, () => undefined);
+    this.#wake = () => {};
   }
 
   async waitClosed(timeoutMs: number): Promise<boolean> {
-    return Promise.race([this.closed.then(() => true), sleep(timeoutMs, false, { ref: false })]);
+    return withDeadline(this.closed.then(() => true), timeoutMs, () => false);
   }
 
   /** Writes in random-sized pieces, sometimes yielding, so the server sees arbitrary read boundaries. */
@@ -243,7 +268,7 @@ async function abruptConnection(): Promise<void> {
   const expected = model(bytes, MODEL).answers;
   const probe = await Probe.open();
   probe.socket.write(bytes.subarray(0, int(bytes.length)));
-  if (random() < 0.5) await sleep(int(3));
+  if (random() < 0.5) for (let turns = int(3); turns > 0; turns--) await tick(); // a moment for some answers
   const received = probe.received.length;
   probe.socket.destroy();
   checkAnswers('abrupt', probe.received, expected, true);
@@ -311,14 +336,15 @@ async function lane(index: number, target: number, special: boolean): Promise<vo
 it(`serves ${TARGET_INPUTS} random and mutated inputs correctly, within bounded memory`, { timeout: 240_000 }, async () => {
   const started = Date.now();
   // The first 5% warm the server up (JIT, buffers) before its memory baseline is taken.
+  // Each measurement once every connection is closed (lingering ones too).
   await Promise.all(Array.from({ length: LANES }, (_, i) => lane(i, TARGET_INPUTS / 20, false)));
-  await sleep(LIMITS.lingerMs + 200);
+  await idle();
   const baseline = await stats();
   await Promise.all(Array.from({ length: LANES }, (_, i) => lane(i, TARGET_INPUTS / 2, true)));
-  await sleep(LIMITS.lingerMs + 200);
+  await idle();
   const halfway = await stats();
   await Promise.all(Array.from({ length: LANES }, (_, i) => lane(i, TARGET_INPUTS, false)));
-  await sleep(LIMITS.lingerMs + 200); // let lingering connections finish
+  await idle();
   const final = await stats();
   const seconds = (Date.now() - started) / 1000;
 

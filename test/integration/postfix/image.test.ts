@@ -5,11 +5,10 @@ import { execFile } from 'node:child_process';
 import { connect } from 'node:net';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { freePort } from '../../harness/containers.ts';
-import { ensureMailwardenImage, imageSize, runImage, startPolicydContainer, type PolicydContainer } from '../../harness/mailwarden-image.ts';
+import { ensureMailwardenImage, imageSize, runImage, startPolicydContainer, waitReady, type PolicydContainer } from '../../harness/mailwarden-image.ts';
 
 const execFileP = promisify(execFile);
 const EXAMPLES = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../examples');
@@ -116,15 +115,8 @@ describe('the mailwarden image', { timeout: 600_000 }, () => {
         'policyd', '--listen', `127.0.0.1:${port}`, '--http-listen', `127.0.0.1:${httpPort}`, '--store', '/etc/mailwarden/restrictions')
     ).trim();
     try {
-      for (let i = 0; ; i++) {
-        try {
-          assert.equal(await ask(port, { sender: 'x@gmail.com', recipient: 'bob@example.com' }), 'action=REJECT Not authorized');
-          break;
-        } catch (err) {
-          if (i > 100) throw err;
-          await sleep(100);
-        }
-      }
+      await waitReady(id, 1, 30_000);
+      assert.equal(await ask(port, { sender: 'x@gmail.com', recipient: 'bob@example.com' }), 'action=REJECT Not authorized');
       await fetch(`http://127.0.0.1:${httpPort}/metrics`);
       // Docker itself creates the bind mount's target (and its parents); nothing else may change.
       const mountPoint = new Set(['C /etc', 'A /etc/mailwarden', 'A /etc/mailwarden/restrictions']);

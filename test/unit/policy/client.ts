@@ -1,6 +1,7 @@
 /** A tiny policy client for tests: collects answers and notices when the server closes. */
 import { connect, type Socket } from 'node:net';
 import { once } from 'node:events';
+import { withDeadline } from '../../helpers/deadline.ts';
 
 export class TestClient {
   readonly socket: Socket;
@@ -43,25 +44,24 @@ export class TestClient {
   /** Waits until `count` answers arrived (or the connection closed: then returns what came). */
   async waitAnswers(count: number, timeoutMs = 5000): Promise<string[]> {
     if (this.answers.length < count && !this.closed) {
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`timed out with ${this.answers.length}/${count} answers`)), timeoutMs);
+      const arrived = new Promise<void>((resolve) => {
         this.#waiters.push(() => {
           if (this.answers.length < count && !this.closed) return false;
-          clearTimeout(timer);
           resolve();
           return true;
         });
+      });
+      await withDeadline(arrived, timeoutMs, () => {
+        throw new Error(`timed out with ${this.answers.length}/${count} answers`);
       });
     }
     return this.answers.slice(0, count);
   }
 
   async waitClosed(timeoutMs = 5000): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      this.closedPromise,
-      new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('connection still open')), timeoutMs))),
-    ]).finally(() => clearTimeout(timer));
+    await withDeadline(this.closedPromise, timeoutMs, () => {
+      throw new Error('connection still open');
+    });
   }
 
   #wake(): void {

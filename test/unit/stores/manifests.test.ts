@@ -7,6 +7,7 @@ import { decide, planDecision } from '../../../src/restrictions/decide.ts';
 import { compileMailbox } from '../../../src/restrictions/mailbox.ts';
 import { resolveOptions } from '../../../src/restrictions/options.ts';
 import { ManifestsError, ManifestsStore } from '../../../src/stores/manifests.ts';
+import { withDeadline } from '../../helpers/deadline.ts';
 import { pino } from 'pino';
 import { Writable } from 'node:stream';
 
@@ -18,11 +19,16 @@ spec:
   rejectedRecipients: ["@."]
 ${extra}`;
 
+/** Things that happened (log lines, store changes): each notifies the waits of {@link waitFor}. */
+const happened = new Set<() => void>();
+const notify = (): void => happened.forEach((check) => check());
+
 function captureLogger() {
   const lines: Record<string, unknown>[] = [];
   const stream = new Writable({
     write(chunk, _enc, done) {
       lines.push(JSON.parse(String(chunk)));
+      notify();
       done();
     },
   });
@@ -107,7 +113,10 @@ describe('manifests store', () => {
     const { logger, lines } = captureLogger();
     const store = new ManifestsStore({ paths: [root], logger, pollIntervalMs: 100 });
     let changes = 0;
-    store.onChange(() => changes++);
+    store.onChange(() => {
+      changes++;
+      notify();
+    });
     await store.start();
 
     await writeFile(file, restriction('r', 'r@example.com', '  allowedRecipients: ["@example.com"]'));
@@ -124,10 +133,17 @@ describe('manifests store', () => {
   });
 });
 
-async function waitFor(condition: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
+/** Resolves once `condition` holds, checked at each thing that happens. */
+function waitFor(condition: () => boolean, timeoutMs = 5_000): Promise<void> {
+  let check = (): void => {};
+  const met = new Promise<void>((resolve) => {
+    check = () => {
+      if (condition()) resolve();
+    };
+    happened.add(check);
+    check();
+  });
+  return withDeadline(met, timeoutMs, () => {
+    throw new Error('condition not met in time');
+  }).finally(() => happened.delete(check));
 }

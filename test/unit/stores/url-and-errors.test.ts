@@ -136,7 +136,7 @@ describe('abortable', () => {
     let cleaned = false;
     const never = new Promise<never>(() => {});
     const started = performance.now();
-    setTimeout(() => controller.abort(), 20);
+    setImmediate(() => controller.abort()); // once the work is under way
     await assert.rejects(
       abortable(never, controller.signal, () => (cleaned = true), 'PostgreSQL x'),
       (err: unknown) => err instanceof StoreError && err.kind === 'Unavailable' && /lookup timeout/.test(err.message),
@@ -151,10 +151,13 @@ describe('abortable', () => {
 
   test('a late failure of the abandoned work is swallowed', async () => {
     const controller = new AbortController();
-    const late = new Promise((_, reject) => setTimeout(() => reject(new Error('late')), 30));
+    let fail: (error: Error) => void = () => {};
+    const late = new Promise((_, reject) => (fail = reject));
     controller.abort();
     await assert.rejects(abortable(late, controller.signal, () => {}, 'x'), StoreError);
-    await new Promise((r) => setTimeout(r, 60));
+    fail(new Error('late'));
+    // An unhandled rejection would be reported once the microtasks have run.
+    await new Promise((resolve) => setImmediate(resolve));
   });
 
   test('settles with the work when it wins', async () => {
