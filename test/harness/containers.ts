@@ -763,6 +763,9 @@ export interface PostfixStartOptions {
   mainCf?: Record<string, string | number>;
   /** Extra master.cf services in postconf -M syntax: "service/type = service type private ... command". */
   masterCf?: string[];
+  /** Files placed in the container before it starts, e.g. /etc/postfix/start.d/NAME.sh: start
+   * scripts run in name order after main.cf and master.cf are set and before Postfix starts. */
+  files?: { target: string; content: string; mode?: number }[];
   port?: number;
   startTimeoutMs?: number;
 }
@@ -782,7 +785,7 @@ export async function startPostfix(opts: PostfixStartOptions = {}): Promise<Post
   if (main.some((l) => l.includes('\n'))) throw new Error('main.cf values must be single lines');
   if (main.length > 0) env.POSTFIX_MAIN_CF = main.join('\n');
   if (opts.masterCf !== undefined && opts.masterCf.length > 0) env.POSTFIX_MASTER_CF = opts.masterCf.join('\n');
-  const started = await startOnFreePort({ kind: 'postfix', env, startTimeoutMs: opts.startTimeoutMs }, opts.port);
+  const started = await startOnFreePort({ kind: 'postfix', env, files: opts.files, startTimeoutMs: opts.startTimeoutMs }, opts.port);
   const exec = (cmd: string[]): Promise<string> => docker(['exec', started.containerId, ...cmd]);
   return {
     ...started.base,

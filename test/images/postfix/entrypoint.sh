@@ -25,6 +25,12 @@ for f in main.cf master.cf; do
   cmp -s "$work/$f" "/etc/postfix/$f" || cp "$work/$f" "/etc/postfix/$f"
 done
 rm -rf "$work"
+# Start scripts, as the mail server images run theirs before Postfix (docker-mailserver's
+# user-patches.sh, bokysan's /docker-init.d/*.sh): each /etc/postfix/start.d/*.sh in name order.
+for script in /etc/postfix/start.d/*.sh; do
+  [ -e "$script" ] || continue
+  bash "$script" || { echo "start script $script failed" >&2; exit 1; }
+done
 rm -f /var/spool/postfix/pid/master.pid
 postfix start-fg &
 pid=$!

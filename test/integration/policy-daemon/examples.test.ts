@@ -9,15 +9,13 @@ import { repoPath } from '../../helpers/paths.ts';
 
 // Every Kubernetes manifest under examples/policydaemon and examples/postfix is accepted by a
 // real API server (server-side dry run: schema, CEL rules, defaults); Helm values files are
-// checked for the keys each chart documents (docs/spec postfix-charts.md).
-
-const POLICY_LINE = /^check_policy_service \{ inet:127\.0\.0\.1:7777, timeout=10s, \{ default_action = DEFER_IF_PERMIT Policy service unavailable \} \}, /;
+// checked for the pod labels that opt the pods in.
 
 function manifests(): { file: string; object: KubernetesObject }[] {
   const out: { file: string; object: KubernetesObject }[] = [];
   const dirs = ['examples/policydaemon', 'examples/postfix/docker-mailserver', 'examples/postfix/mailu', 'examples/postfix/bokysan'];
   for (const dir of dirs) {
-    for (const file of readdirSync(repoPath(dir)).filter((f) => f.endsWith('.yaml') && f !== 'values.yaml' && !f.endsWith('.patch.yaml'))) {
+    for (const file of readdirSync(repoPath(dir)).filter((f) => f.endsWith('.yaml') && f !== 'values.yaml')) {
       for (const doc of parseAllDocuments(readFileSync(repoPath(dir, file), 'utf8'))) {
         const object = doc.toJS() as KubernetesObject | null;
         if (object?.apiVersion && object.kind) out.push({ file: `${dir}/${file}`, object });
@@ -27,11 +25,11 @@ function manifests(): { file: string; object: KubernetesObject }[] {
   return out;
 }
 
-/** The keys the three charts' values files use (postfix-charts.md). */
+/** The pod-label keys of the three charts' values files. */
 interface ChartValues {
-  configMaps: Record<string, { create: boolean; path: string; data: string }>;
-  postfix: { overrides: Record<string, string> };
-  config: { postfix: Record<string, string> };
+  deployment?: { labels?: Record<string, string> };
+  postfix?: { podLabels?: Record<string, string> };
+  pod?: { labels?: Record<string, string> };
 }
 const values = (chart: string) => parse(readFileSync(repoPath('examples/postfix', chart, 'values.yaml'), 'utf8')) as ChartValues;
 
@@ -63,37 +61,30 @@ describe('examples', () => {
     });
   }
 
-  test('docker-mailserver: configMaps.postfix-main.cf restates smtpd_recipient_restrictions, policy check first', () => {
-    const cm = values('docker-mailserver').configMaps['postfix-main.cf']!;
-    assert.equal(cm.create, true);
-    assert.equal(cm.path, 'postfix-main.cf');
-    const line = /^smtpd_recipient_restrictions = (.*)$/m.exec(cm.data)?.[1] ?? '';
-    assert.match(line, POLICY_LINE);
-    // The image's default list follows, whole (the appended setting replaces it).
-    for (const r of ['permit_sasl_authenticated', 'permit_mynetworks', 'reject_unauth_destination', 'reject_unauth_pipelining', 'reject_invalid_helo_hostname', 'reject_non_fqdn_helo_hostname', 'reject_unknown_recipient_domain']) {
-      assert.ok(line.includes(r), r);
-    }
-  });
+  // The wiring of each chart's Postfix configuration is tested in real Postfix
+  // (test/integration/postfix/chart-examples.test.ts); here: the pods get the label the webhook
+  // wants and the one their PolicyDaemon selects, through the chart's own pod-label value.
+  const POD_LABELS: Record<string, (v: ChartValues) => Record<string, string> | undefined> = {
+    'docker-mailserver': (v) => v.deployment?.labels,
+    mailu: (v) => v.postfix?.podLabels,
+    bokysan: (v) => v.pod?.labels,
+  };
+  for (const [chart, podLabels] of Object.entries(POD_LABELS)) {
+    test(`${chart}: the chart's pod-label value opts the pods in and matches the PolicyDaemon, whatever the release name`, () => {
+      const labels = podLabels(values(chart)) ?? {};
+      assert.equal(labels['mailwarden.io/inject'], 'true');
+      const daemon = parse(readFileSync(repoPath('examples/postfix', chart, 'policydaemon.yaml'), 'utf8')) as { spec: { podSelector: { matchLabels: Record<string, string> } } };
+      const selector = Object.entries(daemon.spec.podSelector.matchLabels);
+      assert.ok(selector.length > 0);
+      for (const [key, value] of selector) assert.equal(labels[key], value, `${key} is set by the values, not by the chart from the release name`);
+    });
+  }
 
-  test('mailu: postfix.overrides."postfix.cf" lines are single postconf settings without " or $', () => {
-    const text = values('mailu').postfix.overrides['postfix.cf']!;
-    const lines = text.split('\n').filter((l) => l.trim() !== '');
-    assert.ok(lines.length >= 1);
-    for (const l of lines) assert.doesNotMatch(l, /["$]/);
-    const restriction = lines.find((l) => l.startsWith('smtpd_recipient_restrictions='));
-    assert.match(restriction!.slice('smtpd_recipient_restrictions='.length), POLICY_LINE);
-  });
-
-  test('bokysan: config.postfix.smtpd_recipient_restrictions starts with the policy check', () => {
-    const value = values('bokysan').config.postfix.smtpd_recipient_restrictions!;
-    assert.match(value, POLICY_LINE);
-    assert.doesNotMatch(value, /["$]/);
-  });
-
-  test('the inject-label patches add mailwarden.io/inject: "true" to the pod template', () => {
-    for (const chart of ['docker-mailserver', 'mailu', 'bokysan']) {
-      const patch = parse(readFileSync(repoPath('examples/postfix', chart, 'inject-label.patch.yaml'), 'utf8')) as { spec: { template: { metadata: { labels: Record<string, string> } } } };
-      assert.equal(patch.spec.template.metadata.labels['mailwarden.io/inject'], 'true', chart);
+  test('the per-chart PolicyDaemons name the MailBackend the kustomization creates', () => {
+    const kustomized = readFileSync(repoPath('examples/backends/postgres.yaml'), 'utf8');
+    for (const chart of Object.keys(POD_LABELS)) {
+      const daemon = parse(readFileSync(repoPath('examples/postfix', chart, 'policydaemon.yaml'), 'utf8')) as { spec: { backendRef: { name: string } } };
+      assert.match(kustomized, new RegExp(`kind: MailBackend\nmetadata:\n  name: ${daemon.spec.backendRef.name}\n`), chart);
     }
   });
 });
