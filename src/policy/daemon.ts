@@ -9,6 +9,7 @@ import { ConfigError } from '../api/config-error.ts';
 import { decisionOptionsOf, parseListen, resolverOptionsOf, serverLimitsOf, storeCaFile, type PolicydConfig } from './config.ts';
 import { answerOf, DecisionService } from './decision-handler.ts';
 import { mailboxSourceFor } from './mailbox-source.ts';
+import { SchemaCheck } from './schema-check.ts';
 import { PolicyServer, type PolicyServerAddress } from './server.ts';
 
 /**
@@ -27,6 +28,7 @@ export class PolicyDaemon {
    */
   #decisions: DecisionService | undefined;
   #store: MailboxReader | undefined;
+  #schemaCheck: SchemaCheck | undefined;
   #server: PolicyServer | undefined;
   #health: HealthServer | undefined;
   #metrics: PolicyMetrics | undefined;
@@ -57,6 +59,7 @@ export class PolicyDaemon {
       logger: this.#logger.child({ component: 'store' }),
     });
     this.#store = store;
+    this.#checkSchema(store);
     const metrics = new PolicyMetrics({ store: store.kind });
     metrics.reportStaleness(() => this.#store?.stale?.() ?? false);
     this.#metrics = metrics;
@@ -124,6 +127,7 @@ export class PolicyDaemon {
     // A fresh source (empty cache): the old one's entries were read under the old options.
     this.#decisions = this.#decisionService(store, config, this.#metrics);
     this.#store = store;
+    if (store !== previous) this.#checkSchema(store);
     this.#config = { ...config, listen: old.listen, http: old.http, limits: old.limits };
     this.#password = password;
     this.#storeCa = storeCa;
@@ -142,13 +146,30 @@ export class PolicyDaemon {
     return new DecisionService({ source, options: decision, metrics, logger: this.#logger.child({ component: 'decision' }) });
   }
 
+  /** Starts checking `store`'s schema, instead of any check of a previous store. */
+  #checkSchema(store: MailboxReader): void {
+    this.#schemaCheck?.stop();
+    const check = new SchemaCheck({ store, logger: this.#logger.child({ component: 'store' }) });
+    this.#schemaCheck = check;
+    void check.start();
+  }
+
+  /** What keeps the daemon from being ready, when it is its store's schema. */
+  get storeProblem(): string | undefined {
+    return this.#schemaCheck?.problem;
+  }
+
   /** Ready to answer Postfix. */
   ready(): boolean {
     // Listening and not draining. A store outage does not make the daemon unready: it still
     // answers every request (last known good data, else the failure action, spec §4), and an
     // unready sidecar would take its whole Postfix pod out of service. Store health is in
     // /metrics (mailwarden_store_errors_total) and in the MailBackend's status.
-    // The one exception: an in-memory store that has not loaded its data yet answers nobody.
+    // The exceptions: an in-memory store that has not loaded its data yet answers nobody, and a
+    // store whose schema lacks the configured columns is a configuration error (every answer would
+    // be the failure action), so the daemon is not ready until it is fixed.
+    const check = this.#schemaCheck;
+    if (check !== undefined && (!check.settled || check.problem !== undefined)) return false;
     return !this.#stopping && this.#server?.address() !== undefined && (this.#store?.loaded?.() ?? true);
   }
 
@@ -156,6 +177,7 @@ export class PolicyDaemon {
   async stop(timeoutMs = 10_000): Promise<void> {
     if (this.#stopping) return;
     this.#stopping = true;
+    this.#schemaCheck?.stop();
     this.#logger.info({}, 'policy daemon stopping: draining connections');
     await this.#server?.close({ timeoutMs });
     await this.#health?.close();

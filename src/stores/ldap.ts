@@ -147,7 +147,37 @@ export class LdapMailboxStore implements MailboxReader, MailboxWriter {
     // The base entry alone, under the user filter: needs the bind, the base DN and a filter the
     // server accepts, and returns no user entry.
     const { baseDn, userFilter } = this.#settings;
-    await this.#run((client) => client.search(baseDn, { scope: 'base', filter: normaliseUserFilter(userFilter), attributes: ['1.1'], derefAliases: 'never' }), this.#signal(signal));
+    const deadline = this.#signal(signal);
+    await this.#run((client) => client.search(baseDn, { scope: 'base', filter: normaliseUserFilter(userFilter), attributes: ['1.1'], derefAliases: 'never' }), deadline);
+    // A configured attribute the directory does not know is named here too (MailBackend status).
+    await this.verifySchema(deadline);
+  }
+
+  /**
+   * Reads the directory's attribute types (its subschema entry) and names the first configured
+   * address or list attribute it lacks. A directory that does not publish its schema to us is
+   * not judged.
+   */
+  async verifySchema(signal: AbortSignal): Promise<void> {
+    const known = await this.#run(async (client) => {
+      const root = await client.search('', { scope: 'base', filter: '(objectClass=*)', attributes: ['subschemaSubentry'] });
+      const subschema = attributeValues(root.searchEntries[0]?.subschemaSubentry ?? [])[0];
+      if (subschema === undefined) return undefined;
+      const schema = await client.search(subschema, { scope: 'base', filter: '(objectClass=subschema)', attributes: ['attributeTypes'] });
+      return attributeTypeNames(attributeValues(schema.searchEntries[0]?.attributeTypes ?? []));
+    }, signal);
+    if (known === undefined || known.size === 0) return;
+    const configured: [string, string][] = [
+      ...this.#settings.addressAttributes.map((type, i): [string, string] => [`addressAttributes[${i}]`, type]),
+      ...LIST_NAMES.map((name): [string, string] => [`attributes.${name}`, this.#settings.attributes[name]]),
+    ];
+    for (const [setting, type] of configured) {
+      if (known.has(type.toLowerCase())) continue;
+      throw new StoreError(
+        'Misconfigured',
+        `LDAP ${this.#parts.errors.target}: the directory schema has no attribute type ${type} (${setting}). iRedMail keeps per-account white/blacklists in the amavisd SQL database since 2015, for LDAP servers too: see "Which store" in docs/install.md`,
+      );
+    }
   }
 
   ready(): boolean {
@@ -232,6 +262,19 @@ export class LdapMailboxStore implements MailboxReader, MailboxWriter {
       throw error;
     }
   }
+}
+
+/** The names and OIDs (lower-cased) of RFC 4512 attribute type descriptions. */
+function attributeTypeNames(definitions: readonly string[]): Set<string> {
+  const out = new Set<string>();
+  for (const definition of definitions) {
+    const oid = /^\(\s*([0-9.]+)/.exec(definition)?.[1];
+    if (oid !== undefined) out.add(oid);
+    const names = /\bNAME\s+(\(([^)]*)\)|'[^']*')/.exec(definition);
+    if (names === null) continue;
+    for (const quoted of (names[2] ?? names[1] ?? '').matchAll(/'([^']*)'/g)) out.add((quoted[1] ?? '').toLowerCase());
+  }
+  return out;
 }
 
 function attributeValues(value: unknown): string[] {

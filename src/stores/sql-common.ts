@@ -88,6 +88,11 @@ export class SqlStatements {
     return `SELECT ${this.#selectList} FROM ${this.#table} WHERE ${this.#username} = ${this.#dialect.placeholder(1)}`;
   }
 
+  /** A statement that reads nothing and fails when the table or `column` is missing. */
+  probeColumn(column: string): string {
+    return `SELECT ${this.#dialect.quoteIdent(column)} FROM ${this.#table} WHERE 1 = 0`;
+  }
+
   /** All four lists in one statement; parameters in LIST_NAMES order, then the stored username. */
   update(): string {
     const p = this.#dialect.placeholder;

@@ -35,6 +35,22 @@ const MYSQL_INVALID_VALUE = new Set([
   'WARN_DATA_TRUNCATED',
 ]);
 
+/**
+ * What a missing list column most likely means, said where it is reported: iRedMail dropped the
+ * four `vmail.mailbox` columns in 1.4.0 and keeps the lists in the `amavisd` database since 2015.
+ */
+export const AMAVISD_HINT =
+  'iRedMail 1.4.0 (2021) dropped the four list columns from vmail.mailbox; since 2015 iRedMail keeps these lists in the amavisd database (tables users, mailaddr, wblist, outbound_wblist): see "Which store" in docs/install.md';
+
+/** Which part of the configured schema an error says is missing, or undefined for any other error. */
+export function missingSchemaPart(err: unknown): 'table' | 'column' | undefined {
+  const code = errorCode(err);
+  // PostgreSQL undefined_table / undefined_column; MySQL/MariaDB.
+  if (code === '42P01' || code === 'ER_NO_SUCH_TABLE' || code === '3F000') return 'table';
+  if (code === '42703' || code === 'ER_BAD_FIELD_ERROR') return 'column';
+  return undefined;
+}
+
 export interface ErrorContext {
   /** Where the store points, already without secrets. */
   readonly target: string;

@@ -19,6 +19,7 @@ import {
   SqlStatements,
   type SqlRow,
 } from './sql-common.ts';
+import { AMAVISD_HINT, missingSchemaPart } from './sql-errors.ts';
 import type { SqlStoreSettings } from '../api/store-settings.ts';
 import { type ApplyResult, type MailboxReader, type MailboxWriter, StoreError } from './store.ts';
 
@@ -57,6 +58,7 @@ export class SqlMailboxStore implements MailboxReader, MailboxWriter {
   readonly #settings: SqlStoreSettings;
   readonly #semantics: Semantics;
   readonly #health: Health;
+  readonly #target: string;
   readonly lookupConcurrency: number;
   #closed = false;
 
@@ -68,6 +70,8 @@ export class SqlMailboxStore implements MailboxReader, MailboxWriter {
     this.#statements = new SqlStatements(driver.dialect, settings);
     this.#semantics = options.semantics;
     this.#health = new Health(options.logger, options.target);
+    this.#target = options.target;
+    this.#target = options.target;
   }
 
   async lookup(keys: readonly string[], signal: AbortSignal): Promise<ReadonlyMap<string, MailboxRecord>> {
@@ -117,7 +121,33 @@ export class SqlMailboxStore implements MailboxReader, MailboxWriter {
   }
 
   async ping(signal?: AbortSignal): Promise<void> {
-    await this.#run((s) => s.query(this.#statements.probe(), []), this.#signal(signal));
+    const deadline = this.#signal(signal);
+    try {
+      await this.#run((s) => s.query(this.#statements.probe(), []), deadline);
+    } catch (err) {
+      // Which column is missing, rather than the list of all of them.
+      if (err instanceof StoreError && missingSchemaPart(err.cause) !== undefined) await this.verifySchema(deadline);
+      throw err;
+    }
+  }
+
+  /** One probe per configured column; the first missing one is named (see AMAVISD_HINT). */
+  async verifySchema(signal: AbortSignal): Promise<void> {
+    const { table, columns } = this.#settings;
+    const product = this.kind === 'postgres' ? 'PostgreSQL' : 'MySQL';
+    const configured: [string, string][] = [['username', columns.username], ...LIST_NAMES.map((name): [string, string] => [name, columns[name]])];
+    await this.#run(async (s) => {
+      for (const [setting, column] of configured) {
+        try {
+          await s.query(this.#statements.probeColumn(column), []);
+        } catch (err) {
+          const missing = missingSchemaPart(err);
+          if (missing === undefined) throw err;
+          const what = missing === 'table' ? `table ${table} does not exist` : `table ${table} has no column ${column} (columns.${setting})`;
+          throw new StoreError('Misconfigured', `${product} ${this.#target}: ${what}. ${AMAVISD_HINT}`, { cause: err });
+        }
+      }
+    }, signal);
   }
 
   ready(): boolean {

@@ -40,6 +40,12 @@ export interface MailboxReader {
    */
   stale?(): boolean;
   /**
+   * Checks once that the configured table and columns (SQL) or attributes (LDAP) exist, so a
+   * schema without them is one clear `Misconfigured` error at start naming what is missing,
+   * rather than a failure answer per request. `Unavailable` when the server cannot be asked.
+   */
+  verifySchema?(signal: AbortSignal): Promise<void>;
+  /**
    * How many lookups are worth running at once (a network store's pool size). The caller keeps
    * further lookups back and merges their keys into one, instead of queueing them in the pool.
    */

@@ -287,6 +287,19 @@ describe('OpenLDAP 2.5 store', () => {
   });
 
   describe('configuration errors', () => {
+    test('verifySchema: the iRedMail schema passes; an attribute the directory does not know is Misconfigured naming it', async () => {
+      await store.verifySchema!(AbortSignal.timeout(2000));
+      const s = await open({ attributes: { rejectedRecipients: 'mailBlacklistedRecipient' } });
+      try {
+        await assert.rejects(
+          s.verifySchema!(AbortSignal.timeout(2000)),
+          storeError('Misconfigured', /no attribute type mailBlacklistedRecipient \(attributes\.rejectedRecipients\).*amavisd/),
+        );
+      } finally {
+        await s.close();
+      }
+    });
+
     test('a wrong password is Misconfigured and the message holds no password', async () => {
       const s = await open({}, 'wrong-secret-xyz');
       try {

@@ -331,6 +331,28 @@ export function sqlStoreSuite(kind: 'postgres' | 'mariadb'): void {
     });
 
     describe('configuration errors', () => {
+      test('verifySchema: the iRedMail fixture passes; iRedMail 1.4+ (list columns dropped) is Misconfigured naming the column and pointing to amavisd', async () => {
+        await store.verifySchema!(AbortSignal.timeout(2000));
+        // What iRedMail 1.4.0's upgrade script left: the four columns dropped.
+        await db.query('CREATE TABLE mailbox14 (username VARCHAR(255) PRIMARY KEY, domain VARCHAR(255))');
+        try {
+          const s = await open('default', { table: 'mailbox14' });
+          try {
+            await assert.rejects(s.verifySchema!(AbortSignal.timeout(2000)), storeError('Misconfigured', /mailbox14 has no column allowedsenders \(columns\.allowedSenders\).*amavisd/));
+          } finally {
+            await s.close();
+          }
+          const t = await open('default', { table: 'nosuchtable' });
+          try {
+            await assert.rejects(t.verifySchema!(AbortSignal.timeout(2000)), storeError('Misconfigured', /table nosuchtable does not exist.*amavisd/));
+          } finally {
+            await t.close();
+          }
+        } finally {
+          await db.query('DROP TABLE mailbox14');
+        }
+      });
+
       test('a missing table is Misconfigured and names it', async () => {
         const s = await open('default', { table: 'nosuchtable' });
         try {
