@@ -37,9 +37,9 @@ export function findCondition(conditions: readonly Condition[] | undefined, type
 
 /**
  * True when two condition lists say the same, ignoring transition times. Fields are compared in
- * a fixed order: the API server returns them with its own key order (alphabetical), so comparing
- * serialised objects saw a difference every time, and every reconcile wrote status again — which
- * queued the object again, an endless loop of status writes.
+ * a fixed order, not as serialised objects: the API server returns them in its own key order
+ * (alphabetical), so serialised lists would always differ, and each reconcile would write status
+ * again and so queue its object again, without end.
  */
 export function sameConditions(a: readonly Condition[] | undefined, b: readonly Condition[] | undefined): boolean {
   const strip = (list: readonly Condition[] | undefined) =>

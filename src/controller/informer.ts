@@ -1,4 +1,5 @@
 import { Watch, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
+import { keyOf, keyOfObject } from '../api/object-key.ts';
 import type { Logger } from '../observability/logger.ts';
 import { silentLogger } from '../observability/logger.ts';
 import { realTimers, sleep, type Timers } from './timers.ts';
@@ -137,7 +138,7 @@ export class ResourceInformer<T extends KubernetesObject> {
   }
 
   get(namespace: string | undefined, name: string): T | undefined {
-    return this.#cache.get(cacheKey(namespace, name));
+    return this.#cache.get(keyOf(namespace, name));
   }
 
   /** Cached objects, all or those of one namespace. */
@@ -238,7 +239,7 @@ export class ResourceInformer<T extends KubernetesObject> {
     } while (token);
 
     const fresh = new Map<string, T>();
-    for (const obj of items) fresh.set(keyOf(obj), obj);
+    for (const obj of items) fresh.set(keyOfObject(obj), obj);
     for (const [key, old] of this.#cache) {
       if (!fresh.has(key)) {
         this.#cache.delete(key);
@@ -310,11 +311,11 @@ export class ResourceInformer<T extends KubernetesObject> {
       case 'ADDED':
       case 'MODIFIED': {
         const transform = this.#opts.transform;
-        this.#apply(keyOf(obj), transform ? transform(obj) : obj);
+        this.#apply(keyOfObject(obj), transform ? transform(obj) : obj);
         break;
       }
       case 'DELETED': {
-        const key = keyOf(obj);
+        const key = keyOfObject(obj);
         if (this.#cache.delete(key)) this.#emit(this.#deletes, this.#opts.transform ? this.#opts.transform(obj) : obj);
         break;
       }
@@ -358,16 +359,6 @@ export class ResourceInformer<T extends KubernetesObject> {
       }
     }
   }
-}
-
-/** `namespace/name`, or `name` for cluster-scoped objects: the key controllers queue. */
-export function cacheKey(namespace: string | undefined, name: string): string {
-  return namespace ? `${namespace}/${name}` : name;
-}
-
-/** The cache key of an object. */
-export function keyOf(obj: KubernetesObject): string {
-  return cacheKey(obj.metadata?.namespace, obj.metadata?.name ?? '');
 }
 
 /** A short description of a list/watch failure (a fetch error hides its cause one level down). */

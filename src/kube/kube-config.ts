@@ -15,10 +15,10 @@ export function isPooledDispatcher(dispatcher: object): boolean {
  * A KubeConfig whose requests share one connection pool per API server and client identity.
  *
  * client-node (2.0) builds a new undici Agent for every request, so every call — each status
- * patch, finalizer, Event, lease renewal — opened a TLS connection and did a handshake with the
- * client certificate. With thousands of restrictions that was most of the operator's CPU and a
- * good part of its memory. Here the Agent is kept and reused (keep-alive), and replaced only when
- * the TLS material it was built from changes (a rotated CA or client certificate file).
+ * patch, finalizer, Event, lease renewal — would open a TLS connection and do a handshake with
+ * the client certificate: with thousands of restrictions, most of the operator's CPU. Here the
+ * Agent is kept and reused (keep-alive), and replaced only when the TLS material it was built
+ * from changes (a rotated CA or client certificate file).
  *
  * Users authenticated by an exec plugin, which may hand out client certificates of its own, keep
  * the library's behaviour; tokens (in-cluster, auth providers) travel in headers, not the pool.

@@ -1,7 +1,18 @@
 import { pino, type Logger as PinoLogger } from 'pino';
 
-/** The logging surface the rest of the code uses (pino's, so any pino logger fits). */
-export type Logger = Pick<PinoLogger, 'info' | 'warn' | 'error' | 'debug' | 'child'>;
+/**
+ * The one logging interface every module takes (the operator, the daemon, the stores, the
+ * policy server): pino's calling convention, a context object then the message or the message
+ * alone, so a pino logger fits as is and a test can record lines.
+ */
+export interface Logger {
+  error(obj: object | string, msg?: string): void;
+  warn(obj: object | string, msg?: string): void;
+  info(obj: object | string, msg?: string): void;
+  debug(obj: object | string, msg?: string): void;
+  /** A logger whose lines carry `bindings` as well. */
+  child(bindings: Record<string, unknown>): Logger;
+}
 
 /**
  * Structured JSON logs on stdout. Secrets never reach a log line: fields that may carry

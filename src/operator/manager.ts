@@ -20,9 +20,10 @@ import { PolicyDaemonReconciler, type PolicyDaemonObject } from '../reconcilers/
 import { POLICY_DAEMON_LABEL } from '../reconcilers/policy-daemon-objects.ts';
 import { KubePolicyDaemonWriter } from '../reconcilers/policy-daemon-writer.ts';
 import { SidecarWebhook, type SidecarWebhookOptions } from '../webhook/sidecar-webhook.ts';
+import { keyOf } from '../api/object-key.ts';
 import { targetKey } from '../api/restriction-owner.ts';
 import { TargetIndex } from '../reconcilers/ownership.ts';
-import { keyOf, type BackendObject, type EventSink, type EventTarget, type Lister, type RestrictionObject } from '../reconcilers/types.ts';
+import type { BackendObject, EventSink, EventTarget, Lister, RestrictionObject } from '../reconcilers/types.ts';
 
 export interface OperatorOptions {
   readonly kubeConfig: KubeConfig;

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
-import { watch, type FSWatcher } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { FileWatcher } from '../files/watcher.ts';
 import type { Logger } from '../observability/logger.ts';
 import { loadPolicydConfig, storeCaFile, type PolicydConfig } from './config.ts';
 
@@ -33,11 +33,9 @@ export interface ConfigReloaderOptions {
 export class ConfigReloader {
   readonly #o: ConfigReloaderOptions;
   readonly #log: Logger;
-  readonly #watchers = new Map<string, FSWatcher>();
+  readonly #watcher: FileWatcher;
   #fingerprint: string | undefined;
   #current: PolicydConfig;
-  #timer: NodeJS.Timeout | undefined;
-  #poll: NodeJS.Timeout | undefined;
   #running: Promise<void> | undefined;
   #again = false;
   #stopped = false;
@@ -46,25 +44,25 @@ export class ConfigReloader {
     this.#o = options;
     this.#current = options.initial;
     this.#log = options.logger.child({ component: 'config-reload' });
+    this.#watcher = new FileWatcher({
+      what: 'a config directory',
+      onEvent: () => void this.check(),
+      onPoll: () => void this.check(),
+      debounceMs: options.debounceMs ?? 300,
+      pollMs: options.pollMs ?? 10_000,
+      logger: this.#log,
+    });
   }
 
   /** Starts watching; the files as they are now are the baseline. */
   async start(): Promise<void> {
     this.#fingerprint = await this.#readFingerprint(this.#current);
     this.#watchDirectories(this.#current);
-    const pollMs = this.#o.pollMs ?? 10_000;
-    if (pollMs > 0) {
-      this.#poll = setInterval(() => this.#schedule(0), pollMs);
-      this.#poll.unref();
-    }
   }
 
   stop(): void {
     this.#stopped = true;
-    clearTimeout(this.#timer);
-    clearInterval(this.#poll);
-    for (const w of this.#watchers.values()) w.close();
-    this.#watchers.clear();
+    this.#watcher.close();
   }
 
   /** Checks now (and applies if the files changed); resolves when done. */
@@ -79,13 +77,6 @@ export class ConfigReloader {
       this.#again = false;
       await this.check();
     }
-  }
-
-  #schedule(delayMs = this.#o.debounceMs ?? 300): void {
-    if (this.#stopped) return;
-    clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => void this.check(), delayMs);
-    this.#timer.unref();
   }
 
   async #reload(): Promise<void> {
@@ -129,23 +120,11 @@ export class ConfigReloader {
     return [this.#o.configFile, config.passwordFile, storeCaFile(config)].filter((f): f is string => f !== undefined && f !== '');
   }
 
+  /**
+   * The directories, not the files: Kubernetes updates a mounted ConfigMap or Secret by swapping
+   * a symlink, so the file's own inode never changes.
+   */
   #watchDirectories(config: PolicydConfig): void {
-    const wanted = new Set(this.#files(config).map((f) => dirname(f)));
-    for (const [dir, watcher] of this.#watchers) {
-      if (!wanted.has(dir)) {
-        watcher.close();
-        this.#watchers.delete(dir);
-      }
-    }
-    for (const dir of wanted) {
-      if (this.#watchers.has(dir)) continue;
-      try {
-        const watcher = watch(dir, { persistent: false }, () => this.#schedule());
-        watcher.on('error', (error) => this.#log.warn({ err: error, dir }, 'watching a config directory failed; polling only'));
-        this.#watchers.set(dir, watcher);
-      } catch (error) {
-        this.#log.warn({ err: error, dir }, 'cannot watch a config directory; polling only');
-      }
-    }
+    this.#watcher.watch(this.#files(config).map((f) => dirname(f)));
   }
 }

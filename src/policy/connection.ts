@@ -9,7 +9,8 @@
 import type { Socket } from 'node:net';
 import { PolicyDecoder, encodeReply, isValidAction, type RequestSink } from './codec.ts';
 import type { PolicyServerLimits } from './limits.ts';
-import type { DisconnectReason, PolicyLogger, PolicyServerMetrics } from './observe.ts';
+import type { Logger } from '../observability/logger.ts';
+import type { DisconnectReason, PolicyServerMetrics } from './observe.ts';
 import type { PolicyHandler, PolicyRequest } from './request.ts';
 
 /** What a connection needs from its server. */
@@ -18,7 +19,7 @@ export interface ConnectionContext {
   /** Asked at each failure: the answer may change while the connection is open (a reload). */
   readonly failureAction: () => string;
   readonly limits: PolicyServerLimits;
-  readonly logger: PolicyLogger;
+  readonly logger: Logger;
   readonly metrics: PolicyServerMetrics;
   readonly now: () => number;
   readonly onClose: (connection: PolicyConnection) => void;

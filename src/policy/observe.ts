@@ -1,16 +1,8 @@
 /**
- * What the policy server needs from logging and metrics, as small interfaces so the owner of each
- * (pino, prom-client) wires them without the server importing either.
+ * What the policy server reports to metrics, as a small interface so prom-client is wired by the
+ * daemon without the server importing it. (It logs through observability's Logger.)
  */
 import type { ProtocolErrorReason } from './codec.ts';
-
-/** pino-compatible: a context object, then the message. */
-export interface PolicyLogger {
-  debug(obj: object, msg: string): void;
-  info(obj: object, msg: string): void;
-  warn(obj: object, msg: string): void;
-  error(obj: object, msg: string): void;
-}
 
 /** Why a connection was closed by the server; stable, usable as a metric label. */
 export type DisconnectReason = ProtocolErrorReason | 'request-timeout';
@@ -28,10 +20,3 @@ export interface PolicyServerMetrics {
   /** A connection was refused because `maxConnections` were open. */
   onConnectionRefused?(): void;
 }
-
-export const silentLogger: PolicyLogger = {
-  debug() {},
-  info() {},
-  warn() {},
-  error() {},
-};

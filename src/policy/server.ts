@@ -8,7 +8,8 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import { realClock, type Clock } from './clock.ts';
 import { PolicyConnection, type ConnectionContext } from './connection.ts';
 import { resolveLimits, type PolicyServerLimits } from './limits.ts';
-import { silentLogger, type PolicyLogger, type PolicyServerMetrics } from './observe.ts';
+import { silentLogger, type Logger } from '../observability/logger.ts';
+import type { PolicyServerMetrics } from './observe.ts';
 import type { PolicyHandler } from './request.ts';
 
 export interface PolicyServerOptions {
@@ -21,7 +22,7 @@ export interface PolicyServerOptions {
    */
   readonly failureAction?: string | (() => string);
   readonly limits?: Partial<PolicyServerLimits>;
-  readonly logger?: PolicyLogger;
+  readonly logger?: Logger;
   readonly metrics?: PolicyServerMetrics;
   /** Times the timeouts and latencies (default: real time). */
   readonly clock?: Clock;
@@ -57,7 +58,7 @@ export const DEFAULT_FAILURE_ACTION = 'DEFER_IF_PERMIT Service temporarily unava
 
 export class PolicyServer {
   readonly #limits: PolicyServerLimits;
-  readonly #logger: PolicyLogger;
+  readonly #logger: Logger;
   readonly #metrics: PolicyServerMetrics;
   readonly #context: ConnectionContext;
   readonly #clock: Clock;

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { MailBackend } from '../api/mail-backend.ts';
 import { storeSettingsOf } from '../api/mail-backend.ts';
+import { keyOf, keyOfObject } from '../api/object-key.ts';
 import type { Logger } from '../observability/logger.ts';
 import { openUrlStore } from '../stores/url-store.ts';
 import { StoreError, type MailboxWriter } from '../stores/store.ts';
@@ -32,7 +33,7 @@ export class BackendConnections {
 
   /** The store for `backend` with its Secrets' password and CA; opens or reopens as needed. */
   async get(backend: MailBackend, secrets: BackendSecrets): Promise<MailboxWriter> {
-    const key = `${backend.metadata.namespace}/${backend.metadata.name}`;
+    const key = keyOfObject(backend);
     const settings = storeSettingsOf(backend.spec);
     const fingerprint = createHash('sha256')
       .update(JSON.stringify([backend.spec.url, settings]))
@@ -58,7 +59,7 @@ export class BackendConnections {
   }
 
   async forget(namespace: string, name: string): Promise<void> {
-    const key = `${namespace}/${name}`;
+    const key = keyOf(namespace, name);
     const entry = this.#entries.get(key);
     if (entry === undefined) return;
     this.#entries.delete(key);

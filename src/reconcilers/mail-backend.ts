@@ -6,7 +6,7 @@ import type { BackendConnections } from './backend-connections.ts';
 import { parseBackendSpec } from './backend-spec.ts';
 import { backendSecretsOf, CredentialsError } from './credentials.ts';
 import type { BackendObject, EventSink, Lister, SecretLister } from './types.ts';
-import { splitKey } from './types.ts';
+import { splitKey } from '../api/object-key.ts';
 
 export interface BackendReconcilerDeps {
   readonly backends: Lister<BackendObject>;

@@ -9,7 +9,7 @@ import { parseBackendSpec } from './backend-spec.ts';
 import { backendSecretsOf, CredentialsError } from './credentials.ts';
 import { ownerOf, targetKey } from '../api/restriction-owner.ts';
 import type { BackendObject, EventSink, Lister, RestrictionObject, SecretLister } from './types.ts';
-import { splitKey } from './types.ts';
+import { splitKey } from '../api/object-key.ts';
 
 export const FINALIZER = 'mailwarden.io/cleanup';
 

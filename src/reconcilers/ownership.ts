@@ -1,4 +1,5 @@
 import type { MailUserRestriction } from '../api/mail-user-restriction.ts';
+import { keyOfObject } from '../api/object-key.ts';
 import { targetKey } from '../api/restriction-owner.ts';
 
 type Owned = Pick<MailUserRestriction, 'metadata' | 'spec'>;
@@ -15,7 +16,7 @@ export class TargetIndex<T extends Owned> {
 
   /** Records an added or updated restriction; returns its previous target when that changed. */
   set(obj: T): string | undefined {
-    const key = objectKey(obj);
+    const key = keyOfObject(obj);
     const target = targetKey(obj);
     const previous = this.#targetOf.get(key);
     if (previous !== undefined && previous !== target) this.#remove(previous, key);
@@ -31,7 +32,7 @@ export class TargetIndex<T extends Owned> {
   }
 
   delete(obj: T): void {
-    const key = objectKey(obj);
+    const key = keyOfObject(obj);
     const previous = this.#targetOf.get(key);
     if (previous !== undefined) this.#remove(previous, key);
     this.#targetOf.delete(key);
@@ -47,8 +48,4 @@ export class TargetIndex<T extends Owned> {
     group?.delete(key);
     if (group?.size === 0) this.#byTarget.delete(target);
   }
-}
-
-function objectKey(obj: Owned): string {
-  return `${obj.metadata.namespace ?? ''}/${obj.metadata.name}`;
 }

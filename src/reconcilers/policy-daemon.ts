@@ -18,7 +18,8 @@ import {
 } from './policy-daemon-objects.ts';
 import { parseBackendSpec } from './backend-spec.ts';
 import type { PolicyDaemonWriter } from './policy-daemon-writer.ts';
-import { splitKey, type BackendObject, type EventSink, type KubeMeta, type Lister } from './types.ts';
+import { splitKey } from '../api/object-key.ts';
+import type { BackendObject, EventSink, KubeMeta, Lister } from './types.ts';
 
 /** A PolicyDaemon as the informer holds it. */
 export type PolicyDaemonObject = PolicyDaemonResource & { metadata: PolicyDaemonResource['metadata'] & KubeMeta };

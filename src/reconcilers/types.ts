@@ -35,13 +35,3 @@ export interface KubeMeta {
 }
 
 export type SecretLister = Lister<V1Secret>;
-
-/** `namespace/name`, the work-queue key. */
-export function keyOf(namespace: string | undefined, name: string): string {
-  return `${namespace ?? ''}/${name}`;
-}
-
-export function splitKey(key: string): [namespace: string, name: string] {
-  const slash = key.indexOf('/');
-  return [key.slice(0, slash), key.slice(slash + 1)];
-}

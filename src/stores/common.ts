@@ -1,28 +1,13 @@
 /**
- * What every network store shares: a logger shape, secret-free descriptions of where a store
+ * What every network store shares: secret-free descriptions of where a store
  * points, and the one way an in-flight call is abandoned when the caller's signal aborts.
  */
 import type { z } from 'zod';
+import type { Logger } from '../observability/logger.ts';
 import type { Semantics } from '../restrictions/options.ts';
 import { asciiAddress } from '../restrictions/idn.ts';
 import { trimAscii } from '../restrictions/sql-list.ts';
 import { StoreError } from './store.ts';
-
-/**
- * The logger a store writes to: a subset of pino's, so a pino logger fits as is. Stores log
- * state transitions (unavailable / available again), never every failed lookup, and never a secret.
- */
-export interface StoreLogger {
-  debug(obj: object, msg: string): void;
-  info(obj: object, msg: string): void;
-  warn(obj: object, msg: string): void;
-}
-
-export const SILENT_LOGGER: StoreLogger = Object.freeze({
-  debug() {},
-  info() {},
-  warn() {},
-});
 
 /** What the caller passes to open a store: the semantics for SQL lists and the secret. */
 export interface StoreOpenOptions {
@@ -34,7 +19,8 @@ export interface StoreOpenOptions {
    * `tls.caFile` (the operator's, from the Secret a MailBackend's caSecretRef names).
    */
   readonly ca?: string;
-  readonly logger?: StoreLogger;
+  /** Stores log state transitions (unavailable / available again), never every failed lookup, and never a secret. */
+  readonly logger?: Logger;
 }
 
 /**
@@ -120,10 +106,10 @@ export function signalOrTimeout(signal: AbortSignal | undefined, timeoutMs: numb
  */
 export class Health {
   #healthy = true;
-  readonly #logger: StoreLogger;
+  readonly #logger: Logger;
   readonly #target: string;
 
-  constructor(logger: StoreLogger, target: string) {
+  constructor(logger: Logger, target: string) {
     this.#logger = logger;
     this.#target = target;
   }

@@ -5,8 +5,9 @@
  * slot connects and binds anew: the store recovers by itself when the server is back.
  */
 import { Client, type ClientOptions } from 'ldapts';
-import { abortable, type StoreLogger } from './common.ts';
+import { abortable } from './common.ts';
 import { isResultCode } from './ldap-errors.ts';
+import type { Logger } from '../observability/logger.ts';
 
 export interface LdapConnectionOptions {
   readonly url: string;
@@ -21,7 +22,7 @@ export interface LdapConnectionOptions {
   readonly operationTimeoutMs: number;
   readonly tlsOptions: ClientOptions['tlsOptions'];
   readonly startTls: boolean;
-  readonly logger: StoreLogger;
+  readonly logger: Logger;
 }
 
 interface Slot {

@@ -8,13 +8,14 @@ import { LIST_NAMES, type ListName, EMPTY_LISTS, type MailboxRecord, type Restri
 import type { Semantics } from '../restrictions/options.ts';
 import { asciiAddress } from '../restrictions/idn.ts';
 import { trimAscii } from '../restrictions/sql-list.ts';
-import { Health, mailboxKey, parseStoreSettings, redactUrl, SILENT_LOGGER, signalOrTimeout, type StoreOpenOptions } from './common.ts';
+import { Health, mailboxKey, parseStoreSettings, redactUrl, signalOrTimeout, type StoreOpenOptions } from './common.ts';
 import { trustedCa, urlHost, verifyingTlsOptions, type NodeTlsOptions } from './endpoint.ts';
 import { LdapConnections } from './ldap-connections.ts';
 import { classifyLdapError, type LdapErrorContext } from './ldap-errors.ts';
 import { lookupFilter, normaliseUserFilter, userFilterProblem } from './ldap-filter.ts';
 import { LdapStoreSettingsSchema, type LdapStoreSettings } from '../api/store-settings.ts';
 import { type ApplyResult, type MailboxReader, type MailboxWriter, StoreError } from './store.ts';
+import { silentLogger } from '../observability/logger.ts';
 
 /** Opens an LDAP store; no connection is made until the first call. */
 export async function openLdapStore(url: string, settings: unknown, options: StoreOpenOptions): Promise<LdapMailboxStore> {
@@ -42,7 +43,7 @@ export async function openLdapStore(url: string, settings: unknown, options: Sto
   if (filterProblem !== undefined) {
     throw new StoreError('Misconfigured', `LDAP userFilter ${JSON.stringify(parsed.userFilter)} is not a valid filter: ${filterProblem}`);
   }
-  const logger = options.logger ?? SILENT_LOGGER;
+  const logger = options.logger ?? silentLogger;
   const connections = new LdapConnections({
     url: target,
     target,

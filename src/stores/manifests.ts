@@ -1,4 +1,3 @@
-import { watch, type FSWatcher } from 'node:fs';
 import { asciiAddress } from '../restrictions/idn.ts';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
@@ -7,6 +6,7 @@ import { listsOf } from '../api/mail-user-restriction.ts';
 import type { MailboxRecord } from '../restrictions/lists.ts';
 import type { Logger } from '../observability/logger.ts';
 import { StoreError, type MailboxReader } from './store.ts';
+import { FileWatcher } from '../files/watcher.ts';
 
 /** Raised when the manifests cannot be loaded; `problems` holds one line per problem. */
 export class ManifestsError extends Error {
@@ -79,9 +79,7 @@ export class ManifestsStore implements MailboxReader {
   #mailboxes = new Map<string, MailboxRecord>();
   #fingerprint = '';
   #listeners: (() => void)[] = [];
-  #watchers: FSWatcher[] = [];
-  #timer: NodeJS.Timeout | undefined;
-  #poller: NodeJS.Timeout | undefined;
+  #watcher: FileWatcher | undefined;
   #reloading: Promise<void> | undefined;
   #loaded = false;
 
@@ -130,10 +128,7 @@ export class ManifestsStore implements MailboxReader {
   }
 
   async close(): Promise<void> {
-    for (const w of this.#watchers) w.close();
-    this.#watchers = [];
-    clearTimeout(this.#timer);
-    clearInterval(this.#poller);
+    this.#watcher?.close();
     await this.#reloading;
   }
 
@@ -176,23 +171,18 @@ export class ManifestsStore implements MailboxReader {
   }
 
   #watch(): void {
-    const schedule = () => {
-      clearTimeout(this.#timer);
-      // Editors and ConfigMap updates touch several files at once: settle first.
-      this.#timer = setTimeout(() => void this.reload(), 200);
-      this.#timer.unref();
-    };
-    for (const p of this.#options.paths) {
-      try {
-        const watcher = watch(p, { recursive: true, persistent: false }, schedule);
-        watcher.on('error', (error) => this.#options.logger?.warn({ err: error, path: p }, 'watching manifests failed; polling only'));
-        this.#watchers.push(watcher);
-      } catch (error) {
-        this.#options.logger?.warn({ err: error, path: p }, 'cannot watch manifests; polling only');
-      }
-    }
-    this.#poller = setInterval(() => void this.#pollOnce(), this.#options.pollIntervalMs ?? 30_000);
-    this.#poller.unref();
+    this.#watcher = new FileWatcher({
+      what: 'manifests',
+      // An event reloads whatever the files' sizes and times say: a rewrite within the same
+      // millisecond and of the same size changes neither.
+      onEvent: () => void this.reload(),
+      onPoll: () => void this.#pollOnce(),
+      debounceMs: 200,
+      pollMs: this.#options.pollIntervalMs ?? 30_000,
+      recursive: true,
+      logger: this.#options.logger,
+    });
+    this.#watcher.watch(this.#options.paths);
   }
 
   async #pollOnce(): Promise<void> {

@@ -7,13 +7,14 @@
  */
 import { isIP } from 'node:net';
 import mysql from 'mysql2/promise';
-import { abortable, parseStoreSettings, SILENT_LOGGER, type StoreLogger, type StoreOpenOptions } from './common.ts';
+import { abortable, parseStoreSettings, type StoreOpenOptions } from './common.ts';
 import { type NodeTlsOptions, parseSqlUrl, type SqlEndpoint, sqlTlsOptions } from './endpoint.ts';
 import { MYSQL_DIALECT, type SqlRow } from './sql-common.ts';
 import { classifyMysqlError, type ErrorContext } from './sql-errors.ts';
 import { type SqlDriver, SqlMailboxStore, type SqlSession } from './sql-store.ts';
 import { SqlStoreSettingsSchema, type SqlStoreSettings } from '../api/store-settings.ts';
 import { StoreError } from './store.ts';
+import { silentLogger, type Logger } from '../observability/logger.ts';
 
 export const MYSQL_DEFAULT_PORT = 3306;
 
@@ -21,7 +22,7 @@ export const MYSQL_DEFAULT_PORT = 3306;
 export async function openMysqlStore(url: string, settings: unknown, options: StoreOpenOptions): Promise<SqlMailboxStore> {
   const parsed = parseStoreSettings(SqlStoreSettingsSchema, settings, 'MySQL store');
   const endpoint = parseSqlUrl(url, MYSQL_DEFAULT_PORT, options.password);
-  const logger = options.logger ?? SILENT_LOGGER;
+  const logger = options.logger ?? silentLogger;
   if (parsed.tls.mode === 'verify-full' && parsed.tls.serverName !== undefined && parsed.tls.serverName !== endpoint.host) {
     // mysql2 checks the certificate against the host it connects to and takes no other name.
     throw new StoreError(
@@ -61,7 +62,7 @@ class MysqlDriver implements SqlDriver {
     endpoint: SqlEndpoint,
     settings: SqlStoreSettings,
     ssl: false | mysql.SslOptions,
-    logger: StoreLogger,
+    logger: Logger,
   ) {
     this.#context = { target: endpoint.target, settings, secrets: [endpoint.password] };
     const options: mysql.PoolOptions = {

@@ -3,13 +3,14 @@
  * usernames case-sensitively, so a row stored with capitals is not found (spec §5, vector E09).
  */
 import pg from 'pg';
-import { abortable, parseStoreSettings, SILENT_LOGGER, type StoreLogger, type StoreOpenOptions } from './common.ts';
+import { abortable, parseStoreSettings, type StoreOpenOptions } from './common.ts';
 import { parseSqlUrl, type SqlEndpoint, sqlTlsOptions } from './endpoint.ts';
 import { POSTGRES_DIALECT, type SqlRow } from './sql-common.ts';
 import { classifyPostgresError, type ErrorContext } from './sql-errors.ts';
 import { type SqlDriver, SqlMailboxStore, type SqlSession } from './sql-store.ts';
 import { SqlStoreSettingsSchema, type SqlStoreSettings } from '../api/store-settings.ts';
 import { StoreError } from './store.ts';
+import { silentLogger, type Logger } from '../observability/logger.ts';
 
 export const POSTGRES_DEFAULT_PORT = 5432;
 
@@ -21,7 +22,7 @@ export async function openPostgresStore(
 ): Promise<SqlMailboxStore> {
   const parsed = parseStoreSettings(SqlStoreSettingsSchema, settings, 'PostgreSQL store');
   const endpoint = parseSqlUrl(url, POSTGRES_DEFAULT_PORT, options.password);
-  const logger = options.logger ?? SILENT_LOGGER;
+  const logger = options.logger ?? silentLogger;
   const driver = new PostgresDriver(endpoint, parsed, await sqlTlsOptions(parsed.tls, endpoint.host, options.ca), logger);
   return new SqlMailboxStore(driver, parsed, { semantics: options.semantics, logger, target: endpoint.target });
 }
@@ -30,13 +31,13 @@ class PostgresDriver implements SqlDriver {
   readonly dialect = POSTGRES_DIALECT;
   readonly #pool: pg.Pool;
   readonly #context: ErrorContext;
-  readonly #logger: StoreLogger;
+  readonly #logger: Logger;
 
   constructor(
     endpoint: SqlEndpoint,
     settings: SqlStoreSettings,
     ssl: Awaited<ReturnType<typeof sqlTlsOptions>>,
-    logger: StoreLogger,
+    logger: Logger,
   ) {
     this.#context = { target: endpoint.target, settings, secrets: [endpoint.password] };
     this.#logger = logger;

@@ -6,7 +6,7 @@
 import { EMPTY_LISTS, LIST_NAMES, sameEntries, type MailboxRecord, type RestrictionLists } from '../restrictions/lists.ts';
 import { splitSqlList } from '../restrictions/sql-list.ts';
 import type { Semantics } from '../restrictions/options.ts';
-import { Health, mailboxKey, signalOrTimeout, type StoreLogger } from './common.ts';
+import { Health, mailboxKey, signalOrTimeout } from './common.ts';
 import {
   columnsToWrite,
   lookupKeys,
@@ -22,6 +22,7 @@ import {
 import { AMAVISD_HINT, missingSchemaPart } from './sql-errors.ts';
 import type { SqlStoreSettings } from '../api/store-settings.ts';
 import { type ApplyResult, type MailboxReader, type MailboxWriter, StoreError } from './store.ts';
+import type { Logger } from '../observability/logger.ts';
 
 /** One checked-out connection. */
 export interface SqlSession {
@@ -46,7 +47,7 @@ export interface SqlDriver {
 
 export interface SqlStoreOptions {
   readonly semantics: Semantics;
-  readonly logger: StoreLogger;
+  readonly logger: Logger;
   /** Where the store points, without secrets (`postgres://vmail@db:5432/vmail`). */
   readonly target: string;
 }

@@ -7,14 +7,14 @@
  * argv[2]: the limits as JSON. Run with --expose-gc so memory is measured after a collection.
  */
 import { PolicyServer } from '../../src/policy/server.ts';
-import type { PolicyLogger } from '../../src/policy/observe.ts';
+import type { Logger } from '../../src/observability/logger.ts';
 import { answerFor } from './policy-robustness-model.ts';
 
 const limits = JSON.parse(process.argv[2] ?? '{}') as Record<string, number>;
 const warnings: Record<string, number> = {};
 let errors = 0;
 let maxRss = 0;
-const logger: PolicyLogger = {
+const logger: Logger = {
   debug() {},
   info() {},
   warn(obj) {
@@ -25,6 +25,7 @@ const logger: PolicyLogger = {
     errors++;
     process.stderr.write(`server error log: ${msg} ${String((obj as { err?: unknown }).err)}\n`);
   },
+  child: () => logger,
 };
 
 /** Waits of the test for the moment no connection is open. */

@@ -4,7 +4,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CoreV1Api, type KubeConfig, type V1ConfigMap } from '@kubernetes/client-node';
 import { startControlPlane, type ControlPlane } from '../../harness/controlplane.ts';
-import { ResourceInformer, keyOf } from '../../../src/controller/informer.ts';
+import { keyOfObject } from '../../../src/api/object-key.ts';
+import { ResourceInformer } from '../../../src/controller/informer.ts';
 import { Controller } from '../../../src/controller/controller.ts';
 import { WorkQueue } from '../../../src/controller/work-queue.ts';
 import { capturingLogger, eventually } from './support.ts';
@@ -109,7 +110,7 @@ describe('ResourceInformer (real API server)', () => {
     const ns = 'inf-d';
     const { informer } = configMapInformer(kc, ns);
     const queue = new WorkQueue();
-    const enqueue = (o: V1ConfigMap): void => queue.add(keyOf(o));
+    const enqueue = (o: V1ConfigMap): void => queue.add(keyOfObject(o));
     informer.onChange(enqueue);
     const seen = new Map<string, string | undefined>();
     const controller = new Controller({
@@ -163,6 +164,6 @@ describe('ResourceInformer (real API server)', () => {
     assert.equal(warnings.length, 1, `one warning per outage, got ${JSON.stringify(warnings)}`);
     assert.ok(lines.some((l) => l.msg === 'list and watch recovered'));
     await informer.stop();
-    assert.ok(keyOf(informer.get(ns, 'keep')!) === `${ns}/keep`, 'the cache stays readable after stop');
+    assert.ok(keyOfObject(informer.get(ns, 'keep')!) === `${ns}/keep`, 'the cache stays readable after stop');
   });
 });

@@ -7,7 +7,7 @@ import { LIST_NAMES, type MailboxRecord } from '../../../src/restrictions/lists.
 import { compileMailbox, type CompiledMailbox } from '../../../src/restrictions/mailbox.ts';
 import { resolveOptions } from '../../../src/restrictions/options.ts';
 import { splitSqlList } from '../../../src/restrictions/sql-list.ts';
-import { iredmailUserDn } from '../../../src/stores/ldap-dn.ts';
+import { iredmailUserDn } from '../../helpers/ldap-dn.ts';
 import { openUrlStore, type UrlStore } from '../../../src/stores/url-store.ts';
 import { type LdapServer, startOpenldap } from '../../harness/containers.ts';
 import { loadVectors } from '../../helpers/vectors.ts';

@@ -8,7 +8,7 @@ import { LIST_NAMES, type MailboxRecord } from '../../../src/restrictions/lists.
 import { compileMailbox, type CompiledMailbox } from '../../../src/restrictions/mailbox.ts';
 import { resolveOptions } from '../../../src/restrictions/options.ts';
 import { joinSqlList, splitSqlList } from '../../../src/restrictions/sql-list.ts';
-import type { StoreLogger } from '../../../src/stores/common.ts';
+import type { Logger } from '../../../src/observability/logger.ts';
 import type { UrlStore } from '../../../src/stores/url-store.ts';
 import { openUrlStore } from '../../../src/stores/url-store.ts';
 import { type SqlServer, startMariadb, startPostgres } from '../../harness/containers.ts';
@@ -23,10 +23,11 @@ const COLUMN_OF = {
 } as const;
 
 /** A logger that remembers every line, to check no secret is ever logged. */
-function recordingLogger(): StoreLogger & { lines: string[] } {
+function recordingLogger(): Logger & { lines: string[] } {
   const lines: string[] = [];
   const push = (obj: object, msg: string) => lines.push(`${msg} ${JSON.stringify(obj)}`);
-  return { lines, debug: push, info: push, warn: push };
+  const logger = { lines, debug: push, info: push, warn: push, error: push, child: () => logger };
+  return logger;
 }
 
 export function sqlStoreSuite(kind: 'postgres' | 'mariadb'): void {

@@ -75,8 +75,9 @@ export function rcpt(recipient: string, extra = ''): string {
 }
 
 /** A logger that records lines, for asserting what was logged. */
-export function recordingLogger(): { lines: { level: string; obj: object; msg: string }[]; logger: import('../../../src/policy/observe.ts').PolicyLogger } {
+export function recordingLogger(): { lines: { level: string; obj: object; msg: string }[]; logger: import('../../../src/observability/logger.ts').Logger } {
   const lines: { level: string; obj: object; msg: string }[] = [];
   const at = (level: string) => (obj: object, msg: string) => void lines.push({ level, obj, msg });
-  return { lines, logger: { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') } };
+  const logger = { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error'), child: () => logger };
+  return { lines, logger };
 }

@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import type { Clock } from '../../../src/policy/clock.ts';
 import type { PolicyServerLimits } from '../../../src/policy/limits.ts';
-import type { PolicyLogger, PolicyServerMetrics } from '../../../src/policy/observe.ts';
+import type { Logger } from '../../../src/observability/logger.ts';
+import type { PolicyServerMetrics } from '../../../src/policy/observe.ts';
 import type { PolicyHandler } from '../../../src/policy/request.ts';
 import { PolicyServer, PolicyServerError, type ListenTarget } from '../../../src/policy/server.ts';
 import { prng } from '../../bench/fixtures.ts';
@@ -78,7 +79,7 @@ function connectionGauge() {
 }
 
 async function start(
-  options: { handler?: PolicyHandler; limits?: Partial<PolicyServerLimits>; logger?: PolicyLogger; metrics?: PolicyServerMetrics; clock?: Clock } = {},
+  options: { handler?: PolicyHandler; limits?: Partial<PolicyServerLimits>; logger?: Logger; metrics?: PolicyServerMetrics; clock?: Clock } = {},
   target: ListenTarget = { host: '127.0.0.1', port: 0 },
 ): Promise<{ server: PolicyServer; target: { host: string; port: number } | { path: string } }> {
   const server = new PolicyServer({ handler: echo, failureAction: FAILURE, ...options });

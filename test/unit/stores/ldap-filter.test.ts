@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { FilterParser } from 'ldapts';
-import { escapeDnValue, iredmailUserDn } from '../../../src/stores/ldap-dn.ts';
+import { escapeDnValue, iredmailUserDn } from '../../helpers/ldap-dn.ts';
 import { escapeFilterValue, lookupFilter, userFilterProblem } from '../../../src/stores/ldap-filter.ts';
 
 describe('escapeFilterValue (RFC 4515)', () => {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { EMPTY_LISTS } from '../../../src/restrictions/lists.ts';
-import { SILENT_LOGGER } from '../../../src/stores/common.ts';
+import { silentLogger } from '../../../src/observability/logger.ts';
 import { SqlStoreSettingsSchema } from '../../../src/api/store-settings.ts';
 import { POSTGRES_DIALECT, type SqlRow } from '../../../src/stores/sql-common.ts';
 import { type SqlDriver, SqlMailboxStore, type SqlSession } from '../../../src/stores/sql-store.ts';
@@ -41,7 +41,7 @@ function recordingDriver(rows: SqlRow[], failures: unknown[] = []) {
 
 const row = (u: string, rs = '') => ({ mw_username: u, mw_allowed_senders: '', mw_rejected_senders: rs, mw_allowed_recipients: '', mw_rejected_recipients: '' });
 const settings = SqlStoreSettingsSchema.parse({});
-const open = (driver: SqlDriver) => new SqlMailboxStore(driver, settings, { semantics: 'default', logger: SILENT_LOGGER, target: 'postgres://x' });
+const open = (driver: SqlDriver) => new SqlMailboxStore(driver, settings, { semantics: 'default', logger: silentLogger, target: 'postgres://x' });
 
 describe('SqlMailboxStore', () => {
   test('a lookup of several keys is one statement with every key bound', async () => {

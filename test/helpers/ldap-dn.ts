@@ -1,7 +1,7 @@
 /**
- * Distinguished names (RFC 4514) for iRedMail's user entries. The stores find entries by search
- * and use the DN the server returns; building one is for tools and fixtures that create entries,
- * where an address is an attribute value and must be escaped, never spliced in.
+ * Distinguished names (RFC 4514) for iRedMail's user entries, for the tests' fixtures. The stores
+ * never build one (they find entries by search and use the DN the server returns); a fixture that
+ * creates an entry must escape the address, an attribute value, never splice it in.
  */
 
 /**
@@ -33,9 +33,4 @@ function domainOf(address: string): string {
  */
 export function iredmailUserDn(address: string, baseDn: string): string {
   return `mail=${escapeDnValue(address)},ou=Users,domainName=${escapeDnValue(domainOf(address))},${baseDn}`;
-}
-
-/** Where iRedMail keeps a domain: `domainName=<domain>,<base DN>`. */
-export function iredmailDomainDn(domain: string, baseDn: string): string {
-  return `domainName=${escapeDnValue(domain)},${baseDn}`;
 }
