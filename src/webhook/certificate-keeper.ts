@@ -1,9 +1,20 @@
 import { X509Certificate } from 'node:crypto';
-import { ApiException, CoreV1Api, KubernetesObjectApi, PatchStrategy, type KubeConfig, type V1Secret } from '@kubernetes/client-node';
+import {
+  AdmissionregistrationV1Api,
+  ApiException,
+  CoreV1Api,
+  KubernetesObjectApi,
+  PatchStrategy,
+  setHeaderOptions,
+  type KubeConfig,
+  type KubernetesObject,
+  type V1MutatingWebhookConfiguration,
+  type V1Secret,
+} from '@kubernetes/client-node';
 import type { Logger } from '../observability/logger.ts';
 import { FIELD_MANAGER } from '../reconcilers/policy-daemon-objects.ts';
 import { createCa, issueServing, splitBundle, validityOf, verifyChain, type KeyPair } from './certificates.ts';
-import { webhookConfiguration, type WebhookEndpoint } from './configuration.ts';
+import { CA_BUNDLE_FIELD_MANAGER, caBundleApply, legacyOwnershipToDrop, webhookConfiguration, type WebhookEndpoint } from './configuration.ts';
 
 const DAY_MS = 86_400_000;
 
@@ -52,6 +63,7 @@ export class CertificateKeeper {
   readonly #o: CertificateKeeperOptions;
   readonly #core: CoreV1Api;
   readonly #objects: KubernetesObjectApi;
+  readonly #admission: AdmissionregistrationV1Api;
   readonly #log: Logger;
   #timer: NodeJS.Timeout | undefined;
   #served: string | undefined;
@@ -61,6 +73,7 @@ export class CertificateKeeper {
     this.#o = options;
     this.#core = options.kubeConfig.makeApiClient(CoreV1Api);
     this.#objects = KubernetesObjectApi.makeApiClient(options.kubeConfig);
+    this.#admission = options.kubeConfig.makeApiClient(AdmissionregistrationV1Api);
     this.#log = options.logger.child({ component: 'webhook-certificates' });
   }
 
@@ -180,9 +193,48 @@ export class CertificateKeeper {
     else await this.#core.replaceNamespacedSecret({ namespace: this.#o.namespace, name: this.#o.secretName, body });
   }
 
+  /**
+   * The caBundle, and nothing else, through its own field manager. The configuration itself is
+   * the chart's; only where nobody created it (no chart: tests, a run outside a cluster) does the
+   * operator create it whole.
+   */
   async #applyConfiguration(bundle: string): Promise<void> {
-    const configuration = webhookConfiguration(this.#o.configurationName, this.#o.endpoint, bundle);
-    await this.#objects.patch(configuration, undefined, undefined, FIELD_MANAGER, true, PatchStrategy.ServerSideApply);
+    const name = this.#o.configurationName;
+    const existing = await this.#readConfiguration();
+    if (existing === undefined) {
+      await this.#objects.patch(webhookConfiguration(name, this.#o.endpoint, bundle), undefined, undefined, FIELD_MANAGER, true, PatchStrategy.ServerSideApply);
+    } else {
+      await this.#dropLegacyOwnership(existing);
+    }
+    await this.#objects.patch(caBundleApply(name, bundle) as KubernetesObject, undefined, undefined, CA_BUNDLE_FIELD_MANAGER, true, PatchStrategy.ServerSideApply);
+  }
+
+  async #readConfiguration(): Promise<V1MutatingWebhookConfiguration | undefined> {
+    try {
+      return await this.#admission.readMutatingWebhookConfiguration({ name: this.#o.configurationName });
+    } catch (error) {
+      if (error instanceof ApiException && error.code === 404) return undefined;
+      throw error;
+    }
+  }
+
+  /** An earlier operator applied the whole object; where the chart manages it, let go of that. */
+  async #dropLegacyOwnership(configuration: V1MutatingWebhookConfiguration): Promise<void> {
+    const index = legacyOwnershipToDrop(configuration.metadata?.managedFields, FIELD_MANAGER);
+    if (index === undefined) return;
+    // test first: the entry is removed only if it is still the one we looked at.
+    const patch = [
+      { op: 'test', path: `/metadata/managedFields/${index}/manager`, value: FIELD_MANAGER },
+      { op: 'remove', path: `/metadata/managedFields/${index}` },
+    ];
+    try {
+      await this.#admission.patchMutatingWebhookConfiguration({ name: this.#o.configurationName, body: patch }, setHeaderOptions('Content-Type', PatchStrategy.JsonPatch));
+      this.#log.info({ configuration: this.#o.configurationName }, 'gave up ownership of the webhook configuration taken by an earlier version; the operator keeps its caBundle only');
+    } catch (error) {
+      // Changed meanwhile: the next check looks again.
+      if (error instanceof ApiException && (error.code === 409 || error.code === 422)) return;
+      throw error;
+    }
   }
 
   #now(): Date {
