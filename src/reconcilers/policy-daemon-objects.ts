@@ -164,29 +164,32 @@ export function configMapFor(daemon: PolicyDaemonRef, configYaml: string): V1Con
 /**
  * The config and credentials as directory mounts — never subPath, which the kubelet does not
  * update — so the daemon sees a change through the `..data` symlink swap and reloads live.
+ * Every one is `optional`: the kubelet sets a pod's volumes up before starting any of its
+ * containers, so a missing Secret or ConfigMap would hold Postfix back too. Missing, the
+ * daemon finds no file and exits, and Postfix answers with its default_action.
  */
 export function daemonVolumes(daemon: PolicyDaemonRef, backend: MailBackendSpec | undefined): V1Volume[] {
-  const volumes: V1Volume[] = [{ name: CONFIG_VOLUME, configMap: { name: objectName(daemon.name) } }];
+  const volumes: V1Volume[] = [{ name: CONFIG_VOLUME, configMap: { name: objectName(daemon.name), optional: true } }];
   if (backend === undefined) {
     // The daemon's own ServiceAccount token: in a sidecar the pod's identity is Postfix's.
-    volumes.push({ name: KUBE_VOLUME, secret: { secretName: tokenSecretName(daemon.name), items: ['token', 'ca.crt', 'namespace'].map((key) => ({ key, path: key })), defaultMode: 0o444 } });
+    volumes.push({ name: KUBE_VOLUME, secret: { secretName: tokenSecretName(daemon.name), items: ['token', 'ca.crt', 'namespace'].map((key) => ({ key, path: key })), defaultMode: 0o444, optional: true } });
     return volumes;
   }
   const ref = backend.credentialsSecretRef;
   // The MailBackend's own Secret, mounted as is: no copy of the password, and a rotation there
   // reaches the daemon. 0444: the daemon's uid is not the file's owner, and no fsGroup is set
   // on a Postfix pod on its behalf.
-  if (ref) volumes.push({ name: SECRET_VOLUME, secret: { secretName: ref.name, items: [{ key: ref.key, path: 'password' }], defaultMode: 0o444 } });
+  if (ref) volumes.push({ name: SECRET_VOLUME, secret: { secretName: ref.name, items: [{ key: ref.key, path: 'password' }], defaultMode: 0o444, optional: true } });
   const ca = backend.caSecretRef;
-  if (ca) volumes.push({ name: CA_VOLUME, secret: { secretName: ca.name, items: [{ key: ca.key, path: CA_FILE }], defaultMode: 0o444 } });
+  if (ca) volumes.push({ name: CA_VOLUME, secret: { secretName: ca.name, items: [{ key: ca.key, path: CA_FILE }], defaultMode: 0o444, optional: true } });
   return volumes;
 }
 
 /**
- * The daemon container. As a sidecar it is a native sidecar (an init container with
- * `restartPolicy: Always`): started, and probed as started, before Postfix, and stopped after it.
+ * The daemon container: beside Postfix in an injected pod (an ordinary container, so nothing
+ * about the daemon can hold Postfix back), or alone in Service mode's Deployment.
  */
-export function daemonContainer(daemon: PolicyDaemonRef, backend: MailBackendSpec | undefined, image: string, asNativeSidecar: boolean): V1Container {
+export function daemonContainer(daemon: PolicyDaemonRef, backend: MailBackendSpec | undefined, image: string): V1Container {
   const spec = daemon.spec;
   const http = { path: '/healthz', port: spec.httpPort, scheme: 'HTTP' };
   const limits = { ...DEFAULT_RESOURCES.limits, ...spec.resources?.limits };
@@ -213,8 +216,8 @@ export function daemonContainer(daemon: PolicyDaemonRef, backend: MailBackendSpe
       capabilities: { drop: ['ALL'] },
       seccompProfile: { type: 'RuntimeDefault' },
     },
-    // Started = listening: Postfix (after a native sidecar) waits for it, not for the store,
-    // whose outage the daemon already answers with the failure action.
+    // Started = listening, not the store's reachability: a store outage the daemon answers with
+    // the failure action, and restarting the daemon would not bring the store back.
     startupProbe: { httpGet: http, periodSeconds: 1, failureThreshold: 30, timeoutSeconds: 2 },
     livenessProbe: { httpGet: http, periodSeconds: 10, failureThreshold: 3, timeoutSeconds: 2 },
     readinessProbe: { httpGet: { ...http, path: '/readyz' }, periodSeconds: 5, failureThreshold: 3, timeoutSeconds: 2 },
@@ -226,7 +229,6 @@ export function daemonContainer(daemon: PolicyDaemonRef, backend: MailBackendSpe
     ],
     terminationMessagePolicy: 'FallbackToLogsOnError',
   };
-  if (asNativeSidecar) container.restartPolicy = 'Always';
   return container;
 }
 
@@ -245,7 +247,7 @@ export function deploymentFor(daemon: PolicyDaemonRef, backend: MailBackendSpec 
           automountServiceAccountToken: false,
           enableServiceLinks: false,
           securityContext: { runAsNonRoot: true, runAsUser: RUN_AS, runAsGroup: RUN_AS, seccompProfile: { type: 'RuntimeDefault' } },
-          containers: [daemonContainer(daemon, backend, image, false)],
+          containers: [daemonContainer(daemon, backend, image)],
           volumes: daemonVolumes(daemon, backend),
           // Spread replicas so one node's loss does not take the policy service away.
           topologySpreadConstraints: [{ maxSkew: 1, topologyKey: 'kubernetes.io/hostname', whenUnsatisfiable: 'ScheduleAnyway', labelSelector: { matchLabels: selectorLabels(daemon) } }],

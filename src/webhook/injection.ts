@@ -30,8 +30,6 @@ export interface InjectionContext {
   readonly backendOf: (daemon: PolicyDaemonRef) => MailBackendSpec | undefined;
   /** The daemon image when the PolicyDaemon names none. */
   readonly image: string;
-  /** The API server runs native sidecars (Kubernetes ≥ 1.29). */
-  readonly nativeSidecars: boolean;
 }
 
 export type InjectionResult =
@@ -55,15 +53,13 @@ export function planInjection(pod: V1Pod, context: InjectionContext): InjectionR
   if (daemon.spec.backendRef !== undefined && backend === undefined) {
     return { injected: false, reason: `PolicyDaemon ${daemon.name}: its MailBackend is missing or invalid`, warnings: [`mailwarden: PolicyDaemon ${daemon.name} not injected: MailBackend ${daemon.spec.backendRef.name} is missing or invalid`] };
   }
-  const container = daemonContainer(daemon, backend, context.image, context.nativeSidecars);
+  const container = daemonContainer(daemon, backend, context.image);
   const volumes = daemonVolumes(daemon, backend).filter((v) => !(pod.spec?.volumes ?? []).some((existing) => existing.name === v.name));
-  const patch: PatchOperation[] = [];
-  if (context.nativeSidecars) {
-    // First of the init containers: every later one, and Postfix, starts with the daemon up.
-    patch.push(pod.spec?.initContainers?.length ? { op: 'add', path: '/spec/initContainers/0', value: container } : { op: 'add', path: '/spec/initContainers', value: [container] });
-  } else {
-    patch.push({ op: 'add', path: '/spec/containers/-', value: container });
-  }
+  // An ordinary container beside Postfix, never an init container (native sidecar): the kubelet
+  // starts Postfix only after every init container has started, so a daemon whose image cannot
+  // be pulled or that crash-loops would keep mail down. Beside it, Postfix starts whatever the
+  // daemon does, and meets an unreachable daemon with its own default_action (docs/postfix.md).
+  const patch: PatchOperation[] = [{ op: 'add', path: '/spec/containers/-', value: container }];
   patch.push(...appendAll('/spec/volumes', pod.spec?.volumes, volumes));
   patch.push(...setKey('/metadata/labels', pod.metadata?.labels, POLICY_DAEMON_LABEL, daemon.name));
   patch.push(...setKey('/metadata/annotations', pod.metadata?.annotations, INJECTED_ANNOTATION, daemon.name));

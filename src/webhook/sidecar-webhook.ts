@@ -1,5 +1,5 @@
 import type { AddressInfo } from 'node:net';
-import { VersionApi, type KubeConfig, type V1Pod } from '@kubernetes/client-node';
+import type { KubeConfig, V1Pod } from '@kubernetes/client-node';
 import type { MailBackendSpec } from '../api/mail-backend.ts';
 import { policyDaemonSpecSchema } from '../api/policy-daemon.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -29,8 +29,6 @@ export interface SidecarWebhookOptions {
   readonly daemons: Lister<PolicyDaemonObject>;
   readonly backends: Lister<BackendObject>;
   readonly image: string;
-  /** Override the server-version check (Kubernetes ≥ 1.29 runs native sidecars). */
-  readonly nativeSidecars?: boolean;
   readonly certificateCheckIntervalMs?: number;
   readonly caValidityMs?: number;
   readonly servingValidityMs?: number;
@@ -50,7 +48,6 @@ export class SidecarWebhook {
   readonly #o: SidecarWebhookOptions;
   readonly #log: Logger;
   #server: AdmissionServer | undefined;
-  #nativeSidecars = true;
 
   constructor(options: SidecarWebhookOptions) {
     this.#o = options;
@@ -72,11 +69,10 @@ export class SidecarWebhook {
   }
 
   async start(): Promise<AddressInfo> {
-    this.#nativeSidecars = this.#o.nativeSidecars ?? (await supportsNativeSidecars(this.#o.kubeConfig, this.#log));
     const certificate = await this.keeper.start();
     this.#server = new AdmissionServer({ certificate, injectPod: (pod, ns) => this.inject(pod, ns), logger: this.#log });
     const address = await this.#server.listen(this.#o.listen);
-    this.#log.info({ address, nativeSidecars: this.#nativeSidecars }, 'sidecar injection webhook listening');
+    this.#log.info({ address }, 'sidecar injection webhook listening');
     return address;
   }
 
@@ -96,7 +92,6 @@ export class SidecarWebhook {
       daemons,
       backendOf: (daemon) => (daemon.spec.backendRef === undefined ? undefined : backendSpec(this.#o.backends.get(namespace, daemon.spec.backendRef.name))),
       image: this.#o.image,
-      nativeSidecars: this.#nativeSidecars,
     });
   }
 
@@ -109,17 +104,4 @@ export class SidecarWebhook {
 function backendSpec(backend: BackendObject | undefined): MailBackendSpec | undefined {
   if (backend === undefined) return undefined;
   return parseBackendSpec(backend).spec;
-}
-
-/** Kubernetes 1.29 turned native sidecars (init containers with restartPolicy Always) on by default. */
-async function supportsNativeSidecars(kc: KubeConfig, log: Logger): Promise<boolean> {
-  try {
-    const version = await kc.makeApiClient(VersionApi).getCode();
-    const major = Number.parseInt(version.major, 10);
-    const minor = Number.parseInt(version.minor, 10);
-    return major > 1 || (major === 1 && minor >= 29);
-  } catch (error) {
-    log.warn({ err: error }, 'server version unknown; assuming native sidecars (Kubernetes ≥ 1.29)');
-    return true;
-  }
 }

@@ -17,7 +17,7 @@ const CONFIGURATION = 'mw-mailwarden';
 const SECRET = 'mw-mailwarden-webhook-tls';
 const SIDECAR = 'mailwarden-policyd';
 
-const sidecarOf = (pod: V1Pod) => pod.spec?.initContainers?.find((c) => c.name === SIDECAR);
+const sidecarOf = (pod: V1Pod) => pod.spec?.containers.find((c) => c.name === SIDECAR);
 
 describe('sidecar injection webhook', () => {
   let env: OperatorEnv;
@@ -63,12 +63,12 @@ describe('sidecar injection webhook', () => {
     await env?.stopAll();
   });
 
-  test('a matching pod comes back with the daemon as a native sidecar, configured through mounted files', async () => {
+  test('a matching pod comes back with the daemon beside Postfix (not an init container), configured through mounted files', async () => {
     const pod = await createPod(env.core, ns, name('postfix'), { ...INJECT, app: 'postfix' }, { initContainers: [{ name: 'setup', image: 'example.invalid/setup:1' }] });
     const sidecar = sidecarOf(pod);
     assert.ok(sidecar, 'sidecar injected');
-    assert.equal(pod.spec?.initContainers?.[0]?.name, SIDECAR, 'first init container: up before any other');
-    assert.equal(sidecar.restartPolicy, 'Always');
+    assert.deepEqual(pod.spec?.initContainers?.map((c) => c.name), ['setup'], 'init containers untouched: nothing of the daemon runs before Postfix');
+    assert.equal(sidecar.restartPolicy, undefined);
     assert.equal(sidecar.image, 'example.invalid/mailwarden:test');
     assert.deepEqual(sidecar.command, ['node', '/app/bin/mailwarden.js']);
     assert.deepEqual(sidecar.args, ['policyd', '-c', '/etc/mailwarden/policyd/policyd.yaml']);
@@ -87,7 +87,9 @@ describe('sidecar injection webhook', () => {
     const volumes = new Map((pod.spec?.volumes ?? []).map((v) => [v.name, v]));
     assert.equal(volumes.get('mailwarden-policyd-config')?.configMap?.name, 'postfix-policyd');
     assert.equal(volumes.get('mailwarden-policyd-credentials')?.secret?.secretName, 'vmail-credentials');
-    assert.equal(pod.spec?.containers.length, 1, 'Postfix container untouched');
+    assert.deepEqual(pod.spec?.containers.map((c) => c.name), ['postfix', SIDECAR], 'Postfix container first and untouched');
+    assert.equal(volumes.get('mailwarden-policyd-credentials')?.secret?.optional, true, 'a missing Secret cannot hold the pod back');
+    assert.equal(volumes.get('mailwarden-policyd-config')?.configMap?.optional, true);
   });
 
   test('the ConfigMap holds the daemon config: policy port on 127.0.0.1, password from the mounted Secret', async () => {
@@ -101,10 +103,10 @@ describe('sidecar injection webhook', () => {
 
   test('pods the selector does not match, or without the opt-in label, are untouched', async () => {
     const other = await createPod(env.core, ns, name('other'), { ...INJECT, app: 'webmail' });
-    assert.equal(other.spec?.initContainers, undefined);
+    assert.equal(sidecarOf(other), undefined);
     assert.equal(other.metadata?.annotations?.['mailwarden.io/injected'], undefined);
     const optedOut = await createPod(env.core, ns, name('noinject'), { app: 'postfix' });
-    assert.equal(optedOut.spec?.initContainers, undefined);
+    assert.equal(sidecarOf(optedOut), undefined);
   });
 
   test('a second admission of an injected pod adds nothing', async () => {
@@ -115,7 +117,7 @@ describe('sidecar injection webhook', () => {
       namespace: ns,
       body: { metadata: { name: name('twice-again'), labels: first.metadata?.labels, annotations: first.metadata?.annotations }, spec: first.spec },
     });
-    assert.equal(again.spec?.initContainers?.filter((c) => c.name === SIDECAR).length, 1);
+    assert.equal(again.spec?.containers.filter((c) => c.name === SIDECAR).length, 1);
     assert.equal(again.spec?.volumes?.length, first.spec?.volumes?.length);
   });
 

@@ -48,13 +48,13 @@ describe('daemonContainer heap options', () => {
   const daemon = (resources?: object) => ({ name: 'mx', namespace: 'mail', spec: policyDaemonSpecSchema.parse({ backendRef: { name: 'b' }, podSelector: { matchLabels: { app: 'postfix' } }, ...(resources ? { resources } : {}) }) });
 
   test('the default 256Mi limit gives the daemon a 128 MiB old generation', () => {
-    const container = daemonContainer(daemon(), backend, 'mailwarden:test', true);
+    const container = daemonContainer(daemon(), backend, 'mailwarden:test');
     assert.equal(container.resources?.limits?.memory, '256Mi');
     assert.deepEqual(container.env, [{ name: 'NODE_OPTIONS', value: '--max-old-space-size=128 --max-semi-space-size=8' }]);
   });
 
   test('a raised limit raises the heap with it', () => {
-    const container = daemonContainer(daemon({ limits: { memory: '1Gi' } }), backend, 'mailwarden:test', false);
+    const container = daemonContainer(daemon({ limits: { memory: '1Gi' } }), backend, 'mailwarden:test');
     assert.deepEqual(container.env, [{ name: 'NODE_OPTIONS', value: '--max-old-space-size=512 --max-semi-space-size=16' }]);
   });
 });
@@ -72,7 +72,7 @@ describe('a MailBackend CA from a Secret (caSecretRef)', () => {
   test('the Secret key ca.crt is mounted read-only and the daemon config names it as tls.caFile', () => {
     const volume = daemonVolumes(daemon, withCa).find((v) => v.secret?.secretName === 'db-ca');
     assert.deepEqual(volume?.secret?.items, [{ key: 'ca.crt', path: 'ca.crt' }]);
-    const mount = daemonContainer(daemon, withCa, 'mailwarden:test', true).volumeMounts?.find((m) => m.name === volume?.name);
+    const mount = daemonContainer(daemon, withCa, 'mailwarden:test').volumeMounts?.find((m) => m.name === volume?.name);
     assert.equal(mount?.readOnly, true);
     const config = parseYaml(policydConfigYaml(daemon, withCa)) as { storeSettings: { tls: { mode: string; caFile: string } } };
     assert.deepEqual(config.storeSettings.tls, { mode: 'verify-full', caFile: `${mount?.mountPath}/ca.crt` });
@@ -137,7 +137,7 @@ describe('store Kubernetes', () => {
   });
 
   test('the container mounts the token Secret, read-only, and nothing of a MailBackend', () => {
-    const container = daemonContainer(daemon, undefined, 'mailwarden:test', true);
+    const container = daemonContainer(daemon, undefined, 'mailwarden:test');
     assert.deepEqual(container.volumeMounts?.map((m) => [m.mountPath, m.readOnly]), [['/etc/mailwarden/policyd', true], ['/etc/mailwarden/kube', true]]);
     const volumes = daemonVolumes(daemon, undefined);
     assert.deepEqual(volumes[1]?.secret?.secretName, 'mx-policyd-token');

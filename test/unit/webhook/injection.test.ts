@@ -11,7 +11,6 @@ const context = (overrides: Partial<InjectionContext> = {}): InjectionContext =>
   daemons: [daemon('postfix', { podSelector: { matchLabels: { app: 'postfix' } } })],
   backendOf: () => backend,
   image: 'img:1',
-  nativeSidecars: true,
   ...overrides,
 });
 const pod = (labels: Record<string, string>, extra: Partial<V1Pod> = {}): V1Pod => ({ metadata: { labels, ...extra.metadata }, spec: { containers: [{ name: 'postfix' }], ...extra.spec } });
@@ -34,27 +33,28 @@ describe('planInjection', () => {
     });
   }
 
-  test('a pod without init containers, volumes or annotations gets whole arrays and maps', () => {
+  test('a pod without volumes or annotations gets whole arrays and maps; the daemon goes beside Postfix', () => {
     const result = planInjection(pod({ app: 'postfix', 'mailwarden.io/inject': 'true' }), context());
     assert.ok(result.injected);
     const paths = result.patch.map((op) => op.path);
-    assert.deepEqual(paths, ['/spec/initContainers', '/spec/volumes', '/metadata/labels/mailwarden.io~1policy-daemon', '/metadata/annotations']);
-    const [container] = result.patch[0]!.value as { restartPolicy: string; name: string }[];
-    assert.equal(container!.restartPolicy, 'Always');
+    assert.deepEqual(paths, ['/spec/containers/-', '/spec/volumes', '/metadata/labels/mailwarden.io~1policy-daemon', '/metadata/annotations']);
+    // An ordinary container, not a native sidecar: nothing about it can hold Postfix back.
+    assert.equal((result.patch[0]!.value as { restartPolicy?: string }).restartPolicy, undefined);
   });
 
-  test('existing init containers: the sidecar goes first; existing volumes are appended to', () => {
+  test('existing init containers stay as they are; existing volumes are appended to', () => {
     const result = planInjection(pod({ app: 'postfix', 'mailwarden.io/inject': 'true' }, { spec: { containers: [{ name: 'postfix' }], initContainers: [{ name: 'setup' }], volumes: [{ name: 'data' }] } }), context());
     assert.ok(result.injected);
-    assert.equal(result.patch[0]!.path, '/spec/initContainers/0');
+    assert.ok(!result.patch.some((op) => op.path.startsWith('/spec/initContainers')));
     assert.deepEqual(result.patch.filter((op) => op.path === '/spec/volumes/-').length, 2);
   });
 
-  test('without native sidecars the daemon is an ordinary container', () => {
-    const result = planInjection(pod({ app: 'postfix', 'mailwarden.io/inject': 'true' }), context({ nativeSidecars: false }));
+  test('every volume the daemon mounts is optional: a missing Secret or ConfigMap cannot keep the pod from starting', () => {
+    const result = planInjection(pod({ app: 'postfix', 'mailwarden.io/inject': 'true' }), context());
     assert.ok(result.injected);
-    assert.equal(result.patch[0]!.path, '/spec/containers/-');
-    assert.equal((result.patch[0]!.value as { restartPolicy?: string }).restartPolicy, undefined);
+    const volumes = result.patch.find((op) => op.path === '/spec/volumes')!.value as { configMap?: { optional?: boolean }; secret?: { optional?: boolean } }[];
+    assert.ok(volumes.length >= 2);
+    for (const v of volumes) assert.equal((v.configMap ?? v.secret)?.optional, true);
   });
 
   test('several matching daemons: the first by name wins, with a warning', () => {
