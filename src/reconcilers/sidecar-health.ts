@@ -1,0 +1,69 @@
+import type { V1ContainerStatus, V1Pod } from '@kubernetes/client-node';
+import { CONTAINER_NAME, POLICY_DAEMON_LABEL } from './policy-daemon-objects.ts';
+
+/**
+ * Which injected pods run without their policy daemon, as plain data from the pods the informer
+ * holds. Postfix keeps running when the sidecar fails (it answers with its default_action), so
+ * without this nobody would notice: the PolicyDaemon's status and an Event say it.
+ */
+
+/** The condition type on a Sidecar-mode PolicyDaemon. */
+export const SIDECARS_CONDITION = 'SidecarsRunning';
+export const SIDECAR_NOT_RUNNING = 'SidecarNotRunning';
+export const SIDECARS_RUNNING = 'AllSidecarsRunning';
+/** At most this many pod names in the status; the count is always whole. */
+export const MAX_NAMED_PODS = 20;
+
+export interface SidecarProblem {
+  readonly pod: string;
+  /** The kubelet's word for it: ErrImageNeverPull, ImagePullBackOff, CrashLoopBackOff, Error… */
+  readonly reason: string;
+}
+
+export interface SidecarHealth {
+  /** Injected pods that are live (not finished, not being deleted). */
+  readonly injected: number;
+  readonly notRunning: readonly SidecarProblem[];
+}
+
+// Waiting for these is a start in progress, not a failure.
+const STARTING = new Set(['ContainerCreating', 'PodInitializing']);
+
+/** The daemon container's status in a pod: an ordinary container, or (pods injected by an
+ *  earlier version) a native sidecar among the init containers. */
+function daemonStatus(pod: V1Pod): V1ContainerStatus | undefined {
+  const named = (list: V1ContainerStatus[] | undefined) => list?.find((s) => s.name === CONTAINER_NAME);
+  return named(pod.status?.containerStatuses) ?? named(pod.status?.initContainerStatuses);
+}
+
+/** Why the daemon of this pod is not running, or undefined when it runs or is still starting. */
+export function sidecarProblem(pod: V1Pod): string | undefined {
+  const status = daemonStatus(pod);
+  if (status === undefined) return undefined; // not started by the kubelet yet (or not scheduled)
+  if (status.state?.running !== undefined) return undefined;
+  const waiting = status.state?.waiting?.reason;
+  if (waiting !== undefined) return STARTING.has(waiting) ? undefined : waiting;
+  if (status.state?.terminated !== undefined) return status.state.terminated.reason ?? 'Terminated';
+  return undefined;
+}
+
+export function sidecarHealth(pods: readonly V1Pod[], daemonName: string): SidecarHealth {
+  const live = pods.filter(
+    (p) => p.metadata?.labels?.[POLICY_DAEMON_LABEL] === daemonName && p.metadata?.deletionTimestamp === undefined && p.status?.phase !== 'Succeeded' && p.status?.phase !== 'Failed',
+  );
+  const notRunning: SidecarProblem[] = [];
+  for (const pod of live) {
+    const reason = sidecarProblem(pod);
+    if (reason !== undefined) notRunning.push({ pod: pod.metadata?.name ?? '', reason });
+  }
+  notRunning.sort((a, b) => a.pod.localeCompare(b.pod));
+  return { injected: live.length, notRunning };
+}
+
+/** The condition's message: how many, and which pods with the kubelet's reason. */
+export function sidecarMessage(health: SidecarHealth): string {
+  if (health.notRunning.length === 0) return `the policy daemon runs in all ${health.injected} injected pods`;
+  const named = health.notRunning.slice(0, MAX_NAMED_PODS).map((p) => `${p.pod} (${p.reason})`);
+  const more = health.notRunning.length > MAX_NAMED_PODS ? ` and ${health.notRunning.length - MAX_NAMED_PODS} more` : '';
+  return `${health.notRunning.length} of ${health.injected} injected pods run without the policy daemon (Postfix answers them with its default_action): ${named.join(', ')}${more}`;
+}

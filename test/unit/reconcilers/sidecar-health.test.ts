@@ -1,0 +1,56 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import type { V1ContainerState, V1Pod } from '@kubernetes/client-node';
+import { MAX_NAMED_PODS, sidecarHealth, sidecarMessage, sidecarProblem } from '../../../src/reconcilers/sidecar-health.ts';
+
+const pod = (name: string, state: V1ContainerState | undefined, extra: { daemon?: string; phase?: string; deleting?: boolean; init?: boolean } = {}): V1Pod => {
+  const statuses = state === undefined ? [] : [{ name: 'mailwarden-policyd', state, ready: false, restartCount: 0, image: 'i', imageID: '' }];
+  return {
+    metadata: { name, labels: { 'mailwarden.io/policy-daemon': extra.daemon ?? 'mx' }, ...(extra.deleting ? { deletionTimestamp: new Date() } : {}) },
+    status: {
+      phase: extra.phase ?? 'Running',
+      containerStatuses: [{ name: 'postfix', state: { running: {} }, ready: true, restartCount: 0, image: 'p', imageID: '' }, ...(extra.init ? [] : statuses)],
+      ...(extra.init ? { initContainerStatuses: statuses } : {}),
+    },
+  };
+};
+
+describe('sidecar health', () => {
+  test('the kubelet\'s reason for a daemon that does not run; nothing for one running or still starting', () => {
+    assert.equal(sidecarProblem(pod('a', { waiting: { reason: 'ErrImageNeverPull' } })), 'ErrImageNeverPull');
+    assert.equal(sidecarProblem(pod('a', { waiting: { reason: 'CrashLoopBackOff' } })), 'CrashLoopBackOff');
+    assert.equal(sidecarProblem(pod('a', { terminated: { exitCode: 1, reason: 'Error' } })), 'Error');
+    assert.equal(sidecarProblem(pod('a', { running: {} })), undefined);
+    assert.equal(sidecarProblem(pod('a', { waiting: { reason: 'ContainerCreating' } })), undefined);
+    assert.equal(sidecarProblem(pod('a', undefined)), undefined);
+    // A pod injected as a native sidecar by an earlier version.
+    assert.equal(sidecarProblem(pod('a', { waiting: { reason: 'ImagePullBackOff' } }, { init: true })), 'ImagePullBackOff');
+  });
+
+  test('counts the live injected pods of this daemon and names those without it, sorted', () => {
+    const health = sidecarHealth(
+      [
+        pod('c', { waiting: { reason: 'CrashLoopBackOff' } }),
+        pod('a', { waiting: { reason: 'ImagePullBackOff' } }),
+        pod('b', { running: {} }),
+        pod('other', { waiting: { reason: 'ImagePullBackOff' } }, { daemon: 'other' }),
+        pod('gone', { waiting: { reason: 'ImagePullBackOff' } }, { deleting: true }),
+        pod('done', { terminated: { exitCode: 0 } }, { phase: 'Succeeded' }),
+      ],
+      'mx',
+    );
+    assert.equal(health.injected, 3);
+    assert.deepEqual(health.notRunning, [
+      { pod: 'a', reason: 'ImagePullBackOff' },
+      { pod: 'c', reason: 'CrashLoopBackOff' },
+    ]);
+    assert.match(sidecarMessage(health), /^2 of 3 injected pods run without the policy daemon .*: a \(ImagePullBackOff\), c \(CrashLoopBackOff\)$/);
+  });
+
+  test('the message names at most MAX_NAMED_PODS pods and says how many more', () => {
+    const pods = Array.from({ length: MAX_NAMED_PODS + 3 }, (_, i) => pod(`p${String(i).padStart(2, '0')}`, { waiting: { reason: 'ErrImagePull' } }));
+    const message = sidecarMessage(sidecarHealth(pods, 'mx'));
+    assert.match(message, /and 3 more$/);
+    assert.equal(message.match(/ErrImagePull/g)?.length, MAX_NAMED_PODS);
+  });
+});
