@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Builds kube-apiserver, kube-controller-manager and etcd for the integration tests from the
 # wrapper modules beside this script (kube/ and etcd/), into OUT (default
-# $HOME/.cache/mailwarden/kube/<k8s-version>). A binary that is already present is not rebuilt;
-# each is built to a temporary name and renamed, so an interrupted build leaves nothing behind.
+# $HOME/.cache/mailwarden/kube/<k8s-version>); on request also the node's kube-scheduler, kubelet,
+# kube-proxy (same wrapper module and build cache as kube-apiserver) and the sandbox binary pause
+# (pause/). A binary that is already present is not rebuilt; each is built to a temporary name and
+# renamed, so an interrupted build leaves nothing behind.
 #
-#   test/controlplane/build.sh [OUT] [kube-apiserver|kube-controller-manager|etcd ...]
+#   test/controlplane/build.sh [OUT] [kube-apiserver|kube-controller-manager|etcd|
+#                                     kube-scheduler|kubelet|kube-proxy|pause ...]
 #
 # Versions come from the wrapper modules: k8s.io/kubernetes in kube/go.mod (the staging replaces
 # there must carry the matching v0.<minor>.<patch>), go.etcd.io/etcd/server/v3 in etcd/go.mod.
@@ -53,10 +56,12 @@ build() { # name module-dir package ldflags [tags]
 
 for w in "${wanted[@]}"; do
   case "$w" in
-    kube-apiserver|kube-controller-manager)
+    kube-apiserver|kube-controller-manager|kube-scheduler|kubelet|kube-proxy)
       build "$w" kube "k8s.io/kubernetes/cmd/$w" "$kldflags" selinux,notest ;;
     etcd)
       build etcd etcd go.etcd.io/etcd/server/v3 "-s -w" ;;
+    pause)
+      build pause pause . "-s -w" ;;
     *) echo "controlplane: unknown binary $w" >&2; exit 2 ;;
   esac
 done

@@ -109,7 +109,8 @@ const LOCALHOST = "127.0.0.1";
 // ---------------------------------------------------------------------------------------------
 // Child process bookkeeping: every live child is killed when this process exits.
 
-interface Managed {
+/** A child process started by launch(); exported for the node harness (kube-node.ts). */
+export interface Managed {
   name: string;
   child: ChildProcess;
   exited: Promise<void>;
@@ -122,7 +123,7 @@ const live = new Set<Managed>();
 const liveDirs = new Set<string>();
 let exitHookInstalled = false;
 
-function installExitHook(): void {
+export function installExitHook(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
   process.on("exit", () => {
@@ -137,7 +138,7 @@ function installExitHook(): void {
 
 /** A detached shell that outlives a hard kill (SIGKILL, OOM) of this process and then kills the
  *  children whose pids are listed in dir/pids and removes dir. Stopped by stop(). */
-function startWatchdog(dir: string): ChildProcess {
+export function startWatchdog(dir: string): ChildProcess {
   const script = `
     alive() { [ -r /proc/$1/stat ] && [ "$(sed 's/.*) //' /proc/$1/stat | cut -c1)" != Z ]; }
     while alive "$1"; do sleep 1; done
@@ -148,7 +149,7 @@ function startWatchdog(dir: string): ChildProcess {
   return wd;
 }
 
-function tail(path: string, lines = 40): string {
+export function tail(path: string, lines = 40): string {
   try {
     return readFileSync(path, "utf8").split("\n").slice(-lines).join("\n");
   } catch {
@@ -156,7 +157,7 @@ function tail(path: string, lines = 40): string {
   }
 }
 
-function launch(name: string, bin: string, args: string[], dir: string, verbose: boolean): Managed {
+export function launch(name: string, bin: string, args: string[], dir: string, verbose: boolean): Managed {
   const logPath = join(dir, "logs", `${name}.log`);
   // verbose: the child writes straight to our stderr (no pipes that would hold the event loop).
   const fd = verbose ? 2 : openSync(logPath, "a");
@@ -176,7 +177,7 @@ function launch(name: string, bin: string, args: string[], dir: string, verbose:
   return m;
 }
 
-async function terminate(m: Managed | undefined, graceMs = 10_000, signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
+export async function terminate(m: Managed | undefined, graceMs = 10_000, signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
   if (!m || m.hasExited) return;
   m.child.ref();
   m.child.kill(signal);
@@ -185,7 +186,7 @@ async function terminate(m: Managed | undefined, graceMs = 10_000, signal: NodeJ
   clearTimeout(t);
 }
 
-async function waitReady(m: Managed, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+export async function waitReady(m: Managed, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let delay = 25;
   for (;;) {
@@ -227,9 +228,9 @@ async function freePort(): Promise<number> {
   }
 }
 
-function run(cmd: string, args: string[]): Promise<string> {
+function run(cmd: string, args: string[], env?: NodeJS.ProcessEnv): Promise<string> {
   return new Promise((resolve, reject) => {
-    execFile(cmd, args, (err, stdout, stderr) => {
+    execFile(cmd, args, { env: env ?? process.env }, (err, stdout, stderr) => {
       if (err) reject(new Error(`${cmd} ${args.join(" ")} failed: ${err.message}\n${stderr}`));
       else resolve(stdout);
     });
@@ -248,7 +249,7 @@ subjectKeyIdentifier = hash
 basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature, keyEncipherment
 extendedKeyUsage = serverAuth
-subjectAltName = DNS:localhost, IP:127.0.0.1
+subjectAltName = $ENV::MW_CERT_SAN
 [client]
 basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature, keyEncipherment
@@ -260,42 +261,46 @@ function subject(cn: string, orgs: string[]): string {
   return `/CN=${esc(cn)}${orgs.map((o) => `/O=${esc(o)}`).join("")}`;
 }
 
-interface Pki {
+export interface Pki {
   dir: string;
   cnf: string;
   ca: string;
   caKey: string;
 }
 
+const DEFAULT_SAN = "DNS:localhost, IP:127.0.0.1";
 const EC_KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
 
-async function mintCa(dir: string): Promise<Pki> {
+export async function mintCa(dir: string): Promise<Pki> {
   const cnf = join(dir, "openssl.cnf");
   await writeFile(cnf, OPENSSL_CNF);
   const ca = join(dir, "ca.crt");
   const caKey = join(dir, "ca.key");
   await run("openssl", ["req", "-x509", "-config", cnf, "-extensions", "ca", ...EC_KEY,
-    "-keyout", caKey, "-out", ca, "-subj", "/CN=mailwarden-test-ca", "-days", "7"]);
+    "-keyout", caKey, "-out", ca, "-subj", "/CN=mailwarden-test-ca", "-days", "7"], { ...process.env, MW_CERT_SAN: DEFAULT_SAN });
   return { dir, cnf, ca, caKey };
 }
 
-/** Signs a fresh P-256 key; returns the cert and key paths. */
-async function mintCert(pki: Pki, file: string, kind: "server" | "client", cn: string, orgs: string[] = []): Promise<{ cert: string; key: string }> {
+/** Signs a fresh P-256 key; returns the cert and key paths. A server certificate names `san`
+ *  (openssl syntax), by default localhost and 127.0.0.1. */
+export async function mintCert(pki: Pki, file: string, kind: "server" | "client", cn: string, orgs: string[] = [],
+  san = DEFAULT_SAN): Promise<{ cert: string; key: string }> {
   const cert = join(pki.dir, `${file}.crt`);
   const key = join(pki.dir, `${file}.key`);
   await run("openssl", ["req", "-x509", "-config", pki.cnf, "-extensions", kind, ...EC_KEY,
-    "-CA", pki.ca, "-CAkey", pki.caKey, "-keyout", key, "-out", cert, "-subj", subject(cn, orgs), "-days", "7"]);
+    "-CA", pki.ca, "-CAkey", pki.caKey, "-keyout", key, "-out", cert, "-subj", subject(cn, orgs), "-days", "7"],
+    { ...process.env, MW_CERT_SAN: san });
   return { cert, key };
 }
 
-interface Tls {
+export interface Tls {
   ca: Buffer;
   cert?: Buffer;
   key?: Buffer;
   token?: string;
 }
 
-function httpsJson(url: string, tls: Tls, method = "GET", body?: unknown): Promise<{ status: number; body: string }> {
+export function httpsJson(url: string, tls: Tls, method = "GET", body?: unknown): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const payload = body === undefined ? undefined : JSON.stringify(body);
     const headers: Record<string, string> = { accept: "application/json" };
@@ -313,7 +318,7 @@ function httpsJson(url: string, tls: Tls, method = "GET", body?: unknown): Promi
   });
 }
 
-function kubeconfigYaml(server: string, caPem: Buffer, user: string, auth: { cert: Buffer; key: Buffer } | { token: string }): string {
+export function kubeconfigYaml(server: string, caPem: Buffer, user: string, auth: { cert: Buffer; key: Buffer } | { token: string }): string {
   const b64 = (b: Buffer): string => b.toString("base64");
   const userBlock = "token" in auth
     ? `    token: ${auth.token}`
@@ -376,7 +381,7 @@ async function loadCrds(sources: Array<string | Record<string, unknown>>): Promi
 
 // ---------------------------------------------------------------------------------------------
 
-function assetsDirectory(opts: ControlPlaneOptions): string {
+export function assetsDirectory(opts: ControlPlaneOptions): string {
   // A newcomer's `npm test` has no KUBEBUILDER_ASSETS: build (or find in the cache) the binaries
   // the way CI does, once per test process.
   const dir = opts.assetsDir ?? process.env.KUBEBUILDER_ASSETS ?? (process.env.KUBEBUILDER_ASSETS = buildAssets());

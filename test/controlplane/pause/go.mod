@@ -1,0 +1,3 @@
+module mailwarden.test/controlplane/pause
+
+go 1.24.0
