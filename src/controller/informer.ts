@@ -199,7 +199,11 @@ export class ResourceInformer<T extends KubernetesObject> {
         for (;;) {
           const end = await this.#watchOnce(signal);
           if (end === 'stopped') return;
-          if (end === 'expired') break; // the resourceVersion is too old: re-list
+          if (end === 'expired') {
+            // The resourceVersion is too old (compacted away): re-list, the cache kept meanwhile.
+            this.#log.info({ resourceVersion: this.#resourceVersion }, 'watch history expired (410 Gone): re-listing');
+            break;
+          }
         }
       } catch (err) {
         if (signal.aborted) return;

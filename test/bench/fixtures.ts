@@ -21,7 +21,7 @@ export function prng(seed: number): () => number {
 export const mailbox = (i: number): string => `user${i}@example.com`;
 
 /** The four lists for mailbox i: five recurring shapes, from "internal only" to "block a few senders". */
-function listsFor(i: number): Record<string, string[]> {
+export function listsFor(i: number): Record<string, string[]> {
   switch (i % 5) {
     case 0:
       return { allowedRecipients: ['@example.com'], rejectedRecipients: ['@.'] };

@@ -24,6 +24,10 @@
  *                        round-trip rate and the protocol ceiling; "none" skips them (default all)
  *   --store-connections LIST, --store-seconds S, --store-rounds N
  *                        the same for the store section (default 8,32; 3; 5)
+ *   --kubernetes LIST    then the Kubernetes store (test/bench/kubernetes-store.ts) with these
+ *                        numbers of MailUserRestriction resources on a real API server: time to
+ *                        ready, RSS, and warm against the manifests store at --mailboxes; "none"
+ *                        skips it (default 10000,100000; needs `source .ci/controlplane.sh`)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -34,6 +38,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { rcptRequests, writeManifests } from './fixtures.ts';
 import { parseStoreList, runStoreBench } from './stores.ts';
+import { parseSizes, runKubernetesBench } from './kubernetes-store.ts';
 import { processCpuSeconds } from '../helpers/proc.ts';
 import { startServer, stop, type RunResult } from './store-support.ts';
 import { formatRatio, formatRounds, medianRun, pairedRatio } from './paired-rounds.ts';
@@ -53,6 +58,7 @@ const { values } = parseArgs({
     'store-connections': { type: 'string', default: '8,32' },
     'store-seconds': { type: 'string', default: '3' },
     'store-rounds': { type: 'string', default: '5' },
+    kubernetes: { type: 'string', default: '10000,100000' },
   },
 });
 const stores = parseStoreList(String(values.stores));
@@ -163,6 +169,17 @@ try {
       mailboxes,
       manifestsDir: store,
       requestsFile,
+    });
+  }
+  if (daemonName === 'daemon') {
+    await Promise.all(children.splice(0).map(stop));
+    await runKubernetesBench({
+      sizes: parseSizes(String(values.kubernetes)),
+      mailboxes,
+      connections: String(values['store-connections']).split(',').map(Number),
+      seconds: Number(values['store-seconds']),
+      warmup: Number(values.warmup),
+      rounds: Number(values['store-rounds']),
     });
   }
 } finally {

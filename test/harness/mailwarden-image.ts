@@ -250,6 +250,8 @@ export interface PolicydContainerOptions {
   config?: Record<string, unknown>;
   /** Container environment (e.g. MAILWARDEN_STORE_PASSWORD). */
   env?: Record<string, string>;
+  /** Host directories or files mounted read-only: host path → container path. */
+  mounts?: Record<string, string>;
   /** Policy port; a free one by default. */
   port?: number;
   startTimeoutMs?: number;
@@ -334,6 +336,7 @@ export async function startPolicydContainer(opts: PolicydContainerOptions): Prom
     '--entrypoint', DAEMON_COMMAND[0] as string,
   ];
   for (const [k, v] of Object.entries(opts.env ?? {})) dockerArgs.push('-e', `${k}=${v}`);
+  for (const [host, target] of Object.entries(opts.mounts ?? {})) dockerArgs.push('-v', `${path.resolve(host)}:${target}:ro`);
   const cli = [...DAEMON_COMMAND.slice(1), 'policyd', '--listen', `${HOST}:${port}`, '--http-listen', `${HOST}:${httpPort}`];
   let store = opts.store;
   if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(store)) {

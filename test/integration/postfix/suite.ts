@@ -123,15 +123,25 @@ export async function startPostfixEnv(kind: StoreKind): Promise<PostfixEnv> {
   try {
     // One at a time: the first LDAP user creates the domain entry.
     for (const [address, lists] of Object.entries(MAILBOXES)) await store.put(address, lists);
-    const common = { store: store.daemon.store, config: store.daemon.config, env: store.daemon.env };
+    const common = { store: store.daemon.store, config: store.daemon.config, env: store.daemon.env, mounts: store.daemon.mounts };
     const [d, i] = await Promise.all([
       startPolicydContainer({ ...common, port: policyDefault, args: ['--cache-ttl', `${CACHE_TTL_MS}ms`, '--log-level', 'warn'] }),
       startPolicydContainer({ ...common, port: policyIredapd, args: ['--semantics', 'iredapd', '--cache-ttl', `${CACHE_TTL_MS}ms`, '--log-level', 'warn'] }),
     ]);
+    // Ready: listening, and a store that loads in the background (kubernetes://) has loaded.
+    for (const daemon of [d, i]) await waitReadyz(daemon.httpPort);
     return { store, postfix, daemons: { default: d, iredapd: i }, smtp: { default: postfix.port, iredapd: smtpIredapd } };
   } catch (err) {
     await Promise.all([store.stop(), postfix.stop()]);
     throw err;
+  }
+}
+
+async function waitReadyz(httpPort: number, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while ((await fetch(`http://127.0.0.1:${httpPort}/readyz`).then((r) => r.status, () => 0)) !== 200) {
+    if (Date.now() > deadline) assert.fail(`the daemon on ${httpPort} not ready within ${timeoutMs} ms`);
+    await sleep(100);
   }
 }
 
@@ -250,7 +260,26 @@ export function postfixSuite(kind: StoreKind): void {
       await within(CACHE_TTL_MS + 3000, async () => (await sendMessage(env.smtp.default, msg)).rcpt[0] === ACCEPTED, 'the list removal applies');
     });
 
-    if (kind !== 'manifests') {
+    if (kind === 'kubernetes') {
+      test('the API server stops mid-run: every answer still follows the resources; changes after it returns apply', async () => {
+        const spam = { from: 'x@spam.test', to: ['alice@example.com', 'oscar@example.com', 'heidi@example.com'] };
+        const expected = [rejected('alice@example.com'), rejected('oscar@example.com'), ACCEPTED];
+        await env.store.stopServer!();
+        try {
+          for (let i = 0; i < 5; i++) {
+            assert.deepEqual((await sendMessage(env.smtp.default, spam)).rcpt, expected);
+            await sleep(CACHE_TTL_MS);
+          }
+        } finally {
+          await env.store.startServer!();
+        }
+        await env.store.put('peggy@example.com', { rejectedSenders: ['@friends.test'] });
+        await within(15_000, async () => (await sendMessage(env.smtp.default, { from: 'x@friends.test', to: ['peggy@example.com'] })).rcpt[0] === rejected('peggy@example.com'), 'a change after the outage applies');
+        await env.store.put('peggy@example.com', { rejectedSenders: ['@spam.test'] });
+      });
+    }
+
+    if (kind !== 'manifests' && kind !== 'kubernetes') {
       test('the store stops mid-run: 450 for what is not known, nothing refused is accepted, normal after it returns', async () => {
         const spam = { from: 'x@spam.test', to: ['alice@example.com', 'oscar@example.com'] };
         // alice is known (cached, then stale); oscar was never looked up.

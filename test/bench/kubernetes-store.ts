@@ -1,0 +1,175 @@
+/**
+ * The policy daemon with the Kubernetes store (`--store kubernetes://`) on a real API server
+ * (test/harness/controlplane.ts), loaded with the benchmark's mailboxes as MailUserRestriction
+ * resources, per size:
+ *
+ *   ready    time from the daemon's start to /readyz 200 (every restriction listed)
+ *   RSS      the daemon's resident memory once ready, and after answering the whole request
+ *            stream once (VmRSS; VmHWM is the peak, reached while listing)
+ *   warm     at the size of the manifests section: requests/s and p99 against the manifests
+ *            store holding the same restrictions, in paired rounds (goal: within 5 %)
+ *
+ * Goal: RSS ≤ 150 MB at 100,000 restrictions. Run by `npm run bench:policyd` after the
+ * manifests section (its --kubernetes option), or alone:
+ *   node test/bench/kubernetes-store.ts [--sizes 10000,100000] [--connections 8,32]
+ *        [--seconds 3] [--warmup 1] [--rounds 5]
+ * Needs the control plane binaries (`source .ci/controlplane.sh`).
+ */
+import { readFileSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
+import { reuseConnections } from '../../src/kube/kube-config.ts';
+import { startControlPlane, type ControlPlane } from '../harness/controlplane.ts';
+import { installCrds } from '../harness/crds.ts';
+import { listsFor, mailbox, rcptRequests, writeManifests } from './fixtures.ts';
+import { formatRatio, medianRun, pairedRatio } from './paired-rounds.ts';
+import { HOST, loadRun, prime, ROOT, startServer, stop, type RunningServer, type RunResult } from './store-support.ts';
+
+export interface KubernetesBenchOptions {
+  /** Restriction counts, ascending; the warm comparison runs at `mailboxes`. */
+  readonly sizes: readonly number[];
+  readonly mailboxes: number;
+  readonly connections: readonly number[];
+  readonly seconds: number;
+  readonly warmup: number;
+  readonly rounds: number;
+}
+
+const NAMESPACE = 'mail';
+const DAEMON = `${process.execPath} ${join(ROOT, 'bin/mailwarden.js')} policyd --listen {host}:{port} --http-listen {host}:{httpPort} --log-level warn`;
+
+/** Parses `10000,100000`; `none` gives an empty list. */
+export function parseSizes(text: string): number[] {
+  if (text === 'none' || text === '') return [];
+  return text.split(',').map(Number).sort((a, b) => a - b);
+}
+
+/** Resident memory of `pid` in MB: now (VmRSS) and its peak (VmHWM). */
+function rss(pid: number | undefined): { now: number; peak: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
+  return { now: kb('VmRSS') / 1024, peak: kb('VmHWM') / 1024 };
+}
+
+async function readyz(server: RunningServer): Promise<boolean> {
+  return fetch(`http://${HOST}:${server.httpPort}/readyz`).then((r) => r.status === 200, () => false);
+}
+
+/** Creates restrictions `from`…`to - 1` (the manifests bench's mailboxes and lists), 32 at a time. */
+async function createRestrictions(cp: ControlPlane, from: number, to: number): Promise<void> {
+  const api = reuseConnections(cp.kubeConfig()).makeApiClient(CustomObjectsApi);
+  let next = from;
+  const lane = async () => {
+    for (let i = next++; i < to; i = next++) {
+      await api.createNamespacedCustomObject({
+        group: 'mailwarden.io',
+        version: 'v1alpha1',
+        namespace: NAMESPACE,
+        plural: 'mailuserrestrictions',
+        body: { apiVersion: 'mailwarden.io/v1alpha1', kind: 'MailUserRestriction', metadata: { name: `user${i}` }, spec: { mailbox: mailbox(i), ...listsFor(i) } },
+      });
+    }
+  };
+  await Promise.all(Array.from({ length: 32 }, lane));
+}
+
+export async function runKubernetesBench(options: KubernetesBenchOptions): Promise<void> {
+  if (options.sizes.length === 0) return;
+  if (!process.env.KUBEBUILDER_ASSETS) {
+    process.stdout.write('\nkubernetes store: skipped (no KUBEBUILDER_ASSETS: `source .ci/controlplane.sh` first)\n');
+    return;
+  }
+  const work = await mkdtemp(join(tmpdir(), 'mw-bench-kube-'));
+  const cp = await startControlPlane();
+  const children: RunningServer[] = [];
+  try {
+    await installCrds(cp.kubeConfig());
+    await cp.kubeConfig().makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: NAMESPACE } } });
+    const config = join(work, 'policyd.yaml');
+    await writeFile(config, JSON.stringify({ store: 'kubernetes://', storeSettings: { namespaces: [NAMESPACE], kubeconfig: cp.kubeconfigPath } }));
+    process.stdout.write(`\nkubernetes store: kube-apiserver ${cp.server}, node ${process.version}\n`);
+    let created = 0;
+    for (const size of options.sizes) {
+      const t0 = performance.now();
+      await createRestrictions(cp, created, size);
+      created = size;
+      process.stdout.write(`  ${size} restrictions in the API server (${((performance.now() - t0) / 1000).toFixed(0)} s to create)\n`);
+
+      const requestsFile = join(work, `requests-${size}.json`);
+      await writeFile(requestsFile, JSON.stringify(rcptRequests(4096, Math.min(size, 10_000))));
+      const started = performance.now();
+      const daemon = await startServer('kubernetes daemon', `${DAEMON} -c ${config}`);
+      children.push(daemon);
+      while (!(await readyz(daemon))) await new Promise((r) => setTimeout(r, 20));
+      const readyMs = performance.now() - started;
+      const atReady = rss(daemon.child.pid);
+      await prime(daemon, requestsFile);
+      const afterRequests = rss(daemon.child.pid);
+      process.stdout.write(
+        `  ${size}: start → ready ${(readyMs / 1000).toFixed(2)} s; RSS ${atReady.now.toFixed(0)} MB when ready, ${afterRequests.now.toFixed(0)} MB after the request stream, peak ${afterRequests.peak.toFixed(0)} MB\n`,
+      );
+
+      if (size === options.mailboxes) await compareWithManifests(daemon, size, requestsFile, work, options);
+      await stop(daemon.child);
+      children.splice(children.indexOf(daemon), 1);
+    }
+  } finally {
+    await Promise.all(children.map((c) => stop(c.child)));
+    await cp.stop();
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+/** Warm requests/s and p99: the Kubernetes store against the manifests store, same restrictions. */
+async function compareWithManifests(kube: RunningServer, size: number, requestsFile: string, work: string, options: KubernetesBenchOptions): Promise<void> {
+  const dir = join(work, 'manifests');
+  await writeManifests(dir, size);
+  const manifests = await startServer('manifests daemon', `${DAEMON} --store ${dir}`);
+  try {
+    await prime(manifests, requestsFile);
+    process.stdout.write(`  manifests store, ${size}: RSS ${rss(manifests.child.pid).now.toFixed(0)} MB after the request stream\n`);
+    for (const c of options.connections) {
+      const kubeRuns: RunResult[] = [];
+      const manifestRuns: RunResult[] = [];
+      for (let round = 0; round < options.rounds; round++) {
+        // A round is a pair, back to back; which goes first alternates.
+        const pair = [{ runs: manifestRuns, server: manifests }, { runs: kubeRuns, server: kube }];
+        if (round % 2 === 1) pair.reverse();
+        for (const { runs, server } of pair) runs.push(await loadRun(server, c, requestsFile, options.seconds, options.warmup));
+      }
+      const k = medianRun(kubeRuns);
+      const m = medianRun(manifestRuns);
+      process.stdout.write(
+        `  warm C=${c}: kubernetes ${k.rps.toFixed(0)} req/s p99 ${k.p99.toFixed(3)} ms; manifests ${m.rps.toFixed(0)} req/s p99 ${m.p99.toFixed(3)} ms; ` +
+          `req/s ratio ${formatRatio(pairedRatio(kubeRuns, manifestRuns, (r) => r.rps))}, p99 ratio ${formatRatio(pairedRatio(kubeRuns, manifestRuns, (r) => r.p99))}\n`,
+      );
+    }
+  } finally {
+    await stop(manifests.child);
+  }
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const { values } = parseArgs({
+    options: {
+      sizes: { type: 'string', default: '10000,100000' },
+      mailboxes: { type: 'string', default: '10000' },
+      connections: { type: 'string', default: '8,32' },
+      seconds: { type: 'string', default: '3' },
+      warmup: { type: 'string', default: '1' },
+      rounds: { type: 'string', default: '5' },
+    },
+  });
+  await runKubernetesBench({
+    sizes: parseSizes(String(values.sizes)),
+    mailboxes: Number(values.mailboxes),
+    connections: String(values.connections).split(',').map(Number),
+    seconds: Number(values.seconds),
+    warmup: Number(values.warmup),
+    rounds: Number(values.rounds),
+  });
+}
