@@ -80,11 +80,16 @@ describe('examples', () => {
     });
   }
 
-  test('the per-chart PolicyDaemons name the MailBackend the kustomization creates', () => {
+  test('the per-chart PolicyDaemons read the MailUserRestrictions (no database); their iRedMail option names the MailBackend the kustomization creates', () => {
     const kustomized = readFileSync(repoPath('examples/backends/postgres.yaml'), 'utf8');
     for (const chart of Object.keys(POD_LABELS)) {
-      const daemon = parse(readFileSync(repoPath('examples/postfix', chart, 'policydaemon.yaml'), 'utf8')) as { spec: { backendRef: { name: string } } };
-      assert.match(kustomized, new RegExp(`kind: MailBackend\nmetadata:\n  name: ${daemon.spec.backendRef.name}\n`), chart);
+      const text = readFileSync(repoPath('examples/postfix', chart, 'policydaemon.yaml'), 'utf8');
+      const daemon = parse(text) as { spec: { store?: string; backendRef?: unknown } };
+      assert.equal(daemon.spec.store, 'Kubernetes', chart);
+      assert.equal(daemon.spec.backendRef, undefined, chart);
+      const option = /backendRef: \{ name: ([a-z0-9-]+) \}/.exec(text)?.[1];
+      assert.ok(option, `${chart}: the iRedMail option names a MailBackend`);
+      assert.match(kustomized, new RegExp(`kind: MailBackend\nmetadata:\n  name: ${option}\n`), chart);
     }
   });
 });
