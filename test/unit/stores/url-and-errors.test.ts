@@ -118,6 +118,7 @@ describe('error classification', () => {
     ['undefined attribute type', withCode(17), 'Misconfigured'],
     ['invalid syntax', withCode(21), 'InvalidValue'],
     ['constraint violation', withCode(19), 'InvalidValue'],
+    ['size limit reached (a whole-store read)', withCode(4), 'Misconfigured'],
   ];
   for (const [name, err, kind] of ldap) {
     test(`LDAP: ${name} → ${kind}`, () => assert.equal(classifyLdapError(err, { target: 'ldap://h', secrets: [] }).kind, kind));
