@@ -2,6 +2,7 @@
 // PostgreSQL, MariaDB and OpenLDAP, awkward values included, and a way to see which mailboxes a
 // command wrote (PostgreSQL: the row's xmin; MariaDB: an UPDATE trigger; OpenLDAP: entryCSN).
 import { LIST_NAMES, type ListName } from '../../../src/restrictions/lists.ts';
+import { LDAP_ATTRIBUTES, SQL_COLUMNS } from '../../harness/backends.ts';
 import { startMariadb, startOpenldap, startPostgres, type LdapServer, type SqlServer } from '../../harness/containers.ts';
 
 export type AdoptedKind = 'postgres' | 'mariadb' | 'openldap';
@@ -29,19 +30,6 @@ export interface AdoptedStore {
   raw(mail: string): Promise<Record<ListName, string | string[]>>;
   stop(): Promise<void>;
 }
-
-const SQL_COLUMNS: Record<ListName, string> = {
-  allowedSenders: 'allowedsenders',
-  rejectedSenders: 'rejectedsenders',
-  allowedRecipients: 'allowedrecipients',
-  rejectedRecipients: 'rejectedrecipients',
-};
-const LDAP_ATTRIBUTES: Record<ListName, string> = {
-  allowedSenders: 'amavisWhitelistSender',
-  rejectedSenders: 'amavisBlacklistSender',
-  allowedRecipients: 'mailWhitelistRecipient',
-  rejectedRecipients: 'mailBlacklistRecipient',
-};
 
 export async function startAdoptedStore(kind: AdoptedKind): Promise<AdoptedStore> {
   if (kind === 'openldap') return ldapStore(await startOpenldap());
