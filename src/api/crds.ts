@@ -72,6 +72,7 @@ export const CRD_SOURCES: readonly CrdSource[] = [
       { name: 'Backend', type: 'string', jsonPath: '.spec.backendRef.name' },
       { name: 'Injected', type: 'integer', jsonPath: '.status.injectedPods', description: 'Sidecar mode: pods with the daemon injected.' },
       { name: 'Replicas', type: 'integer', jsonPath: '.status.readyReplicas', description: 'Service mode: ready replicas.' },
+      { name: 'Sidecars Not Running', type: 'integer', jsonPath: '.status.sidecarsNotRunning', description: 'Sidecar mode: injected pods whose daemon is not running.' },
       READY_COLUMN,
       REASON_COLUMN,
       AGE_COLUMN,

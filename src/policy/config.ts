@@ -43,11 +43,9 @@ export const policydConfigSchema = z
         maxRequestBytes: z.number().int().positive().optional(),
         maxAttributes: z.number().int().positive().optional(),
         maxConnections: z.number().int().positive().optional(),
-        maxConnectionsPerClient: z.number().int().positive().optional(),
         maxPendingPerConnection: z.number().int().positive().optional(),
         requestTimeout: durationSchema.optional(),
         idleTimeout: durationSchema.optional(),
-        writeTimeout: durationSchema.optional(),
       })
       .strict()
       .default({}),
@@ -104,8 +102,8 @@ export function decisionOptionsOf(config: PolicydConfig): DecisionOptions {
 }
 
 export function serverLimitsOf(config: PolicydConfig): Partial<PolicyServerLimits> {
-  const { requestTimeout, idleTimeout, writeTimeout, ...rest } = config.limits;
-  return { ...rest, requestTimeoutMs: requestTimeout, idleTimeoutMs: idleTimeout, writeTimeoutMs: writeTimeout };
+  const { requestTimeout, idleTimeout, ...rest } = config.limits;
+  return { ...rest, requestTimeoutMs: requestTimeout, idleTimeoutMs: idleTimeout };
 }
 
 /** The store's tls.caFile, if the configuration names one (its content is watched like the password file's). */

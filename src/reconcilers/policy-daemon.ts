@@ -12,11 +12,11 @@ import {
   objectName,
   podDisruptionBudgetFor,
   policydConfigYaml,
-  POLICY_DAEMON_LABEL,
   serviceFor,
   type PolicyDaemonRef,
 } from './policy-daemon-objects.ts';
 import { parseBackendSpec } from './backend-spec.ts';
+import { sidecarHealth, sidecarReport, type SidecarHealth } from './sidecar-health.ts';
 import type { PolicyDaemonWriter } from './policy-daemon-writer.ts';
 import { splitKey } from '../api/object-key.ts';
 import type { BackendObject, EventSink, KubeMeta, Lister } from './types.ts';
@@ -46,6 +46,8 @@ interface Outcome {
   readonly injectedPods?: number;
   readonly readyReplicas?: number;
   readonly configHash?: string;
+  /** Sidecar mode: the injected pods and which of them run without the daemon. */
+  readonly sidecars?: SidecarHealth;
 }
 
 /**
@@ -97,8 +99,9 @@ export class PolicyDaemonReconciler {
           await this.#deps.writer.remove(object as never);
         }
       }
-      const injected = this.#deps.pods.list(namespace).filter((p) => p.metadata?.labels?.[POLICY_DAEMON_LABEL] === ref.name && p.metadata?.deletionTimestamp === undefined && p.status?.phase !== 'Succeeded' && p.status?.phase !== 'Failed').length;
-      return { ready: true, reason: 'Injecting', message: `pods labelled mailwarden.io/inject: "true" that podSelector matches get the daemon; ${injected} running with it`, injectedPods: injected, configHash: hash };
+      const sidecars = sidecarHealth(this.#deps.pods.list(namespace), ref.name);
+      const injected = sidecars.injected;
+      return { ready: true, reason: 'Injecting', message: `pods labelled mailwarden.io/inject: "true" that podSelector matches get the daemon; ${injected} running with it`, injectedPods: injected, configHash: hash, sidecars };
     }
 
     await this.#deps.writer.apply(deploymentFor(ref, backend, this.#deps.image, hash));
@@ -114,11 +117,20 @@ export class PolicyDaemonReconciler {
     const now = (this.#deps.now ?? (() => new Date()))();
     const generation = daemon.metadata.generation;
     const previous = daemon.status?.conditions;
-    const conditions = setCondition(previous, { type: 'Ready', status: outcome.ready ? 'True' : 'False', reason: outcome.reason, message: outcome.message, observedGeneration: generation }, now);
-    const status = { observedGeneration: generation, conditions, injectedPods: outcome.injectedPods, readyReplicas: outcome.readyReplicas, configHash: outcome.configHash };
+    const ready = setCondition(previous, { type: 'Ready', status: outcome.ready ? 'True' : 'False', reason: outcome.reason, message: outcome.message, observedGeneration: generation }, now);
     const old = daemon.status;
+    const sidecars = sidecarReport(ready, old?.sidecarsNotRunningPods, outcome.sidecars, generation, now);
+    const conditions = sidecars.conditions;
+    const status = { observedGeneration: generation, conditions, injectedPods: outcome.injectedPods, readyReplicas: outcome.readyReplicas, configHash: outcome.configHash };
+    if (sidecars.event !== undefined) {
+      const target = { ...daemon, apiVersion: daemon.apiVersion ?? 'mailwarden.io/v1alpha1', kind: 'PolicyDaemon' };
+      if (sidecars.event.type === 'Warning') this.#deps.events.warning(target, sidecars.event.reason, sidecars.event.message);
+      else this.#deps.events.normal(target, sidecars.event.reason, sidecars.event.message);
+    }
     if (
       sameConditions(previous, conditions) &&
+      (old?.sidecarsNotRunning ?? null) === sidecars.fields.sidecarsNotRunning &&
+      JSON.stringify(old?.sidecarsNotRunningPods ?? null) === JSON.stringify(sidecars.fields.sidecarsNotRunningPods) &&
       old?.observedGeneration === generation &&
       old?.injectedPods === outcome.injectedPods &&
       old?.readyReplicas === outcome.readyReplicas &&
@@ -133,6 +145,6 @@ export class PolicyDaemonReconciler {
       else this.#deps.events.warning(target, outcome.reason, outcome.message);
     }
     // Merge patch: null clears the count that does not apply to the current mode.
-    await this.#deps.writer.patchStatus(daemon.metadata.namespace ?? '', daemon.metadata.name, { ...status, injectedPods: status.injectedPods ?? null, readyReplicas: status.readyReplicas ?? null, configHash: status.configHash ?? null });
+    await this.#deps.writer.patchStatus(daemon.metadata.namespace ?? '', daemon.metadata.name, { ...status, injectedPods: status.injectedPods ?? null, readyReplicas: status.readyReplicas ?? null, configHash: status.configHash ?? null, ...sidecars.fields });
   }
 }

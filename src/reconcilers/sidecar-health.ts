@@ -1,4 +1,5 @@
 import type { V1ContainerStatus, V1Pod } from '@kubernetes/client-node';
+import { setCondition, type Condition } from '../api/conditions.ts';
 import { CONTAINER_NAME, POLICY_DAEMON_LABEL } from './policy-daemon-objects.ts';
 
 /**
@@ -66,4 +67,33 @@ export function sidecarMessage(health: SidecarHealth): string {
   const named = health.notRunning.slice(0, MAX_NAMED_PODS).map((p) => `${p.pod} (${p.reason})`);
   const more = health.notRunning.length > MAX_NAMED_PODS ? ` and ${health.notRunning.length - MAX_NAMED_PODS} more` : '';
   return `${health.notRunning.length} of ${health.injected} injected pods run without the policy daemon (Postfix answers them with its default_action): ${named.join(', ')}${more}`;
+}
+
+/** What the sidecars add to a PolicyDaemon's status: a condition, two fields, maybe an Event. */
+export interface SidecarReport {
+  readonly conditions: Condition[];
+  readonly fields: { readonly sidecarsNotRunning: number | null; readonly sidecarsNotRunningPods: readonly string[] | null };
+  readonly event?: { readonly type: 'Normal' | 'Warning'; readonly reason: string; readonly message: string };
+}
+
+/**
+ * The SidecarsRunning condition and fields for `health` (undefined outside Sidecar mode: both
+ * go away). A Warning Event whenever the set of pods without their daemon changes to a
+ * non-empty one, so each new failure is news; a Normal one when the last of them recovers.
+ */
+export function sidecarReport(conditions: readonly Condition[] | undefined, previousPods: readonly string[] | undefined, health: SidecarHealth | undefined, generation: number | undefined, now: Date): SidecarReport {
+  if (health === undefined) {
+    return { conditions: (conditions ?? []).filter((c) => c.type !== SIDECARS_CONDITION), fields: { sidecarsNotRunning: null, sidecarsNotRunningPods: null } };
+  }
+  const failing = health.notRunning.length > 0;
+  const message = sidecarMessage(health);
+  const reason = failing ? SIDECAR_NOT_RUNNING : SIDECARS_RUNNING;
+  const next = setCondition(conditions, { type: SIDECARS_CONDITION, status: failing ? 'False' : 'True', reason, message, observedGeneration: generation }, now);
+  const pods = health.notRunning.slice(0, MAX_NAMED_PODS).map((p) => p.pod);
+  const before = previousPods ?? [];
+  const changed = pods.length !== before.length || pods.some((p, i) => p !== before[i]);
+  let event: SidecarReport['event'];
+  if (failing && changed) event = { type: 'Warning', reason, message };
+  else if (!failing && before.length > 0) event = { type: 'Normal', reason, message };
+  return { conditions: next, fields: { sidecarsNotRunning: health.notRunning.length, sidecarsNotRunningPods: pods }, ...(event ? { event } : {}) };
 }

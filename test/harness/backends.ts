@@ -26,13 +26,13 @@ export interface BackendFixture {
   stop(): Promise<void>;
 }
 
-export const SQL_COLUMNS: Record<ListName, string> = {
+const SQL_COLUMNS: Record<ListName, string> = {
   allowedSenders: 'allowedsenders',
   rejectedSenders: 'rejectedsenders',
   allowedRecipients: 'allowedrecipients',
   rejectedRecipients: 'rejectedrecipients',
 };
-export const LDAP_ATTRIBUTES: Record<ListName, string> = {
+const LDAP_ATTRIBUTES: Record<ListName, string> = {
   allowedSenders: 'amavisWhitelistSender',
   rejectedSenders: 'amavisBlacklistSender',
   allowedRecipients: 'mailWhitelistRecipient',

@@ -539,6 +539,8 @@ export async function startKubeNode(opts: KubeNodeOptions = {}): Promise<KubeNod
       '--tls-cert-file', serving.cert,
       '--tls-private-key-file', serving.key,
       '--client-ca-file', pki.ca,
+      // The node's address, never its name: a name would be looked up in the host's DNS.
+      '--kubelet-preferred-address-types', 'InternalIP',
       '--kubelet-client-certificate', admin.cert,
       '--kubelet-client-key', admin.key,
       '--service-cluster-ip-range', SERVICE_CIDR,

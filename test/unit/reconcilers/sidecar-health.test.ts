@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { V1ContainerState, V1Pod } from '@kubernetes/client-node';
-import { MAX_NAMED_PODS, sidecarHealth, sidecarMessage, sidecarProblem } from '../../../src/reconcilers/sidecar-health.ts';
+import { MAX_NAMED_PODS, sidecarHealth, sidecarMessage, sidecarProblem, sidecarReport } from '../../../src/reconcilers/sidecar-health.ts';
 
 const pod = (name: string, state: V1ContainerState | undefined, extra: { daemon?: string; phase?: string; deleting?: boolean; init?: boolean } = {}): V1Pod => {
   const statuses = state === undefined ? [] : [{ name: 'mailwarden-policyd', state, ready: false, restartCount: 0, image: 'i', imageID: '' }];
@@ -52,5 +52,33 @@ describe('sidecar health', () => {
     const message = sidecarMessage(sidecarHealth(pods, 'mx'));
     assert.match(message, /and 3 more$/);
     assert.equal(message.match(/ErrImagePull/g)?.length, MAX_NAMED_PODS);
+  });
+});
+
+describe('sidecar report', () => {
+  const now = new Date('2026-01-01T00:00:00Z');
+  const failing = sidecarHealth([pod('a', { waiting: { reason: 'ImagePullBackOff' } }), pod('b', { running: {} })], 'mx');
+  const healthy = sidecarHealth([pod('b', { running: {} })], 'mx');
+
+  test('pods without their daemon: condition False, the count and names, a Warning naming them', () => {
+    const report = sidecarReport(undefined, undefined, failing, 3, now);
+    const condition = report.conditions.find((c) => c.type === 'SidecarsRunning');
+    assert.equal(condition?.status, 'False');
+    assert.equal(condition?.reason, 'SidecarNotRunning');
+    assert.deepEqual(report.fields, { sidecarsNotRunning: 1, sidecarsNotRunningPods: ['a'] });
+    assert.equal(report.event?.type, 'Warning');
+    assert.match(report.event!.message, /a \(ImagePullBackOff\)/);
+  });
+
+  test('the same pods again: no second Event; recovered: True and a Normal Event; Service mode: all of it removed', () => {
+    const first = sidecarReport(undefined, undefined, failing, 3, now);
+    assert.equal(sidecarReport(first.conditions, ['a'], failing, 3, now).event, undefined);
+    const recovered = sidecarReport(first.conditions, ['a'], healthy, 3, now);
+    assert.equal(recovered.conditions.find((c) => c.type === 'SidecarsRunning')?.status, 'True');
+    assert.deepEqual(recovered.fields, { sidecarsNotRunning: 0, sidecarsNotRunningPods: [] });
+    assert.equal(recovered.event?.type, 'Normal');
+    const gone = sidecarReport(first.conditions, ['a'], undefined, 3, now);
+    assert.equal(gone.conditions.some((c) => c.type === 'SidecarsRunning'), false);
+    assert.deepEqual(gone.fields, { sidecarsNotRunning: null, sidecarsNotRunningPods: null });
   });
 });

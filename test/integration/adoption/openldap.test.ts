@@ -1,3 +1,0 @@
-import { adoptionSuite } from './suite.ts';
-
-adoptionSuite('openldap');
