@@ -36,9 +36,54 @@ export const entrySchema = z
   })
   .describe('One entry: "@." (everyone, the null sender too), "@example.com" (that domain), "@.example.com" (the domain and its sub-domains) or "user@example.com" (one address). Case-insensitive.');
 
+/** Whether entrySchema accepts `value`, without zod's cost (an export checks every stored value). */
+export function isEntry(value: string): boolean {
+  return value.length <= 254 && value === value.trim() && entryProblem(value) === undefined;
+}
+
+/** Whether invalidEntrySchema accepts `value`. */
+export function isKeepableInvalidEntry(value: string): boolean {
+  return value.length >= 1 && value.length <= 320 && !/[,\u0000]/.test(value) && !isEntry(value);
+}
+
 function entryList(what: string) {
   return z.array(entrySchema).max(500).default([]).describe(what);
 }
+
+/**
+ * A value a store already holds that is not an entry (`example.com`, `@`, text with spaces):
+ * `mailwarden export` puts it here so that adopting a server changes nothing. It never matches.
+ * It must be invalid (a valid one belongs in the list itself) and storable (no comma, no NUL).
+ */
+export const invalidEntrySchema = z
+  .string()
+  .min(1)
+  .max(320)
+  .superRefine((value, ctx) => {
+    if (/[,\u0000]/.test(value)) ctx.addIssue({ code: 'custom', message: `"${value}" contains a comma or NUL, which no store can hold as one entry` });
+    else if (isEntry(value)) {
+      ctx.addIssue({ code: 'custom', message: `"${value}" is a valid entry: put it in the list itself` });
+    }
+  })
+  // Only the comma in CEL: a second regular expression over 4 × 500 values would spend the API
+  // server's validation budget; the operator reports a valid entry here as InvalidSpec.
+  .meta({ 'x-kubernetes-validations': [{ rule: `!self.contains(',')`, message: 'contains a comma, which no store can hold as one entry' }] });
+
+const invalidEntriesSchema = z
+  .object({
+    allowedSenders: z.array(invalidEntrySchema).max(500).optional(),
+    rejectedSenders: z.array(invalidEntrySchema).max(500).optional(),
+    allowedRecipients: z.array(invalidEntrySchema).max(500).optional(),
+    rejectedRecipients: z.array(invalidEntrySchema).max(500).optional(),
+  })
+  .strict()
+  .describe(
+    'Values the store already holds that are not valid entries, per list (mailwarden export puts them here). They are kept in the store as they are and never match anything; delete one here to remove it from the store.',
+  );
+
+/** Enforce writes the store; Observe only compares it with the spec and reports. */
+export const MANAGEMENT_POLICIES = ['Enforce', 'Observe'] as const;
+export type ManagementPolicy = (typeof MANAGEMENT_POLICIES)[number];
 
 /** The local mailbox the lists belong to: a full address. */
 export const mailboxSchema = z
@@ -74,6 +119,13 @@ export const specSchema = z
       .strict()
       .optional()
       .describe('The MailBackend (store) these lists are written to. Without it the resource itself is the store: policy daemons with store Kubernetes in this namespace decide from it (and the manifests store reads it).'),
+    invalidEntries: invalidEntriesSchema.optional(),
+    managementPolicy: z
+      .enum(MANAGEMENT_POLICIES)
+      .default('Enforce')
+      .describe(
+        'Enforce makes the store hold the spec. Observe never writes the store (nor clears it on delete): the operator only reports in status and an Event whether the store matches the spec and what differs.',
+      ),
     deletionPolicy: z
       .enum(['Clear', 'Orphan'])
       .default('Clear')
@@ -113,6 +165,22 @@ export function listsOf(spec: MailUserRestrictionSpec): RestrictionLists {
     rejectedSenders: canonical(spec.rejectedSenders),
     allowedRecipients: canonical(spec.allowedRecipients),
     rejectedRecipients: canonical(spec.rejectedRecipients),
+  };
+}
+
+/**
+ * The four lists as a store should hold them: the spec's lists in canonical form, then the values
+ * kept under `invalidEntries` as they are.
+ */
+export function storeListsOf(spec: MailUserRestrictionSpec): RestrictionLists {
+  const lists = listsOf(spec);
+  const kept = spec.invalidEntries;
+  if (kept === undefined) return lists;
+  return {
+    allowedSenders: [...lists.allowedSenders, ...(kept.allowedSenders ?? [])],
+    rejectedSenders: [...lists.rejectedSenders, ...(kept.rejectedSenders ?? [])],
+    allowedRecipients: [...lists.allowedRecipients, ...(kept.allowedRecipients ?? [])],
+    rejectedRecipients: [...lists.rejectedRecipients, ...(kept.rejectedRecipients ?? [])],
   };
 }
 

@@ -18,6 +18,8 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   crds: async () => (await import('./crds.ts')).crdsCommand,
   operator: async () => (await import('./operator.ts')).operatorCommand,
   apply: async () => (await import('./apply.ts')).applyCommand,
+  diff: async () => (await import('./diff.ts')).diffCommand,
+  export: async () => (await import('./export.ts')).exportCommand,
 };
 
 export const MAIN_HELP = `Usage: mailwarden COMMAND [options]
@@ -31,6 +33,8 @@ Commands:
   crds       print or write the CustomResourceDefinitions
   operator   reconcile MailUserRestriction resources into their stores
   apply      write MailUserRestriction documents to a store without Kubernetes
+  diff       show what apply would change in a store (exit 1 when something would)
+  export     write a store's lists as MailUserRestriction documents
 
 Run "mailwarden COMMAND --help" for a command's options.`;
 

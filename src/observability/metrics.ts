@@ -17,6 +17,7 @@ export class PolicyMetrics {
   readonly invalidEntries: Counter;
   readonly connections: Gauge;
   readonly protocolErrors: Counter<'reason'>;
+  readonly connectionsShed: Counter<'reason'>;
   readonly #store: string;
   #stale: () => boolean = () => false;
 
@@ -82,6 +83,12 @@ export class PolicyMetrics {
     this.protocolErrors = new Counter({
       name: 'mailwarden_policy_protocol_errors_total',
       help: 'Connections closed for a protocol violation, by reason.',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    });
+    this.connectionsShed = new Counter({
+      name: 'mailwarden_policy_connections_shed_total',
+      help: 'Connections closed (evicted) or refused to keep slots for new ones, by reason.',
       labelNames: ['reason'] as const,
       registers: [registry],
     });

@@ -43,9 +43,11 @@ export const policydConfigSchema = z
         maxRequestBytes: z.number().int().positive().optional(),
         maxAttributes: z.number().int().positive().optional(),
         maxConnections: z.number().int().positive().optional(),
+        maxConnectionsPerClient: z.number().int().positive().optional(),
         maxPendingPerConnection: z.number().int().positive().optional(),
         requestTimeout: durationSchema.optional(),
         idleTimeout: durationSchema.optional(),
+        writeTimeout: durationSchema.optional(),
       })
       .strict()
       .default({}),
@@ -102,8 +104,8 @@ export function decisionOptionsOf(config: PolicydConfig): DecisionOptions {
 }
 
 export function serverLimitsOf(config: PolicydConfig): Partial<PolicyServerLimits> {
-  const { requestTimeout, idleTimeout, ...rest } = config.limits;
-  return { ...rest, requestTimeoutMs: requestTimeout, idleTimeoutMs: idleTimeout };
+  const { requestTimeout, idleTimeout, writeTimeout, ...rest } = config.limits;
+  return { ...rest, requestTimeoutMs: requestTimeout, idleTimeoutMs: idleTimeout, writeTimeoutMs: writeTimeout };
 }
 
 /** The store's tls.caFile, if the configuration names one (its content is watched like the password file's). */

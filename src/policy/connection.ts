@@ -42,6 +42,7 @@ export class PolicyConnection {
   readonly #ctx: ConnectionContext;
   readonly #decoder: PolicyDecoder;
   readonly #remote: string;
+  readonly #client: string | undefined;
   readonly #timed: boolean;
   readonly #queue: PendingAnswer[] = [];
   #head = 0;
@@ -49,6 +50,8 @@ export class PolicyConnection {
   #held: Buffer | undefined;
   #heldOffset = 0;
   #writeBlocked = false;
+  /** When our writes last became blocked (the peer stopped reading); meaningful while blocked. */
+  #writeBlockedSince = 0;
   #peerEnded = false;
   #state: State = 'open';
   #lastActivity: number;
@@ -60,12 +63,14 @@ export class PolicyConnection {
     this.#socket = socket;
     this.#ctx = ctx;
     this.#decoder = new PolicyDecoder(ctx.limits);
+    this.#client = socket.remoteAddress;
     this.#remote = socket.remoteAddress === undefined ? 'unix' : `${socket.remoteAddress}:${socket.remotePort}`;
     this.#timed = ctx.metrics.onRequest !== undefined;
     this.#lastActivity = ctx.now();
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     socket.on('drain', () => {
       this.#writeBlocked = false;
+      this.#lastActivity = ctx.now();
       this.#resumeIfPossible();
     });
     socket.on('end', () => {
@@ -80,6 +85,31 @@ export class PolicyConnection {
   /** The peer, for logs: `address:port`, or `unix`. */
   get remote(): string {
     return this.#remote;
+  }
+
+  /** The peer's address (no port), or undefined on a unix socket. */
+  get client(): string | undefined {
+    return this.#client;
+  }
+
+  /**
+   * How long this connection has held its slot without a request in flight — idle between
+   * requests, stalled mid-request, or with answers the peer does not read — or undefined while an
+   * answer is being worked on or the connection is already ending. The server gives the slot of
+   * the connection with the largest value to a new one when it is full.
+   */
+  heldFor(now: number): number | undefined {
+    if (this.#state !== 'open') return undefined;
+    if (this.#writeBlocked) return now - this.#writeBlockedSince;
+    if (this.#queue.length - this.#head > 0) return undefined;
+    if (this.#decoder.inRequest && this.#requestStartedAt !== 0) return now - this.#requestStartedAt;
+    return now - this.#lastActivity;
+  }
+
+  /** Closes at once and gives up the slot now, without waiting for the socket's 'close'. */
+  evict(): void {
+    this.#socket.destroy();
+    this.#onClose();
   }
 
   /** Stop reading and close once every request already received is answered (graceful shutdown). */
@@ -99,6 +129,13 @@ export class PolicyConnection {
   check(now: number): void {
     if (this.#state === 'closing') {
       if (now > this.#lingerUntil) this.#socket.destroy();
+      return;
+    }
+    if (this.#state === 'closed') return;
+    if (this.#writeBlocked && now - this.#writeBlockedSince > this.#ctx.limits.writeTimeoutMs) {
+      this.#ctx.logger.warn({ remote: this.#remote, reason: 'write-timeout' }, `policy client disconnected: it read none of its answers for more than ${this.#ctx.limits.writeTimeoutMs} ms`);
+      this.#ctx.metrics.onProtocolError?.('write-timeout');
+      this.evict();
       return;
     }
     if (this.#state !== 'open') return;
@@ -193,7 +230,10 @@ export class PolicyConnection {
   #write(answer: string, startedAt: number): void {
     const socket = this.#socket;
     if (socket.destroyed || socket.writableEnded) return;
-    if (!socket.write(encodeReply(answer))) this.#writeBlocked = true;
+    if (!socket.write(encodeReply(answer)) && !this.#writeBlocked) {
+      this.#writeBlocked = true;
+      this.#writeBlockedSince = this.#ctx.now();
+    }
     if (this.#timed) this.#ctx.metrics.onRequest?.(this.#ctx.now() - startedAt);
   }
 

@@ -75,16 +75,25 @@ export class PolicyDaemon {
         onProtocolError: (reason) => metrics.protocolErrors.labels(reason).inc(),
         onHandlerFailure: () => metrics.decisions.failure.inc(),
         onConnections: (open) => metrics.connections.set(open),
+        onConnectionShed: (reason) => metrics.connectionsShed.labels(reason).inc(),
       },
     });
     this.#server = server;
 
     let http: AddressInfo | string | undefined;
-    if (config.http.listen !== 'off') {
-      this.#health = new HealthServer({ registry: metrics.registry, ready: () => this.ready() });
-      http = await this.#health.listen(parseListen(config.http.listen));
+    let policy: PolicyServerAddress;
+    try {
+      if (config.http.listen !== 'off') {
+        this.#health = new HealthServer({ registry: metrics.registry, ready: () => this.ready() });
+        http = await this.#health.listen(parseListen(config.http.listen));
+      }
+      policy = await server.listen(parseListen(config.listen));
+    } catch (error) {
+      // A daemon that cannot serve Postfix must not stay up answering /healthz: close what did
+      // start, so the process exits non-zero and Kubernetes restarts it.
+      await this.#release();
+      throw error;
     }
-    const policy = await server.listen(parseListen(config.listen));
     this.#logger.info(
       { listen: policy, http, store: store.kind, semantics: decision.semantics, allowAction: decision.allowAction, failureAction: decision.failureAction },
       'policy daemon ready',
@@ -179,10 +188,15 @@ export class PolicyDaemon {
     this.#stopping = true;
     this.#schemaCheck?.stop();
     this.#logger.info({}, 'policy daemon stopping: draining connections');
+    await this.#release(timeoutMs);
+    this.#logger.info({}, 'policy daemon stopped');
+  }
+
+  async #release(timeoutMs = 10_000): Promise<void> {
+    this.#stopping = true;
     await this.#server?.close({ timeoutMs });
     await this.#health?.close();
     await this.#store?.close();
-    this.#logger.info({}, 'policy daemon stopped');
   }
 }
 

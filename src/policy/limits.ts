@@ -20,8 +20,22 @@ export interface PolicyServerLimits {
   readonly maxRequestBytes: number;
   /** Most attribute lines in one request. smtpd sends about 35. */
   readonly maxAttributes: number;
-  /** Most open connections; one more is closed at once with a log line. Postfix keeps one per smtpd process. */
+  /**
+   * Most open connections. Postfix keeps one per smtpd process. When full, a new connection takes
+   * the slot of the connection that has waited longest without a request in flight (idle, stalled
+   * mid-request or not reading its answers); only when every open connection has an answer in
+   * flight is the new one refused. Postfix reconnects when it finds an idle connection closed, so
+   * this costs a legitimate client a reconnect at worst, while a client that opens connections and
+   * sends nothing can never lock others out.
+   */
   readonly maxConnections: number;
+  /**
+   * Most open TCP connections from one client address; past it, the same rule as `maxConnections`
+   * applies among that address's own connections, so one address cannot take every slot. Above
+   * Postfix's default `default_process_limit` (100) with room to spare. Unix-socket clients share
+   * one local address and are bounded by `maxConnections` alone.
+   */
+  readonly maxConnectionsPerClient: number;
   /**
    * Most requests decoded but not yet answered on one connection. smtpd never pipelines; when a
    * client does, reading stops at this depth (backpressure) until answers catch up, so a client
@@ -42,6 +56,13 @@ export interface PolicyServerLimits {
    * sends a TCP reset, which can destroy the answers the client has not read yet.
    */
   readonly lingerMs: number;
+  /**
+   * A connection whose answers the peer has not read for this long (our writes are blocked) is
+   * destroyed. Without it a client that pipelines until our socket buffer fills and then stops
+   * reading would keep its slot forever: neither the request nor the idle timeout runs while
+   * output is held back.
+   */
+  readonly writeTimeoutMs: number;
 }
 
 export const DEFAULT_POLICY_SERVER_LIMITS: PolicyServerLimits = Object.freeze({
@@ -49,10 +70,12 @@ export const DEFAULT_POLICY_SERVER_LIMITS: PolicyServerLimits = Object.freeze({
   maxRequestBytes: 64 * 1024,
   maxAttributes: 128,
   maxConnections: 1024,
+  maxConnectionsPerClient: 256,
   maxPendingPerConnection: 64,
   requestTimeoutMs: 10_000,
   idleTimeoutMs: 330_000,
   lingerMs: 2_000,
+  writeTimeoutMs: 10_000,
 });
 
 /** A limit that is not a positive integer: a configuration mistake, reported before listening. */

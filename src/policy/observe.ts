@@ -5,7 +5,14 @@
 import type { ProtocolErrorReason } from './codec.ts';
 
 /** Why a connection was closed by the server; stable, usable as a metric label. */
-export type DisconnectReason = ProtocolErrorReason | 'request-timeout';
+export type DisconnectReason = ProtocolErrorReason | 'request-timeout' | 'write-timeout';
+
+/**
+ * Why a connection was shed to keep slots for others; stable, a metric label. `evicted`: an open
+ * connection with nothing in flight gave its slot to a new one; `refused`: a new connection found
+ * every slot busy with a request in flight.
+ */
+export type ShedReason = 'evicted' | 'refused';
 
 /** Every callback is optional; the hot path skips timing when `onRequest` is absent. */
 export interface PolicyServerMetrics {
@@ -17,6 +24,6 @@ export interface PolicyServerMetrics {
   onHandlerFailure?(): void;
   /** Open connections changed (a gauge). */
   onConnections?(open: number): void;
-  /** A connection was refused because `maxConnections` were open. */
-  onConnectionRefused?(): void;
+  /** A connection was closed or refused to bound the connections (see `maxConnections`). */
+  onConnectionShed?(reason: ShedReason): void;
 }

@@ -10,6 +10,7 @@ import { PolicyConnection, type ConnectionContext } from './connection.ts';
 import { resolveLimits, type PolicyServerLimits } from './limits.ts';
 import { silentLogger, type Logger } from '../observability/logger.ts';
 import type { PolicyServerMetrics } from './observe.ts';
+import { WarningThrottle } from './warning-throttle.ts';
 import type { PolicyHandler } from './request.ts';
 
 export interface PolicyServerOptions {
@@ -63,6 +64,9 @@ export class PolicyServer {
   readonly #context: ConnectionContext;
   readonly #clock: Clock;
   readonly #connections = new Set<PolicyConnection>();
+  /** Open TCP connections by client address (unix-socket clients are not counted here). */
+  readonly #perClient = new Map<string, Set<PolicyConnection>>();
+  readonly #warnings: WarningThrottle;
   readonly #server: Server;
   #address: PolicyServerAddress | undefined;
   #sweeper: unknown;
@@ -76,6 +80,7 @@ export class PolicyServer {
     this.#metrics = options.metrics ?? {};
     const clock = options.clock ?? realClock;
     this.#clock = clock;
+    this.#warnings = new WarningThrottle(this.#logger, clock);
     const failureAction = options.failureAction ?? DEFAULT_FAILURE_ACTION;
     this.#context = {
       handler: options.handler,
@@ -177,24 +182,43 @@ export class PolicyServer {
       socket.destroy();
       return;
     }
-    if (this.#connections.size >= this.#limits.maxConnections) {
-      this.#logger.warn(
-        { remote: socket.remoteAddress ?? 'unix', maxConnections: this.#limits.maxConnections },
-        'policy connection refused: too many connections',
-      );
-      this.#metrics.onConnectionRefused?.();
-      socket.on('error', () => {}); // a reset racing the destroy is of no interest
-      socket.destroy();
-      return;
+    const client = socket.remoteAddress;
+    const fromClient = client === undefined ? undefined : this.#perClient.get(client);
+    // One address over its share competes only with its own connections; otherwise a full server
+    // frees the slot held longest without a request in flight, whoever holds it.
+    const contenders = fromClient !== undefined && fromClient.size >= this.#limits.maxConnectionsPerClient ? fromClient : this.#connections.size >= this.#limits.maxConnections ? this.#connections : undefined;
+    if (contenders !== undefined) {
+      const victim = longestHeld(contenders, this.#clock.now());
+      if (victim === undefined) {
+        this.#warnings.warn('refused', { remote: client ?? 'unix', open: this.#connections.size, fromClient: fromClient?.size ?? 0 }, 'policy connection refused: every slot has a request in flight');
+        this.#metrics.onConnectionShed?.('refused');
+        socket.on('error', () => {}); // a reset racing the destroy is of no interest
+        socket.destroy();
+        return;
+      }
+      this.#warnings.warn('evicted', { remote: victim.remote, for: client ?? 'unix', open: this.#connections.size }, 'policy connection closed to make room: the longest-waiting connection without a request in flight');
+      this.#metrics.onConnectionShed?.('evicted');
+      victim.evict();
     }
     const connection = new PolicyConnection(socket, this.#context);
     this.#connections.add(connection);
+    if (client !== undefined) {
+      const set = this.#perClient.get(client);
+      if (set === undefined) this.#perClient.set(client, new Set([connection]));
+      else set.add(connection);
+    }
     this.#metrics.onConnections?.(this.#connections.size);
     this.#logger.debug({ remote: connection.remote }, 'policy connection opened');
   }
 
   #onConnectionClosed(connection: PolicyConnection): void {
     if (!this.#connections.delete(connection)) return;
+    const client = connection.client;
+    if (client !== undefined) {
+      const set = this.#perClient.get(client);
+      set?.delete(connection);
+      if (set?.size === 0) this.#perClient.delete(client);
+    }
     this.#metrics.onConnections?.(this.#connections.size);
     this.#logger.debug({ remote: connection.remote }, 'policy connection closed');
     if (this.#connections.size === 0) this.#onIdle?.();
@@ -205,7 +229,7 @@ export class PolicyServer {
    * timeout, so a timeout fires at most a quarter late, and the hot path never touches a timer.
    */
   #startSweeper(): void {
-    const shortest = Math.min(this.#limits.requestTimeoutMs, this.#limits.idleTimeoutMs, this.#limits.lingerMs);
+    const shortest = Math.min(this.#limits.requestTimeoutMs, this.#limits.idleTimeoutMs, this.#limits.lingerMs, this.#limits.writeTimeoutMs);
     const every = Math.min(1000, Math.max(5, Math.floor(shortest / 4)));
     const sweep = (): void => {
       const now = this.#clock.now();
@@ -214,6 +238,20 @@ export class PolicyServer {
     };
     this.#sweeper = this.#clock.setTimeout(sweep, every);
   }
+}
+
+/** The connection that has held its slot longest without a request in flight, if any has. */
+function longestHeld(connections: Iterable<PolicyConnection>, now: number): PolicyConnection | undefined {
+  let victim: PolicyConnection | undefined;
+  let longest = -Infinity;
+  for (const connection of connections) {
+    const held = connection.heldFor(now);
+    if (held !== undefined && held > longest) {
+      longest = held;
+      victim = connection;
+    }
+  }
+  return victim;
 }
 
 /** Removes `path` when it is a unix socket nobody answers on; refuses anything else. */

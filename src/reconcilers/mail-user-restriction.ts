@@ -1,7 +1,7 @@
 import { findCondition, sameConditions, setCondition, type Condition } from '../api/conditions.ts';
 import { ConflictError, type MailwardenKubeClient } from '../kube/kube-client.ts';
 import { formatIssues } from '../api/issues.ts';
-import { listsOf, specSchema, type MailUserRestrictionSpec } from '../api/mail-user-restriction.ts';
+import { specSchema, storeListsOf, type MailUserRestrictionSpec } from '../api/mail-user-restriction.ts';
 import type { Logger } from '../observability/logger.ts';
 import { StoreError } from '../stores/store.ts';
 import type { BackendConnections } from './backend-connections.ts';
@@ -174,7 +174,7 @@ export class MailUserRestrictionReconciler {
       return { ready: false, synced: false, reason: Reason.BackendUnavailable, message: `MailBackend ${backend.metadata.name} is not valid: ${problems}` };
     }
     const store = await this.#deps.connections.get({ ...backend, spec: backendSpec }, backendSecretsOf(backend, this.#deps.secrets));
-    const { changed } = await store.apply(spec.mailbox, listsOf(spec));
+    const { changed } = await store.apply(spec.mailbox, storeListsOf(spec));
     if (changed.length === 0) {
       // Already Applied for this generation: keep its message, so the reconcile that follows every
       // write (its own status patch re-queues it) does not write status again only to reword it.

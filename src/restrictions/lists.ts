@@ -25,15 +25,3 @@ export const EMPTY_LISTS: RestrictionLists = Object.freeze({
   allowedRecipients: [],
   rejectedRecipients: [],
 });
-
-/**
- * True when two lists hold the same entries, in any order: order means nothing to the decision,
- * and LDAP keeps none. A repeated entry counts, so a stored list with a duplicate differs from
- * the canonical list and is rewritten.
- */
-export function sameEntries(a: readonly string[], b: readonly string[]): boolean {
-  if (a.length !== b.length) return false;
-  const left = [...a].sort();
-  const right = [...b].sort();
-  return left.every((entry, i) => entry === right[i]);
-}

@@ -8,6 +8,8 @@ import { StoreError } from './store.ts';
 
 /** Result codes that mean the settings (or the directory's schema) need fixing. */
 const MISCONFIGURED: ReadonlyMap<number, string> = new Map([
+  // Only a whole-store read (export, prune) asks for more than a few entries.
+  [4, 'the search reached the server\'s size limit: let the bind DN read every mailbox, in pages (OpenLDAP: olcLimits: dn.exact="BIND_DN" size.prtotal=unlimited)'],
   [7, 'authentication method not supported'],
   [8, 'the server requires a stronger authentication (TLS?)'],
   [13, 'the server requires confidentiality (TLS)'],

@@ -4,7 +4,8 @@
  * modify of the entry found that way, adding `amavisAccount` when a sender list needs it.
  */
 import { Attribute, Change, type Client, type Entry as LdapEntry, FilterParser } from 'ldapts';
-import { LIST_NAMES, type ListName, EMPTY_LISTS, type MailboxRecord, type RestrictionLists, sameEntries } from '../restrictions/lists.ts';
+import { diffList, mergeList } from '../restrictions/list-diff.ts';
+import { LIST_NAMES, type ListName, EMPTY_LISTS, type MailboxRecord, type RestrictionLists } from '../restrictions/lists.ts';
 import type { Semantics } from '../restrictions/options.ts';
 import { asciiAddress } from '../restrictions/idn.ts';
 import { trimAscii } from '../restrictions/sql-list.ts';
@@ -14,7 +15,7 @@ import { LdapConnections } from './ldap-connections.ts';
 import { classifyLdapError, type LdapErrorContext } from './ldap-errors.ts';
 import { lookupFilter, normaliseUserFilter, userFilterProblem } from './ldap-filter.ts';
 import { LdapStoreSettingsSchema, type LdapStoreSettings } from '../api/store-settings.ts';
-import { type ApplyResult, type MailboxReader, type MailboxWriter, StoreError } from './store.ts';
+import { type ApplyResult, type MailboxReader, type MailboxWriter, StoreError, type StoredMailbox } from './store.ts';
 import { silentLogger } from '../observability/logger.ts';
 
 /** Opens an LDAP store; no connection is made until the first call. */
@@ -122,12 +123,16 @@ export class LdapMailboxStore implements MailboxReader, MailboxWriter {
     const changes: Change[] = [];
     const classesNeeded = new Set<string>();
     for (const name of LIST_NAMES) {
-      if (sameEntries(canonical(entry.values[name]), desired[name])) continue;
+      const stored = entry.values[name];
+      const { added, removed } = diffList(stored, desired[name]);
+      if (added.length === 0 && removed.length === 0) continue;
       changed.push(name);
       const type = this.#settings.attributes[name];
+      // The stored values that stay are sent back as they are: the write changes only the difference.
+      const values = mergeList(stored, desired[name]);
       // replace with no values removes the attribute, and is a no-op when it is absent.
-      changes.push(new Change({ operation: 'replace', modification: new Attribute({ type, values: [...desired[name]] }) }));
-      if (desired[name].length > 0) classesNeeded.add(this.#objectClassFor(name));
+      changes.push(new Change({ operation: 'replace', modification: new Attribute({ type, values }) }));
+      if (values.length > 0) classesNeeded.add(this.#objectClassFor(name));
     }
     if (changes.length === 0) return { changed: [], written: false };
     const present = new Set(entry.objectClasses.map((c) => c.toLowerCase()));
@@ -142,6 +147,28 @@ export class LdapMailboxStore implements MailboxReader, MailboxWriter {
 
   clear(mailbox: string, signal?: AbortSignal): Promise<ApplyResult> {
     return this.apply(mailbox, EMPTY_LISTS, signal);
+  }
+
+  async mailboxesWithLists(signal?: AbortSignal): Promise<StoredMailbox[]> {
+    const { baseDn, scope, userFilter, attributes } = this.#settings;
+    const anyList = LIST_NAMES.map((name) => `(${attributes[name]}=*)`).join('');
+    const filter = `(&(|${anyList})${normaliseUserFilter(userFilter)})`;
+    // Paged: a server's size limit would otherwise cut the answer short (see ldap-errors.ts).
+    const result = await this.#run(
+      (client) => client.search(baseDn, { scope, filter, attributes: this.#readAttributes, derefAliases: 'never', paged: { pageSize: 500 } }),
+      this.#signal(signal),
+    );
+    const out: StoredMailbox[] = [];
+    for (const found of result.searchEntries) {
+      const entry = this.#userEntry(found);
+      // mailUser requires mail: an entry without a primary address is not a mailbox.
+      const address = entry.addresses[0]?.[0];
+      if (address === undefined) continue;
+      const mailbox = address.toLowerCase();
+      const aliases = entry.addresses.flat().map((a) => a.toLowerCase()).filter((a) => a !== mailbox);
+      out.push({ mailbox, ...(mailbox === address ? {} : { storedAs: address }), ...(aliases.length > 0 ? { aliases } : {}), lists: entry.values });
+    }
+    return out;
   }
 
   async ping(signal?: AbortSignal): Promise<void> {

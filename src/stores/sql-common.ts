@@ -6,9 +6,10 @@
 import { LIST_NAMES, type ListName, type MailboxRecord, type RestrictionLists } from '../restrictions/lists.ts';
 import type { Semantics } from '../restrictions/options.ts';
 import { asciiAddress } from '../restrictions/idn.ts';
+import { diffList, mergeList } from '../restrictions/list-diff.ts';
 import { joinSqlList, splitSqlList, trimAscii } from '../restrictions/sql-list.ts';
 import type { SqlStoreSettings } from '../api/store-settings.ts';
-import { StoreError } from './store.ts';
+import { StoreError, type StoredMailbox } from './store.ts';
 
 export interface SqlDialect {
   /** `postgres` or `mysql`, as in logs and metrics. */
@@ -93,11 +94,19 @@ export class SqlStatements {
     return `SELECT ${this.#dialect.quoteIdent(column)} FROM ${this.#table} WHERE 1 = 0`;
   }
 
-  /** All four lists in one statement; parameters in LIST_NAMES order, then the stored username. */
-  update(): string {
+
+  /** Every row with something in any list column (NULL and '' are unset). */
+  withLists(): string {
+    // CHAR_LENGTH, not <> '': MySQL's PAD SPACE collations take a column of blanks for ''.
+    const set = LIST_NAMES.map((name) => `CHAR_LENGTH(${this.#columns[name]}) > 0`).join(' OR ');
+    return `SELECT ${this.#selectList} FROM ${this.#table} WHERE ${set}`;
+  }
+
+  /** The `lists` columns (default all four) in one statement; parameters in that order, then the stored username. */
+  update(lists: readonly ListName[] = LIST_NAMES): string {
     const p = this.#dialect.placeholder;
-    const sets = LIST_NAMES.map((name, i) => `${this.#columns[name]} = ${p(i + 1)}`).join(', ');
-    return `UPDATE ${this.#table} SET ${sets} WHERE ${this.#username} = ${p(LIST_NAMES.length + 1)}`;
+    const sets = lists.map((name, i) => `${this.#columns[name]} = ${p(i + 1)}`).join(', ');
+    return `UPDATE ${this.#table} SET ${sets} WHERE ${this.#username} = ${p(lists.length + 1)}`;
   }
 }
 
@@ -177,12 +186,21 @@ export function observedLists(row: SqlRow): RestrictionLists {
   return Object.freeze(lists);
 }
 
-/**
- * The column texts a write stores, after checking every entry: one that is empty, holds the list
- * separator `,` or a NUL could not be read back as the same entry, so it is refused, never cut.
- */
-export function columnsToWrite(lists: RestrictionLists): { readonly [K in ListName]: string } {
-  const out = {} as Record<ListName, string>;
+/** A row's lists exactly as stored: each column split on commas, nothing trimmed or dropped. */
+export function storedMailbox(row: SqlRow): StoredMailbox {
+  const lists = {} as Record<ListName, readonly string[]>;
+  for (const name of LIST_NAMES) {
+    const column = rowColumn(row, name);
+    lists[name] = column === null || column === '' ? [] : column.split(',');
+  }
+  const username = rowUsername(row);
+  const mailbox = username.toLowerCase();
+  return mailbox === username ? { mailbox, lists } : { mailbox, storedAs: username, lists };
+}
+
+/** Each list's entries as a write stores them, after checking every one (see sqlEntryProblem). */
+export function entriesToWrite(lists: RestrictionLists): { readonly [K in ListName]: readonly string[] } {
+  const out = {} as Record<ListName, string[]>;
   for (const name of LIST_NAMES) {
     for (const entry of lists[name]) {
       const problem = sqlEntryProblem(entry);
@@ -190,9 +208,39 @@ export function columnsToWrite(lists: RestrictionLists): { readonly [K in ListNa
         throw new StoreError('InvalidValue', `${name}: entry ${JSON.stringify(entry)} cannot be stored: ${problem}`);
       }
     }
-    out[name] = joinSqlList(lists[name].map((entry) => asciiAddress(trimAscii(entry).toLowerCase())));
+    out[name] = lists[name].map((entry) => asciiAddress(trimAscii(entry).toLowerCase()));
   }
   return out;
+}
+
+/**
+ * The column texts a write stores, after checking every entry: one that is empty, holds the list
+ * separator `,` or a NUL could not be read back as the same entry, so it is refused, never cut.
+ */
+export function columnsToWrite(lists: RestrictionLists): { readonly [K in ListName]: string } {
+  const entries = entriesToWrite(lists);
+  const out = {} as Record<ListName, string>;
+  for (const name of LIST_NAMES) out[name] = joinSqlList(entries[name]);
+  return out;
+}
+
+/**
+ * What a write changes in a stored row: the lists whose entries differ by meaning (list-diff.ts),
+ * and for each the column text to store, which keeps the stored text of entries that stay. A
+ * column that already means `entries` is not written, however it is spelled.
+ */
+export function rowChanges(row: SqlRow, entries: { readonly [K in ListName]: readonly string[] }): { changed: ListName[]; columns: Partial<Record<ListName, string>> } {
+  const changed: ListName[] = [];
+  const columns: Partial<Record<ListName, string>> = {};
+  for (const name of LIST_NAMES) {
+    const column = rowColumn(row, name);
+    const stored = column === null || column === '' ? [] : column.split(',');
+    const { added, removed } = diffList(stored, entries[name]);
+    if (added.length === 0 && removed.length === 0) continue;
+    changed.push(name);
+    columns[name] = mergeList(stored, entries[name]).join(',');
+  }
+  return { changed, columns };
 }
 
 export function sqlEntryProblem(entry: string): string | undefined {
@@ -200,15 +248,6 @@ export function sqlEntryProblem(entry: string): string | undefined {
   if (entry.includes(',')) return 'it contains a comma, which separates entries in the SQL column';
   if (entry.includes('\u0000')) return 'it contains a NUL character';
   return undefined;
-}
-
-/**
- * Whether the stored row already holds exactly what a write would store. The comparison is on the
- * text: a column such as ` @A ,@b` reads the same under the default semantics but not under the
- * iredapd preset (which keeps empty pieces), so a write normalises it. NULL and '' both mean unset.
- */
-export function rowMatches(row: SqlRow, columns: { readonly [K in ListName]: string }): boolean {
-  return LIST_NAMES.every((name) => (rowColumn(row, name) ?? '') === columns[name]);
 }
 
 /** The rows of `rows` that belong to `key` (see {@link recordsFromRows}), exact matches first. */

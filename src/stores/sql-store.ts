@@ -1,27 +1,28 @@
 /**
  * A mailbox table behind a driver: the read and write paths common to PostgreSQL and
  * MySQL/MariaDB. The driver owns the pool and knows its error codes; this class owns the
- * statements, the key mapping and the write protocol (read under lock, compare, one UPDATE).
+ * statements, the key mapping and the write protocol (read under lock, compare, one UPDATE of
+ * the changed columns).
  */
-import { EMPTY_LISTS, LIST_NAMES, sameEntries, type MailboxRecord, type RestrictionLists } from '../restrictions/lists.ts';
-import { splitSqlList } from '../restrictions/sql-list.ts';
+import { EMPTY_LISTS, LIST_NAMES, type MailboxRecord, type RestrictionLists } from '../restrictions/lists.ts';
 import type { Semantics } from '../restrictions/options.ts';
 import { Health, mailboxKey, signalOrTimeout } from './common.ts';
 import {
-  columnsToWrite,
+  entriesToWrite,
   lookupKeys,
   observedLists,
   recordsFromRows,
-  rowMatches,
+  rowChanges,
   rowsForKey,
   rowUsername,
+  storedMailbox,
   type SqlDialect,
   SqlStatements,
   type SqlRow,
 } from './sql-common.ts';
 import { AMAVISD_HINT, missingSchemaPart } from './sql-errors.ts';
 import type { SqlStoreSettings } from '../api/store-settings.ts';
-import { type ApplyResult, type MailboxReader, type MailboxWriter, StoreError } from './store.ts';
+import { type ApplyResult, type MailboxReader, type MailboxWriter, StoreError, type StoredMailbox } from './store.ts';
 import type { Logger } from '../observability/logger.ts';
 
 /** One checked-out connection. */
@@ -92,22 +93,20 @@ export class SqlMailboxStore implements MailboxReader, MailboxWriter {
 
   async apply(mailbox: string, lists: RestrictionLists, signal?: AbortSignal): Promise<ApplyResult> {
     const key = mailboxKey(mailbox);
-    const columns = columnsToWrite(lists);
+    const entries = entriesToWrite(lists);
     return this.#run(async (s) => {
       await s.command('BEGIN');
       try {
-        const rows = rowsForKey(key, await s.query(this.#statements.selectForUpdate(), [key]));
-        const row = rows[0];
+        const row = rowsForKey(key, await s.query(this.#statements.selectForUpdate(), [key]))[0];
         if (row === undefined) throw notFound(key, this.#settings);
-        if (rows.every((r) => rowMatches(r, columns))) {
+        const { changed, columns } = rowChanges(row, entries);
+        if (changed.length === 0) {
           await s.command('COMMIT');
           return { changed: [], written: false };
         }
-        const stored = observedLists(row);
-        const changed = LIST_NAMES.filter((name) => !sameEntries(stored[name], splitSqlList(columns[name], 'default') ?? []));
-        // The stored username, so the statement addresses exactly the row just read and locked.
-        const params = [...LIST_NAMES.map((name) => columns[name]), rowUsername(row)];
-        await s.query(this.#statements.update(), params);
+        // Only the changed columns, and the stored username, so the statement addresses exactly
+        // the row just read and locked and changes nothing but the difference.
+        await s.query(this.#statements.update(changed), [...changed.map((name) => columns[name]), rowUsername(row)]);
         await s.command('COMMIT');
         return { changed, written: true };
       } catch (err) {
@@ -119,6 +118,11 @@ export class SqlMailboxStore implements MailboxReader, MailboxWriter {
 
   clear(mailbox: string, signal?: AbortSignal): Promise<ApplyResult> {
     return this.apply(mailbox, EMPTY_LISTS, signal);
+  }
+
+  async mailboxesWithLists(signal?: AbortSignal): Promise<StoredMailbox[]> {
+    const rows = await this.#run((s) => s.query(this.#statements.withLists(), []), this.#signal(signal));
+    return rows.map(storedMailbox);
   }
 
   async ping(signal?: AbortSignal): Promise<void> {

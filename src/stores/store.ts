@@ -55,14 +55,25 @@ export interface MailboxReader {
 
 /** What a write found and did. */
 export interface ApplyResult {
-  /** The lists whose entries differed from the desired ones (compared as sets) and were replaced. */
-  readonly changed: readonly ListName[];
   /**
-   * Whether anything was sent to the store. True with no list `changed` when a list held the
-   * same entries in another form (SQL text written by hand: blanks, capitals, order), which the
-   * write puts in canonical form.
+   * The lists whose entries differed from the desired ones by meaning (restrictions/list-diff.ts)
+   * and were written: the entries that stay keep their stored text, so a write changes exactly
+   * the difference, and text stored by hand in another form is no difference.
    */
+  readonly changed: readonly ListName[];
+  /** Whether anything was sent to the store (exactly when a list `changed`). */
   readonly written: boolean;
+}
+
+/** A mailbox and its lists exactly as stored: each value as it is (SQL: each piece between commas). */
+export interface StoredMailbox {
+  /** The address as the store keys it (SQL username, LDAP primary address), lower-cased. */
+  readonly mailbox: string;
+  /** The stored spelling, when it is not lower-case (a row PostgreSQL cannot find by its address). */
+  readonly storedAs?: string;
+  /** Further addresses the store finds this mailbox by (LDAP shadowAddress), lower-cased. */
+  readonly aliases?: readonly string[];
+  readonly lists: RestrictionLists;
 }
 
 /**
@@ -84,6 +95,8 @@ export interface MailboxWriter {
   apply(mailbox: string, lists: RestrictionLists, signal?: AbortSignal): Promise<ApplyResult>;
   /** Empties the four lists (as `apply` with empty lists). */
   clear(mailbox: string, signal?: AbortSignal): Promise<ApplyResult>;
+  /** Every mailbox that has a value in any list, in one read (`mailwarden export`, `--prune`). */
+  mailboxesWithLists(signal?: AbortSignal): Promise<StoredMailbox[]>;
   /**
    * One round trip that reads no mailbox: resolves when the store answers with these settings
    * and credentials (the table and columns, or the base DN and filter, are usable).

@@ -26,13 +26,13 @@ export interface BackendFixture {
   stop(): Promise<void>;
 }
 
-const SQL_COLUMNS: Record<ListName, string> = {
+export const SQL_COLUMNS: Record<ListName, string> = {
   allowedSenders: 'allowedsenders',
   rejectedSenders: 'rejectedsenders',
   allowedRecipients: 'allowedrecipients',
   rejectedRecipients: 'rejectedrecipients',
 };
-const LDAP_ATTRIBUTES: Record<ListName, string> = {
+export const LDAP_ATTRIBUTES: Record<ListName, string> = {
   allowedSenders: 'amavisWhitelistSender',
   rejectedSenders: 'amavisBlacklistSender',
   allowedRecipients: 'mailWhitelistRecipient',

@@ -185,13 +185,16 @@ export function sqlStoreSuite(kind: 'postgres' | 'mariadb'): void {
         assert.deepEqual(await store.apply('alice@example.com', shouted), { changed: [], written: false });
       });
 
-      test('text stored by hand in another form is normalised once', async () => {
-        await db.insertMailboxes([{ username: 'alice@example.com', rejectedsenders: ' @. , ' }]);
-        assert.deepEqual(await store.observe('alice@example.com'), lists({ rejectedSenders: ['@.'] }));
-        // The same entries, so no list changed; the text is rewritten in canonical form all the same.
-        assert.deepEqual(await store.apply('alice@example.com', lists({ rejectedSenders: ['@.'] })), { changed: [], written: true });
-        assert.equal((await db.getMailbox('alice@example.com'))?.rejectedsenders, '@.');
-        assert.deepEqual(await store.apply('alice@example.com', lists({ rejectedSenders: ['@.'] })), { changed: [], written: false });
+      test('text stored by hand in another form is left as it is; a change writes only the difference', async () => {
+        await db.insertMailboxes([{ username: 'alice@example.com', rejectedsenders: ' @. , ', allowedsenders: ' @A.test,@a.test' }]);
+        assert.deepEqual(await store.observe('alice@example.com'), lists({ rejectedSenders: ['@.'], allowedSenders: ['@a.test', '@a.test'] }));
+        // The same entries: nothing written, so adopting a server typed by hand writes nothing.
+        assert.deepEqual(await store.apply('alice@example.com', lists({ rejectedSenders: ['@.'], allowedSenders: ['@a.test'] })), { changed: [], written: false });
+        assert.equal((await db.getMailbox('alice@example.com'))?.rejectedsenders, ' @. , ');
+        // One entry more: that column only, the stored text of what stays kept.
+        assert.deepEqual(await store.apply('alice@example.com', lists({ rejectedSenders: ['@.', '@b.test'], allowedSenders: ['@a.test'] })), { changed: ['rejectedSenders'], written: true });
+        const row = await db.getMailbox('alice@example.com');
+        assert.deepEqual([row?.rejectedsenders, row?.allowedsenders], [' @. ,@b.test', ' @A.test,@a.test']);
       });
 
       test('clear empties the four lists; NULL columns count as empty', async () => {

@@ -25,14 +25,16 @@ export class TestClient {
       this.#wake();
     });
     socket.on('error', () => {});
-    this.closedPromise = once(socket, 'close').then(() => {
+    // Not events.once: it rejects on 'error', and a reset is one way for a connection to close.
+    this.closedPromise = new Promise<void>((resolve) => socket.once('close', () => resolve())).then(() => {
       this.closed = true;
       this.#wake();
     });
   }
 
-  static async open(target: { host: string; port: number } | { path: string }): Promise<TestClient> {
-    const socket = 'path' in target ? connect(target.path) : connect(target.port, target.host);
+  /** `from`: the local address to connect from (any 127.0.0.0/8 address is this host's). */
+  static async open(target: { host: string; port: number } | { path: string }, from?: string): Promise<TestClient> {
+    const socket = 'path' in target ? connect(target.path) : connect({ port: target.port, host: target.host, ...(from === undefined ? {} : { localAddress: from }) });
     await once(socket, 'connect');
     return new TestClient(socket);
   }

@@ -88,8 +88,8 @@ async function start(
   return { server, target: address as { host: string; port: number } };
 }
 
-async function client(target: { host: string; port: number } | { path: string }): Promise<TestClient> {
-  const c = await TestClient.open(target);
+async function client(target: { host: string; port: number } | { path: string }, from?: string): Promise<TestClient> {
+  const c = await TestClient.open(target, from);
   clients.push(c);
   return c;
 }
@@ -230,28 +230,134 @@ describe('PolicyServer disconnects a client that sends', () => {
 });
 
 describe('PolicyServer connections', () => {
-  it('closes a connection over maxConnections at once, with a log line', async () => {
+  it('when full, a new connection takes the slot held longest without a request in flight', async () => {
     const { lines, logger } = recordingLogger();
-    let refused = 0;
+    const shed: string[] = [];
+    const clock = new FakeClock();
     const gauge = connectionGauge();
-    const { target } = await start({ logger, limits: { maxConnections: 2 }, metrics: { onConnectionRefused: () => refused++, onConnections: gauge.onConnections } });
+    const { target } = await start({ logger, clock, limits: { maxConnections: 2 }, metrics: { onConnectionShed: (r) => shed.push(r), onConnections: gauge.onConnections } });
+    const older = await client(target);
+    older.send(rcpt('older'));
+    await older.waitAnswers(1);
+    clock.advance(1000);
+    const newer = await client(target);
+    newer.send(rcpt('newer'));
+    await newer.waitAnswers(1);
+    clock.advance(1000);
+    const extra = await client(target);
+    extra.send(rcpt('extra'));
+    assert.deepEqual(await extra.waitAnswers(1), ['action=OK extra']);
+    await older.waitClosed(1000);
+    assert.equal(newer.closed, false);
+    newer.send(rcpt('still'));
+    assert.equal((await newer.waitAnswers(2))[1], 'action=OK still');
+    assert.deepEqual(shed, ['evicted']);
+    assert.equal(lines.filter((l) => l.level === 'warn' && /to make room/.test(l.msg)).length, 1);
+    assert.deepEqual(gauge.readings, [1, 2, 1, 2]);
+  });
+
+  it('refuses a new connection only when every slot has a request in flight', async () => {
+    const held = heldHandler();
+    const shed: string[] = [];
+    const { target } = await start({ handler: held.handler, limits: { maxConnections: 2 }, metrics: { onConnectionShed: (r) => shed.push(r) } });
     const a = await client(target);
     const b = await client(target);
     a.send(rcpt('a'));
     b.send(rcpt('b'));
-    await Promise.all([a.waitAnswers(1), b.waitAnswers(1)]);
+    await held.called(2);
     const extra = await client(target);
     await extra.waitClosed(1000);
-    assert.equal(refused, 1);
-    assert.equal(lines.filter((l) => l.level === 'warn' && /too many connections/.test(l.msg)).length, 1);
-    a.send(rcpt('still'));
-    assert.equal((await a.waitAnswers(2))[1], 'action=OK still');
-    b.socket.destroy();
-    await gauge.reads(1);
-    const again = await client(target);
-    again.send(rcpt('room again'));
-    assert.deepEqual(await again.waitAnswers(1), ['action=OK room again']);
-    assert.deepEqual(gauge.readings, [1, 2, 1, 2]);
+    assert.deepEqual(shed, ['refused']);
+    held.answerAll();
+    assert.deepEqual([await a.waitAnswers(1), await b.waitAnswers(1)], [['action=OK a'], ['action=OK b']]);
+  });
+
+  it('a connection stalled mid-request gives up its slot before an idle one that has waited less', async () => {
+    const clock = new FakeClock();
+    const { target } = await start({ clock, limits: { maxConnections: 2, requestTimeoutMs: 60_000 } });
+    const stalled = await client(target);
+    stalled.send('request=smtpd_access_policy\nrecipient=x');
+    await turn();
+    clock.advance(2000);
+    const idle = await client(target);
+    idle.send(rcpt('idle'));
+    await idle.waitAnswers(1);
+    clock.advance(1000);
+    const extra = await client(target);
+    extra.send(rcpt('extra'));
+    assert.deepEqual(await extra.waitAnswers(1), ['action=OK extra']);
+    await stalled.waitClosed(1000);
+    assert.equal(idle.closed, false);
+  });
+
+  it('one address past maxConnectionsPerClient competes only with its own connections', async () => {
+    const clock = new FakeClock();
+    const { server, target } = await start({ clock, limits: { maxConnections: 10, maxConnectionsPerClient: 2 } });
+    const postfix = await client(target, '127.0.0.1');
+    postfix.send(rcpt('postfix'));
+    await postfix.waitAnswers(1);
+    clock.advance(5000); // the oldest idle connection of all
+    const flood: TestClient[] = [];
+    for (let i = 0; i < 6; i++) {
+      flood.push(await client(target, '127.0.0.2'));
+      clock.advance(10);
+    }
+    await Promise.all(flood.slice(0, 4).map((c) => c.waitClosed(1000)));
+    assert.deepEqual(flood.map((c) => c.closed), [true, true, true, true, false, false]);
+    assert.equal(postfix.closed, false);
+    assert.equal(server.connections, 3);
+    postfix.send(rcpt('again'));
+    assert.equal((await postfix.waitAnswers(2))[1], 'action=OK again');
+  });
+
+  it('warnings about shed connections are rate-limited, with the count left out', async () => {
+    const { lines, logger } = recordingLogger();
+    const clock = new FakeClock();
+    const { target } = await start({ logger, clock, limits: { maxConnections: 1 } });
+    const opened: TestClient[] = [];
+    for (let i = 0; i < 5; i++) {
+      opened.push(await client(target));
+      clock.advance(1);
+    }
+    await Promise.all(opened.slice(0, 4).map((c) => c.waitClosed(1000)));
+    assert.equal(lines.filter((l) => /to make room/.test(l.msg)).length, 1);
+    clock.advance(10_000);
+    await client(target);
+    await opened[4]!.waitClosed(1000);
+    const warned = lines.filter((l) => /to make room/.test(l.msg));
+    assert.equal(warned.length, 2);
+    assert.equal((warned[1]!.obj as { suppressed?: number }).suppressed, 3);
+  });
+
+  it('closes a connection whose answers the peer stops reading, after writeTimeoutMs', async () => {
+    const { lines, logger } = recordingLogger();
+    const clock = new FakeClock();
+    const errors: string[] = [];
+    let handled = 0;
+    const counting: PolicyHandler = (r) => (handled++, echo(r));
+    const { target } = await start({ handler: counting, logger, clock, limits: { writeTimeoutMs: 5000, maxLineBytes: 16 * 1024 }, metrics: { onProtocolError: (r) => errors.push(r) } });
+    const reader = await client(target);
+    const stuck = await client(target);
+    stuck.socket.pause(); // never reads an answer
+    // Long answers (the echo handler repeats the recipient) until the server's writes block and it
+    // stops reading: then no request is handled any more, however long the event loop runs.
+    const request = rcpt('r'.repeat(15_000));
+    for (let stable = 0, last = -1; stable < 50; ) {
+      if (stuck.socket.writableLength === 0) stuck.socket.write(request.repeat(16));
+      await turn();
+      stable = handled === last ? stable + 1 : 0;
+      last = handled;
+    }
+    assert.ok(stuck.socket.writableLength > 0, 'the client has input the server does not read');
+    clock.advance(4000);
+    await turn();
+    assert.equal(stuck.socket.destroyed, false);
+    reader.send(rcpt('meanwhile'));
+    assert.deepEqual(await reader.waitAnswers(1), ['action=OK meanwhile']);
+    clock.advance(2000);
+    await stuck.waitClosed(2000);
+    assert.deepEqual(errors, ['write-timeout']);
+    assert.equal(lines.filter((l) => l.level === 'warn' && (l.obj as { reason?: string }).reason === 'write-timeout').length, 1);
   });
 
   it('reports latency per answered request', async () => {

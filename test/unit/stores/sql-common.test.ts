@@ -5,12 +5,13 @@ import { mailboxKey } from '../../../src/stores/common.ts';
 import { SqlStoreSettingsSchema } from '../../../src/api/store-settings.ts';
 import {
   columnsToWrite,
+  entriesToWrite,
   lookupKeys,
   MYSQL_DIALECT,
   observedLists,
   POSTGRES_DIALECT,
   recordsFromRows,
-  rowMatches,
+  rowChanges,
   SqlStatements,
 } from '../../../src/stores/sql-common.ts';
 import { StoreError } from '../../../src/stores/store.ts';
@@ -40,6 +41,7 @@ describe('SqlStatements', () => {
     const s = new SqlStatements(MYSQL_DIALECT, defaults);
     assert.match(s.lookup(3), /FROM `mailbox` WHERE `username` IN \(\?, \?, \?\)$/);
     assert.match(s.update(), /^UPDATE `mailbox` SET `allowedsenders` = \?, .* WHERE `username` = \?$/);
+    assert.equal(s.update(['rejectedSenders', 'rejectedRecipients']), 'UPDATE `mailbox` SET `rejectedsenders` = ?, `rejectedrecipients` = ? WHERE `username` = ?');
   });
 
   test('renamed, schema-qualified table and columns', () => {
@@ -120,11 +122,14 @@ describe('writes', () => {
     assert.equal(columnsToWrite({ ...EMPTY_LISTS, allowedSenders: [...entries, 'jösé@exämple.test', '@.Bücher.example'] }).allowedSenders, [...entries, 'jösé@xn--exmple-cua.test', '@.xn--bcher-kva.example'].join(','));
   });
 
-  test('the stored text must equal the canonical text; NULL equals empty', () => {
-    const cols = columnsToWrite({ ...EMPTY_LISTS, allowedSenders: ['@a.test'] });
-    assert.equal(rowMatches(row('a@x.test', '@a.test', null, '', null), cols), true);
-    assert.equal(rowMatches(row('a@x.test', '@A.test'), cols), false);
-    assert.equal(rowMatches(row('a@x.test', '@a.test,'), cols), false);
+  test('a write changes only lists whose entries differ, and keeps the stored text of entries that stay', () => {
+    const entries = entriesToWrite({ ...EMPTY_LISTS, allowedSenders: ['@a.test'], rejectedSenders: ['@.', '@New.test'] });
+    // Spacing, capitals, repeats and blank pieces mean nothing: no write; NULL equals empty.
+    assert.deepEqual(rowChanges(row('a@x.test', ' @A.test ,@a.test,', ' @.,@new.test', '', null), entries), { changed: [], columns: {} });
+    assert.deepEqual(rowChanges(row('a@x.test', '@A.test', ' @. ,@gone.test', '', '@b.test'), entries), {
+      changed: ['rejectedSenders', 'rejectedRecipients'],
+      columns: { rejectedSenders: ' @. ,@new.test', rejectedRecipients: '' },
+    });
   });
 
   test('observe reports the default split, unset as empty', () => {

@@ -58,7 +58,7 @@ describe('SqlMailboxStore', () => {
     assert.equal(statements.length, 0);
   });
 
-  test('apply reads under lock, writes all four columns in one UPDATE, commits', async () => {
+  test('apply reads under lock, writes the changed columns in one UPDATE, commits', async () => {
     const { driver, statements } = recordingDriver([row('a@x.test')]);
     assert.deepEqual(await open(driver).apply('a@x.test', { ...EMPTY_LISTS, rejectedSenders: ['@.'] }), { changed: ['rejectedSenders'], written: true });
     assert.deepEqual(
@@ -66,7 +66,8 @@ describe('SqlMailboxStore', () => {
       ['BEGIN', 'SELECT', 'UPDATE', 'COMMIT'],
     );
     assert.match(statements[1]?.sql ?? '', /FOR UPDATE$/);
-    assert.deepEqual(statements[2]?.params, ['', '@.', '', '', 'a@x.test']);
+    assert.match(statements[2]?.sql ?? '', /^UPDATE "mailbox" SET "rejectedsenders" = \$1 WHERE "username" = \$2$/);
+    assert.deepEqual(statements[2]?.params, ['@.', 'a@x.test']);
   });
 
   test('apply with nothing to change writes nothing', async () => {
@@ -75,10 +76,10 @@ describe('SqlMailboxStore', () => {
     assert.ok(!statements.some((s) => s.sql.startsWith('UPDATE')));
   });
 
-  test('apply that only normalises stored text changes no list but writes', async () => {
-    const { driver, statements } = recordingDriver([row('a@x.test', ' @. , ')]);
-    assert.deepEqual(await open(driver).apply('a@x.test', { ...EMPTY_LISTS, rejectedSenders: ['@.'] }), { changed: [], written: true });
-    assert.ok(statements.some((s) => s.sql.startsWith('UPDATE')));
+  test('apply over stored text in another form with the same entries writes nothing', async () => {
+    const { driver, statements } = recordingDriver([row('a@x.test', ' @. , ,@.')]);
+    assert.deepEqual(await open(driver).apply('a@x.test', { ...EMPTY_LISTS, rejectedSenders: ['@.'] }), { changed: [], written: false });
+    assert.ok(!statements.some((s) => s.sql.startsWith('UPDATE')));
   });
 
   test('ping is one statement that reads no row', async () => {

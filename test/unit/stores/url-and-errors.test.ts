@@ -118,6 +118,7 @@ describe('error classification', () => {
     ['undefined attribute type', withCode(17), 'Misconfigured'],
     ['invalid syntax', withCode(21), 'InvalidValue'],
     ['constraint violation', withCode(19), 'InvalidValue'],
+    ['size limit reached (a whole-store read)', withCode(4), 'Misconfigured'],
   ];
   for (const [name, err, kind] of ldap) {
     test(`LDAP: ${name} → ${kind}`, () => assert.equal(classifyLdapError(err, { target: 'ldap://h', secrets: [] }).kind, kind));
@@ -134,14 +135,13 @@ describe('abortable', () => {
   test('rejects with Unavailable as soon as the signal aborts, and runs the cleanup', async () => {
     const controller = new AbortController();
     let cleaned = false;
+    // The work never settles, so a rejection can only come from the abort.
     const never = new Promise<never>(() => {});
-    const started = performance.now();
     setImmediate(() => controller.abort()); // once the work is under way
     await assert.rejects(
       abortable(never, controller.signal, () => (cleaned = true), 'PostgreSQL x'),
       (err: unknown) => err instanceof StoreError && err.kind === 'Unavailable' && /lookup timeout/.test(err.message),
     );
-    assert.ok(performance.now() - started < 500);
     assert.equal(cleaned, true);
   });
 

@@ -1,0 +1,3 @@
+import { adoptionSuite } from './suite.ts';
+
+adoptionSuite('openldap');

@@ -1,0 +1,66 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { documentName, exportDocuments } from '../../../src/adoption/export-documents.ts';
+import { mailUserRestrictionSchema, storeListsOf } from '../../../src/api/mail-user-restriction.ts';
+import { changedLists, diffLists } from '../../../src/restrictions/list-diff.ts';
+import { EMPTY_LISTS, type RestrictionLists } from '../../../src/restrictions/lists.ts';
+import type { StoredMailbox } from '../../../src/stores/store.ts';
+
+const stored = (mailbox: string, lists: Partial<RestrictionLists>, more: Partial<StoredMailbox> = {}): StoredMailbox => ({ mailbox, lists: { ...EMPTY_LISTS, ...lists }, ...more });
+
+describe('export: a store as MailUserRestriction documents', () => {
+  test('one valid document per mailbox, sorted, with namespace, backend and policy filled in', () => {
+    const { documents, notes } = exportDocuments(
+      [stored('bob@example.com', { rejectedSenders: ['@spam.test'] }), stored('alice@example.com', { allowedRecipients: ['@example.com'], rejectedRecipients: ['@.'] })],
+      { namespace: 'mail', backend: 'iredmail', managementPolicy: 'Observe' },
+    );
+    assert.deepEqual(notes, []);
+    assert.deepEqual(documents.map((d) => d.name), ['alice-at-example.com', 'bob-at-example.com']);
+    assert.deepEqual(documents[0]!.document, {
+      apiVersion: 'mailwarden.io/v1alpha1',
+      kind: 'MailUserRestriction',
+      metadata: { name: 'alice-at-example.com', namespace: 'mail' },
+      spec: { mailbox: 'alice@example.com', backendRef: { name: 'iredmail' }, managementPolicy: 'Observe', allowedRecipients: ['@example.com'], rejectedRecipients: ['@.'] },
+    });
+    for (const d of documents) assert.ok(mailUserRestrictionSchema.safeParse(d.document).success);
+  });
+
+  test('awkward values are exported so the documents mean exactly what is stored, each one reported', () => {
+    const raw = [' @Example.COM ', '@example.com', 'example.org', '', ' bad entry ', 'x@y.test'];
+    const { documents, notes } = exportDocuments([stored('carol@example.com', { allowedSenders: raw })]);
+    const spec = documents[0]!.document.spec as Record<string, unknown>;
+    assert.deepEqual(spec.allowedSenders, ['@Example.COM', '@example.com', 'x@y.test']);
+    assert.deepEqual(spec.invalidEntries, { allowedSenders: ['example.org', ' bad entry '] });
+    const parsed = mailUserRestrictionSchema.parse(documents[0]!.document);
+    // Applying the export to the store it came from changes nothing.
+    assert.deepEqual(changedLists(diffLists({ ...EMPTY_LISTS, allowedSenders: raw }, storeListsOf(parsed.spec))), []);
+    const messages = notes.map((n) => `${n.severity} ${n.message}`);
+    assert.ok(messages.some((m) => m.startsWith('info " @Example.COM ": white space around it (exported trimmed), upper case')), messages.join('\n'));
+    assert.ok(messages.some((m) => m.startsWith('info "@example.com": a repeat')), messages.join('\n'));
+    assert.ok(messages.some((m) => m.startsWith('invalid "example.org" is not an entry')), messages.join('\n'));
+    assert.ok(messages.some((m) => m.startsWith('invalid " bad entry " contains white space')), messages.join('\n'));
+    assert.ok(messages.some((m) => m.startsWith('info "" is blank')), messages.join('\n'));
+    assert.equal(notes.length, 5);
+  });
+
+  test('a value that cannot be kept is reported as lost, never dropped silently', () => {
+    const { documents, notes } = exportDocuments([stored('dan@example.com', { rejectedSenders: ['@a.test', 'x'.repeat(400)] })]);
+    assert.deepEqual((documents[0]!.document.spec as Record<string, unknown>).rejectedSenders, ['@a.test']);
+    assert.deepEqual(notes.map((n) => n.severity), ['lost']);
+  });
+
+  test('a mailbox that is not an address is reported, and one stored with capitals is noted', () => {
+    const { documents, notes } = exportDocuments([stored('not-an-address', { allowedSenders: ['@a.test'] }), stored('eve@example.com', { allowedSenders: ['@a.test'] }, { storedAs: 'Eve@Example.com' })]);
+    assert.deepEqual(documents.map((d) => d.mailbox), ['eve@example.com']);
+    assert.deepEqual(notes.map((n) => [n.mailbox, n.severity]), [['eve@example.com', 'info'], ['not-an-address', 'lost']]);
+  });
+
+  test('document names are Kubernetes names, unique per mailbox', () => {
+    assert.equal(documentName('alice@example.com'), 'alice-at-example.com');
+    const odd = documentName("O'Neil_x@example.com");
+    assert.match(odd, /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/);
+    // a_b and a-b would share a name: the replaced one, and a taken one, get the address's hash.
+    assert.match(documentName('a_b@x.test'), /^a-b-at-x\.test-[0-9a-f]{8}$/);
+    assert.match(documentName('a-b@x.test', new Set(['a-b-at-x.test'])), /^a-b-at-x\.test-[0-9a-f]{8}$/);
+  });
+});
