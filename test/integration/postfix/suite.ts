@@ -123,7 +123,8 @@ export async function startPostfixEnv(kind: StoreKind): Promise<PostfixEnv> {
   try {
     // One at a time: the first LDAP user creates the domain entry.
     for (const [address, lists] of Object.entries(MAILBOXES)) await store.put(address, lists);
-    const common = { store: store.daemon.store, config: store.daemon.config, env: store.daemon.env, mounts: store.daemon.mounts };
+    // kubernetes:// loads the Kubernetes client before listening: seconds more on a loaded machine.
+    const common = { store: store.daemon.store, config: store.daemon.config, env: store.daemon.env, mounts: store.daemon.mounts, startTimeoutMs: 90_000 };
     const [d, i] = await Promise.all([
       startPolicydContainer({ ...common, port: policyDefault, args: ['--cache-ttl', `${CACHE_TTL_MS}ms`, '--log-level', 'warn'] }),
       startPolicydContainer({ ...common, port: policyIredapd, args: ['--semantics', 'iredapd', '--cache-ttl', `${CACHE_TTL_MS}ms`, '--log-level', 'warn'] }),
