@@ -6,6 +6,7 @@ import { PolicyMetrics } from '../observability/metrics.ts';
 import { openStore } from '../stores/open.ts';
 import type { MailboxReader } from '../stores/store.ts';
 import { ConfigError } from '../api/config-error.ts';
+import { realClock, type Clock } from './clock.ts';
 import { decisionOptionsOf, parseListen, resolverOptionsOf, serverLimitsOf, storeCaFile, type PolicydConfig } from './config.ts';
 import { answerOf, DecisionService } from './decision-handler.ts';
 import { mailboxSourceFor } from './mailbox-source.ts';
@@ -19,6 +20,8 @@ import { PolicyServer, type PolicyServerAddress } from './server.ts';
 export class PolicyDaemon {
   #config: PolicydConfig;
   readonly #logger: Logger;
+  /** Times the server, the cache and the previous store's close (tests drive it). */
+  readonly #clock: Clock;
   #password: string | undefined;
   /** The store's CA file as it was opened with: a rotated CA reopens the store. */
   #storeCa: string | undefined;
@@ -34,7 +37,8 @@ export class PolicyDaemon {
   #metrics: PolicyMetrics | undefined;
   #stopping = false;
 
-  constructor(params: { config: PolicydConfig; logger: Logger; password?: string | undefined }) {
+  constructor(params: { config: PolicydConfig; logger: Logger; password?: string | undefined; clock?: Clock }) {
+    this.#clock = params.clock ?? realClock;
     this.#config = params.config;
     this.#logger = params.logger;
     this.#password = params.password;
@@ -66,6 +70,7 @@ export class PolicyDaemon {
     this.#decisions = this.#decisionService(store, config, metrics);
     const requestDuration = metrics.requestDuration;
     const server = new PolicyServer({
+      clock: this.#clock,
       handler: (request) => answerOf(this.#decisions!, request),
       failureAction: () => this.#decisions!.failureAction,
       limits: serverLimitsOf(config),
@@ -143,7 +148,7 @@ export class PolicyDaemon {
     if (store !== previous) {
       // Lookups already running on the old store finish first (they are bounded by the lookup timeout).
       const grace = (resolverOptionsOf(old).lookupTimeoutMs ?? 1_000) + 1_000;
-      setTimeout(() => void previous.close().catch((error: unknown) => this.#logger.warn({ err: error }, 'closing the previous store failed')), grace).unref();
+      this.#clock.setTimeout(() => void previous.close().catch((error: unknown) => this.#logger.warn({ err: error }, 'closing the previous store failed')), grace);
     }
     const decision = decisionOptionsOf(config);
     this.#logger.info({ store: store.kind, storeReopened: store !== previous, semantics: decision.semantics, allowAction: decision.allowAction, rejectAction: decision.rejectAction, failureAction: decision.failureAction }, 'configuration reloaded');
@@ -151,7 +156,7 @@ export class PolicyDaemon {
 
   #decisionService(store: MailboxReader, config: PolicydConfig, metrics: PolicyMetrics): DecisionService {
     const decision = decisionOptionsOf(config);
-    const source = mailboxSourceFor({ store, decision, options: resolverOptionsOf(config), metrics, logger: this.#logger.child({ component: 'resolver' }) });
+    const source = mailboxSourceFor({ store, decision, options: resolverOptionsOf(config), metrics, logger: this.#logger.child({ component: 'resolver' }), clock: this.#clock });
     return new DecisionService({ source, options: decision, metrics, logger: this.#logger.child({ component: 'decision' }) });
   }
 
