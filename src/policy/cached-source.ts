@@ -10,7 +10,7 @@ import { StoreError, type MailboxReader } from '../stores/store.ts';
 import { realClock, realRandom, type Clock, type Random } from './clock.ts';
 import { InvalidEntries } from './invalid-entries.ts';
 import { LookupBatcher } from './lookup-batcher.ts';
-import type { MailboxSource, Resolution } from './mailbox-source.ts';
+import type { MailboxKeys, MailboxSource, Resolution } from './mailbox-source.ts';
 
 /** Round trips at once for a store that does not say (its pool size, when it has one). */
 const DEFAULT_LOOKUP_CONCURRENCY = 4;
@@ -155,7 +155,8 @@ export class CachedSource implements MailboxSource {
     });
   }
 
-  resolve(keys: readonly string[]): Resolution | Promise<Resolution> {
+  resolve(wanted: MailboxKeys): Resolution | Promise<Resolution> {
+    const keys = wanted.keys;
     const now = this.#clock.now();
     const found: Found = new Array(keys.length);
     let missing: string[] | undefined;

@@ -40,7 +40,7 @@ export class DecisionService {
   decide(request: PolicyRequest): Decision | Promise<Decision> {
     const plan = planDecision(request, this.#options);
     if (typeof plan === 'string') return this.#record(skipped(plan), request);
-    const resolution = this.#source.resolve(plan.keys);
+    const resolution = this.#source.resolve(plan);
     if (!(resolution instanceof Promise)) return this.#finish(plan, resolution, request);
     return resolution.then(
       (r) => this.#finish(plan, r, request),

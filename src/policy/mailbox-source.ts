@@ -13,6 +13,14 @@ export type Resolution =
   | { readonly failed: StoreError; readonly mailboxes?: undefined };
 
 /**
+ * The mailbox keys of one request. A DecisionPlan is one: it computes its keys on first read,
+ * so a source that has every mailbox at hand (in memory) never pays for them (docs/performance.md).
+ */
+export interface MailboxKeys {
+  readonly keys: readonly string[];
+}
+
+/**
  * Where decisions get their mailboxes: `resolve` takes a plan's keys and gives what `decide`
  * reads. Two kinds: a store that holds its records in memory ({@link InMemorySource}) and a
  * network store, read through a bounded cache ({@link CachedSource}).
@@ -22,7 +30,7 @@ export interface MailboxSource {
    * The mailboxes of `keys`; synchronous when nothing has to be fetched (the hot path allocates
    * no promise). Never rejects: a store failure is a {@link Resolution} with `failed`.
    */
-  resolve(keys: readonly string[]): Resolution | Promise<Resolution>;
+  resolve(wanted: MailboxKeys): Resolution | Promise<Resolution>;
   /** Forgets what was compiled or cached for `keys`, or for every key: the store's data changed. */
   clear(keys?: readonly string[]): void;
 }

@@ -6,7 +6,7 @@ import type { Logger } from '../observability/logger.ts';
 import type { PolicyMetrics } from '../observability/metrics.ts';
 import { InvalidEntries } from './invalid-entries.ts';
 import { StoreError } from '../stores/store.ts';
-import type { MailboxSource, Resolution } from './mailbox-source.ts';
+import type { MailboxKeys, MailboxSource, Resolution } from './mailbox-source.ts';
 
 /**
  * Keys a store does not have, remembered at most (about 100 B each): outside senders and
@@ -54,7 +54,8 @@ export class InMemorySource implements MailboxSource {
     this.#resolved = Object.freeze({ failed: undefined, mailboxes: lookup });
   }
 
-  resolve(_keys: readonly string[]): Resolution {
+  /** Every key is at hand: the keys themselves are never read. */
+  resolve(_wanted: MailboxKeys): Resolution {
     return this.#notLoaded?.() ?? this.#resolved;
   }
 

@@ -74,14 +74,14 @@ function setup(resolverOptions: ConstructorParameters<typeof CachedSource>[0]['o
 
 /** `key`'s mailbox as `source` resolves it (fetched when it must be). */
 async function mailboxOf(source: MailboxSource, key: string) {
-  const resolution = await source.resolve([key]);
+  const resolution = await source.resolve({ keys: [key] });
   assert.equal(resolution.failed, undefined, `${key} resolved`);
   return resolution.mailboxes?.(key);
 }
 
 /** `key`'s mailbox when the source has it at hand (a fresh cache entry, memory): never fetched. */
 function mailboxAtHand(source: MailboxSource, key: string) {
-  const resolution = source.resolve([key]);
+  const resolution = source.resolve({ keys: [key] });
   assert.ok(!(resolution instanceof Promise), `${key} is at hand`);
   return resolution.mailboxes?.(key);
 }
@@ -120,13 +120,13 @@ describe('mailbox source: cached (network stores)', () => {
   test('mailboxes fetched together expire spread over the last tenth of the TTL, not all at once', async () => {
     const { store, source, clock } = setup({ ttlMs: 400, negativeTtlMs: 400 });
     const keys = Array.from({ length: 200 }, (_, i) => `u${i}@example.com`);
-    await Promise.all(keys.map((key) => source.resolve([key])));
+    await Promise.all(keys.map((key) => source.resolve({ keys: [key] })));
     assert.equal(store.calls.flat().length, 200, 'each fetched once, in shared round trips');
     clock.advance(359);
-    assert.ok(keys.every((key) => !(source.resolve([key]) instanceof Promise)), 'none expired before 90% of the TTL');
+    assert.ok(keys.every((key) => !(source.resolve({ keys: [key] }) instanceof Promise)), 'none expired before 90% of the TTL');
     clock.advance(21); // 95% of the TTL: about half are due
     let expired = 0;
-    for (const key of keys) if (source.resolve([key]) instanceof Promise) expired++;
+    for (const key of keys) if (source.resolve({ keys: [key] }) instanceof Promise) expired++;
     assert.ok(expired > 20 && expired < 180, `${expired} of 200 expired at 95% of the TTL`);
   });
 
@@ -210,18 +210,18 @@ describe('mailbox source: cached (network stores)', () => {
 
   test('the cache is bounded', async () => {
     const { source } = setup({ maxEntries: 10 });
-    for (let i = 0; i < 50; i++) await source.resolve([`u${i}@example.com`]);
+    for (let i = 0; i < 50; i++) await source.resolve({ keys: [`u${i}@example.com`] });
     assert.ok(source.size <= 10, `cache holds ${source.size}`);
   });
 
   test('a full cache drops the least recently fetched mailbox first', async () => {
     const { store, source } = setup({ maxEntries: 3, ttlMs: 0, negativeTtlMs: 0 });
     for (const name of ['a', 'b', 'c', 'd']) store.data.set(`${name}@example.com`, record(`${name}@example.com`, ['@.']));
-    for (const name of ['a', 'b', 'c', 'a', 'd']) await source.resolve([`${name}@example.com`]);
+    for (const name of ['a', 'b', 'c', 'a', 'd']) await source.resolve({ keys: [`${name}@example.com`] });
     assert.equal(source.size, 3);
     // With the store down, only what the cache kept still answers.
     store.mode = 'fail';
-    assert.ok((await source.resolve(['b@example.com'])).failed, 'b: fetched longest ago');
+    assert.ok((await source.resolve({ keys: ['b@example.com'] })).failed, 'b: fetched longest ago');
     for (const name of ['a', 'c', 'd']) assert.ok(await mailboxOf(source, `${name}@example.com`), `${name} is kept`);
   });
 
@@ -229,7 +229,7 @@ describe('mailbox source: cached (network stores)', () => {
     const { store, source } = setup({ maxBytes: 64 * 1024 });
     const long = Array.from({ length: 40 }, (_, i) => `someone${i}@partner${i}.example`);
     for (let i = 0; i < 50; i++) store.data.set(`u${i}@example.com`, record(`u${i}@example.com`, long));
-    for (let i = 0; i < 50; i++) await source.resolve([`u${i}@example.com`]);
+    for (let i = 0; i < 50; i++) await source.resolve({ keys: [`u${i}@example.com`] });
     const each = cachedBytes('u0@example.com', store.data.get('u0@example.com'));
     assert.ok(each > 4_000, `a mailbox of 40 entries is estimated at ${each} B`);
     assert.ok(source.bytes <= 64 * 1024, `cache holds ${source.bytes} B`);
@@ -339,7 +339,18 @@ describe('mailbox source: in memory (stores that peek)', () => {
     const { store } = memoryStore(() => undefined);
     const source = mailboxSourceFor({ store, decision: options });
     assert.ok(source instanceof InMemorySource);
-    assert.ok(!(source.resolve(['a@example.com']) instanceof Promise));
+    assert.ok(!(source.resolve({ keys: ['a@example.com'] }) instanceof Promise));
+  });
+
+  test('the keys are never read: a plan computes them only for a source that fetches', () => {
+    const { store } = memoryStore(() => undefined);
+    const source = mailboxSourceFor({ store, decision: options });
+    const resolution = source.resolve({
+      get keys(): string[] {
+        throw new Error('keys read');
+      },
+    });
+    assert.ok(!(resolution instanceof Promise) && resolution.failed === undefined);
   });
 
   test('mailboxes are compiled once, and again after the store changes', () => {
@@ -392,11 +403,11 @@ describe('mailbox source: in memory (stores that peek)', () => {
     let loaded = false;
     const { store } = memoryStore(() => undefined, { kind: 'kubernetes', loaded: () => loaded });
     const source = mailboxSourceFor({ store, decision: options });
-    const before = source.resolve(['alice@example.com']);
+    const before = source.resolve({ keys: ['alice@example.com'] });
     assert.ok(!(before instanceof Promise));
     assert.equal(before.failed?.kind, 'Unavailable');
     loaded = true;
-    const after = source.resolve(['alice@example.com']);
+    const after = source.resolve({ keys: ['alice@example.com'] });
     assert.ok(!(after instanceof Promise));
     assert.equal(after.failed, undefined);
   });
