@@ -53,7 +53,7 @@ export function mysqlSslOptions(tls: false | NodeTlsOptions): false | mysql.SslO
   return ssl;
 }
 
-class MysqlDriver implements SqlDriver {
+export class MysqlDriver implements SqlDriver {
   readonly dialect = MYSQL_DIALECT;
   readonly #pool: mysql.Pool;
   readonly #context: ErrorContext;

@@ -27,7 +27,7 @@ export async function openPostgresStore(
   return new SqlMailboxStore(driver, parsed, { semantics: options.semantics, logger, target: endpoint.target });
 }
 
-class PostgresDriver implements SqlDriver {
+export class PostgresDriver implements SqlDriver {
   readonly dialect = POSTGRES_DIALECT;
   readonly #pool: pg.Pool;
   readonly #context: ErrorContext;

@@ -1,0 +1,258 @@
+/**
+ * The amavisd white/blacklist tables (`users`, `mailaddr`, `wblist`, `outbound_wblist`; emails as
+ * bytea / varbinary) for PostgreSQL and MySQL/MariaDB: the facts of one policy request in one round
+ * trip, and one account's four lists written as iRedAdmin leaves them (users row created with its
+ * priority and policy_id 0, shared mailaddr rows, only the account's own pairs changed, one
+ * transaction). Alias and local domains (the vmail database) are not read here: see docs.
+ */
+import { LIST_NAMES, type ListName, type RestrictionLists } from '../restrictions/lists.ts';
+import { accountPriority, amavisdForm, isClientForm, partyPriority } from '../restrictions/amavisd-entry.ts';
+import { candidateForms, networkPrefix, type WblistFacts, type WblistPlan, type WblistRow } from '../restrictions/amavisd-wblist.ts';
+import { asciiAddress } from '../restrictions/idn.ts';
+import { trimAscii } from '../restrictions/sql-list.ts';
+import type { SqlDriver, SqlSession } from './sql-store.ts';
+import { StoreError } from './store.ts';
+import { SqlStoreSettingsSchema } from '../api/store-settings.ts';
+import { urlStoreKind } from '../api/store-url.ts';
+import { silentLogger } from '../observability/logger.ts';
+import { parseStoreSettings, type StoreOpenOptions } from './common.ts';
+import { parseSqlUrl, sqlTlsOptions } from './endpoint.ts';
+
+/** Opens the amavisd tables of a postgres:// or mysql:// URL (pool, TLS and timeouts as the SQL store's settings). */
+export async function openAmavisdStore(url: string, settings: unknown, options: StoreOpenOptions): Promise<AmavisdWblistStore> {
+  const parsed = parseStoreSettings(SqlStoreSettingsSchema, settings, 'amavisd store');
+  const logger = options.logger ?? silentLogger;
+  const kind = urlStoreKind(url);
+  if (kind === 'postgres') {
+    const { PostgresDriver, POSTGRES_DEFAULT_PORT } = await import('./postgres.ts');
+    const endpoint = parseSqlUrl(url, POSTGRES_DEFAULT_PORT, options.password);
+    return new AmavisdWblistStore(new PostgresDriver(endpoint, parsed, await sqlTlsOptions(parsed.tls, endpoint.host, options.ca), logger), parsed.operationTimeoutMs);
+  }
+  if (kind === 'mysql') {
+    const { MysqlDriver, MYSQL_DEFAULT_PORT, mysqlSslOptions } = await import('./mysql.ts');
+    const endpoint = parseSqlUrl(url, MYSQL_DEFAULT_PORT, options.password);
+    return new AmavisdWblistStore(new MysqlDriver(endpoint, parsed, mysqlSslOptions(await sqlTlsOptions(parsed.tls, endpoint.host, options.ca)), logger), parsed.operationTimeoutMs);
+  }
+  throw new StoreError('Misconfigured', 'the amavisd store needs a postgres:// or mysql:// URL');
+}
+
+const INBOUND: readonly ListName[] = ['allowedSenders', 'rejectedSenders'];
+
+/** Which table and W/B a list is written to. */
+const LIST_ROWS: Readonly<Record<ListName, { readonly table: 'wblist' | 'outbound_wblist'; readonly wb: 'W' | 'B' }>> = {
+  allowedSenders: { table: 'wblist', wb: 'W' },
+  rejectedSenders: { table: 'wblist', wb: 'B' },
+  allowedRecipients: { table: 'outbound_wblist', wb: 'W' },
+  rejectedRecipients: { table: 'outbound_wblist', wb: 'B' },
+};
+
+export class AmavisdWblistStore {
+  readonly kind: string;
+  readonly #driver: SqlDriver;
+  readonly #timeoutMs: number;
+
+  constructor(driver: SqlDriver, operationTimeoutMs = 5_000) {
+    this.#driver = driver;
+    this.kind = `amavisd-${driver.dialect.name}`;
+    this.#timeoutMs = operationTimeoutMs;
+  }
+
+  /**
+   * The rows one request's decision reads, in one statement: the users and mailaddr rows of every
+   * candidate form, the mailaddr rows a client network may match, and the wblist and
+   * outbound_wblist pairs between them. Alias and local domains are unknown here (none).
+   */
+  async facts(plan: WblistPlan, signal: AbortSignal): Promise<WblistFacts> {
+    const forms = candidateForms(plan, () => undefined);
+    const prefix = networkPrefix(plan.clientAddress);
+    const p = this.#placeholders();
+    const params: unknown[] = [];
+    const list = (values: readonly string[]): string => values.map((v) => p(params.push(bytes(v)))).join(', ');
+    const all = [...new Set([...forms.sender, ...forms.recipient])];
+    // A parameter per use: MySQL's are positional.
+    const network = (): string => (prefix === undefined ? '' : ` OR email LIKE ${p(params.push(bytes(`${prefix}%`)))}`);
+    // The pair rows carry wb in the email column: PostgreSQL unions need one type.
+    const wb = this.#driver.dialect.name === 'postgres' ? "convert_to(wb, 'UTF8')" : 'wb';
+    const sql = [
+      `SELECT 'u' AS k, id AS a, priority AS b, email FROM users WHERE email IN (${list(all)})`,
+      `SELECT 'm', id, priority, email FROM mailaddr WHERE email IN (${list(all)})${network()}`,
+      `SELECT 'i', rid, sid, ${wb} FROM wblist WHERE rid IN (SELECT id FROM users WHERE email IN (${list(forms.recipient)})) AND sid IN (SELECT id FROM mailaddr WHERE email IN (${list(forms.sender)})${network()})`,
+      `SELECT 'o', rid, sid, ${wb} FROM outbound_wblist WHERE sid IN (SELECT id FROM users WHERE email IN (${list(forms.sender)})) AND rid IN (SELECT id FROM mailaddr WHERE email IN (${list(forms.recipient)}))`,
+    ].join(' UNION ALL ');
+    const rows = await this.#run((s) => s.query(sql, params), signal);
+    const users = new Map<string, WblistRow>();
+    const mailaddr = new Map<string, WblistRow>();
+    const networks: WblistRow[] = [];
+    const inbound = new Map<string, 'W' | 'B'>();
+    const outbound = new Map<string, 'W' | 'B'>();
+    for (const row of rows) {
+      const kind = text(row.k);
+      if (kind === 'i' || kind === 'o') {
+        const wb = text(row.email).toUpperCase();
+        if (wb !== 'W' && wb !== 'B') continue;
+        (kind === 'i' ? inbound : outbound).set(`${Number(row.a)}/${Number(row.b)}`, wb);
+        continue;
+      }
+      const entry: WblistRow = { id: Number(row.a), priority: Number(row.b), email: text(row.email).toLowerCase() };
+      if (kind === 'u') users.set(entry.email, entry);
+      else {
+        mailaddr.set(entry.email, entry);
+        if (prefix !== undefined && entry.email.startsWith(prefix)) networks.push(entry);
+      }
+    }
+    return { users, mailaddr, networks, inbound, outbound, aliasTarget: () => undefined, isLocalDomain: () => false };
+  }
+
+  /** The account's four lists as stored (sorted). */
+  async observe(account: string, signal?: AbortSignal): Promise<RestrictionLists> {
+    const key = accountKey(account);
+    return this.#run((s) => this.#observe(s, key), signal ?? AbortSignal.timeout(this.#timeoutMs));
+  }
+
+  /**
+   * Makes the account's pairs equal `lists` in one transaction: the users row created when missing
+   * (its priority by form, policy_id 0), mailaddr rows created when missing and shared otherwise,
+   * pairs added, changed or removed; no other account's rows are touched.
+   */
+  async apply(account: string, lists: RestrictionLists, signal?: AbortSignal): Promise<{ readonly changed: readonly ListName[] }> {
+    const key = accountKey(account);
+    const desired = desiredPairs(lists);
+    const accountForm = amavisdForm(key);
+    if (typeof accountForm !== 'string') throw new StoreError('InvalidValue', `account ${accountForm.problem}`);
+    return this.#run(async (s) => {
+      await s.command('BEGIN');
+      try {
+        const p = this.#placeholders();
+        let [user] = await s.query(`SELECT id FROM users WHERE email = ${p(1)} FOR UPDATE`, [bytes(key)]);
+        const before = await this.#observe(s, key);
+        const changed = LIST_NAMES.filter((name) => !sameSet(before[name], lists[name].map(canonical)));
+        if (changed.length === 0) {
+          await s.command('COMMIT');
+          return { changed };
+        }
+        if (user === undefined) {
+          await s.query(`INSERT INTO users (priority, policy_id, email) VALUES (${p(1)}, 0, ${p(2)})`, [accountPriority(accountForm), bytes(key)]);
+          [user] = await s.query(`SELECT id FROM users WHERE email = ${p(1)}`, [bytes(key)]);
+        }
+        const uid = Number(user!.id);
+        for (const table of ['wblist', 'outbound_wblist'] as const) {
+          const own = table === 'wblist' ? 'rid' : 'sid';
+          await s.query(`DELETE FROM ${table} WHERE ${own} = ${p(1)}`, [uid]);
+        }
+        for (const { entry, table, wb, priority } of desired) {
+          let [party] = await s.query(`SELECT id FROM mailaddr WHERE email = ${p(1)}`, [bytes(entry)]);
+          if (party === undefined) {
+            await s.query(`INSERT INTO mailaddr (priority, email) VALUES (${p(1)}, ${p(2)})`, [priority, bytes(entry)]);
+            [party] = await s.query(`SELECT id FROM mailaddr WHERE email = ${p(1)}`, [bytes(entry)]);
+          }
+          const [rid, sid] = table === 'wblist' ? [uid, Number(party!.id)] : [Number(party!.id), uid];
+          await s.query(`INSERT INTO ${table} (rid, sid, wb) VALUES (${p(1)}, ${p(2)}, ${p(3)})`, [rid, sid, wb]);
+        }
+        await s.command('COMMIT');
+        return { changed };
+      } catch (err) {
+        await s.command('ROLLBACK').catch(() => {});
+        throw err;
+      }
+    }, signal ?? AbortSignal.timeout(this.#timeoutMs));
+  }
+
+  /** Removes the account's pairs; its users row and every mailaddr row stay (shared, cleaned up by iRedAPD's cleanup_db.py). */
+  clear(account: string, signal?: AbortSignal): Promise<{ readonly changed: readonly ListName[] }> {
+    return this.apply(account, { allowedSenders: [], rejectedSenders: [], allowedRecipients: [], rejectedRecipients: [] }, signal);
+  }
+
+  close(): Promise<void> {
+    return this.#driver.close();
+  }
+
+  async #observe(s: SqlSession, key: string): Promise<RestrictionLists> {
+    const p = this.#placeholders();
+    const rows = await s.query(
+      `SELECT 'i' AS t, m.email, w.wb FROM wblist w JOIN users u ON u.id = w.rid JOIN mailaddr m ON m.id = w.sid WHERE u.email = ${p(1)} ` +
+        `UNION ALL SELECT 'o', m.email, o.wb FROM outbound_wblist o JOIN users u ON u.id = o.sid JOIN mailaddr m ON m.id = o.rid WHERE u.email = ${p(2)}`,
+      [bytes(key), bytes(key)],
+    );
+    const lists: Record<ListName, string[]> = { allowedSenders: [], rejectedSenders: [], allowedRecipients: [], rejectedRecipients: [] };
+    for (const row of rows) {
+      const inbound = text(row.t) === 'i';
+      const white = text(row.wb).toUpperCase() === 'W';
+      lists[inbound ? (white ? 'allowedSenders' : 'rejectedSenders') : white ? 'allowedRecipients' : 'rejectedRecipients'].push(text(row.email).toLowerCase());
+    }
+    for (const name of LIST_NAMES) lists[name].sort();
+    return lists;
+  }
+
+  #placeholders(): (index: number) => string {
+    return this.#driver.dialect.placeholder;
+  }
+
+  async #run<T>(work: (session: SqlSession) => Promise<T>, signal: AbortSignal): Promise<T> {
+    try {
+      return await this.#driver.session(work, signal);
+    } catch (err) {
+      throw this.#driver.classify(err);
+    }
+  }
+}
+
+interface DesiredPair {
+  readonly entry: string;
+  readonly table: 'wblist' | 'outbound_wblist';
+  readonly wb: 'W' | 'B';
+  readonly priority: number;
+}
+
+/** The pairs a restriction's lists stand for, each entry checked against the forms of its list. */
+export function desiredPairs(lists: RestrictionLists): DesiredPair[] {
+  const out: DesiredPair[] = [];
+  const problems: string[] = [];
+  for (const name of LIST_NAMES) {
+    for (const raw of lists[name]) {
+      const entry = canonical(raw);
+      const form = amavisdForm(entry);
+      if (typeof form !== 'string') {
+        problems.push(`${name}: ${form.problem}`);
+        continue;
+      }
+      if (!INBOUND.includes(name) && isClientForm(form)) {
+        problems.push(`${name}: "${entry}" is a client address or network: a sender, never a recipient`);
+        continue;
+      }
+      const twin = name.startsWith('allowed') ? name.replace('allowed', 'rejected') : name.replace('rejected', 'allowed');
+      if (name.startsWith('allowed') && lists[twin as ListName].map(canonical).includes(entry)) {
+        problems.push(`"${entry}" is in both ${name} and ${twin}: one pair holds one of W and B`);
+        continue;
+      }
+      if (!out.some((p) => p.entry === entry && p.table === LIST_ROWS[name].table)) out.push({ entry, ...LIST_ROWS[name], priority: partyPriority(form) });
+    }
+  }
+  if (problems.length > 0) throw new StoreError('InvalidValue', problems.join('; '));
+  return out;
+}
+
+function canonical(entry: string): string {
+  return asciiAddress(trimAscii(entry).toLowerCase());
+}
+
+function accountKey(account: string): string {
+  const key = canonical(account);
+  if (key === '') throw new StoreError('InvalidValue', 'the account is empty');
+  return key;
+}
+
+function sameSet(a: readonly string[], b: readonly string[]): boolean {
+  const set = new Set(b);
+  return a.length === set.size && a.every((v) => set.has(v));
+}
+
+function bytes(value: string): Buffer {
+  return Buffer.from(value, 'utf8');
+}
+
+function text(value: unknown): string {
+  if (value === null || value === undefined) return '';
+  if (Buffer.isBuffer(value)) return value.toString('utf8');
+  return String(value);
+}
+
