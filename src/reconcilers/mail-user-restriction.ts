@@ -2,6 +2,8 @@ import { findCondition, sameConditions, setCondition, type Condition } from '../
 import { ConflictError, type MailwardenKubeClient } from '../kube/kube-client.ts';
 import { formatIssues } from '../api/issues.ts';
 import { specSchema, storeListsOf, type MailUserRestrictionSpec } from '../api/mail-user-restriction.ts';
+import { changedLists, diffLists } from '../restrictions/list-diff.ts';
+import type { RestrictionLists } from '../restrictions/lists.ts';
 import type { Logger } from '../observability/logger.ts';
 import { StoreError } from '../stores/store.ts';
 import type { BackendConnections } from './backend-connections.ts';
@@ -22,6 +24,10 @@ export const Reason = {
   BackendUnavailable: 'BackendUnavailable',
   MailboxNotFound: 'MailboxNotFound',
   Conflict: 'Conflict',
+  /** managementPolicy Observe: the store holds what the spec says (nothing written). */
+  StoreMatches: 'StoreMatches',
+  /** managementPolicy Observe: the store differs from the spec (nothing written; the message says how). */
+  StoreDiffers: 'StoreDiffers',
   /** No backendRef: valid, owns its mailbox, and a PolicyDaemon with store Kubernetes serves it. */
   Served: 'Served',
   /** No backendRef and no PolicyDaemon with store Kubernetes in the namespace to decide from it. */
@@ -116,8 +122,9 @@ export class MailUserRestrictionReconciler {
       });
     }
 
-    // The finalizer goes on before the first write, so no write can outlive its restriction.
-    if (!(restriction.metadata.finalizers ?? []).includes(FINALIZER)) {
+    // The finalizer goes on before the first write, so no write can outlive its restriction;
+    // an observed restriction never writes, so it needs none.
+    if (spec.managementPolicy !== 'Observe' && !(restriction.metadata.finalizers ?? []).includes(FINALIZER)) {
       const present = await this.#deps.client.setFinalizers('MailUserRestriction', namespace, name, [...(restriction.metadata.finalizers ?? []), FINALIZER], restriction.metadata.resourceVersion!);
       // Deleted between the cache read and the patch (no finalizer held it): writing now would
       // leave lists in the store that no restriction declares.
@@ -174,6 +181,7 @@ export class MailUserRestrictionReconciler {
       return { ready: false, synced: false, reason: Reason.BackendUnavailable, message: `MailBackend ${backend.metadata.name} is not valid: ${problems}` };
     }
     const store = await this.#deps.connections.get({ ...backend, spec: backendSpec }, backendSecretsOf(backend, this.#deps.secrets));
+    if (spec.managementPolicy === 'Observe') return observedOutcome(spec, backend.metadata.name, await store.observe(spec.mailbox));
     const { changed } = await store.apply(spec.mailbox, storeListsOf(spec));
     if (changed.length === 0) {
       // Already Applied for this generation: keep its message, so the reconcile that follows every
@@ -218,7 +226,8 @@ export class MailUserRestrictionReconciler {
     const spec = specSchema.safeParse(restriction.spec);
     const target = targetKey(restriction);
     const owner = target === undefined ? undefined : this.#ownerOf(namespace, target);
-    if (spec.success && spec.data.deletionPolicy === 'Clear' && owner?.metadata.name === name && spec.data.backendRef !== undefined) {
+    // An observed restriction never writes: not even the clear on delete.
+    if (spec.success && spec.data.deletionPolicy === 'Clear' && spec.data.managementPolicy !== 'Observe' && owner?.metadata.name === name && spec.data.backendRef !== undefined) {
       const backend = this.#deps.backends.get(namespace, spec.data.backendRef.name);
       if (backend === undefined) {
         this.#deps.events.warning(restriction, Reason.BackendNotFound, `MailBackend ${spec.data.backendRef.name} is gone: the lists of ${spec.data.mailbox} could not be cleared`);
@@ -274,3 +283,18 @@ export class MailUserRestrictionReconciler {
   }
 }
 
+/**
+ * managementPolicy Observe: whether the store holds the spec, and if not what enforcing would add
+ * and remove, per list. Nothing is written; the reason changing is what raises an Event.
+ */
+function observedOutcome(spec: MailUserRestrictionSpec, backend: string, stored: RestrictionLists): Outcome {
+  const diff = diffLists(stored, storeListsOf(spec));
+  const changed = changedLists(diff);
+  if (changed.length === 0) {
+    return { ready: true, synced: true, reason: Reason.StoreMatches, message: `the lists of ${spec.mailbox} in ${backend} match the spec (managementPolicy Observe: nothing is written)` };
+  }
+  const what = changed
+    .map((name) => [name, ...diff[name].added.map((e) => `+${e}`), ...diff[name].removed.map((e) => `-${e}`)].join(' '))
+    .join('; ');
+  return { ready: false, synced: false, reason: Reason.StoreDiffers, message: `the lists of ${spec.mailbox} in ${backend} differ from the spec (managementPolicy Observe: nothing is written): ${what}` };
+}
