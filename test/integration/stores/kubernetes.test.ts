@@ -29,13 +29,21 @@ const IDENTITY = `${DAEMON}-policyd`;
 class Asker {
   #client: TestClient;
   #count = 0;
-  private constructor(client: TestClient) {
+  readonly #port: number;
+  private constructor(client: TestClient, port: number) {
     this.#client = client;
+    this.#port = port;
   }
   static async open(daemon: DaemonProcess): Promise<Asker> {
-    return new Asker(await TestClient.open({ host: '127.0.0.1', port: daemon.port }));
+    return new Asker(await TestClient.open({ host: '127.0.0.1', port: daemon.port }), daemon.port);
   }
   async ask(sender: string, recipient: string): Promise<string> {
+    // The daemon closes a connection left idle (while thousands of restrictions are created):
+    // connect again, as Postfix does.
+    if (this.#client.closed) {
+      this.#client = await TestClient.open({ host: '127.0.0.1', port: this.#port });
+      this.#count = 0;
+    }
     this.#client.send(`request=smtpd_access_policy\nprotocol_state=RCPT\nsender=${sender}\nrecipient=${recipient}\n\n`);
     // Generous: the machine running the tests may be loaded; a missing answer still fails.
     const answers = await this.#client.waitAnswers(++this.#count, 30_000);
