@@ -6,11 +6,11 @@ import { z } from 'zod';
  */
 export const conditionSchema = z.object({
   type: z.string().describe('Ready or Synced.'),
-  status: z.enum(['True', 'False', 'Unknown']),
+  status: z.enum(['True', 'False', 'Unknown']).describe('True, False or Unknown.'),
   reason: z.string().describe('A CamelCase reason, e.g. Applied, Conflict, MailboxNotFound.'),
   message: z.string().describe('What happened, for a person.'),
   lastTransitionTime: z.string().describe('When status last changed.'),
-  observedGeneration: z.number().int().optional(),
+  observedGeneration: z.number().int().optional().describe('The spec generation the condition was computed for.'),
 });
 
 export type Condition = z.infer<typeof conditionSchema>;

@@ -17,7 +17,10 @@ export interface CrdSource {
   readonly shortNames: readonly string[];
   readonly description: string;
   readonly spec: z.ZodType;
+  /** What `kubectl explain <kind>.spec` prints. */
+  readonly specDescription: string;
   readonly status: z.ZodType;
+  readonly statusDescription: string;
   readonly printerColumns: readonly { name: string; type: string; jsonPath: string; description?: string; priority?: number }[];
 }
 
@@ -34,7 +37,9 @@ export const CRD_SOURCES: readonly CrdSource[] = [
     description:
       'Per-mailbox send/receive restrictions (iRedMail allowedsenders, rejectedsenders, allowedrecipients, rejectedrecipients), written by mailwarden to the store a MailBackend names and enforced by the mailwarden policy daemon.',
     spec: specSchema,
+    specDescription: 'The mailbox, the MailBackend whose store holds it, and its four sender/recipient lists.',
     status: mailUserRestrictionStatusSchema,
+    statusDescription: 'Written by the operator: whether the store holds the spec (Ready, Synced) and when it last checked.',
     printerColumns: [
       { name: 'Mailbox', type: 'string', jsonPath: '.spec.mailbox' },
       { name: 'Backend', type: 'string', jsonPath: '.spec.backendRef.name' },
@@ -50,7 +55,9 @@ export const CRD_SOURCES: readonly CrdSource[] = [
     shortNames: ['mbe'],
     description: 'A mail user store (PostgreSQL, MySQL/MariaDB or OpenLDAP, iRedMail layout) that MailUserRestrictions are written to.',
     spec: mailBackendSpecSchema,
+    specDescription: 'Where the store is (URL), the Secret with its password, and the SQL or LDAP layout and TLS settings.',
     status: mailBackendStatusSchema,
+    statusDescription: 'Written by the operator: whether it reaches the store (Ready).',
     printerColumns: [
       { name: 'URL', type: 'string', jsonPath: '.spec.url' },
       READY_COLUMN,
@@ -66,7 +73,9 @@ export const CRD_SOURCES: readonly CrdSource[] = [
     description:
       'The mailwarden policy daemon next to Postfix: injected as a sidecar into the Postfix pods a selector matches (mutating admission webhook), or run as a Deployment behind a Service.',
     spec: policyDaemonSpecSchema,
+    specDescription: 'How the daemon runs (Sidecar or Service), which MailBackend it reads, which Postfix pods get it, and its policy settings.',
     status: policyDaemonStatusSchema,
+    statusDescription: 'Written by the operator: Ready, and the injected pods or ready replicas.',
     printerColumns: [
       { name: 'Mode', type: 'string', jsonPath: '.spec.mode' },
       { name: 'Backend', type: 'string', jsonPath: '.spec.backendRef.name' },
@@ -90,9 +99,10 @@ export function buildCrd(source: CrdSource): JsonSchema {
     properties: {
       apiVersion: { type: 'string', description: 'mailwarden.io/v1alpha1' },
       kind: { type: 'string', description: source.kind },
+      // The API server refuses anything but type here; kubectl explain describes ObjectMeta itself.
       metadata: { type: 'object' },
-      spec: toStructural(z.toJSONSchema(source.spec, { target: 'openapi-3.0', io: 'input', unrepresentable: 'any' }) as JsonSchema),
-      status: toStructural(z.toJSONSchema(source.status, { target: 'openapi-3.0', io: 'output', unrepresentable: 'any' }) as JsonSchema),
+      spec: { ...toStructural(z.toJSONSchema(source.spec, { target: 'openapi-3.0', io: 'input', unrepresentable: 'any' }) as JsonSchema), description: source.specDescription },
+      status: { ...toStructural(z.toJSONSchema(source.status, { target: 'openapi-3.0', io: 'output', unrepresentable: 'any' }) as JsonSchema), description: source.statusDescription },
     },
     required: ['spec'],
   };

@@ -83,8 +83,8 @@ export const mailBackendSpecSchema = z
   });
 
 export const mailBackendStatusSchema = z.object({
-  observedGeneration: z.number().int().optional(),
-  conditions: z.array(conditionSchema).optional(),
+  observedGeneration: z.number().int().optional().describe('The spec generation the status describes.'),
+  conditions: z.array(conditionSchema).optional().describe('Ready: the operator reaches the store with these settings.'),
 });
 
 export const mailBackendSchema = z.object({

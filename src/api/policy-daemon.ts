@@ -22,9 +22,9 @@ export const labelSelectorSchema = z
       .array(
         z
           .object({
-            key: labelKey,
-            operator: z.enum(['In', 'NotIn', 'Exists', 'DoesNotExist']),
-            values: z.array(labelValue).max(64).optional(),
+            key: labelKey.describe('The label key the requirement applies to.'),
+            operator: z.enum(['In', 'NotIn', 'Exists', 'DoesNotExist']).describe('In, NotIn, Exists or DoesNotExist.'),
+            values: z.array(labelValue).max(64).optional().describe('For In and NotIn: the label values; empty for Exists and DoesNotExist.'),
           })
           .strict(),
       )

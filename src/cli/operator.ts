@@ -28,6 +28,8 @@ PolicyDaemon (sidecar injection and Service mode):
       --no-policy-daemons      do not reconcile PolicyDaemons (no pod/Deployment watches)
       --policyd-image IMAGE    daemon image when a PolicyDaemon names none
                                (default ghcr.io/mailwarden/mailwarden:<this version>)
+      --policyd-image-pull-secret NAME  pull secret for that image, added to the daemons'
+                               pods (repeatable; the Secret must exist in their namespace)
       --webhook-listen ADDR    serve the sidecar injection webhook (HTTPS), e.g. 0.0.0.0:9443
       --webhook-service NAME   the Service in front of the webhook (default mailwarden-webhook)
       --webhook-namespace NS   its namespace, and the certificate Secret's
@@ -38,7 +40,10 @@ PolicyDaemon (sidecar injection and Service mode):
                                namespace (default <configuration>-webhook-tls, or
                                mailwarden-webhook-tls); created and rotated
       --webhook-configuration NAME     MutatingWebhookConfiguration kept current
-                               (default mailwarden-policyd-injector)`;
+                               (default mailwarden-policyd-injector)
+      --webhook-cert-dir DIR   serve tls.crt and tls.key from DIR (cert-manager's Secret,
+                               mounted) and reread them as they are renewed; the operator
+                               then writes neither the certificate Secret nor the caBundle`;
 
 export async function operatorCommand(args: readonly string[], io: Io): Promise<number> {
   const { values } = parseCommandLine(args, {
@@ -54,6 +59,7 @@ export async function operatorCommand(args: readonly string[], io: Io): Promise<
     'log-level': { type: 'string' },
     'no-policy-daemons': { type: 'boolean' },
     'policyd-image': { type: 'string' },
+    'policyd-image-pull-secret': { type: 'string', multiple: true },
     'webhook-listen': { type: 'string' },
     'webhook-service': { type: 'string' },
     'webhook-namespace': { type: 'string' },
@@ -61,6 +67,7 @@ export async function operatorCommand(args: readonly string[], io: Io): Promise<
     'webhook-url': { type: 'string' },
     'webhook-secret': { type: 'string' },
     'webhook-configuration': { type: 'string' },
+    'webhook-cert-dir': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
@@ -93,7 +100,7 @@ export async function operatorCommand(args: readonly string[], io: Io): Promise<
       stopping ??= operator.stop();
     },
     logger,
-    policyDaemons: values['no-policy-daemons'] ? undefined : { image: values['policyd-image'] ?? defaultImage(), webhook: webhookOptions(values, io.env) },
+    policyDaemons: values['no-policy-daemons'] ? undefined : { image: values['policyd-image'] ?? defaultImage(), imagePullSecrets: values['policyd-image-pull-secret'], webhook: webhookOptions(values, io.env) },
   });
   const listen = values['http-listen'] ?? '0.0.0.0:8080';
   const health = listen === 'off' ? undefined : new HealthServer({ registry: operator.registry, ready: () => operator.ready() });
@@ -149,6 +156,7 @@ function webhookOptions(values: Record<string, string | boolean | string[] | und
     // <configuration>-webhook-tls: the name the Helm chart's RBAC grants (its configuration is named after the release).
     secretName: (values['webhook-secret'] as string | undefined) ?? `${(values['webhook-configuration'] as string | undefined) ?? 'mailwarden'}-webhook-tls`,
     configurationName: values['webhook-configuration'] as string | undefined,
+    certificateDir: values['webhook-cert-dir'] as string | undefined,
     // The names the API server dials: the Service's, or the URL's host.
     dnsNames: urlHost === undefined ? [service, `${service}.${namespace}`, `${service}.${namespace}.svc`, `${service}.${namespace}.svc.cluster.local`] : isIp ? [] : [urlHost],
     ipAddresses: isIp ? [urlHost!] : [],

@@ -53,7 +53,9 @@ export interface OperatorOptions {
   readonly policyDaemons?: {
     /** The daemon image when a PolicyDaemon names none. */
     readonly image: string;
-    readonly webhook?: Omit<SidecarWebhookOptions, 'kubeConfig' | 'daemons' | 'backends' | 'image' | 'logger'>;
+    /** Pull secrets for that image, in each watched namespace. */
+    readonly imagePullSecrets?: readonly string[];
+    readonly webhook?: Omit<SidecarWebhookOptions, 'kubeConfig' | 'daemons' | 'backends' | 'image' | 'imagePullSecrets' | 'logger'>;
   };
 }
 
@@ -298,7 +300,7 @@ export class Operator {
       ),
     );
     const queue = new WorkQueue();
-    const reconciler = new PolicyDaemonReconciler({ daemons, backends: this.#backends, pods, deployments, writer: new KubePolicyDaemonWriter(kc), events, logger: this.#log, image: options.image });
+    const reconciler = new PolicyDaemonReconciler({ daemons, backends: this.#backends, pods, deployments, writer: new KubePolicyDaemonWriter(kc), events, logger: this.#log, image: options.image, imagePullSecrets: options.imagePullSecrets });
     const controller = new Controller({
       name: 'policydaemon',
       queue,
@@ -309,7 +311,7 @@ export class Operator {
       registry: this.registry,
       logger: this.#log,
     });
-    const webhook = options.webhook === undefined ? undefined : new SidecarWebhook({ ...options.webhook, kubeConfig: kc, daemons, backends: this.#backends, image: options.image, logger: this.#log });
+    const webhook = options.webhook === undefined ? undefined : new SidecarWebhook({ ...options.webhook, kubeConfig: kc, daemons, backends: this.#backends, image: options.image, imagePullSecrets: options.imagePullSecrets, logger: this.#log });
     const enqueue = (namespace: string | undefined, name: string | undefined) => this.#leading && name !== undefined && queue.add(keyOf(namespace, name));
     daemons.onChange((d) => enqueue(d.metadata.namespace, d.metadata.name));
     // Restrictions without backendRef report whether a store-Kubernetes daemon serves them:

@@ -232,7 +232,7 @@ export function daemonContainer(daemon: PolicyDaemonRef, backend: MailBackendSpe
   return container;
 }
 
-export function deploymentFor(daemon: PolicyDaemonRef, backend: MailBackendSpec | undefined, image: string, hash: string): V1Deployment {
+export function deploymentFor(daemon: PolicyDaemonRef, backend: MailBackendSpec | undefined, image: string, hash: string, imagePullSecrets: readonly string[] = []): V1Deployment {
   return {
     apiVersion: 'apps/v1',
     kind: 'Deployment',
@@ -247,6 +247,7 @@ export function deploymentFor(daemon: PolicyDaemonRef, backend: MailBackendSpec 
           automountServiceAccountToken: false,
           enableServiceLinks: false,
           securityContext: { runAsNonRoot: true, runAsUser: RUN_AS, runAsGroup: RUN_AS, seccompProfile: { type: 'RuntimeDefault' } },
+          ...(imagePullSecrets.length > 0 ? { imagePullSecrets: imagePullSecrets.map((name) => ({ name })) } : {}),
           containers: [daemonContainer(daemon, backend, image)],
           volumes: daemonVolumes(daemon, backend),
           // Spread replicas so one node's loss does not take the policy service away.

@@ -36,6 +36,8 @@ export interface PolicyDaemonReconcilerDeps {
   readonly logger: Logger;
   /** The daemon image when a PolicyDaemon names none. */
   readonly image: string;
+  /** Pull secrets for that image (names, in the PolicyDaemon's namespace). */
+  readonly imagePullSecrets?: readonly string[];
   readonly now?: () => Date;
 }
 
@@ -95,7 +97,7 @@ export class PolicyDaemonReconciler {
     if (ref.spec.mode === 'Sidecar') {
       // Switched from Service mode: the network service goes, the injected sidecars take over.
       if (deployment !== undefined) {
-        for (const object of [deploymentFor(ref, backend, this.#deps.image, hash), serviceFor(ref), podDisruptionBudgetFor(ref)]) {
+        for (const object of [deploymentFor(ref, backend, this.#deps.image, hash, this.#deps.imagePullSecrets), serviceFor(ref), podDisruptionBudgetFor(ref)]) {
           await this.#deps.writer.remove(object as never);
         }
       }
@@ -104,7 +106,7 @@ export class PolicyDaemonReconciler {
       return { ready: true, reason: 'Injecting', message: `pods labelled mailwarden.io/inject: "true" that podSelector matches get the daemon; ${injected} running with it`, injectedPods: injected, configHash: hash, sidecars };
     }
 
-    await this.#deps.writer.apply(deploymentFor(ref, backend, this.#deps.image, hash));
+    await this.#deps.writer.apply(deploymentFor(ref, backend, this.#deps.image, hash, this.#deps.imagePullSecrets));
     await this.#deps.writer.apply(serviceFor(ref));
     await this.#deps.writer.apply(podDisruptionBudgetFor(ref));
     const readyReplicas = deployment?.status?.readyReplicas ?? 0;

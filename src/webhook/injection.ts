@@ -1,4 +1,4 @@
-import type { V1Container, V1Pod, V1Volume } from '@kubernetes/client-node';
+import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import type { MailBackendSpec } from '../api/mail-backend.ts';
 import { selectorMatches } from '../api/policy-daemon.ts';
 import {
@@ -30,6 +30,8 @@ export interface InjectionContext {
   readonly backendOf: (daemon: PolicyDaemonRef) => MailBackendSpec | undefined;
   /** The daemon image when the PolicyDaemon names none. */
   readonly image: string;
+  /** Pull secrets the daemon's image needs (names in the pod's namespace); added when missing. */
+  readonly imagePullSecrets?: readonly string[];
 }
 
 export type InjectionResult =
@@ -61,6 +63,8 @@ export function planInjection(pod: V1Pod, context: InjectionContext): InjectionR
   // daemon does, and meets an unreachable daemon with its own default_action (docs/postfix.md).
   const patch: PatchOperation[] = [{ op: 'add', path: '/spec/containers/-', value: container }];
   patch.push(...appendAll('/spec/volumes', pod.spec?.volumes, volumes));
+  const pullSecrets = (context.imagePullSecrets ?? []).filter((name) => !(pod.spec?.imagePullSecrets ?? []).some((s) => s.name === name)).map((name) => ({ name }));
+  patch.push(...appendAll('/spec/imagePullSecrets', pod.spec?.imagePullSecrets, pullSecrets));
   patch.push(...setKey('/metadata/labels', pod.metadata?.labels, POLICY_DAEMON_LABEL, daemon.name));
   patch.push(...setKey('/metadata/annotations', pod.metadata?.annotations, INJECTED_ANNOTATION, daemon.name));
   return { injected: true, daemon: daemon.name, patch, warnings };
@@ -71,7 +75,7 @@ function hasDaemonContainer(pod: V1Pod): boolean {
   return named(pod.spec?.initContainers) || named(pod.spec?.containers);
 }
 
-function appendAll(path: string, existing: readonly V1Volume[] | undefined, items: readonly V1Volume[]): PatchOperation[] {
+function appendAll<T>(path: string, existing: readonly T[] | undefined, items: readonly T[]): PatchOperation[] {
   if (items.length === 0) return [];
   if (existing === undefined || existing.length === 0) return [{ op: 'add', path, value: [...items] }];
   return items.map((value) => ({ op: 'add', path: `${path}/-`, value }));

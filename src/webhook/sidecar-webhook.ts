@@ -9,6 +9,7 @@ import type { PolicyDaemonObject } from '../reconcilers/policy-daemon.ts';
 import type { BackendObject, Lister } from '../reconcilers/types.ts';
 import { AdmissionServer } from './admission-server.ts';
 import { CertificateKeeper } from './certificate-keeper.ts';
+import { MountedCertificate } from './mounted-certificate.ts';
 import type { KeyPair } from './certificates.ts';
 import type { WebhookEndpoint } from './configuration.ts';
 import { planInjection, type InjectionResult } from './injection.ts';
@@ -29,6 +30,11 @@ export interface SidecarWebhookOptions {
   readonly daemons: Lister<PolicyDaemonObject>;
   readonly backends: Lister<BackendObject>;
   readonly image: string;
+  /** Pull secrets (names, in the pod's namespace) added to the pods the daemon is injected into. */
+  readonly imagePullSecrets?: readonly string[];
+  /** Serve the certificate in this directory (tls.crt, tls.key: cert-manager's Secret, mounted)
+   * instead of issuing one; the Secret and the configuration's caBundle are then left alone. */
+  readonly certificateDir?: string;
   readonly certificateCheckIntervalMs?: number;
   readonly caValidityMs?: number;
   readonly servingValidityMs?: number;
@@ -44,7 +50,9 @@ export const DEFAULT_SECRET_NAME = 'mailwarden-webhook-tls';
  * Every operator replica runs one, leader or not: the API server may call any of them.
  */
 export class SidecarWebhook {
-  readonly keeper: CertificateKeeper;
+  /** The operator's own certificates; undefined when they come from certificateDir. */
+  readonly keeper: CertificateKeeper | undefined;
+  readonly #certificates: CertificateKeeper | MountedCertificate;
   readonly #o: SidecarWebhookOptions;
   readonly #log: Logger;
   #server: AdmissionServer | undefined;
@@ -52,24 +60,29 @@ export class SidecarWebhook {
   constructor(options: SidecarWebhookOptions) {
     this.#o = options;
     this.#log = options.logger.child({ component: 'webhook' });
-    this.keeper = new CertificateKeeper({
-      kubeConfig: options.kubeConfig,
-      namespace: options.secretNamespace,
-      secretName: options.secretName ?? DEFAULT_SECRET_NAME,
-      configurationName: options.configurationName ?? DEFAULT_CONFIGURATION_NAME,
-      endpoint: options.endpoint,
-      dnsNames: options.dnsNames,
-      ipAddresses: options.ipAddresses,
-      checkIntervalMs: options.certificateCheckIntervalMs,
-      caValidityMs: options.caValidityMs,
-      servingValidityMs: options.servingValidityMs,
-      onCertificate: (certificate) => this.#setCertificate(certificate),
-      logger: options.logger,
-    });
+    const onCertificate = (certificate: KeyPair) => this.#setCertificate(certificate);
+    this.keeper =
+      options.certificateDir !== undefined
+        ? undefined
+        : new CertificateKeeper({
+            kubeConfig: options.kubeConfig,
+            namespace: options.secretNamespace,
+            secretName: options.secretName ?? DEFAULT_SECRET_NAME,
+            configurationName: options.configurationName ?? DEFAULT_CONFIGURATION_NAME,
+            endpoint: options.endpoint,
+            dnsNames: options.dnsNames,
+            ipAddresses: options.ipAddresses,
+            checkIntervalMs: options.certificateCheckIntervalMs,
+            caValidityMs: options.caValidityMs,
+            servingValidityMs: options.servingValidityMs,
+            onCertificate,
+            logger: options.logger,
+          });
+    this.#certificates = this.keeper ?? new MountedCertificate({ dir: options.certificateDir!, checkIntervalMs: options.certificateCheckIntervalMs, onCertificate, logger: options.logger });
   }
 
   async start(): Promise<AddressInfo> {
-    const certificate = await this.keeper.start();
+    const certificate = await this.#certificates.start();
     this.#server = new AdmissionServer({ certificate, injectPod: (pod, ns) => this.inject(pod, ns), logger: this.#log });
     const address = await this.#server.listen(this.#o.listen);
     this.#log.info({ address }, 'sidecar injection webhook listening');
@@ -77,7 +90,7 @@ export class SidecarWebhook {
   }
 
   async stop(): Promise<void> {
-    this.keeper.stop();
+    this.#certificates.stop();
     await this.#server?.close();
   }
 
@@ -92,6 +105,7 @@ export class SidecarWebhook {
       daemons,
       backendOf: (daemon) => (daemon.spec.backendRef === undefined ? undefined : backendSpec(this.#o.backends.get(namespace, daemon.spec.backendRef.name))),
       image: this.#o.image,
+      imagePullSecrets: this.#o.imagePullSecrets,
     });
   }
 

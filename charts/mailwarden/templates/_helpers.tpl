@@ -25,6 +25,9 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: mailwarden
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
 {{- end -}}
 
 {{- define "mailwarden.serviceAccountName" -}}
@@ -35,8 +38,14 @@ app.kubernetes.io/part-of: mailwarden
 {{- end -}}
 {{- end -}}
 
+{{/* repository:tag, or repository:tag@digest when a digest pins it (the tag then only informs). */}}
 {{- define "mailwarden.image" -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- $ref := printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" $ref .Values.image.digest -}}
+{{- else -}}
+{{- $ref -}}
+{{- end -}}
 {{- end -}}
 
 {{/* The namespaces the operator watches: the release namespace unless told otherwise. */}}
@@ -50,4 +59,13 @@ app.kubernetes.io/part-of: mailwarden
 
 {{- define "mailwarden.webhookServiceName" -}}
 {{- printf "%s-webhook" (include "mailwarden.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* cert-manager's Certificate for the webhook, and the Secret it writes. */}}
+{{- define "mailwarden.webhookCertificateName" -}}
+{{- printf "%s-webhook" (include "mailwarden.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "mailwarden.webhookCertificateSecret" -}}
+{{- printf "%s-webhook-cert" (include "mailwarden.fullname" .) | trunc 63 | trimSuffix "-" -}}
 {{- end -}}

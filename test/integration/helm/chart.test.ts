@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { parseAllDocuments } from 'yaml';
 import { startControlPlane, type ControlPlane } from '../../harness/controlplane.ts';
@@ -8,7 +11,33 @@ import { renderChart, run } from '../../harness/kube-tools.ts';
 
 /** A minimal ServiceMonitor CRD, so the API server knows the kind the chart renders when it exists. */
 const SERVICE_MONITOR_CRD = stubCrd('monitoring.coreos.com', 'v1', 'ServiceMonitor');
+/** cert-manager's kinds, as schemaless stubs (cert-manager itself is not installed). */
+const CERT_MANAGER_CRDS = [stubCrd('cert-manager.io', 'v1', 'Issuer'), stubCrd('cert-manager.io', 'v1', 'Certificate')].join('\n---\n');
+const DIGEST = `sha256:${'ab'.repeat(32)}`;
 
+/** Every value the chart added for embedding and GitOps use, at once. */
+const EXTENDED_VALUES = `
+global: {imageRegistry: registry.example}
+commonLabels: {team: mail}
+image: {digest: "${DIGEST}"}
+imagePullSecrets: [{name: regcred}]
+extraEnv: [{name: HTTPS_PROXY, value: "http://proxy.example:3128"}]
+extraVolumes: [{name: extra-ca, configMap: {name: extra-ca}}]
+extraVolumeMounts: [{name: extra-ca, mountPath: /etc/extra-ca, readOnly: true}]
+podSecurityContext: {fsGroupChangePolicy: OnRootMismatch}
+securityContext: {privileged: false}
+extraObjects:
+  - apiVersion: v1
+    kind: ConfigMap
+    metadata: {name: "extra-ca", namespace: "{{ .Release.Namespace }}"}
+    data: {ca.crt: ""}
+  - |
+    apiVersion: v1
+    kind: ConfigMap
+    metadata:
+      name: {{ .Release.Name }}-notes
+      namespace: {{ .Release.Namespace }}
+`;
 function kinds(yaml: string): string[] {
   return parseAllDocuments(yaml)
     .map((d) => d.toJS() as { kind?: string; metadata?: { name?: string } } | null)
@@ -28,7 +57,12 @@ describe('Helm chart', () => {
       await run('kubectl', ['create', 'namespace', ns], { kubeconfig });
     }
     await run('kubectl', ['label', 'namespace', 'restricted', 'pod-security.kubernetes.io/enforce=restricted'], { kubeconfig });
+    await run('kubectl', ['apply', '-f', '-'], { input: CERT_MANAGER_CRDS, kubeconfig });
+    valuesDir = mkdtempSync(path.join(tmpdir(), 'mw-chart-values-'));
+    writeFileSync(path.join(valuesDir, 'extended.yaml'), EXTENDED_VALUES);
   });
+  let valuesDir: string;
+  after(() => rmSync(valuesDir, { recursive: true, force: true }));
   after(async () => cp?.stop());
 
   test('helm lint --strict passes', async () => {
@@ -52,11 +86,14 @@ describe('Helm chart', () => {
     ['webhook disabled', ['webhook.enabled=false'], []],
     ['metrics Service off', ['metrics.service.enabled=false'], []],
     ['ServiceMonitor when its API exists', [], ['--api-versions', 'monitoring.coreos.com/v1/ServiceMonitor']],
+    ['cert-manager issues the webhook certificate', ['webhook.certManager.enabled=true'], []],
+    ['cert-manager with an existing ClusterIssuer', ['webhook.certManager.enabled=true', 'webhook.certManager.issuerRef.name=ca', 'webhook.certManager.issuerRef.kind=ClusterIssuer'], []],
+    ['extended values (global, commonLabels, digest, pull secrets, extra env/volumes/objects, security contexts)', [], ['--values', 'EXTENDED']],
   ];
   for (const [name, sets, extra] of variants) {
     test(`the rendered chart is accepted by the API server (server-side dry run): ${name}`, async () => {
       if (extra.length > 0) await run('kubectl', ['apply', '-f', '-'], { input: SERVICE_MONITOR_CRD, kubeconfig });
-      const yaml = await renderChart('mw', 'mailwarden-system', sets, extra);
+      const yaml = await renderChart('mw', 'mailwarden-system', sets, extra.map((e) => (e === 'EXTENDED' ? path.join(valuesDir, 'extended.yaml') : e)));
       const result = await run('kubectl', ['apply', '--dry-run=server', '-f', '-'], { input: yaml, kubeconfig });
       assert.equal(result.code, 0, result.stderr);
       const rendered = kinds(yaml);
@@ -68,6 +105,54 @@ describe('Helm chart', () => {
       if (name === 'webhook disabled') assert.ok(!rendered.some((k) => k.startsWith('MutatingWebhookConfiguration/')));
     });
   }
+
+  test('usable as a subchart: a parent with global values and mailwarden under charts/ renders', async () => {
+    const parent = mkdtempSync(path.join(tmpdir(), 'mw-parent-'));
+    try {
+      writeFileSync(path.join(parent, 'Chart.yaml'), 'apiVersion: v2\nname: mail-platform\nversion: 1.0.0\ndependencies:\n  - name: mailwarden\n    version: ">=0.0.0-0"\n');
+      writeFileSync(path.join(parent, 'values.yaml'), 'global:\n  imageRegistry: registry.example\n  storageClass: fast\nmailwarden:\n  watchNamespaces: [mail]\n');
+      cpSync('charts/mailwarden', path.join(parent, 'charts', 'mailwarden'), { recursive: true });
+      const result = await run('helm', ['template', 'platform', parent, '--namespace', 'mailwarden-system']);
+      assert.equal(result.code, 0, result.stderr);
+      assert.match(result.stdout, /--namespace=mail\n/);
+    } finally {
+      rmSync(parent, { recursive: true, force: true });
+    }
+  });
+
+  test('extended values reach the operator: digest-pinned image for it and its daemons, pull secrets, labels, env, mounts', async () => {
+    const yaml = await renderChart('mw', 'mailwarden-system', [], ['--values', path.join(valuesDir, 'extended.yaml')]);
+    const objects = parseAllDocuments(yaml).map((d) => d.toJS() as { kind: string; metadata: { name: string; labels?: Record<string, string> }; spec?: Record<string, unknown> } | null).filter((o) => o !== null);
+    for (const o of objects) if (o.kind !== 'ConfigMap') assert.equal(o.metadata.labels?.team, 'mail', `${o.kind}/${o.metadata.name} has commonLabels`);
+    const deployment = objects.find((o) => o.kind === 'Deployment')! as unknown as { spec: { template: { metadata: { labels: Record<string, string> }; spec: { securityContext: Record<string, unknown>; containers: { image: string; args: string[]; env: { name: string }[]; volumeMounts: { name: string }[]; securityContext: Record<string, unknown> }[] } } } };
+    const pod = deployment.spec.template;
+    const container = pod.spec.containers[0]!;
+    const image = `ghcr.io/mailwarden/mailwarden:0.1.0@${DIGEST}`;
+    assert.equal(container.image, image);
+    assert.ok(container.args.includes(`--policyd-image=${image}`));
+    assert.ok(container.args.includes('--policyd-image-pull-secret=regcred'));
+    assert.ok(container.env.some((e) => e.name === 'HTTPS_PROXY'));
+    assert.ok(container.volumeMounts.some((m) => m.name === 'extra-ca'));
+    assert.equal(pod.metadata.labels.team, 'mail');
+    // Given values are merged over the restricted defaults, which stay.
+    assert.equal(pod.spec.securityContext.fsGroupChangePolicy, 'OnRootMismatch');
+    assert.equal(pod.spec.securityContext.runAsNonRoot, true);
+    assert.equal(container.securityContext.privileged, false);
+    assert.equal(container.securityContext.readOnlyRootFilesystem, true);
+    assert.ok(objects.some((o) => o.kind === 'ConfigMap' && o.metadata.name === 'mw-notes'));
+  });
+
+  test('cert-manager mode: the configuration asks for CA injection, the operator serves the mounted Secret and may not touch the configuration', async () => {
+    const yaml = await renderChart('mw', 'mailwarden-system', ['webhook.certManager.enabled=true']);
+    const objects = parseAllDocuments(yaml).map((d) => d.toJS() as { kind: string; metadata: { name: string; annotations?: Record<string, string> }; spec?: { secretName?: string } } | null).filter((o) => o !== null);
+    const configuration = objects.find((o) => o.kind === 'MutatingWebhookConfiguration')!;
+    assert.equal(configuration.metadata.annotations?.['cert-manager.io/inject-ca-from'], 'mailwarden-system/mw-mailwarden-webhook');
+    const certificate = objects.find((o) => o.kind === 'Certificate' && o.metadata.name === 'mw-mailwarden-webhook')!;
+    assert.ok(objects.some((o) => o.kind === 'Issuer'));
+    assert.match(yaml, /--webhook-cert-dir=\/etc\/mailwarden\/webhook-tls/);
+    assert.match(yaml, new RegExp(`secretName: ${certificate.spec!.secretName}`));
+    assert.ok(!objects.some((o) => o.kind === 'ClusterRole'), 'no grant on the MutatingWebhookConfiguration');
+  });
 
   test('the operator pod is Pod Security "restricted" compliant', async () => {
     const yaml = await renderChart('mw', 'restricted', [], ['--show-only', 'templates/deployment.yaml']);
@@ -82,6 +167,7 @@ describe('Helm chart', () => {
     const install = await run('helm', ['install', 'rel', 'charts/mailwarden', '--namespace', 'mailwarden-system', '--set', 'watchNamespaces={mail}'], { kubeconfig });
     assert.equal(install.code, 0, install.stderr);
     assert.match(install.stdout, /The operator watches: mail/);
+    assert.doesNotMatch(install.stdout, /WARNING/);
     const deployment = async () =>
       (await run('kubectl', ['-n', 'mailwarden-system', 'get', 'deployment', 'rel-mailwarden', '-o', 'jsonpath={.spec.replicas} {.spec.template.spec.containers[0].args}'], { kubeconfig })).stdout;
     assert.match(await deployment(), /^2 .*"--namespace=mail"/);
@@ -102,6 +188,24 @@ describe('Helm chart', () => {
     assert.match(gone.stderr, /NotFound/);
     const crd = await run('kubectl', ['get', 'crd', 'mailuserrestrictions.mailwarden.io'], { kubeconfig });
     assert.equal(crd.code, 0, 'CRDs stay after uninstall (Helm never deletes crds/)');
+  });
+
+  test('NOTES warn when the operator would miss the namespaces the user meant', async () => {
+    // A PolicyDaemon already in "mail", and a release that watches only its own namespace.
+    const daemon = 'apiVersion: mailwarden.io/v1alpha1\nkind: PolicyDaemon\nmetadata: {name: notes-check, namespace: mail}\nspec: {backendRef: {name: vmail-postgres}, mode: Service}\n';
+    const created = await run('kubectl', ['apply', '-f', '-'], { input: daemon, kubeconfig });
+    assert.equal(created.code, 0, created.stderr);
+    try {
+      const install = await run('helm', ['install', 'notes', 'charts/mailwarden', '--namespace', 'mailwarden-system', '--dry-run=server'], { kubeconfig });
+      assert.equal(install.code, 0, install.stderr);
+      assert.match(install.stdout, /WARNING: watchNamespaces is empty, so the operator watches only its own namespace/);
+      assert.match(install.stdout, /WARNING: mailwarden objects exist in namespace\(s\) the operator does not watch:\n  mail\n/);
+      const watching = await run('helm', ['install', 'notes', 'charts/mailwarden', '--namespace', 'mailwarden-system', '--dry-run=server', '--set', 'watchNamespaces={mail}'], { kubeconfig });
+      assert.equal(watching.code, 0, watching.stderr);
+      assert.doesNotMatch(watching.stdout, /WARNING/);
+    } finally {
+      await run('kubectl', ['delete', '-f', '-'], { input: daemon, kubeconfig });
+    }
   });
 
   describe('RBAC grants nothing beyond what the operator uses', () => {

@@ -147,7 +147,7 @@ describe('sidecar injection webhook', () => {
     assert.equal(splitBundle(before).length, 1);
     const secretBefore = await env.core.readNamespacedSecret({ namespace: OPERATOR_NAMESPACE, name: SECRET });
 
-    const serving = await operator.webhook!.keeper.rotate({ ca: true });
+    const serving = await operator.webhook!.keeper!.rotate({ ca: true });
     const after = await bundleOf();
     assert.equal(splitBundle(after).length, 2, 'new CA published next to the old one');
     assert.ok(splitBundle(after).includes(splitBundle(before)[0]!), 'old CA still trusted');
@@ -158,7 +158,7 @@ describe('sidecar injection webhook', () => {
     const pod = await createPod(env.core, ns, name('rotated'), { ...INJECT, app: 'postfix' });
     assert.ok(sidecarOf(pod), 'injected with the new certificate');
 
-    await operator.webhook!.keeper.rotate();
+    await operator.webhook!.keeper!.rotate();
     const again = await createPod(env.core, ns, name('renewed'), { ...INJECT, app: 'postfix' });
     assert.ok(sidecarOf(again), 'injected after a serving-only renewal');
   });

@@ -4,7 +4,7 @@ import { parse as parseYaml } from 'yaml';
 import { mailBackendSpecSchema, type MailBackendSpec } from '../../../src/api/mail-backend.ts';
 import { policyDaemonSpecSchema, quantityValue } from '../../../src/api/policy-daemon.ts';
 import { caOf, CredentialsError } from '../../../src/reconcilers/credentials.ts';
-import { configHash, daemonContainer, daemonIdentityObjects, daemonVolumes, nodeHeapOptions, policydConfigYaml } from '../../../src/reconcilers/policy-daemon-objects.ts';
+import { configHash, daemonContainer, daemonIdentityObjects, daemonVolumes, deploymentFor, nodeHeapOptions, policydConfigYaml } from '../../../src/reconcilers/policy-daemon-objects.ts';
 
 describe('quantityValue', () => {
   const cases: [string, number | undefined][] = [
@@ -154,5 +154,20 @@ describe('store Kubernetes', () => {
     assert.equal(secret.type, 'kubernetes.io/service-account-token');
     assert.equal(secret.metadata?.annotations?.['kubernetes.io/service-account.name'], 'mx-policyd');
     for (const object of [account, role, binding, secret]) assert.equal(object.metadata?.ownerReferences?.[0]?.uid, 'u1');
+  });
+});
+
+describe('deploymentFor (Service mode)', () => {
+  const backend = mailBackendSpecSchema.parse({ url: 'postgres://vmail@db:5432/vmail', credentialsSecretRef: { name: 'creds' } });
+  const daemon = { name: 'relay', namespace: 'mail', uid: 'u', spec: policyDaemonSpecSchema.parse({ backendRef: { name: 'vmail' }, mode: 'Service' }) };
+
+  test("the operator's image pull secrets go into the pod template", () => {
+    const deployment = deploymentFor(daemon, backend, 'registry.example/mailwarden@sha256:' + '0'.repeat(64), 'h', ['regcred']);
+    assert.deepEqual(deployment.spec?.template.spec?.imagePullSecrets, [{ name: 'regcred' }]);
+    assert.equal(deployment.spec?.template.spec?.containers[0]?.image, 'registry.example/mailwarden@sha256:' + '0'.repeat(64));
+  });
+
+  test('none given: no imagePullSecrets field', () => {
+    assert.equal(deploymentFor(daemon, backend, 'img:1', 'h').spec?.template.spec?.imagePullSecrets, undefined);
   });
 });

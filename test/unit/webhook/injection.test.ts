@@ -49,6 +49,18 @@ describe('planInjection', () => {
     assert.deepEqual(result.patch.filter((op) => op.path === '/spec/volumes/-').length, 2);
   });
 
+  test("the operator's image pull secrets reach the pod: a whole list, or the missing names appended", () => {
+    const bare = planInjection(pod({ app: 'postfix', 'mailwarden.io/inject': 'true' }), context({ imagePullSecrets: ['regcred', 'mirror'] }));
+    assert.ok(bare.injected);
+    assert.deepEqual(bare.patch.find((op) => op.path === '/spec/imagePullSecrets')?.value, [{ name: 'regcred' }, { name: 'mirror' }]);
+    const withOwn = planInjection(pod({ app: 'postfix', 'mailwarden.io/inject': 'true' }, { spec: { containers: [{ name: 'postfix' }], imagePullSecrets: [{ name: 'regcred' }] } }), context({ imagePullSecrets: ['regcred', 'mirror'] }));
+    assert.ok(withOwn.injected);
+    assert.deepEqual(withOwn.patch.filter((op) => op.path.startsWith('/spec/imagePullSecrets')), [{ op: 'add', path: '/spec/imagePullSecrets/-', value: { name: 'mirror' } }]);
+    const none = planInjection(pod({ app: 'postfix', 'mailwarden.io/inject': 'true' }), context());
+    assert.ok(none.injected);
+    assert.ok(!none.patch.some((op) => op.path.startsWith('/spec/imagePullSecrets')));
+  });
+
   test('every volume the daemon mounts is optional: a missing Secret or ConfigMap cannot keep the pod from starting', () => {
     const result = planInjection(pod({ app: 'postfix', 'mailwarden.io/inject': 'true' }), context());
     assert.ok(result.injected);
