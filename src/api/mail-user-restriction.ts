@@ -71,10 +71,10 @@ export const invalidEntrySchema = z
 
 const invalidEntriesSchema = z
   .object({
-    allowedSenders: z.array(invalidEntrySchema).max(500).optional(),
-    rejectedSenders: z.array(invalidEntrySchema).max(500).optional(),
-    allowedRecipients: z.array(invalidEntrySchema).max(500).optional(),
-    rejectedRecipients: z.array(invalidEntrySchema).max(500).optional(),
+    allowedSenders: z.array(invalidEntrySchema).max(500).optional().describe('Invalid values of the store\'s allowedSenders list, kept as they are.'),
+    rejectedSenders: z.array(invalidEntrySchema).max(500).optional().describe('Invalid values of the store\'s rejectedSenders list, kept as they are.'),
+    allowedRecipients: z.array(invalidEntrySchema).max(500).optional().describe('Invalid values of the store\'s allowedRecipients list, kept as they are.'),
+    rejectedRecipients: z.array(invalidEntrySchema).max(500).optional().describe('Invalid values of the store\'s rejectedRecipients list, kept as they are.'),
   })
   .strict()
   .describe(
