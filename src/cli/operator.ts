@@ -82,7 +82,10 @@ export async function operatorCommand(args: readonly string[], io: Io): Promise<
   else kc.loadFromDefault();
 
   let exitCode = EXIT_OK;
-  let stopping: Promise<void> | undefined;
+  // Resolves with why the operator is to stop: a signal, or leadership lost (the manager calls
+  // back at once, so nothing here polls for it).
+  let stopFor!: (why: string) => void;
+  const stopRequested = new Promise<string>((resolve) => (stopFor = resolve));
   const operator = new Operator({
     kubeConfig: kc,
     namespaces: values.namespace,
@@ -97,7 +100,7 @@ export async function operatorCommand(args: readonly string[], io: Io): Promise<
       : undefined,
     onLostLeadership: () => {
       exitCode = EXIT_FAILURE;
-      stopping ??= operator.stop();
+      stopFor('leadership lost');
     },
     logger,
     policyDaemons: values['no-policy-daemons'] ? undefined : { image: values['policyd-image'] ?? defaultImage(), imagePullSecrets: values['policyd-image-pull-secret'], webhook: webhookOptions(values, io.env) },
@@ -107,22 +110,15 @@ export async function operatorCommand(args: readonly string[], io: Io): Promise<
   const http = await health?.listen(parseListen(listen));
   logger.info({ http, namespaces: values.namespace ?? 'all', leaderElection: Boolean(values['leader-elect']) }, 'operator starting');
   await operator.start();
-  await new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(signal, () => {
       logger.info({ signal }, 'signal received: draining');
-      stopping ??= operator.stop();
-      stopping.then(resolve, resolve);
-    };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
-    const poll = setInterval(() => {
-      if (stopping !== undefined) {
-        clearInterval(poll);
-        stopping.then(resolve, resolve);
-      }
-    }, 200);
-    poll.unref();
-  });
+      stopFor(signal);
+    });
+  }
+  const why = await stopRequested;
+  logger.info({ reason: why }, 'stopping');
+  await operator.stop().catch((err: unknown) => logger.error({ err }, 'stopping failed'));
   await health?.close();
   logger.info({ exitCode }, 'operator stopped');
   logger.flush();

@@ -37,6 +37,12 @@ export interface ResourceInformerOptions<T extends KubernetesObject> {
    * again, once each per outage: for a metric or a readiness signal.
    */
   onConnectionChange?: (connected: boolean, error?: unknown) => void;
+  /**
+   * Named indexes over the cache (client-go's Indexers): each function gives the values an object
+   * is filed under, so a lookup such as "the restrictions that name this backend" costs the few
+   * that match instead of a scan of every cached object per event.
+   */
+  indexers?: Readonly<Record<string, (obj: T) => readonly string[]>>;
   /** Names the informer in logs; default the path. */
   name?: string;
   /** Page size of the list; default 500. */
@@ -87,6 +93,8 @@ export class ResourceInformer<T extends KubernetesObject> {
   readonly #log: Logger;
   readonly #timers: Timers;
   readonly #cache = new Map<string, T>();
+  /** Index name → indexed value → cache keys. */
+  readonly #indices = new Map<string, Map<string, Set<string>>>();
   readonly #adds = new Set<Handler<T>>();
   readonly #updates = new Set<UpdateHandler<T>>();
   readonly #deletes = new Set<Handler<T>>();
@@ -145,6 +153,18 @@ export class ResourceInformer<T extends KubernetesObject> {
   list(namespace?: string): T[] {
     const all = [...this.#cache.values()];
     return namespace === undefined ? all : all.filter((o) => (o.metadata?.namespace ?? '') === namespace);
+  }
+
+  /** The cached objects filed under `value` in the index `index` (see `indexers`). */
+  byIndex(index: string, value: string): T[] {
+    const keys = this.#indices.get(index)?.get(value);
+    if (keys === undefined) return [];
+    const found: T[] = [];
+    for (const key of keys) {
+      const obj = this.#cache.get(key);
+      if (obj !== undefined) found.push(obj);
+    }
+    return found;
   }
 
   /** Cache keys (`namespace/name`, or `name` when cluster-scoped), for a controller's resync. */
@@ -247,6 +267,7 @@ export class ResourceInformer<T extends KubernetesObject> {
     for (const [key, old] of this.#cache) {
       if (!fresh.has(key)) {
         this.#cache.delete(key);
+        this.#unindex(key, old);
         this.#emit(this.#deletes, old);
       }
     }
@@ -320,7 +341,11 @@ export class ResourceInformer<T extends KubernetesObject> {
       }
       case 'DELETED': {
         const key = keyOfObject(obj);
-        if (this.#cache.delete(key)) this.#emit(this.#deletes, this.#opts.transform ? this.#opts.transform(obj) : obj);
+        const old = this.#cache.get(key);
+        if (this.#cache.delete(key)) {
+          this.#unindex(key, old!);
+          this.#emit(this.#deletes, this.#opts.transform ? this.#opts.transform(obj) : obj);
+        }
         break;
       }
       case 'BOOKMARK':
@@ -343,6 +368,9 @@ export class ResourceInformer<T extends KubernetesObject> {
   #apply(key: string, obj: T): void {
     const old = this.#cache.get(key);
     this.#cache.set(key, obj);
+    // Indexed before any handler runs: a handler's lookups see the object where it now is.
+    if (old) this.#unindex(key, old);
+    this.#index(key, obj);
     if (!old) return this.#emit(this.#adds, obj);
     if (old.metadata?.resourceVersion && old.metadata.resourceVersion === obj.metadata?.resourceVersion) return;
     for (const fn of this.#updates) {
@@ -350,6 +378,30 @@ export class ResourceInformer<T extends KubernetesObject> {
         fn(obj, old);
       } catch (err) {
         this.#log.error({ err }, 'update handler threw');
+      }
+    }
+  }
+
+  #index(key: string, obj: T): void {
+    for (const [name, values] of Object.entries(this.#opts.indexers ?? {})) {
+      let index = this.#indices.get(name);
+      if (index === undefined) this.#indices.set(name, (index = new Map()));
+      for (const value of values(obj)) {
+        let keys = index.get(value);
+        if (keys === undefined) index.set(value, (keys = new Set()));
+        keys.add(key);
+      }
+    }
+  }
+
+  #unindex(key: string, obj: T): void {
+    for (const [name, values] of Object.entries(this.#opts.indexers ?? {})) {
+      const index = this.#indices.get(name);
+      if (index === undefined) continue;
+      for (const value of values(obj)) {
+        const keys = index.get(value);
+        keys?.delete(key);
+        if (keys?.size === 0) index.delete(value);
       }
     }
   }

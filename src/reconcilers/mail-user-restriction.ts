@@ -64,7 +64,7 @@ export interface RestrictionReconcilerDeps {
   readonly mailboxRetryMs?: number;
   /** Counts drift corrections (a metric). */
   readonly onDriftCorrected?: () => void;
-  /** The restrictions writing one target (see TargetIndex); default a scan of the namespace. */
+  /** The restrictions writing one target (an informer index); default a scan of the namespace. */
   readonly sameTarget?: (target: string) => RestrictionObject[];
   /**
    * The PolicyDaemons with store Kubernetes in a namespace (they decide from restrictions without
