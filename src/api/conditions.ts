@@ -5,7 +5,7 @@ import { z } from 'zod';
  * a human message, and the generation the condition was computed for.
  */
 export const conditionSchema = z.object({
-  type: z.string().describe('Ready or Synced.'),
+  type: z.string().describe('Ready (the one condition mailwarden sets).'),
   status: z.enum(['True', 'False', 'Unknown']).describe('True, False or Unknown.'),
   reason: z.string().describe('A CamelCase reason, e.g. Applied, Conflict, MailboxNotFound.'),
   message: z.string().describe('What happened, for a person.'),

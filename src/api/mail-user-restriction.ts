@@ -150,7 +150,7 @@ export const mailUserRestrictionSchema = z.object({
 
 export const mailUserRestrictionStatusSchema = z.object({
   observedGeneration: z.number().int().optional().describe('The spec generation the status describes.'),
-  conditions: z.array(conditionSchema).optional().describe('Ready and Synced.'),
+  conditions: z.array(conditionSchema).optional().describe('Ready: whether the store holds the spec, and if not, why.'),
   backend: z.string().optional().describe('The MailBackend written to.'),
   lastSyncTime: z.string().optional().describe('When the store was last seen to match the spec.'),
 });

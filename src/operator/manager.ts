@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import type { KubeConfig, V1Deployment, V1Pod, V1Secret } from '@kubernetes/client-node';
 import { Counter, Registry, collectDefaultMetrics } from 'prom-client';
+import type { MailwardenKind } from '../api/kinds.ts';
 import { MailwardenKubeClient } from '../kube/kube-client.ts';
 import { reuseConnections } from '../kube/kube-config.ts';
 import { EventRecorder } from '../controller/events.ts';
@@ -13,10 +14,10 @@ import { targetKey } from '../api/restriction-owner.ts';
 import { PolicyDaemonReconciler, type PolicyDaemonObject } from '../reconcilers/policy-daemon.ts';
 import { POLICY_DAEMON_LABEL } from '../reconcilers/policy-daemon-objects.ts';
 import { KubePolicyDaemonWriter } from '../reconcilers/policy-daemon-writer.ts';
+import { StatusWriter } from '../reconcilers/status.ts';
 import { keyOf } from '../api/object-key.ts';
-import type { BackendObject, EventSink, EventTarget, RestrictionObject } from '../reconcilers/types.ts';
-import { API_VERSION, MAIL_USER_RESTRICTION_KIND } from '../api/mail-user-restriction.ts';
-import { MAIL_BACKEND_KIND } from '../api/mail-backend.ts';
+import type { BackendObject, EventSink, RestrictionObject } from '../reconcilers/types.ts';
+import { API_VERSION } from '../api/mail-user-restriction.ts';
 import { SidecarWebhook, type SidecarWebhookOptions } from '../webhook/sidecar-webhook.ts';
 import { Index, operatorKinds, type OperatorKind } from './kinds.ts';
 
@@ -98,7 +99,16 @@ export class Operator {
     const dropped = new Counter({ name: 'mailwarden_operator_events_dropped_total', help: 'Events not posted because the event queue was full (a burst of changes).', registers: [this.registry] });
     const recorder = new EventRecorder({ kubeConfig: kc, component: 'mailwarden-operator', logger: this.#log, onDropped: () => dropped.inc() });
     const events = eventSink(recorder);
+    const outcomes = new Counter({
+      name: 'mailwarden_operator_outcomes_total',
+      help: 'What each reconcile concluded (its Ready condition), by kind, Ready and reason, whether or not status changed.',
+      labelNames: ['kind', 'ready', 'reason'] as const,
+      registers: [this.registry],
+    });
     const client = new MailwardenKubeClient(kc);
+    // One status writer per kind: the same condition, Event, metric and patch for all three.
+    const statusOf = (kind: MailwardenKind) =>
+      new StatusWriter({ kind, apiVersion: API_VERSION, patch: (ns, name, status) => client.patchStatus(kind, ns, name, status), events, outcomes, logger: this.#log });
     this.#connections = new BackendConnections({ open: options.openStore, logger: this.#log });
     const drift = new Counter({ name: 'mailwarden_operator_drift_corrections_total', help: 'Store contents rewritten because they had drifted from the spec.', registers: [this.registry] });
 
@@ -108,7 +118,7 @@ export class Operator {
       secrets,
       connections: this.#connections,
       client,
-      events,
+      status: statusOf('MailUserRestriction'),
       logger: this.#log,
       mailboxRetryMs: options.mailboxRetryMs,
       onDriftCorrected: () => drift.inc(),
@@ -119,8 +129,7 @@ export class Operator {
       backends,
       secrets,
       connections: this.#connections,
-      client,
-      events,
+      status: statusOf('MailBackend'),
       logger: this.#log,
       probeIntervalMs: options.backendProbeIntervalMs,
     });
@@ -136,7 +145,7 @@ export class Operator {
         pods: this.#manager.reader<V1Pod>('Pod'),
         deployments: this.#manager.reader<V1Deployment>('Deployment'),
         writer: new KubePolicyDaemonWriter(kc),
-        events,
+        status: statusOf('PolicyDaemon'),
         logger: this.#log,
         image: daemonOptions.image,
         imagePullSecrets: daemonOptions.imagePullSecrets,
@@ -288,13 +297,10 @@ function policyDaemonController(daemons: CacheReader<PolicyDaemonObject>, reconc
   };
 }
 
-const KINDS: Record<string, string> = { [MAIL_USER_RESTRICTION_KIND]: API_VERSION, [MAIL_BACKEND_KIND]: API_VERSION, PolicyDaemon: API_VERSION };
-
+/** Events through the recorder: best effort, never awaited by a reconcile. */
 function eventSink(recorder: EventRecorder): EventSink {
-  // Objects from a list may lack apiVersion/kind; Events need both.
-  const involved = (t: EventTarget) => ({ ...t, apiVersion: t.apiVersion ?? KINDS[t.kind], kind: t.kind }) as never;
   return {
-    normal: (t, reason, message) => void recorder.normal(involved(t), reason, message),
-    warning: (t, reason, message) => void recorder.warning(involved(t), reason, message),
+    normal: (t, reason, message) => void recorder.normal(t, reason, message),
+    warning: (t, reason, message) => void recorder.warning(t, reason, message),
   };
 }

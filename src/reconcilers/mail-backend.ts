@@ -1,21 +1,34 @@
-import { findCondition, sameConditions, setCondition } from '../api/conditions.ts';
-import type { MailwardenKubeClient } from '../kube/kube-client.ts';
 import type { Logger } from '../observability/logger.ts';
 import { StoreError } from '../stores/store.ts';
 import type { BackendConnections } from './backend-connections.ts';
 import { parseBackendSpec } from './backend-spec.ts';
 import { backendSecretsOf, CredentialsError } from './credentials.ts';
-import type { BackendObject, EventSink, Lister, SecretLister } from './types.ts';
+import type { Outcome, StatusWriter } from './status.ts';
+import type { BackendObject, Lister, SecretLister } from './types.ts';
 import { splitKey } from '../api/object-key.ts';
+
+/** Condition reasons of a MailBackend (docs/troubleshooting.md lists them). */
+export const BackendReason = {
+  Connected: 'Connected',
+  InvalidSpec: 'InvalidSpec',
+  Misconfigured: 'Misconfigured',
+  Unavailable: 'Unavailable',
+  SecretNotFound: 'SecretNotFound',
+  SecretInvalid: 'SecretInvalid',
+} as const;
+
+/** The texts status carries beside the store's and the Secrets' own error messages. */
+export const BackendMessage = {
+  reachable: (storeKind: string) => `${storeKind} store reachable`,
+} as const;
 
 export interface BackendReconcilerDeps {
   readonly backends: Lister<BackendObject>;
   readonly secrets: SecretLister;
-  readonly connections: BackendConnections;
-  readonly client: Pick<MailwardenKubeClient, 'patchStatus'>;
-  readonly events: EventSink;
+  readonly connections: Pick<BackendConnections, 'get' | 'forget'>;
+  /** Writes the outcome to status (kind MailBackend). */
+  readonly status: StatusWriter;
   readonly logger: Logger;
-  readonly now?: () => Date;
   /** How often a backend is probed again (default 60 s). */
   readonly probeIntervalMs?: number;
   /** Probe timeout (default 5 s). */
@@ -37,36 +50,29 @@ export class MailBackendReconciler {
     const [namespace, name] = splitKey(key);
     const backend = this.#deps.backends.get(namespace, name);
     if (backend === undefined) {
+      this.#deps.logger.debug({ key }, 'backend gone: its store connection is closed');
       await this.#deps.connections.forget(namespace, name);
       return;
     }
-    const interval = this.#deps.probeIntervalMs ?? 60_000;
+    return this.#deps.status.settle(backend, await this.#outcome(backend));
+  }
+
+  async #outcome(backend: BackendObject): Promise<Outcome> {
     const { spec, problems } = parseBackendSpec(backend);
     if (spec === undefined) {
-      await this.#report(backend, false, 'InvalidSpec', problems);
-      return;
+      // Not probed again: only a new spec can fix it, and that queues the backend anyway.
+      this.#deps.logger.debug({ namespace: backend.metadata.namespace, name: backend.metadata.name }, `backend not probed: ${problems}`);
+      return { ready: false, reason: BackendReason.InvalidSpec, message: problems };
     }
+    const requeueAfterMs = this.#deps.probeIntervalMs ?? 60_000;
     try {
       const store = await this.#deps.connections.get({ ...backend, spec }, backendSecretsOf(backend, this.#deps.secrets));
       await store.ping(AbortSignal.timeout(this.#deps.probeTimeoutMs ?? 5_000));
-      await this.#report(backend, true, 'Connected', `${store.kind} store reachable`);
+      return { ready: true, reason: BackendReason.Connected, message: BackendMessage.reachable(store.kind), requeueAfterMs };
     } catch (error) {
-      const reason = error instanceof CredentialsError ? error.reason : error instanceof StoreError && error.kind === 'Misconfigured' ? 'Misconfigured' : 'Unavailable';
-      await this.#report(backend, false, reason, (error as Error).message);
+      const reason =
+        error instanceof CredentialsError ? error.reason : error instanceof StoreError && error.kind === 'Misconfigured' ? BackendReason.Misconfigured : BackendReason.Unavailable;
+      return { ready: false, reason, message: (error as Error).message, requeueAfterMs };
     }
-    return { requeueAfterMs: interval };
-  }
-
-  async #report(backend: BackendObject, ready: boolean, reason: string, message: string): Promise<void> {
-    const now = (this.#deps.now ?? (() => new Date()))();
-    const generation = backend.metadata.generation;
-    const previous = backend.status?.conditions;
-    const conditions = setCondition(previous, { type: 'Ready', status: ready ? 'True' : 'False', reason, message, observedGeneration: generation }, now);
-    if (sameConditions(previous, conditions) && backend.status?.observedGeneration === generation) return;
-    if (findCondition(previous, 'Ready')?.reason !== reason) {
-      if (ready) this.#deps.events.normal(backend, reason, message);
-      else this.#deps.events.warning(backend, reason, message);
-    }
-    await this.#deps.client.patchStatus('MailBackend', backend.metadata.namespace ?? '', backend.metadata.name, { observedGeneration: generation, conditions });
   }
 }

@@ -1,7 +1,7 @@
-import { findCondition, sameConditions, setCondition, type Condition } from '../api/conditions.ts';
-import { ConflictError, type MailwardenKubeClient } from '../kube/kube-client.ts';
+import { findCondition } from '../api/conditions.ts';
+import type { MailwardenKubeClient } from '../kube/kube-client.ts';
 import { formatIssues } from '../api/issues.ts';
-import { specSchema, storeListsOf, type MailUserRestrictionSpec } from '../api/mail-user-restriction.ts';
+import { storeListsOf, specSchema, type MailUserRestrictionSpec } from '../api/mail-user-restriction.ts';
 import { changedLists, diffLists } from '../restrictions/list-diff.ts';
 import type { RestrictionLists } from '../restrictions/lists.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -10,7 +10,8 @@ import type { BackendConnections } from './backend-connections.ts';
 import { parseBackendSpec } from './backend-spec.ts';
 import { backendSecretsOf, CredentialsError } from './credentials.ts';
 import { ownerOf, targetKey } from '../api/restriction-owner.ts';
-import type { BackendObject, EventSink, Lister, RestrictionObject, SecretLister } from './types.ts';
+import { RetryError, type Outcome, type StatusWriter } from './status.ts';
+import type { BackendObject, Lister, RestrictionObject, SecretLister } from './types.ts';
 import { splitKey } from '../api/object-key.ts';
 
 export const FINALIZER = 'mailwarden.io/cleanup';
@@ -24,6 +25,7 @@ export const Reason = {
   BackendUnavailable: 'BackendUnavailable',
   MailboxNotFound: 'MailboxNotFound',
   Conflict: 'Conflict',
+  Cleared: 'Cleared',
   /** managementPolicy Observe: the store holds what the spec says (nothing written). */
   StoreMatches: 'StoreMatches',
   /** managementPolicy Observe: the store differs from the spec (nothing written; the message says how). */
@@ -35,6 +37,28 @@ export const Reason = {
 } as const;
 export type Reason = (typeof Reason)[keyof typeof Reason];
 
+/** The texts status and Events carry, in one place (provider-sql's named error constants). */
+export const Message = {
+  backendNotFound: (namespace: string, backend: string) => `MailBackend ${namespace}/${backend} not found`,
+  conflict: (mailbox: string, backend: string, owner: string) =>
+    `mailbox ${mailbox} in MailBackend ${backend} is already managed by MailUserRestriction ${owner} (the oldest wins); this one writes nothing`,
+  backendInvalid: (backend: string, issues: string) => `MailBackend ${backend} is not valid: ${issues}`,
+  backendFailed: (backend: string, error: string) => `MailBackend ${backend}: ${error}`,
+  mailboxNotFound: (error: string) => `${error}; mailwarden never creates mailboxes and will apply the lists once it exists`,
+  match: (mailbox: string, backend: string) => `the lists of ${mailbox} in ${backend} match the spec`,
+  written: (mailbox: string, backend: string) => `the lists of ${mailbox} were written to ${backend}`,
+  drifted: (lists: string, mailbox: string) => `the store's ${lists} of ${mailbox} had drifted and was rewritten`,
+  driftEvent: (lists: string, mailbox: string) => `the store's ${lists} of ${mailbox} differed from the spec and was rewritten`,
+  cleared: (mailbox: string, backend: string) => `the lists of ${mailbox} were cleared in ${backend}`,
+  clearBackendGone: (backend: string, mailbox: string) => `MailBackend ${backend} is gone: the lists of ${mailbox} could not be cleared`,
+  clearFailed: (mailbox: string, error: string) => `cannot clear the lists of ${mailbox} yet: ${error}`,
+  clearRetry: (mailbox: string, error: string) => `clearing ${mailbox}: ${error}`,
+  unboundConflict: (mailbox: string, owner: string) => `mailbox ${mailbox} is already restricted by MailUserRestriction ${owner} (the oldest wins); policy daemons ignore this one`,
+  servedToReaders: (mailbox: string, namespace: string) => `the lists of ${mailbox} are served to policy daemons reading the MailUserRestrictions of ${namespace}`,
+  notServed: (namespace: string) => `no PolicyDaemon with store Kubernetes in ${namespace} decides from this restriction; create one, or name a MailBackend in spec.backendRef`,
+  servedBy: (mailbox: string, daemons: readonly string[]) => `the lists of ${mailbox} are served by PolicyDaemon ${[...daemons].sort().join(', ')}`,
+} as const;
+
 /** A restriction's MailBackend spec is not valid, so its store cannot be opened. */
 class InvalidBackendError extends Error {
   constructor(message: string) {
@@ -43,23 +67,15 @@ class InvalidBackendError extends Error {
   }
 }
 
-/** Retry later with backoff, after the status said why. */
-export class RetryError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'RetryError';
-  }
-}
-
 export interface RestrictionReconcilerDeps {
   readonly restrictions: Lister<RestrictionObject>;
   readonly backends: Lister<BackendObject>;
   readonly secrets: SecretLister;
-  readonly connections: BackendConnections;
-  readonly client: Pick<MailwardenKubeClient, 'patchStatus' | 'setFinalizers'>;
-  readonly events: EventSink;
+  readonly connections: Pick<BackendConnections, 'get'>;
+  readonly client: Pick<MailwardenKubeClient, 'setFinalizers'>;
+  /** Writes the outcome to status (kind MailUserRestriction). */
+  readonly status: StatusWriter;
   readonly logger: Logger;
-  readonly now?: () => Date;
   /** How soon a restriction whose mailbox does not exist yet looks again (default 30 s). */
   readonly mailboxRetryMs?: number;
   /** Counts drift corrections (a metric). */
@@ -74,20 +90,13 @@ export interface RestrictionReconcilerDeps {
   readonly kubernetesDaemons?: (namespace: string) => readonly string[];
 }
 
-interface Outcome {
-  readonly ready: boolean;
-  readonly reason: Reason;
-  readonly message: string;
-  /** The store now holds the spec (Synced). */
-  readonly synced: boolean;
-}
-
 /**
  * MailUserRestriction → the four lists of one mailbox in the store its MailBackend names.
  *
  * Level-triggered and idempotent, in the provider-sql way: observe the store, write only on a
- * difference, report in status. The oldest restriction of a mailbox owns it; others report
- * Conflict. A finalizer clears the lists on delete under `deletionPolicy: Clear`.
+ * difference, return an Outcome that the StatusWriter reports. The oldest restriction of a
+ * mailbox owns it; others report Conflict. A finalizer clears the lists on delete under
+ * `deletionPolicy: Clear`.
  */
 export class MailUserRestrictionReconciler {
   readonly #deps: RestrictionReconcilerDeps;
@@ -99,27 +108,28 @@ export class MailUserRestrictionReconciler {
   async reconcile(key: string): Promise<{ requeueAfterMs?: number } | void> {
     const [namespace, name] = splitKey(key);
     const restriction = this.#deps.restrictions.get(namespace, name);
-    if (restriction === undefined) return; // deleted and finalized: nothing left to do
+    if (restriction === undefined) {
+      this.#deps.logger.debug({ key }, 'restriction gone and finalized: nothing to do');
+      return;
+    }
     if (restriction.metadata.deletionTimestamp) return this.#finalize(restriction);
+    const outcome = await this.#outcome(restriction, namespace, name);
+    if (outcome === undefined) return;
+    // status.backend names the MailBackend the spec names, whatever the outcome (null: none).
+    return this.#deps.status.settle(restriction, { ...outcome, fields: { backend: restriction.spec?.backendRef?.name } });
+  }
 
+  /** What this reconcile concludes; undefined when there is nothing to report (deleted meanwhile). */
+  async #outcome(restriction: RestrictionObject, namespace: string, name: string): Promise<Outcome | undefined> {
     const parsed = specSchema.safeParse(restriction.spec);
-    if (!parsed.success) {
-      return this.#report(restriction, { ready: false, synced: false, reason: Reason.InvalidSpec, message: formatIssues(parsed.error).join('; ') });
-    }
+    if (!parsed.success) return this.#early(restriction, { ready: false, reason: Reason.InvalidSpec, message: formatIssues(parsed.error).join('; ') });
     const spec = parsed.data;
-    if (spec.backendRef === undefined) return this.#report(restriction, this.#served(restriction, spec));
+    if (spec.backendRef === undefined) return this.#served(restriction, spec);
     const backend = this.#deps.backends.get(namespace, spec.backendRef.name);
-    if (backend === undefined) {
-      return this.#report(restriction, { ready: false, synced: false, reason: Reason.BackendNotFound, message: `MailBackend ${namespace}/${spec.backendRef.name} not found` });
-    }
+    if (backend === undefined) return this.#early(restriction, { ready: false, reason: Reason.BackendNotFound, message: Message.backendNotFound(namespace, spec.backendRef.name) });
     const owner = this.#ownerOf(namespace, targetKey(restriction)!);
     if (owner !== undefined && owner.metadata.name !== name) {
-      return this.#report(restriction, {
-        ready: false,
-        synced: false,
-        reason: Reason.Conflict,
-        message: `mailbox ${spec.mailbox} in MailBackend ${spec.backendRef.name} is already managed by MailUserRestriction ${owner.metadata.name} (the oldest wins); this one writes nothing`,
-      });
+      return this.#early(restriction, { ready: false, reason: Reason.Conflict, message: Message.conflict(spec.mailbox, spec.backendRef.name, owner.metadata.name) });
     }
 
     // The finalizer goes on before the first write, so no write can outlive its restriction;
@@ -128,20 +138,17 @@ export class MailUserRestrictionReconciler {
       const present = await this.#deps.client.setFinalizers('MailUserRestriction', namespace, name, [...(restriction.metadata.finalizers ?? []), FINALIZER], restriction.metadata.resourceVersion!);
       // Deleted between the cache read and the patch (no finalizer held it): writing now would
       // leave lists in the store that no restriction declares.
-      if (present === false) return;
+      if (present === false) {
+        this.#deps.logger.debug({ namespace, name }, 'restriction deleted before its finalizer went on: nothing written');
+        return undefined;
+      }
     }
 
-    let result: Outcome;
     try {
-      result = await this.#sync(restriction, spec, backend);
+      return await this.#sync(restriction, spec, backend);
     } catch (error) {
-      const outcome = this.#failure(error, backend);
-      await this.#report(restriction, outcome);
-      if (outcome.reason === Reason.MailboxNotFound) return { requeueAfterMs: this.#deps.mailboxRetryMs ?? 30_000 };
-      if (outcome.reason === Reason.InvalidSpec) return;
-      throw new RetryError(outcome.message, { cause: error });
+      return this.#failure(error, backend);
     }
-    return this.#report(restriction, result);
   }
 
   /**
@@ -153,21 +160,19 @@ export class MailUserRestrictionReconciler {
     const namespace = restriction.metadata.namespace ?? '';
     const owner = this.#ownerOf(namespace, targetKey(restriction)!);
     if (owner !== undefined && owner.metadata.name !== restriction.metadata.name) {
-      return {
-        ready: false,
-        synced: false,
-        reason: Reason.Conflict,
-        message: `mailbox ${spec.mailbox} is already restricted by MailUserRestriction ${owner.metadata.name} (the oldest wins); policy daemons ignore this one`,
-      };
+      return this.#early(restriction, { ready: false, reason: Reason.Conflict, message: Message.unboundConflict(spec.mailbox, owner.metadata.name) });
     }
+    const served = { stamps: (now: Date) => ({ lastSyncTime: now.toISOString() }) };
     const daemons = this.#deps.kubernetesDaemons?.(namespace);
-    if (daemons === undefined) {
-      return { ready: true, synced: true, reason: Reason.Served, message: `the lists of ${spec.mailbox} are served to policy daemons reading the MailUserRestrictions of ${namespace}` };
-    }
-    if (daemons.length === 0) {
-      return { ready: false, synced: false, reason: Reason.NotServed, message: `no PolicyDaemon with store Kubernetes in ${namespace} decides from this restriction; create one, or name a MailBackend in spec.backendRef` };
-    }
-    return { ready: true, synced: true, reason: Reason.Served, message: `the lists of ${spec.mailbox} are served by PolicyDaemon ${[...daemons].sort().join(', ')}` };
+    if (daemons === undefined) return { ready: true, reason: Reason.Served, message: Message.servedToReaders(spec.mailbox, namespace), ...served };
+    if (daemons.length === 0) return this.#early(restriction, { ready: false, reason: Reason.NotServed, message: Message.notServed(namespace) });
+    return { ready: true, reason: Reason.Served, message: Message.servedBy(spec.mailbox, daemons), ...served };
+  }
+
+  /** An outcome decided before touching the store, logged as cert-manager logs its guards. */
+  #early(restriction: RestrictionObject, outcome: Outcome): Outcome {
+    this.#deps.logger.debug({ namespace: restriction.metadata.namespace, name: restriction.metadata.name, reason: outcome.reason }, 'restriction not synced: ' + outcome.message);
+    return outcome;
   }
 
   #ownerOf(namespace: string, target: string): RestrictionObject | undefined {
@@ -176,78 +181,60 @@ export class MailUserRestrictionReconciler {
 
   /** Apply the spec's lists; the store compares under its lock and writes only on a difference. */
   async #sync(restriction: RestrictionObject, spec: MailUserRestrictionSpec, backend: BackendObject): Promise<Outcome> {
+    const backendName = backend.metadata.name;
     const { spec: backendSpec, problems } = parseBackendSpec(backend);
     if (backendSpec === undefined) {
-      return { ready: false, synced: false, reason: Reason.BackendUnavailable, message: `MailBackend ${backend.metadata.name} is not valid: ${problems}` };
+      return this.#early(restriction, { ready: false, reason: Reason.BackendUnavailable, message: Message.backendInvalid(backendName, problems) });
     }
     const store = await this.#deps.connections.get({ ...backend, spec: backendSpec }, backendSecretsOf(backend, this.#deps.secrets));
-    if (spec.managementPolicy === 'Observe') return observedOutcome(spec, backend.metadata.name, await store.observe(spec.mailbox));
+    if (spec.managementPolicy === 'Observe') return observedOutcome(spec, backendName, await store.observe(spec.mailbox));
     const { changed } = await store.apply(spec.mailbox, storeListsOf(spec));
+    const synced = { stamps: (now: Date) => ({ lastSyncTime: now.toISOString() }) };
     if (changed.length === 0) {
       // Already Applied for this generation: keep its message, so the reconcile that follows every
       // write (its own status patch re-queues it) does not write status again only to reword it.
       const ready = findCondition(restriction.status?.conditions, 'Ready');
       const current = ready?.reason === Reason.Applied && ready.observedGeneration === restriction.metadata.generation ? ready.message : undefined;
-      return { ready: true, synced: true, reason: Reason.Applied, message: current ?? `the lists of ${spec.mailbox} in ${backend.metadata.name} match the spec` };
+      return { ready: true, reason: Reason.Applied, message: current ?? Message.match(spec.mailbox, backendName), ...synced };
     }
-    const previouslySynced = findCondition(restriction.status?.conditions, 'Synced');
-    const drift = restriction.status?.observedGeneration === restriction.metadata.generation && previouslySynced?.status === 'True';
+    // Written although this generation was already applied: someone changed the store by hand.
+    const ready = findCondition(restriction.status?.conditions, 'Ready');
+    const drift = restriction.status?.observedGeneration === restriction.metadata.generation && ready?.status === 'True';
     if (drift) {
       this.#deps.onDriftCorrected?.();
-      this.#deps.events.warning(restriction, Reason.DriftCorrected, `the store's ${changed.join(', ')} of ${spec.mailbox} differed from the spec and was rewritten`);
-      return { ready: true, synced: true, reason: Reason.DriftCorrected, message: `the store's ${changed.join(', ')} of ${spec.mailbox} had drifted and was rewritten` };
+      const lists = changed.join(', ');
+      return { ready: true, reason: Reason.DriftCorrected, message: Message.drifted(lists, spec.mailbox), event: { type: 'Warning', message: Message.driftEvent(lists, spec.mailbox) }, ...synced };
     }
-    return { ready: true, synced: true, reason: Reason.Applied, message: `the lists of ${spec.mailbox} were written to ${backend.metadata.name}` };
+    return { ready: true, reason: Reason.Applied, message: Message.written(spec.mailbox, backendName), ...synced };
   }
 
+  /** A failed sync as an outcome: what status says, and whether to look again or back off. */
   #failure(error: unknown, backend: BackendObject): Outcome {
-    if (error instanceof StoreError) {
-      switch (error.kind) {
-        case 'MailboxNotFound':
-          return { ready: false, synced: false, reason: Reason.MailboxNotFound, message: `${error.message}; mailwarden never creates mailboxes and will apply the lists once it exists` };
-        case 'InvalidValue':
-          return { ready: false, synced: false, reason: Reason.InvalidSpec, message: error.message };
-        default:
-          return { ready: false, synced: false, reason: Reason.BackendUnavailable, message: `MailBackend ${backend.metadata.name}: ${error.message}` };
-      }
+    if (error instanceof StoreError && error.kind === 'MailboxNotFound') {
+      return { ready: false, reason: Reason.MailboxNotFound, message: Message.mailboxNotFound(error.message), requeueAfterMs: this.#deps.mailboxRetryMs ?? 30_000 };
     }
-    if (error instanceof CredentialsError) {
-      return { ready: false, synced: false, reason: Reason.BackendUnavailable, message: `MailBackend ${backend.metadata.name}: ${error.message}` };
-    }
-    if (error instanceof ConflictError) throw error;
-    return { ready: false, synced: false, reason: Reason.BackendUnavailable, message: `MailBackend ${backend.metadata.name}: ${(error as Error)?.message ?? String(error)}` };
+    // Retrying cannot make a value storable: the spec has to change, which queues it anyway.
+    if (error instanceof StoreError && error.kind === 'InvalidValue') return { ready: false, reason: Reason.InvalidSpec, message: error.message };
+    const text = error instanceof StoreError || error instanceof CredentialsError || error instanceof Error ? error.message : String(error);
+    return { ready: false, reason: Reason.BackendUnavailable, message: Message.backendFailed(backend.metadata.name, text), retry: { cause: error } };
   }
 
   /** Delete: clear the lists when this restriction owns the mailbox and the policy says so, then let go. */
   async #finalize(restriction: RestrictionObject): Promise<void> {
     const finalizers = restriction.metadata.finalizers ?? [];
-    if (!finalizers.includes(FINALIZER)) return;
     const { namespace = '', name } = restriction.metadata;
+    if (!finalizers.includes(FINALIZER)) {
+      this.#deps.logger.debug({ namespace, name }, 'restriction being deleted without our finalizer: nothing to clean up');
+      return;
+    }
     const spec = specSchema.safeParse(restriction.spec);
     const target = targetKey(restriction);
     const owner = target === undefined ? undefined : this.#ownerOf(namespace, target);
     // An observed restriction never writes: not even the clear on delete.
     if (spec.success && spec.data.deletionPolicy === 'Clear' && spec.data.managementPolicy !== 'Observe' && owner?.metadata.name === name && spec.data.backendRef !== undefined) {
-      const backend = this.#deps.backends.get(namespace, spec.data.backendRef.name);
-      if (backend === undefined) {
-        this.#deps.events.warning(restriction, Reason.BackendNotFound, `MailBackend ${spec.data.backendRef.name} is gone: the lists of ${spec.data.mailbox} could not be cleared`);
-      } else {
-        try {
-          // The parsed spec, as #sync passes it: the raw one lacks the settings' defaults, so its
-          // connection fingerprint differs and every clear would close the store others are using
-          // (LDAP: the clear itself then timed out, and deletes hung).
-          const { spec: backendSpec, problems } = parseBackendSpec(backend);
-          if (backendSpec === undefined) throw new InvalidBackendError(`MailBackend ${backend.metadata.name} is not valid: ${problems}`);
-          const store = await this.#deps.connections.get({ ...backend, spec: backendSpec }, backendSecretsOf(backend, this.#deps.secrets));
-          const result = await store.clear(spec.data.mailbox);
-          if (result.written) this.#deps.events.normal(restriction, 'Cleared', `the lists of ${spec.data.mailbox} were cleared in ${backend.metadata.name}`);
-        } catch (error) {
-          if (!(error instanceof StoreError && error.kind === 'MailboxNotFound')) {
-            this.#deps.events.warning(restriction, Reason.BackendUnavailable, `cannot clear the lists of ${spec.data.mailbox} yet: ${(error as Error).message}`);
-            throw new RetryError(`clearing ${spec.data.mailbox}: ${(error as Error).message}`, { cause: error });
-          }
-        }
-      }
+      await this.#clear(restriction, spec.data.mailbox, spec.data.backendRef.name);
+    } else {
+      this.#deps.logger.debug({ namespace, name }, 'restriction deleted: lists left as they are (not the owner, or deletionPolicy Keep)');
     }
     await this.#deps.client.setFinalizers(
       'MailUserRestriction',
@@ -258,28 +245,30 @@ export class MailUserRestrictionReconciler {
     );
   }
 
-  /** One status write per reconcile, only when something changed; an Event on each transition. */
-  async #report(restriction: RestrictionObject, outcome: Outcome): Promise<void> {
-    const now = (this.#deps.now ?? (() => new Date()))();
-    const generation = restriction.metadata.generation;
-    const previous = restriction.status?.conditions;
-    let conditions: Condition[] = setCondition(previous, { type: 'Ready', status: outcome.ready ? 'True' : 'False', reason: outcome.reason, message: outcome.message, observedGeneration: generation }, now);
-    conditions = setCondition(conditions, { type: 'Synced', status: outcome.synced ? 'True' : 'False', reason: outcome.reason, message: outcome.message, observedGeneration: generation }, now);
-    const backend = restriction.spec?.backendRef?.name;
-    const unchanged =
-      sameConditions(previous, conditions) && restriction.status?.observedGeneration === generation && restriction.status?.backend === backend;
-    if (unchanged) return;
-    const before = findCondition(previous, 'Ready');
-    if (before?.reason !== outcome.reason && outcome.reason !== Reason.DriftCorrected) {
-      if (outcome.ready) this.#deps.events.normal(restriction, outcome.reason, outcome.message);
-      else this.#deps.events.warning(restriction, outcome.reason, outcome.message);
+  /** Empties the mailbox's lists; a failure is retried, so the finalizer holds until it is done. */
+  async #clear(restriction: RestrictionObject, mailbox: string, backendName: string): Promise<void> {
+    const namespace = restriction.metadata.namespace ?? '';
+    const backend = this.#deps.backends.get(namespace, backendName);
+    if (backend === undefined) {
+      this.#deps.status.event(restriction, 'Warning', Reason.BackendNotFound, Message.clearBackendGone(backendName, mailbox));
+      return;
     }
-    await this.#deps.client.patchStatus('MailUserRestriction', restriction.metadata.namespace ?? '', restriction.metadata.name, {
-      observedGeneration: generation,
-      conditions,
-      backend,
-      lastSyncTime: outcome.synced ? now.toISOString() : restriction.status?.lastSyncTime,
-    });
+    try {
+      // The parsed spec, as #sync passes it: the raw one lacks the settings' defaults, so its
+      // connection fingerprint differs and every clear would close the store others are using
+      // (LDAP: the clear itself then timed out, and deletes hung).
+      const { spec: backendSpec, problems } = parseBackendSpec(backend);
+      if (backendSpec === undefined) throw new InvalidBackendError(Message.backendInvalid(backend.metadata.name, problems));
+      const store = await this.#deps.connections.get({ ...backend, spec: backendSpec }, backendSecretsOf(backend, this.#deps.secrets));
+      const result = await store.clear(mailbox);
+      if (result.written) this.#deps.status.event(restriction, 'Normal', Reason.Cleared, Message.cleared(mailbox, backend.metadata.name));
+    } catch (error) {
+      // A mailbox that is gone has no lists left to clear.
+      if (error instanceof StoreError && error.kind === 'MailboxNotFound') return;
+      const text = (error as Error).message;
+      this.#deps.status.event(restriction, 'Warning', Reason.BackendUnavailable, Message.clearFailed(mailbox, text));
+      throw new RetryError(Message.clearRetry(mailbox, text), { cause: error });
+    }
   }
 }
 
@@ -291,10 +280,10 @@ function observedOutcome(spec: MailUserRestrictionSpec, backend: string, stored:
   const diff = diffLists(stored, storeListsOf(spec));
   const changed = changedLists(diff);
   if (changed.length === 0) {
-    return { ready: true, synced: true, reason: Reason.StoreMatches, message: `the lists of ${spec.mailbox} in ${backend} match the spec (managementPolicy Observe: nothing is written)` };
+    return { ready: true, reason: Reason.StoreMatches, message: `the lists of ${spec.mailbox} in ${backend} match the spec (managementPolicy Observe: nothing is written)`, stamps: (now) => ({ lastSyncTime: now.toISOString() }) };
   }
   const what = changed
     .map((name) => [name, ...diff[name].added.map((e) => `+${e}`), ...diff[name].removed.map((e) => `-${e}`)].join(' '))
     .join('; ');
-  return { ready: false, synced: false, reason: Reason.StoreDiffers, message: `the lists of ${spec.mailbox} in ${backend} differ from the spec (managementPolicy Observe: nothing is written): ${what}` };
+  return { ready: false, reason: Reason.StoreDiffers, message: `the lists of ${spec.mailbox} in ${backend} differ from the spec (managementPolicy Observe: nothing is written): ${what}` };
 }

@@ -1,9 +1,8 @@
 import type { V1Deployment, V1Pod } from '@kubernetes/client-node';
-import { findCondition, sameConditions, setCondition } from '../api/conditions.ts';
-import type { MailBackendSpec } from '../api/mail-backend.ts';
 import { formatIssues } from '../api/issues.ts';
 import { policyDaemonSpecSchema, type PolicyDaemonResource } from '../api/policy-daemon.ts';
 import type { Logger } from '../observability/logger.ts';
+import type { MailBackendSpec } from '../api/mail-backend.ts';
 import {
   configHash,
   configMapFor,
@@ -16,10 +15,11 @@ import {
   type PolicyDaemonRef,
 } from './policy-daemon-objects.ts';
 import { parseBackendSpec } from './backend-spec.ts';
-import { sidecarHealth, sidecarReport, type SidecarHealth } from './sidecar-health.ts';
 import type { PolicyDaemonWriter } from './policy-daemon-writer.ts';
+import { sidecarHealth, sidecarReport, type SidecarHealth } from './sidecar-health.ts';
+import type { Outcome, StatusNow, StatusWriter } from './status.ts';
 import { splitKey } from '../api/object-key.ts';
-import type { BackendObject, EventSink, KubeMeta, Lister } from './types.ts';
+import type { BackendObject, KubeMeta, Lister } from './types.ts';
 
 /** A PolicyDaemon as the informer holds it. */
 export type PolicyDaemonObject = PolicyDaemonResource & { metadata: PolicyDaemonResource['metadata'] & KubeMeta };
@@ -32,24 +32,42 @@ export interface PolicyDaemonReconcilerDeps {
   /** Deployments labelled mailwarden.io/policy-daemon (Service mode). */
   readonly deployments: Lister<V1Deployment>;
   readonly writer: PolicyDaemonWriter;
-  readonly events: EventSink;
+  /** Writes the outcome to status (kind PolicyDaemon). */
+  readonly status: StatusWriter;
   readonly logger: Logger;
   /** The daemon image when a PolicyDaemon names none. */
   readonly image: string;
   /** Pull secrets for that image (names, in the PolicyDaemon's namespace). */
   readonly imagePullSecrets?: readonly string[];
-  readonly now?: () => Date;
 }
 
-interface Outcome {
-  readonly ready: boolean;
-  readonly reason: string;
-  readonly message: string;
-  readonly injectedPods?: number;
-  readonly readyReplicas?: number;
-  readonly configHash?: string;
-  /** Sidecar mode: the injected pods and which of them run without the daemon. */
-  readonly sidecars?: SidecarHealth;
+/** Condition reasons of a PolicyDaemon. */
+export const DaemonReason = {
+  InvalidSpec: 'InvalidSpec',
+  BackendNotFound: 'BackendNotFound',
+  BackendInvalid: 'BackendInvalid',
+  Injecting: 'Injecting',
+  Available: 'Available',
+  Progressing: 'Progressing',
+} as const;
+
+/** The texts its status carries. */
+export const DaemonMessage = {
+  backendNotFound: (backend: string, namespace: string) => `MailBackend ${backend} does not exist in ${namespace}`,
+  backendInvalid: (backend: string, issues: string) => `MailBackend ${backend} is invalid: ${issues}`,
+  injecting: (pods: number) => `pods labelled mailwarden.io/inject: "true" that podSelector matches get the daemon; ${pods} running with it`,
+  available: (ready: number, replicas: number, address: string) => `${ready}/${replicas} replicas ready; Postfix: check_policy_service ${address}`,
+  progressing: (deployment: string) => `no replica ready yet (Deployment ${deployment})`,
+} as const;
+
+/** The SidecarsRunning condition, its fields and Event (sidecar-health.ts) as the StatusWriter's extra. */
+function sidecarStatus(health: SidecarHealth | undefined): (current: StatusNow) => ReturnType<typeof sidecarReport> {
+  return ({ conditions, status, generation, now }) => sidecarReport(conditions, status?.sidecarsNotRunningPods as readonly string[] | undefined, health, generation, now);
+}
+
+/** The status fields beside Ready; each mode sets its own count and clears the other's. */
+function daemonFields(counts: { injectedPods?: number; readyReplicas?: number; configHash?: string }): Outcome['fields'] {
+  return { injectedPods: counts.injectedPods, readyReplicas: counts.readyReplicas, configHash: counts.configHash };
 }
 
 /**
@@ -68,21 +86,28 @@ export class PolicyDaemonReconciler {
     const [namespace, name] = splitKey(key);
     const daemon = this.#deps.daemons.get(namespace, name);
     // Gone: its objects carry ownerReferences, the garbage collector removes them.
-    if (daemon === undefined || daemon.metadata.deletionTimestamp !== undefined) return;
-    await this.#report(daemon, await this.#converge(daemon, namespace));
+    if (daemon === undefined || daemon.metadata.deletionTimestamp !== undefined) {
+      this.#deps.logger.debug({ key }, 'policy daemon gone or going: its objects are garbage-collected');
+      return;
+    }
+    const outcome = await this.#converge(daemon, namespace);
+    // Outside Sidecar mode (or before it converges) the sidecar condition and fields go away.
+    await this.#deps.status.write(daemon, { ...outcome, extra: outcome.extra ?? sidecarStatus(undefined) });
   }
 
   async #converge(daemon: PolicyDaemonObject, namespace: string): Promise<Outcome> {
     const parsed = policyDaemonSpecSchema.safeParse(daemon.spec);
-    if (!parsed.success) return { ready: false, reason: 'InvalidSpec', message: formatIssues(parsed.error).join('; ') };
+    if (!parsed.success) return this.#early(daemon, { ready: false, reason: DaemonReason.InvalidSpec, message: formatIssues(parsed.error).join('; '), fields: daemonFields({}) });
     const ref: PolicyDaemonRef = { name: daemon.metadata.name, namespace, uid: daemon.metadata.uid, spec: parsed.data };
     let backend: MailBackendSpec | undefined;
     if (ref.spec.backendRef !== undefined) {
       const backendName = ref.spec.backendRef.name;
       const found = this.#deps.backends.get(namespace, backendName);
-      if (found === undefined) return { ready: false, reason: 'BackendNotFound', message: `MailBackend ${backendName} does not exist in ${namespace}` };
+      if (found === undefined) return this.#early(daemon, { ready: false, reason: DaemonReason.BackendNotFound, message: DaemonMessage.backendNotFound(backendName, namespace), fields: daemonFields({}) });
       const { spec: backendSpec, problems } = parseBackendSpec(found);
-      if (backendSpec === undefined) return { ready: false, reason: 'BackendInvalid', message: `MailBackend ${backendName} is invalid: ${problems}` };
+      if (backendSpec === undefined) {
+        return this.#early(daemon, { ready: false, reason: DaemonReason.BackendInvalid, message: DaemonMessage.backendInvalid(backendName, problems), fields: daemonFields({}) });
+      }
       backend = backendSpec;
     } else {
       // store Kubernetes: the daemon reads the restrictions as its own, read-only ServiceAccount.
@@ -103,7 +128,7 @@ export class PolicyDaemonReconciler {
       }
       const sidecars = sidecarHealth(this.#deps.pods.list(namespace), ref.name);
       const injected = sidecars.injected;
-      return { ready: true, reason: 'Injecting', message: `pods labelled mailwarden.io/inject: "true" that podSelector matches get the daemon; ${injected} running with it`, injectedPods: injected, configHash: hash, sidecars };
+      return { ready: true, reason: DaemonReason.Injecting, message: DaemonMessage.injecting(injected), fields: daemonFields({ injectedPods: injected, configHash: hash }), extra: sidecarStatus(sidecars) };
     }
 
     await this.#deps.writer.apply(deploymentFor(ref, backend, this.#deps.image, hash, this.#deps.imagePullSecrets));
@@ -111,42 +136,14 @@ export class PolicyDaemonReconciler {
     await this.#deps.writer.apply(podDisruptionBudgetFor(ref));
     const readyReplicas = deployment?.status?.readyReplicas ?? 0;
     const address = `inet:${objectName(ref.name)}.${namespace}.svc:${ref.spec.port}`;
-    if (readyReplicas > 0) return { ready: true, reason: 'Available', message: `${readyReplicas}/${ref.spec.replicas} replicas ready; Postfix: check_policy_service ${address}`, readyReplicas, configHash: hash };
-    return { ready: false, reason: 'Progressing', message: `no replica ready yet (Deployment ${objectName(ref.name)})`, readyReplicas, configHash: hash };
+    const fields = daemonFields({ readyReplicas, configHash: hash });
+    if (readyReplicas > 0) return { ready: true, reason: DaemonReason.Available, message: DaemonMessage.available(readyReplicas, ref.spec.replicas, address), fields };
+    return { ready: false, reason: DaemonReason.Progressing, message: DaemonMessage.progressing(objectName(ref.name)), fields };
   }
 
-  async #report(daemon: PolicyDaemonObject, outcome: Outcome): Promise<void> {
-    const now = (this.#deps.now ?? (() => new Date()))();
-    const generation = daemon.metadata.generation;
-    const previous = daemon.status?.conditions;
-    const ready = setCondition(previous, { type: 'Ready', status: outcome.ready ? 'True' : 'False', reason: outcome.reason, message: outcome.message, observedGeneration: generation }, now);
-    const old = daemon.status;
-    const sidecars = sidecarReport(ready, old?.sidecarsNotRunningPods, outcome.sidecars, generation, now);
-    const conditions = sidecars.conditions;
-    const status = { observedGeneration: generation, conditions, injectedPods: outcome.injectedPods, readyReplicas: outcome.readyReplicas, configHash: outcome.configHash };
-    if (sidecars.event !== undefined) {
-      const target = { ...daemon, apiVersion: daemon.apiVersion ?? 'mailwarden.io/v1alpha1', kind: 'PolicyDaemon' };
-      if (sidecars.event.type === 'Warning') this.#deps.events.warning(target, sidecars.event.reason, sidecars.event.message);
-      else this.#deps.events.normal(target, sidecars.event.reason, sidecars.event.message);
-    }
-    if (
-      sameConditions(previous, conditions) &&
-      (old?.sidecarsNotRunning ?? null) === sidecars.fields.sidecarsNotRunning &&
-      JSON.stringify(old?.sidecarsNotRunningPods ?? null) === JSON.stringify(sidecars.fields.sidecarsNotRunningPods) &&
-      old?.observedGeneration === generation &&
-      old?.injectedPods === outcome.injectedPods &&
-      old?.readyReplicas === outcome.readyReplicas &&
-      old?.configHash === outcome.configHash
-    ) {
-      this.#deps.logger.debug({ policyDaemon: daemon.metadata.name }, 'status unchanged');
-      return;
-    }
-    if (findCondition(previous, 'Ready')?.reason !== outcome.reason) {
-      const target = { ...daemon, apiVersion: daemon.apiVersion ?? 'mailwarden.io/v1alpha1', kind: 'PolicyDaemon' };
-      if (outcome.ready) this.#deps.events.normal(target, outcome.reason, outcome.message);
-      else this.#deps.events.warning(target, outcome.reason, outcome.message);
-    }
-    // Merge patch: null clears the count that does not apply to the current mode.
-    await this.#deps.writer.patchStatus(daemon.metadata.namespace ?? '', daemon.metadata.name, { ...status, injectedPods: status.injectedPods ?? null, readyReplicas: status.readyReplicas ?? null, configHash: status.configHash ?? null, ...sidecars.fields });
+  /** An outcome decided before anything is applied, with its debug line. */
+  #early(daemon: PolicyDaemonObject, outcome: Outcome): Outcome {
+    this.#deps.logger.debug({ namespace: daemon.metadata.namespace, name: daemon.metadata.name, reason: outcome.reason }, `policy daemon not converged: ${outcome.message}`);
+    return outcome;
   }
 }

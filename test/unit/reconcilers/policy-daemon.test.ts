@@ -1,0 +1,133 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import type { KubernetesObject, V1Deployment, V1Pod } from '@kubernetes/client-node';
+import { DaemonMessage, DaemonReason, PolicyDaemonReconciler, type PolicyDaemonObject } from '../../../src/reconcilers/policy-daemon.ts';
+import { objectName, POLICY_DAEMON_LABEL } from '../../../src/reconcilers/policy-daemon-objects.ts';
+import type { PolicyDaemonWriter } from '../../../src/reconcilers/policy-daemon-writer.ts';
+import type { BackendObject } from '../../../src/reconcilers/types.ts';
+import { lister, Recorder, type RecordedEvent } from './fakes.ts';
+
+const backend = { apiVersion: 'mailwarden.io/v1alpha1', kind: 'MailBackend', metadata: { namespace: 'mail', name: 'pg' }, spec: { url: 'postgres://vmail@127.0.0.1:5432/vmail' } } as BackendObject;
+const SIDECAR = { backendRef: { name: 'pg' }, mode: 'Sidecar', podSelector: { matchLabels: { app: 'postfix' } } };
+const SERVICE = { backendRef: { name: 'pg' }, mode: 'Service', replicas: 2 };
+
+function daemon(spec: Record<string, unknown>, extra: { deleting?: boolean; status?: Record<string, unknown> } = {}): PolicyDaemonObject {
+  return {
+    apiVersion: 'mailwarden.io/v1alpha1',
+    kind: 'PolicyDaemon',
+    metadata: { namespace: 'mail', name: 'policyd', uid: 'u1', generation: 4, ...(extra.deleting ? { deletionTimestamp: '2026-12-04T14:59:00Z' } : {}) },
+    spec,
+    status: extra.status,
+  } as PolicyDaemonObject;
+}
+
+function pod(name: string, phase = 'Running'): V1Pod {
+  return { metadata: { namespace: 'mail', name, labels: { [POLICY_DAEMON_LABEL]: 'policyd' } }, status: { phase } };
+}
+
+const deployment = (readyReplicas: number): V1Deployment => ({ metadata: { namespace: 'mail', name: objectName('policyd'), labels: { [POLICY_DAEMON_LABEL]: 'policyd' } }, status: { readyReplicas } });
+
+interface Case {
+  readonly name: string;
+  readonly daemons: PolicyDaemonObject[];
+  readonly backends?: BackendObject[];
+  readonly pods?: V1Pod[];
+  readonly deployments?: V1Deployment[];
+  readonly expect: {
+    readonly ready?: { status: 'True' | 'False'; reason: string; message?: string };
+    readonly fields?: { injectedPods: number | null; readyReplicas: number | null; configHash: 'set' | null };
+    readonly applied?: string[];
+    readonly removed?: string[];
+    readonly events?: Pick<RecordedEvent, 'type' | 'reason'>[];
+    readonly debug?: RegExp;
+  };
+}
+
+const cases: Case[] = [
+  { name: 'a PolicyDaemon gone: nothing (its objects are garbage-collected)', daemons: [], expect: { applied: [], debug: /gone or going/ } },
+  { name: 'a PolicyDaemon being deleted: nothing', daemons: [daemon(SIDECAR, { deleting: true })], expect: { applied: [], debug: /gone or going/ } },
+  {
+    name: 'an invalid spec: InvalidSpec, nothing applied, counts cleared',
+    daemons: [daemon({ backendRef: { name: 'pg' }, mode: 'Sidecar' })],
+    expect: { ready: { status: 'False', reason: DaemonReason.InvalidSpec }, fields: { injectedPods: null, readyReplicas: null, configHash: null }, applied: [], events: [{ type: 'Warning', reason: 'InvalidSpec' }], debug: /not converged/ },
+  },
+  {
+    name: 'the MailBackend does not exist: BackendNotFound',
+    daemons: [daemon(SIDECAR)],
+    backends: [],
+    expect: { ready: { status: 'False', reason: DaemonReason.BackendNotFound, message: DaemonMessage.backendNotFound('pg', 'mail') }, applied: [], debug: /not converged/ },
+  },
+  {
+    name: 'Sidecar mode: the ConfigMap applied, the running injected pods counted',
+    daemons: [daemon(SIDECAR)],
+    pods: [pod('a'), pod('b'), pod('done', 'Succeeded')],
+    expect: { ready: { status: 'True', reason: DaemonReason.Injecting, message: DaemonMessage.injecting(2) }, fields: { injectedPods: 2, readyReplicas: null, configHash: 'set' }, applied: ['ConfigMap'], events: [{ type: 'Normal', reason: 'Injecting' }] },
+  },
+  {
+    name: 'store Kubernetes (no backendRef): its read-only identity applied before the ConfigMap',
+    daemons: [daemon({ store: 'Kubernetes', mode: 'Sidecar', podSelector: { matchLabels: { app: 'postfix' } } })],
+    backends: [],
+    expect: { ready: { status: 'True', reason: DaemonReason.Injecting }, applied: ['ServiceAccount', 'Role', 'RoleBinding', 'Secret', 'ConfigMap'] },
+  },
+  {
+    name: 'switched from Service to Sidecar mode: the Deployment, Service and PDB removed',
+    daemons: [daemon(SIDECAR)],
+    deployments: [deployment(2)],
+    expect: { ready: { status: 'True', reason: DaemonReason.Injecting }, applied: ['ConfigMap'], removed: ['Deployment', 'Service', 'PodDisruptionBudget'] },
+  },
+  {
+    name: 'Service mode with ready replicas: Available, everything applied',
+    daemons: [daemon(SERVICE)],
+    deployments: [deployment(2)],
+    expect: { ready: { status: 'True', reason: DaemonReason.Available }, fields: { injectedPods: null, readyReplicas: 2, configHash: 'set' }, applied: ['ConfigMap', 'Deployment', 'Service', 'PodDisruptionBudget'] },
+  },
+  {
+    name: 'Service mode with no replica ready yet: Progressing',
+    daemons: [daemon(SERVICE)],
+    expect: { ready: { status: 'False', reason: DaemonReason.Progressing, message: DaemonMessage.progressing(objectName('policyd')) }, fields: { injectedPods: null, readyReplicas: 0, configHash: 'set' }, events: [{ type: 'Warning', reason: 'Progressing' }] },
+  },
+];
+
+describe('PolicyDaemonReconciler', () => {
+  for (const c of cases) {
+    test(c.name, async () => {
+      const recorder = new Recorder();
+      const applied: string[] = [];
+      const removed: string[] = [];
+      const writer: PolicyDaemonWriter = {
+        apply: async (o: KubernetesObject) => void applied.push(o.kind!),
+        remove: async (o) => void removed.push(o.kind),
+      };
+      const reconciler = new PolicyDaemonReconciler({
+        daemons: lister(...c.daemons),
+        backends: lister(...(c.backends ?? [backend])),
+        pods: lister(...(c.pods ?? [])),
+        deployments: lister(...(c.deployments ?? [])),
+        writer,
+        status: recorder.statusWriter('PolicyDaemon'),
+        logger: recorder.logger,
+        image: 'ghcr.io/mailwarden/mailwarden:test',
+      });
+      await reconciler.reconcile('mail/policyd');
+      const e = c.expect;
+      if (e.ready === undefined) assert.equal(recorder.onlyPatch(), undefined);
+      else {
+        assert.equal(recorder.ready()?.status, e.ready.status);
+        assert.equal(recorder.ready()?.reason, e.ready.reason);
+        if (e.ready.message !== undefined) assert.equal(recorder.ready()?.message, e.ready.message);
+      }
+      if (e.fields !== undefined) {
+        const status = recorder.onlyPatch()!;
+        assert.equal(status.injectedPods, e.fields.injectedPods);
+        assert.equal(status.readyReplicas, e.fields.readyReplicas);
+        if (e.fields.configHash === null) assert.equal(status.configHash, null);
+        else assert.match(String(status.configHash), /^[0-9a-f]{8,}$/);
+      }
+      if (e.applied !== undefined) assert.deepEqual(applied, e.applied);
+      assert.deepEqual(removed, e.removed ?? []);
+      if (e.events !== undefined) assert.deepEqual(recorder.events.map(({ type, reason }) => ({ type, reason })), e.events);
+      if (e.debug !== undefined) assert.ok(recorder.debugLines().some((l) => e.debug!.test(l)), recorder.debugLines().join(' | '));
+      for (const event of recorder.events) assert.equal(event.kind, 'PolicyDaemon');
+    });
+  }
+});
