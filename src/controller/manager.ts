@@ -84,6 +84,8 @@ export interface ManagerOptions<K extends string> {
   readonly registry?: Registry;
   readonly logger: Logger;
   readonly timers?: Timers;
+  /** Objects per list page (default the informer's, 500); tests page through a few objects. */
+  readonly listPageSize?: number;
 }
 
 /**
@@ -122,6 +124,7 @@ export class ControllerManager<K extends string> {
             labelSelector: definition.labelSelector,
             transform: definition.transform,
             indexers: definition.indexes,
+            pageSize: options.listPageSize,
             logger: this.#log,
             timers: options.timers,
           });

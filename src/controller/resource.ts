@@ -52,6 +52,10 @@ export function collectionLister(kc: KubeConfig, path: string): ListFunction<Kub
       if (dispatcher !== undefined && !isPooledDispatcher(dispatcher)) void dispatcher.close().catch(() => {});
     }
     if (status < 200 || status > 299) throw new ApiException(status, `HTTP ${status} listing ${path}: ${text.slice(0, 300)}`, text, {});
-    return JSON.parse(text) as KubernetesListObject<KubernetesObject>;
+    const list = JSON.parse(text) as KubernetesListObject<KubernetesObject> & { metadata?: { continue?: string } };
+    // The wire name is `continue`; client-node's list type (and so the informer) reads `_continue`.
+    // Raw JSON without this renaming ends a paged list after its first page.
+    if (list.metadata?.continue) list.metadata._continue = list.metadata.continue;
+    return list;
   };
 }

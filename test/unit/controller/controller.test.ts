@@ -1,15 +1,51 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { Registry } from 'prom-client';
 import { Controller } from '../../../src/controller/controller.ts';
+import type { Timers } from '../../../src/controller/timers.ts';
 import { WorkQueue } from '../../../src/controller/work-queue.ts';
 
-async function until(what: string, ok: () => boolean, timeoutMs = 2000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!ok()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(5);
+/** Lets the workers run: yields to the event loop (no clock involved) until `ok` or gives up. */
+async function until(what: string, ok: () => boolean, turns = 1000): Promise<void> {
+  for (let i = 0; !ok(); i++) {
+    if (i >= turns) throw new Error(`never happened: ${what}`);
+    await new Promise((r) => setImmediate(r));
+  }
+}
+
+/** A promise and the function that settles it: a reconcile held in flight until the test says. */
+function gate(): { wait: Promise<void>; open: () => void } {
+  let open!: () => void;
+  const wait = new Promise<void>((r) => (open = r));
+  return { wait, open };
+}
+
+/** Timers driven by the test: `advance(ms)` fires whatever falls due, in order. */
+class FakeTimers implements Timers {
+  #now = 0;
+  #seq = 0;
+  readonly #pending = new Map<number, { at: number; fn: () => void }>();
+  now(): number {
+    return this.#now;
+  }
+  setTimeout(fn: () => void, ms: number): unknown {
+    const id = ++this.#seq;
+    this.#pending.set(id, { at: this.#now + ms, fn });
+    return id;
+  }
+  clearTimeout(handle: unknown): void {
+    this.#pending.delete(handle as number);
+  }
+  advance(ms: number): void {
+    const until = this.#now + ms;
+    for (;;) {
+      const next = [...this.#pending.entries()].sort((a, b) => a[1].at - b[1].at)[0];
+      if (!next || next[1].at > until) break;
+      this.#pending.delete(next[0]);
+      this.#now = next[1].at;
+      next[1].fn();
+    }
+    this.#now = until;
   }
 }
 
@@ -26,6 +62,7 @@ describe('Controller', () => {
     let overlap = false;
     let maxParallel = 0;
     const seen: string[] = [];
+    const held = gate();
     const c = new Controller({
       name: 't1',
       queue,
@@ -34,15 +71,16 @@ describe('Controller', () => {
         if (running.has(key)) overlap = true;
         running.add(key);
         maxParallel = Math.max(maxParallel, running.size);
-        await sleep(20);
+        await held.wait;
         running.delete(key);
         seen.push(key);
       },
     });
     c.start();
     for (const k of ['a', 'b', 'c', 'a', 'a']) queue.add(k);
-    await sleep(5);
+    await until('three reconciles in flight', () => running.size === 3);
     queue.add('a'); // while 'a' is in flight: one more reconcile afterwards
+    held.open();
     await until('four reconciles', () => seen.length === 4);
     await c.stop();
     assert.equal(overlap, false);
@@ -52,12 +90,14 @@ describe('Controller', () => {
 
   test('a failure retries with backoff and a success forgets it; metrics count each result', async () => {
     const registry = new Registry();
-    const queue = new WorkQueue({ backoff: { baseMs: 10, jitter: 0 } });
+    const timers = new FakeTimers();
+    const queue = new WorkQueue({ backoff: { baseMs: 10, jitter: 0 }, timers });
     let calls = 0;
     const c = new Controller({
       name: 't2',
       queue,
       registry,
+      timers,
       reconcile: async () => {
         calls++;
         if (calls <= 2) throw new Error('store unavailable');
@@ -67,6 +107,12 @@ describe('Controller', () => {
     });
     c.start();
     queue.add('k');
+    await until('the first call', () => calls === 1);
+    timers.advance(10); // first backoff
+    await until('the retry', () => calls === 2);
+    timers.advance(20); // doubled
+    await until('the second retry', () => calls === 3);
+    timers.advance(10); // the requeue asked for
     await until('four calls', () => calls === 4);
     await until('settled', () => queue.processing.size === 0);
     assert.equal(queue.numRequeues('k'), 0, 'forgotten after success');
@@ -81,26 +127,28 @@ describe('Controller', () => {
 
   test('resync queues every key; queue depth is exported per controller', async () => {
     const registry = new Registry();
-    const queue = new WorkQueue();
-    let release!: () => void;
-    const gate = new Promise<void>((r) => { release = r; });
+    const timers = new FakeTimers();
+    const queue = new WorkQueue({ timers });
+    const held = gate();
     const reconciled: string[] = [];
     const c = new Controller({
       name: 't3',
       queue,
       registry,
+      timers,
       resyncMs: 30,
       keys: () => ['x', 'y', 'z'],
       reconcile: async (key) => {
-        await gate;
+        await held.wait;
         reconciled.push(key);
       },
     });
     c.start();
+    timers.advance(30);
     await until('resync queued the keys', () => queue.length >= 2);
     const depth = await metric(registry, 'mailwarden_controller_queue_depth');
     assert.deepEqual(depth, [{ labels: { controller: 't3' }, value: queue.length }]);
-    release();
+    held.open();
     await until('all reconciled', () => ['x', 'y', 'z'].every((k) => reconciled.includes(k)));
     await c.stop();
   });
@@ -140,27 +188,38 @@ describe('Controller', () => {
   test('stop lets a reconcile in flight finish, and gives up after the deadline', async () => {
     const queue = new WorkQueue();
     let finished = false;
+    let started = false;
+    const held = gate();
     const c = new Controller({
       name: 't4',
       queue,
       reconcile: async () => {
-        await sleep(50);
+        started = true;
+        await held.wait;
         finished = true;
       },
     });
     c.start();
     queue.add('a');
-    await sleep(5);
-    await c.stop();
+    await until('the reconcile in flight', () => started);
+    const stopping = c.stop();
+    held.open();
+    await stopping;
     assert.equal(finished, true);
 
-    const stuck = new WorkQueue();
-    const d = new Controller({ name: 't5', queue: stuck, stopTimeoutMs: 50, reconcile: () => new Promise(() => {}) });
+    const timers = new FakeTimers();
+    const stuck = new WorkQueue({ timers });
+    let stuckStarted = false;
+    const d = new Controller({ name: 't5', queue: stuck, timers, stopTimeoutMs: 50, reconcile: () => ((stuckStarted = true), new Promise(() => {})) });
     d.start();
     stuck.add('a');
-    await sleep(5);
-    const t0 = Date.now();
-    await d.stop();
-    assert.ok(Date.now() - t0 < 1000, 'stop returned at the deadline');
+    await until('the stuck reconcile in flight', () => stuckStarted);
+    let stopped = false;
+    const stoppingStuck = d.stop().then(() => (stopped = true));
+    for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r)); // let stop() run as far as it can
+    assert.equal(stopped, false, 'stop waits for the reconcile in flight');
+    timers.advance(50);
+    await stoppingStuck;
+    assert.equal(stopped, true, 'stop returned at the deadline');
   });
 });
