@@ -2,7 +2,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Registry } from 'prom-client';
 import { Controller } from '../../../src/controller/controller.ts';
-import type { Timers } from '../../../src/controller/timers.ts';
+import { FakeTimers } from './fake-timers.ts';
 import { WorkQueue } from '../../../src/controller/work-queue.ts';
 
 /** Lets the workers run: yields to the event loop (no clock involved) until `ok` or gives up. */
@@ -20,34 +20,6 @@ function gate(): { wait: Promise<void>; open: () => void } {
   return { wait, open };
 }
 
-/** Timers driven by the test: `advance(ms)` fires whatever falls due, in order. */
-class FakeTimers implements Timers {
-  #now = 0;
-  #seq = 0;
-  readonly #pending = new Map<number, { at: number; fn: () => void }>();
-  now(): number {
-    return this.#now;
-  }
-  setTimeout(fn: () => void, ms: number): unknown {
-    const id = ++this.#seq;
-    this.#pending.set(id, { at: this.#now + ms, fn });
-    return id;
-  }
-  clearTimeout(handle: unknown): void {
-    this.#pending.delete(handle as number);
-  }
-  advance(ms: number): void {
-    const until = this.#now + ms;
-    for (;;) {
-      const next = [...this.#pending.entries()].sort((a, b) => a[1].at - b[1].at)[0];
-      if (!next || next[1].at > until) break;
-      this.#pending.delete(next[0]);
-      this.#now = next[1].at;
-      next[1].fn();
-    }
-    this.#now = until;
-  }
-}
 
 async function metric(registry: Registry, name: string): Promise<Array<{ labels: Record<string, string | number>; value: number }>> {
   const m = registry.getSingleMetric(name);
