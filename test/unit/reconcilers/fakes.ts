@@ -6,8 +6,9 @@
 import { Writable } from 'node:stream';
 import { Registry, Counter } from 'prom-client';
 import { createLogger } from '../../../src/observability/logger.ts';
-import { EMPTY_LISTS, LIST_NAMES, sameEntries, type RestrictionLists } from '../../../src/restrictions/lists.ts';
-import { StoreError, type ApplyResult, type MailboxWriter } from '../../../src/stores/store.ts';
+import { changedLists, diffLists } from '../../../src/restrictions/list-diff.ts';
+import { EMPTY_LISTS, type RestrictionLists } from '../../../src/restrictions/lists.ts';
+import { StoreError, type ApplyResult, type MailboxWriter, type StoredMailbox } from '../../../src/stores/store.ts';
 import { StatusWriter } from '../../../src/reconcilers/status.ts';
 import type { EventSink, EventTarget, Lister } from '../../../src/reconcilers/types.ts';
 
@@ -35,6 +36,10 @@ export class FakeStore implements MailboxWriter {
     for (const [mailbox, lists] of Object.entries(mailboxes)) this.lists.set(mailbox, { ...EMPTY_LISTS, ...lists });
   }
 
+  async mailboxesWithLists(): Promise<StoredMailbox[]> {
+    throw new Error('not used by the reconcilers');
+  }
+
   async ping(): Promise<void> {
     if (this.fail.ping) throw this.fail.ping;
   }
@@ -59,7 +64,7 @@ export class FakeStore implements MailboxWriter {
   #write(what: string, mailbox: string, lists: RestrictionLists): ApplyResult {
     const stored = this.lists.get(mailbox);
     if (stored === undefined) throw new StoreError('MailboxNotFound', `mailbox ${mailbox} not found`);
-    const changed = LIST_NAMES.filter((n) => !sameEntries(stored[n], lists[n]));
+    const changed = changedLists(diffLists(stored, lists));
     if (changed.length === 0) return { changed, written: false };
     this.lists.set(mailbox, lists);
     this.writes.push(`${what} ${mailbox}`);
