@@ -75,9 +75,11 @@ const MIN_WATCH_LIFETIME_MS = 1000;
  * A list-and-watch cache of one collection, as client-go's reflector and shared informer:
  * list (paged), then watch from the list's resourceVersion, applying every event to a local
  * cache and telling the handlers. A watch that ends is resumed from the last resourceVersion
- * seen; one that fails (API server gone, 5xx, too-old resourceVersion) is retried with
- * exponential backoff by re-listing, and the re-list is compared with the cache so that objects
- * deleted meanwhile are delivered as deletes. The cache is kept across failures.
+ * seen; one that fails on its connection (API server gone, 429, 5xx) is resumed the same way with
+ * exponential backoff. When the server says that history is gone (410 Gone: compacted, or a
+ * restarted API server's fresh watch cache), or fails otherwise, the informer re-lists, and the
+ * re-list is compared with the cache so that objects deleted meanwhile are delivered as deletes.
+ * The cache is kept across failures.
  *
  * Handlers run synchronously in event order and should only queue work. Objects are those the
  * API returned: from the list they come through the generated client's deserialiser (dates as
@@ -208,26 +210,35 @@ export class ResourceInformer<T extends KubernetesObject> {
     const initialMs = this.#opts.backoff?.initialMs ?? 500;
     const maxMs = this.#opts.backoff?.maxMs ?? 30_000;
     let failures = 0;
+    // After a failure the watch is resumed from the last resourceVersion when the failure was the
+    // connection's (client-go's reflector does the same): an outage of the API server then costs
+    // one watch request, not a list of every object, unless the server answers that the history
+    // is gone (410), which is when the informer re-lists.
+    let mustList = true;
+    const recovered = (): void => {
+      if (failures === 0) return;
+      this.#log.info({ failures }, 'list and watch recovered');
+      this.#opts.onConnectionChange?.(true);
+      failures = 0;
+    };
     while (!signal.aborted) {
       try {
-        await this.#listAndReplace(signal);
-        if (failures > 0) {
-          this.#log.info({ failures }, 'list and watch recovered');
-          this.#opts.onConnectionChange?.(true);
+        if (mustList) {
+          await this.#listAndReplace(signal);
+          mustList = false;
+          recovered();
         }
-        failures = 0;
-        for (;;) {
-          const end = await this.#watchOnce(signal);
-          if (end === 'stopped') return;
-          if (end === 'expired') {
-            // The resourceVersion is too old (compacted away): re-list, the cache kept meanwhile.
-            this.#log.info({ resourceVersion: this.#resourceVersion }, 'watch history expired (410 Gone): re-listing');
-            break;
-          }
+        const end = await this.#watchOnce(signal, recovered);
+        if (end === 'stopped') return;
+        if (end === 'expired') {
+          // The resourceVersion is too old (compacted away): re-list, the cache kept meanwhile.
+          this.#log.info({ resourceVersion: this.#resourceVersion }, 'watch history expired (410 Gone): re-listing');
+          mustList = true;
         }
       } catch (err) {
         if (signal.aborted) return;
         failures++;
+        if (!resumable(err)) mustList = true;
         // Once per outage at warn level; the retries of the same outage only at debug.
         const fields = { err: describe(err), failures };
         if (failures === 1) {
@@ -280,8 +291,8 @@ export class ResourceInformer<T extends KubernetesObject> {
     }
   }
 
-  /** One watch request from the current resourceVersion; rejects on errors. */
-  #watchOnce(signal: AbortSignal): Promise<WatchEnd> {
+  /** One watch request from the current resourceVersion; rejects on errors. `established`: the server accepted it. */
+  #watchOnce(signal: AbortSignal, established: () => void): Promise<WatchEnd> {
     const params: Record<string, string | boolean> = {
       resourceVersion: this.#resourceVersion,
       allowWatchBookmarks: true,
@@ -292,6 +303,7 @@ export class ResourceInformer<T extends KubernetesObject> {
     if (this.#opts.fieldSelector) params.fieldSelector = this.#opts.fieldSelector;
     const startedAt = this.#timers.now();
     let expired = false;
+    let ended = false;
     let events = 0;
     return new Promise<WatchEnd>((resolve, reject) => {
       let request: AbortController | undefined;
@@ -301,6 +313,7 @@ export class ResourceInformer<T extends KubernetesObject> {
       };
       signal.addEventListener('abort', onAbort, { once: true });
       const finish = (err: unknown): void => {
+        ended = true;
         signal.removeEventListener('abort', onAbort);
         if (signal.aborted) return resolve('stopped');
         if (expired || (err as { statusCode?: number } | null)?.statusCode === 410) return resolve('expired');
@@ -308,7 +321,7 @@ export class ResourceInformer<T extends KubernetesObject> {
         if (err && !(err instanceof Error && err.name === 'TimeoutError')) return reject(err);
         // A server that accepts and at once closes watches would otherwise make us spin.
         if (events === 0 && this.#timers.now() - startedAt < MIN_WATCH_LIFETIME_MS) {
-          return reject(new Error('watch closed immediately by the server'));
+          return reject(new WatchClosedImmediately('watch closed immediately by the server'));
         }
         resolve('closed');
       };
@@ -325,6 +338,8 @@ export class ResourceInformer<T extends KubernetesObject> {
         (req) => {
           request = req;
           if (signal.aborted) req.abort();
+          // Watch resolves after the response's status: not ended yet means a 200 and a stream.
+          else if (!ended) established();
         },
         (err: unknown) => finish(err ?? new Error('watch failed')),
       );
@@ -415,6 +430,21 @@ export class ResourceInformer<T extends KubernetesObject> {
       }
     }
   }
+}
+
+/** A server that accepts watches and ends them at once: re-listed, as something is off with the watch. */
+class WatchClosedImmediately extends Error {}
+
+/**
+ * Whether the watch can be resumed from the last resourceVersion after `err`: the connection
+ * failed (refused, reset, timed out) or the server was busy or unavailable (429, 5xx). Anything
+ * else (401, 403, 404, an odd server) is re-listed.
+ */
+function resumable(err: unknown): boolean {
+  if (err instanceof WatchClosedImmediately) return false;
+  const status = (err as { statusCode?: number } | null)?.statusCode;
+  if (status === undefined) return true;
+  return status === 429 || status >= 500;
 }
 
 /** A short description of a list/watch failure (a fetch error hides its cause one level down). */

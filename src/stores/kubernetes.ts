@@ -225,7 +225,7 @@ export class KubernetesStore implements MailboxReader {
     } else if (!wasStale && this.stale()) {
       this.#log?.warn({ namespace, err: (error as Error | undefined)?.message }, `the API server cannot be reached: still deciding from the ${this.#index.size} mailboxes last listed`);
     } else if (wasStale && !this.stale()) {
-      this.#log?.info({ mailboxes: this.#index.size }, 'the API server is reachable again: restrictions re-listed and watched');
+      this.#log?.info({ mailboxes: this.#index.size }, 'the API server is reachable again: watching the restrictions again');
     }
   }
 }

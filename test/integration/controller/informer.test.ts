@@ -163,6 +163,8 @@ describe('ResourceInformer (real API server)', () => {
     const warnings = lines.filter((l) => l.level === 'warn');
     assert.equal(warnings.length, 1, `one warning per outage, got ${JSON.stringify(warnings)}`);
     assert.ok(lines.some((l) => l.msg === 'list and watch recovered'));
+    // The watch was resumed, and the restarted server's fresh history had no room for it: 410, re-list.
+    assert.ok(lines.some((l) => l.msg === 'watch history expired (410 Gone): re-listing'), 'the delete came from a re-list told by 410 Gone');
     await informer.stop();
     assert.ok(keyOfObject(informer.get(ns, 'keep')!) === `${ns}/keep`, 'the cache stays readable after stop');
   });
