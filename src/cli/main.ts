@@ -20,6 +20,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   apply: async () => (await import('./apply.ts')).applyCommand,
   diff: async () => (await import('./diff.ts')).diffCommand,
   export: async () => (await import('./export.ts')).exportCommand,
+  'migrate-to-amavisd': async () => (await import('./migrate-to-amavisd.ts')).migrateToAmavisdCommand,
 };
 
 export const MAIN_HELP = `Usage: mailwarden COMMAND [options]
@@ -35,6 +36,8 @@ Commands:
   apply      write MailUserRestriction documents to a store without Kubernetes
   diff       show what apply would change in a store (exit 1 when something would)
   export     write a store's lists as MailUserRestriction documents
+  migrate-to-amavisd
+             copy the vmail.mailbox columns' lists into the amavisd tables (--dry-run first)
 
 Run "mailwarden COMMAND --help" for a command's options.`;
 

@@ -29,18 +29,20 @@ interface StoreFlagValues {
 /** Opens the store the flags name; `command` is for the usage message. */
 export async function openStoreFromFlags(command: string, values: StoreFlagValues, io: Io): Promise<MailboxWriter> {
   if (values.store === undefined) throw new UsageError(`${command} needs --store URL`);
-  let settings: unknown = {};
-  if (values.settings !== undefined) {
-    try {
-      settings = parseYaml(await readFile(values.settings, 'utf8')) ?? {};
-    } catch (error) {
-      throw new ConfigError(`settings file ${values.settings}: ${(error as Error).message.split('\n')[0]}`);
-    }
-  }
   return openWritableStore({
     store: values.store,
-    settings,
+    settings: await readSettingsFile(values.settings),
     semantics: 'default',
     password: readPassword({ passwordEnv: values['password-env'], passwordFile: values['password-file'] }, io.env),
   });
+}
+
+/** A YAML store settings file ({} without one). */
+export async function readSettingsFile(file: string | undefined): Promise<unknown> {
+  if (file === undefined) return {};
+  try {
+    return parseYaml(await readFile(file, 'utf8')) ?? {};
+  } catch (error) {
+    throw new ConfigError(`settings file ${file}: ${(error as Error).message.split('\n')[0]}`);
+  }
 }

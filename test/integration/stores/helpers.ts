@@ -1,12 +1,12 @@
 // Shared pieces of the store integration tests (real servers from test/harness/containers.ts).
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EMPTY_LISTS, type RestrictionLists } from '../../../src/restrictions/lists.ts';
 import { StoreError, type StoreErrorKind } from '../../../src/stores/store.ts';
 import { createCa, issueServing } from '../../../src/webhook/certificates.ts';
-import type { ServingCertificate } from '../../harness/containers.ts';
+import { FIXTURES_DIR, type ServingCertificate } from '../../harness/containers.ts';
 
 /** What the TLS store tests give a server and the stores they open. */
 export interface TestTls {
@@ -108,3 +108,15 @@ export const HOSTILE_ADDRESSES = [
 ] as const;
 
 export const NON_ASCII_ADDRESSES = ['jösé@exämple.test', 'ünïcode@例え.test'] as const;
+
+/** Creates the amavisd white/blacklist tables (test/fixtures/amavisd-*.sql) in the server's database. */
+export async function loadAmavisdTables(db: { readonly dialect: 'postgres' | 'mysql'; query(sql: string): Promise<unknown> }): Promise<void> {
+  const file = join(FIXTURES_DIR, db.dialect === 'postgres' ? 'amavisd-postgres.sql' : 'amavisd-mysql.sql');
+  const text = (await readFile(file, 'utf8')).split('\n').filter((l) => !l.startsWith('--')).join('\n');
+  for (const statement of text.split(/;\s*\n/).map((s) => s.trim()).filter(Boolean)) await db.query(statement);
+}
+
+/** Empties the amavisd tables. */
+export async function clearAmavisdTables(db: { query(sql: string): Promise<unknown> }): Promise<void> {
+  for (const table of ['wblist', 'outbound_wblist', 'users', 'mailaddr']) await db.query(`DELETE FROM ${table}`);
+}
