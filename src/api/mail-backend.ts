@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { LdapStoreSettingsSchema, SqlStoreSettingsSchema } from './store-settings.ts';
 import { urlStoreKind } from './store-url.ts';
+import { backendDomainsSchema } from './backend-domains.ts';
 import { conditionSchema } from './conditions.ts';
 import { API_VERSION, metadataSchema } from './mail-user-restriction.ts';
 
@@ -44,7 +45,12 @@ export const caSecretKeyRefSchema = z
   .strict();
 
 const CA_NEEDS_VERIFY_FULL = 'caSecretRef needs tls.mode verify-full (the CA is used to check the store\'s certificate)';
-const CA_ONCE = 'give the CA either as caSecretRef or as tls.caFile, not both';
+/**
+ * A MailBackend never names a file of the operator's: any path it can read (/dev/zero, a pipe)
+ * would be read into memory, stall its I/O, or tell in status whether a file exists. The CA
+ * comes from a Secret; a file is for the CLI's own configuration only.
+ */
+const NO_CA_FILE = 'tls.caFile is not accepted in a MailBackend: put the CA certificates in a Secret and name it in caSecretRef';
 /** CEL: `test` holds for the tls of the settings block present (sql or ldap; the operator refuses a mismatch with the URL). */
 const eitherTls = (test: (tls: string) => string): string =>
   `(has(self.sql) && has(self.sql.tls) && ${test('self.sql.tls')}) || (has(self.ldap) && has(self.ldap.tls) && ${test('self.ldap.tls')})`;
@@ -52,6 +58,7 @@ const eitherTls = (test: (tls: string) => string): string =>
 export const mailBackendSpecSchema = z
   .object({
     url: storeUrlSchema,
+    domains: backendDomainsSchema.optional(),
     sql: SqlStoreSettingsSchema.optional().describe('Settings of a PostgreSQL or MySQL/MariaDB store (defaults: iRedMail).'),
     ldap: LdapStoreSettingsSchema.optional().describe('Settings of an LDAP store (defaults: iRedMail).'),
     credentialsSecretRef: secretKeyRefSchema.optional().describe('The Secret holding the password (SQL user or LDAP bind DN).'),
@@ -71,14 +78,16 @@ export const mailBackendSpecSchema = z
       const settings = kind === 'ldap' ? 'ldap' : 'sql';
       const tls = spec[settings]?.tls;
       if (tls?.mode !== 'verify-full') ctx.addIssue({ code: 'custom', path: ['caSecretRef'], message: CA_NEEDS_VERIFY_FULL.replace('tls.', `${settings}.tls.`) });
-      if (tls?.caFile !== undefined) ctx.addIssue({ code: 'custom', path: [settings, 'tls', 'caFile'], message: CA_ONCE });
+    }
+    for (const settings of ['sql', 'ldap'] as const) {
+      if (spec[settings]?.tls?.caFile !== undefined) ctx.addIssue({ code: 'custom', path: [settings, 'tls', 'caFile'], message: NO_CA_FILE });
     }
   })
   .meta({
     // The same two rules for the API server, so kubectl apply and GitOps get them at once.
     'x-kubernetes-validations': [
       { rule: `!has(self.caSecretRef) || ${eitherTls((tls) => `has(${tls}.mode) && ${tls}.mode == 'verify-full'`)}`, message: CA_NEEDS_VERIFY_FULL },
-      { rule: `!has(self.caSecretRef) || !(${eitherTls((tls) => `has(${tls}.caFile)`)})`, message: CA_ONCE },
+      { rule: `!(${eitherTls((tls) => `has(${tls}.caFile)`)})`, message: NO_CA_FILE },
     ],
   });
 

@@ -6,23 +6,62 @@
  */
 import { z } from 'zod';
 
-/** One SQL identifier part. Quoted anyway; the pattern keeps configuration typos out of SQL text. */
-const sqlIdentifier = z
-  .string()
-  .regex(/^[A-Za-z_][A-Za-z0-9_$]{0,63}$/, 'an SQL identifier: letters, digits, _ and $, at most 64 characters');
+/**
+ * One SQL identifier part, from an allow-listed grammar: letters, digits and _ (quoted anyway;
+ * the pattern keeps configuration typos and tricks such as `$` out of SQL text).
+ */
+const SQL_IDENTIFIER = '^[A-Za-z_][A-Za-z0-9_]{0,62}$';
+const sqlIdentifier = z.string().max(63).regex(new RegExp(SQL_IDENTIFIER), 'an SQL identifier: letters, digits and _, at most 63 characters');
+
+/**
+ * Columns and attributes that hold credentials: never a list column, so a MailBackend cannot
+ * make restriction entries overwrite (or probe) a password. Compared lower-case.
+ */
+export const CREDENTIAL_COLUMNS: readonly string[] = Object.freeze([
+  'password', 'passwd', 'pass', 'pwd', 'password_hash', 'passwordhash', 'userpassword', 'secret', 'salt', 'hash', 'token', 'apikey', 'api_key', 'totp_secret', 'otp_secret', 'private_key',
+]);
+export const CREDENTIAL_ATTRIBUTES: readonly string[] = Object.freeze(['userpassword', 'authpassword', 'sambantpassword', 'sambalmpassword', 'krbprincipalkey', 'objectclass', 'uid']);
+
+const celList = (names: readonly string[]) => `[${names.map((n) => `'${n}'`).join(', ')}]`;
+const notCredential = (held: string, what: string, names: readonly string[]) => ({
+  rule: `!(self.lowerAscii() in ${celList(names)})`,
+  messageExpression: `"'" + self + "' holds ${held}: it cannot be ${what}"`,
+});
+
+/** A column mailwarden reads or writes: the grammar above, and never a credential column. */
+const sqlColumn = sqlIdentifier
+  .refine((name) => !CREDENTIAL_COLUMNS.includes(name.toLowerCase()), { error: (issue) => `'${String(issue.input)}' holds credentials: it cannot be a mailwarden column` })
+  .meta({ 'x-kubernetes-validations': [notCredential('credentials', 'a mailwarden column', CREDENTIAL_COLUMNS)] });
 
 /** A table name, optionally qualified by its schema (PostgreSQL) or database (MySQL): `vmail.mailbox`. */
 const sqlTableName = z
   .string()
-  .regex(
-    /^[A-Za-z_][A-Za-z0-9_$]{0,63}(\.[A-Za-z_][A-Za-z0-9_$]{0,63})?$/,
-    'a table name, optionally qualified as schema.table',
-  );
+  .max(127)
+  .regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$/, 'a table name (letters, digits and _), optionally qualified as schema.table');
 
 /** An LDAP attribute description: a name (RFC 4512 `descr`) or a numeric OID. */
 const ldapAttribute = z
   .string()
+  .max(128)
   .regex(/^(?:[A-Za-z][A-Za-z0-9-]{0,127}|\d+(?:\.\d+)+)$/, 'an LDAP attribute name or OID');
+
+/** An attribute mailwarden writes lists into: never one holding credentials or identity. */
+const ldapListAttribute = ldapAttribute
+  .refine((name) => !CREDENTIAL_ATTRIBUTES.includes(name.toLowerCase()), { error: (issue) => `'${String(issue.input)}' holds credentials or identity: it cannot be a list attribute` })
+  .meta({ 'x-kubernetes-validations': [notCredential('credentials or identity', 'a list attribute', CREDENTIAL_ATTRIBUTES)] });
+
+const COLUMNS_DISTINCT = 'the five columns must be five different columns (a list written into the key column or another list would overwrite it)';
+const ATTRIBUTES_DISTINCT = 'the four list attributes must differ from each other and from addressAttributes (a list written there would overwrite the addresses)';
+
+const SQL_COLUMN_DEFAULTS: Readonly<Record<string, string>> = { username: 'username', allowedSenders: 'allowedsenders', rejectedSenders: 'rejectedsenders', allowedRecipients: 'allowedrecipients', rejectedRecipients: 'rejectedrecipients' };
+const LIST_NAMES = ['allowedSenders', 'rejectedSenders', 'allowedRecipients', 'rejectedRecipients'] as const;
+const LDAP_ATTRIBUTE_DEFAULTS: Readonly<Record<string, string>> = { allowedSenders: 'amavisWhitelistSender', rejectedSenders: 'amavisBlacklistSender', allowedRecipients: 'mailWhitelistRecipient', rejectedRecipients: 'mailBlacklistRecipient' };
+
+/** CEL: the names (expressions) differ from each other, case-insensitively. */
+function distinctCel(names: readonly string[]): string {
+  const list = `[${names.join(', ')}]`;
+  return `${list}.map(n, n.lowerAscii()).all(n, ${list}.filter(m, m.lowerAscii() == n).size() == 1)`;
+}
 
 const timeoutMs = (fallback: number, what: string) =>
   z.number().int().min(100).max(120_000).default(fallback).describe(what);
@@ -43,11 +82,24 @@ export type TlsSettings = z.infer<typeof TlsSettingsSchema>;
 
 export const SqlColumnsSchema = z
   .strictObject({
-    username: sqlIdentifier.default('username').describe('Key column: the full address of the mailbox'),
-    allowedSenders: sqlIdentifier.default('allowedsenders').describe('Who may send to the mailbox (comma-separated)'),
-    rejectedSenders: sqlIdentifier.default('rejectedsenders').describe('Who may not send to the mailbox (comma-separated)'),
-    allowedRecipients: sqlIdentifier.default('allowedrecipients').describe('Whom the mailbox may send to (comma-separated)'),
-    rejectedRecipients: sqlIdentifier.default('rejectedrecipients').describe('Whom the mailbox may not send to (comma-separated)'),
+    username: sqlColumn.default(SQL_COLUMN_DEFAULTS.username!).describe('Key column: the full address of the mailbox'),
+    allowedSenders: sqlColumn.default(SQL_COLUMN_DEFAULTS.allowedSenders!).describe('Who may send to the mailbox (comma-separated)'),
+    rejectedSenders: sqlColumn.default(SQL_COLUMN_DEFAULTS.rejectedSenders!).describe('Who may not send to the mailbox (comma-separated)'),
+    allowedRecipients: sqlColumn.default(SQL_COLUMN_DEFAULTS.allowedRecipients!).describe('Whom the mailbox may send to (comma-separated)'),
+    rejectedRecipients: sqlColumn.default(SQL_COLUMN_DEFAULTS.rejectedRecipients!).describe('Whom the mailbox may not send to (comma-separated)'),
+  })
+  .superRefine((columns, ctx) => {
+    const names = [columns.username, columns.allowedSenders, columns.rejectedSenders, columns.allowedRecipients, columns.rejectedRecipients].map((n) => n.toLowerCase());
+    if (new Set(names).size !== names.length) ctx.addIssue({ code: 'custom', message: COLUMNS_DISTINCT });
+  })
+  .meta({
+    'x-kubernetes-validations': [
+      {
+        // Defaults spelled out: the API server also checks the rule against the schema's default {}.
+        rule: distinctCel(['username', 'allowedSenders', 'rejectedSenders', 'allowedRecipients', 'rejectedRecipients'].map((f) => `self.?${f}.orValue('${SQL_COLUMN_DEFAULTS[f]}')`)),
+        message: COLUMNS_DISTINCT,
+      },
+    ],
   })
   .describe("Column names in the mailbox table (iRedMail's vmail.mailbox by default)");
 export type SqlColumns = z.infer<typeof SqlColumnsSchema>;
@@ -69,11 +121,12 @@ export type SqlStoreSettings = z.infer<typeof SqlStoreSettingsSchema>;
 
 export const LdapAttributesSchema = z
   .strictObject({
-    allowedSenders: ldapAttribute.default('amavisWhitelistSender').describe('Who may send to the mailbox, one value each'),
-    rejectedSenders: ldapAttribute.default('amavisBlacklistSender').describe('Who may not send to the mailbox, one value each'),
-    allowedRecipients: ldapAttribute.default('mailWhitelistRecipient').describe('Whom the mailbox may send to, one value each'),
-    rejectedRecipients: ldapAttribute.default('mailBlacklistRecipient').describe('Whom the mailbox may not send to, one value each'),
+    allowedSenders: ldapListAttribute.default(LDAP_ATTRIBUTE_DEFAULTS.allowedSenders!).describe('Who may send to the mailbox, one value each'),
+    rejectedSenders: ldapListAttribute.default(LDAP_ATTRIBUTE_DEFAULTS.rejectedSenders!).describe('Who may not send to the mailbox, one value each'),
+    allowedRecipients: ldapListAttribute.default(LDAP_ATTRIBUTE_DEFAULTS.allowedRecipients!).describe('Whom the mailbox may send to, one value each'),
+    rejectedRecipients: ldapListAttribute.default(LDAP_ATTRIBUTE_DEFAULTS.rejectedRecipients!).describe('Whom the mailbox may not send to, one value each'),
   })
+  .meta({ 'x-kubernetes-validations': [{ rule: distinctCel(LIST_NAMES.map((f) => `self.?${f}.orValue('${LDAP_ATTRIBUTE_DEFAULTS[f]}')`)), message: ATTRIBUTES_DISTINCT }] })
   .describe('Attribute names of the four lists on a user entry');
 export type LdapAttributes = z.infer<typeof LdapAttributesSchema>;
 
@@ -119,6 +172,21 @@ export const LdapStoreSettingsSchema = z
     ),
     startTls: z.boolean().default(false).describe('Upgrade an ldap:// connection with StartTLS before binding'),
     tls: TlsSettingsSchema.prefault({}),
+  })
+  .superRefine((settings, ctx) => {
+    const lists = Object.values(settings.attributes).map((a) => a.toLowerCase());
+    const addresses = settings.addressAttributes.map((a) => a.toLowerCase());
+    if (new Set(lists).size !== lists.length || lists.some((a) => addresses.includes(a))) ctx.addIssue({ code: 'custom', path: ['attributes'], message: ATTRIBUTES_DISTINCT });
+  })
+  .meta({
+    'x-kubernetes-validations': [
+      {
+        // The list attributes are checked among themselves on `attributes`; here against the addresses.
+        // The API server has defaulted attributes (and its four names) when this runs.
+        rule: `!has(self.addressAttributes) || !has(self.attributes) || self.addressAttributes.all(a, ${LIST_NAMES.map((f) => `a.lowerAscii() != self.attributes.${f}.lowerAscii()`).join(' && ')})`,
+        message: ATTRIBUTES_DISTINCT,
+      },
+    ],
   })
   .describe('An LDAP directory with iRedMail user entries (mailUser / amavisAccount)');
 export type LdapStoreSettings = z.infer<typeof LdapStoreSettingsSchema>;

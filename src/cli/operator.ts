@@ -5,6 +5,7 @@ import { createLogger } from '../observability/logger.ts';
 import { parseDuration } from '../api/durations.ts';
 import { parseListen } from '../policy/config.ts';
 import { Operator } from '../operator/manager.ts';
+import { RESTRICTED_ACTIONS } from '../reconcilers/daemon-allowance.ts';
 import { EXIT_FAILURE, EXIT_OK, parseCommandLine, UsageError, type Io } from './usage.ts';
 
 export const OPERATOR_HELP = `Usage: mailwarden operator [options]
@@ -23,6 +24,9 @@ in flight, releases the leader lease and exits 0.
       --id NAME                identity in the Lease (default $POD_NAME or host name and pid)
       --http-listen ADDR       /healthz, /readyz, /metrics (default 0.0.0.0:8080; "off")
       --log-level LEVEL        fatal|error|warn|info|debug (default info)
+      --backend-secret NAME    the only Secrets (by name, in each watched namespace) the
+                               operator reads for MailBackends (repeatable; default any it
+                               is allowed to read); a MailBackend naming another is refused
 
 PolicyDaemon (sidecar injection and Service mode):
       --no-policy-daemons      do not reconcile PolicyDaemons (no pod/Deployment watches)
@@ -30,6 +34,10 @@ PolicyDaemon (sidecar injection and Service mode):
                                (default ghcr.io/mailwarden/mailwarden:<this version>)
       --policyd-image-pull-secret NAME  pull secret for that image, added to the daemons'
                                pods (repeatable; the Secret must exist in their namespace)
+      --policyd-allowed-image IMAGE  an image a PolicyDaemon may name besides the default
+                               (repeatable; others are refused: NotAllowed)
+      --policyd-allowed-action WORD  REDIRECT, BCC, FILTER, HOLD or DISCARD: an answer a
+                               PolicyDaemon may give (repeatable; by default none)
       --webhook-listen ADDR    serve the sidecar injection webhook (HTTPS), e.g. 0.0.0.0:9443
       --webhook-service NAME   the Service in front of the webhook (default mailwarden-webhook)
       --webhook-namespace NS   its namespace, and the certificate Secret's
@@ -60,6 +68,9 @@ export async function operatorCommand(args: readonly string[], io: Io): Promise<
     'no-policy-daemons': { type: 'boolean' },
     'policyd-image': { type: 'string' },
     'policyd-image-pull-secret': { type: 'string', multiple: true },
+    'policyd-allowed-image': { type: 'string', multiple: true },
+    'policyd-allowed-action': { type: 'string', multiple: true },
+    'backend-secret': { type: 'string', multiple: true },
     'webhook-listen': { type: 'string' },
     'webhook-service': { type: 'string' },
     'webhook-namespace': { type: 'string' },
@@ -76,6 +87,8 @@ export async function operatorCommand(args: readonly string[], io: Io): Promise<
   }
   const workers = values.workers === undefined ? 4 : Number(values.workers);
   if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new UsageError('--workers takes a whole number from 1 to 64');
+  const allowedActions = values['policyd-allowed-action'] ?? [];
+  for (const word of allowedActions) if (!RESTRICTED_ACTIONS.includes(word)) throw new UsageError(`--policyd-allowed-action takes one of ${RESTRICTED_ACTIONS.join(', ')}`);
   const logger = createLogger({ level: values['log-level'] ?? 'info', name: 'mailwarden-operator' });
   const kc = new KubeConfig();
   if (values.kubeconfig !== undefined) kc.loadFromFile(values.kubeconfig);
@@ -103,7 +116,15 @@ export async function operatorCommand(args: readonly string[], io: Io): Promise<
       stopFor('leadership lost');
     },
     logger,
-    policyDaemons: values['no-policy-daemons'] ? undefined : { image: values['policyd-image'] ?? defaultImage(), imagePullSecrets: values['policyd-image-pull-secret'], webhook: webhookOptions(values, io.env) },
+    backendSecretNames: values['backend-secret'],
+    policyDaemons: values['no-policy-daemons']
+      ? undefined
+      : {
+          image: values['policyd-image'] ?? defaultImage(),
+          imagePullSecrets: values['policyd-image-pull-secret'],
+          allowance: { images: values['policyd-allowed-image'], actions: allowedActions },
+          webhook: webhookOptions(values, io.env),
+        },
   });
   const listen = values['http-listen'] ?? '0.0.0.0:8080';
   const health = listen === 'off' ? undefined : new HealthServer({ registry: operator.registry, ready: () => operator.ready() });

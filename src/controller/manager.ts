@@ -4,6 +4,7 @@ import type { Logger } from '../observability/logger.ts';
 import { Controller, type Reconcile } from './controller.ts';
 import { keyOf, keyOfObject } from '../api/object-key.ts';
 import { ResourceInformer } from './informer.ts';
+import { NamedInformers } from './named-informers.ts';
 import { LeaderElector } from './leader-election.ts';
 import { collectionLister, collectionPath, type ResourceType } from './resource.ts';
 import type { Timers } from './timers.ts';
@@ -18,7 +19,16 @@ export interface KindDefinition {
   readonly transform?: (obj: KubernetesObject) => KubernetesObject;
   /** Named indexes: the values each object is filed under (see ResourceInformer's indexers). */
   readonly indexes?: Readonly<Record<string, (obj: any) => readonly string[]>>;
+  /**
+   * Cache only the objects that objects of another kind name (`namespace/name` keys), each
+   * watched by name (NamedInformers) — e.g. only the Secrets MailBackends name, never every
+   * Secret of a namespace. The set follows that kind's cache.
+   */
+  readonly namedBy?: { readonly kind: string; readonly keys: (obj: any) => readonly string[] };
 }
+
+/** What the manager needs of a cache: a ResourceInformer, or a NamedInformers set. */
+type Informer = Pick<ResourceInformer<KubernetesObject>, 'start' | 'stop' | 'waitForSync' | 'hasSynced' | 'get' | 'list' | 'byIndex' | 'onAdd' | 'onUpdate' | 'onDelete'>;
 
 export type Change = 'add' | 'update' | 'delete';
 
@@ -99,7 +109,9 @@ export class ControllerManager<K extends string> {
   readonly #options: ManagerOptions<K>;
   readonly #log: Logger;
   readonly #registry: Registry;
-  readonly #informers = new Map<K, ResourceInformer<KubernetesObject>[]>();
+  readonly #informers = new Map<K, Informer[]>();
+  /** The kinds cached by name, synced once the kinds that name them are. */
+  readonly #named: NamedInformers[] = [];
   readonly #controllers: { readonly definition: ControllerDefinition<K>; readonly queue: WorkQueue; readonly controller: Controller }[] = [];
   readonly #elector: LeaderElector | undefined;
   #leading = false;
@@ -111,7 +123,7 @@ export class ControllerManager<K extends string> {
     this.#registry = options.registry ?? new Registry();
     const namespaces = options.namespaces.length > 0 ? options.namespaces : [undefined];
     for (const [kind, definition] of Object.entries(options.kinds) as [K, KindDefinition][]) {
-      if (definition === undefined) continue;
+      if (definition === undefined || definition.namedBy !== undefined) continue;
       this.#informers.set(
         kind,
         namespaces.map((ns) => {
@@ -130,6 +142,20 @@ export class ControllerManager<K extends string> {
           });
         }),
       );
+    }
+    for (const [kind, definition] of Object.entries(options.kinds) as [K, KindDefinition][]) {
+      if (definition?.namedBy === undefined) continue;
+      const named = new NamedInformers({ kubeConfig: options.kubeConfig, resource: definition.resource, transform: definition.transform, logger: this.#log, timers: options.timers });
+      const source = this.reader<KubernetesObject>(definition.namedBy.kind as K);
+      const keys = definition.namedBy.keys;
+      const follow = () => named.setKeys(source.list().flatMap((o) => keys(o)));
+      for (const informer of this.#informersOf(definition.namedBy.kind as K)) {
+        informer.onAdd(follow);
+        informer.onUpdate(follow);
+        informer.onDelete(follow);
+      }
+      this.#named.push(named);
+      this.#informers.set(kind, [named]);
     }
     const le = options.leaderElection;
     if (le !== undefined) {
@@ -199,9 +225,13 @@ export class ControllerManager<K extends string> {
 
   /** Starts every informer and resolves once all their caches are filled. */
   async sync(timeoutMs?: number): Promise<void> {
-    const all = this.#allInformers();
-    for (const informer of all) informer.start();
-    await Promise.all(all.map((i) => i.waitForSync(timeoutMs)));
+    const named = new Set<Informer>(this.#named);
+    const plain = this.#allInformers().filter((i) => !named.has(i));
+    for (const informer of plain) informer.start();
+    await Promise.all(plain.map((i) => i.waitForSync(timeoutMs)));
+    // The names are known once the kinds naming them are listed.
+    for (const named of this.#named) named.start();
+    await Promise.all(this.#named.map((i) => i.waitForSync(timeoutMs)));
   }
 
   /** Leads at once without leader election, or campaigns for the Lease. */
@@ -245,13 +275,13 @@ export class ControllerManager<K extends string> {
     }
   }
 
-  #informersOf(kind: K): ResourceInformer<KubernetesObject>[] {
+  #informersOf(kind: K): Informer[] {
     const informers = this.#informers.get(kind);
     if (informers === undefined) throw new Error(`kind ${kind} is not in the manager's table of kinds`);
     return informers;
   }
 
-  #allInformers(): ResourceInformer<KubernetesObject>[] {
+  #allInformers(): Informer[] {
     return [...this.#informers.values()].flat();
   }
 }

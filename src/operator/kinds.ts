@@ -38,12 +38,17 @@ export function backendSecretKeys(backend: BackendObject): string[] {
   return present(named(backend.spec?.credentialsSecretRef), named(backend.spec?.caSecretRef));
 }
 
+/** Whether the Secret `namespace/name` is one the operator may read (no list: any). */
+function readable(key: string, names: readonly string[] | undefined): boolean {
+  return names === undefined || names.includes(key.slice(key.indexOf('/') + 1));
+}
+
 /**
  * The table of kinds: what the manager lists and watches, and the indexes the controllers'
  * mappings and the reconcilers look things up by. PolicyDaemon, Pod and Deployment are cached
  * only with PolicyDaemon support on (Pods and Deployments only mailwarden's, by label).
  */
-export function operatorKinds(options: { policyDaemons: boolean }): Partial<Record<OperatorKind, KindDefinition>> {
+export function operatorKinds(options: { policyDaemons: boolean; secretNames?: readonly string[] }): Partial<Record<OperatorKind, KindDefinition>> {
   // Strings many restrictions repeat are kept once (see StringPool); one pool for the custom kinds.
   const strings = new StringPool();
   const shared = (obj: KubernetesObject) => slimShared(obj, strings);
@@ -61,7 +66,8 @@ export function operatorKinds(options: { policyDaemons: boolean }): Partial<Reco
       transform: shared,
       indexes: { [Index.Secret]: backendSecretKeys },
     },
-    Secret: { resource: { group: '', version: 'v1', plural: 'secrets' }, transform: slim },
+    // Only the Secrets MailBackends name, each watched by name: never every Secret's data.
+    Secret: { resource: { group: '', version: 'v1', plural: 'secrets' }, transform: slim, namedBy: { kind: 'MailBackend', keys: (b: BackendObject) => backendSecretKeys(b).filter((key) => readable(key, options.secretNames)) } },
   };
   if (options.policyDaemons) {
     kinds.PolicyDaemon = {

@@ -25,6 +25,11 @@ export interface OperatorOptions {
   readonly kubeConfig: KubeConfig;
   /** Namespaces to watch; empty or undefined watches all (needs cluster-wide read of Secrets). */
   readonly namespaces?: readonly string[];
+  /**
+   * The only Secret names MailBackends may use (the chart's rbac.backendSecretNames, which its
+   * Role grants by resourceNames); others are refused and never watched. Default: any.
+   */
+  readonly backendSecretNames?: readonly string[];
   /** Concurrent MailUserRestriction reconciles (default 4). */
   readonly workers?: number;
   /** Periodic resync that doubles as drift correction (default 5 min). */
@@ -51,7 +56,9 @@ export interface OperatorOptions {
     readonly image: string;
     /** Pull secrets for that image, in each watched namespace. */
     readonly imagePullSecrets?: readonly string[];
-    readonly webhook?: Omit<SidecarWebhookOptions, 'kubeConfig' | 'daemons' | 'backends' | 'image' | 'imagePullSecrets' | 'logger'>;
+    /** Further images and restricted actions (REDIRECT, BCC…) a PolicyDaemon may use (the chart's values). */
+    readonly allowance?: { readonly images?: readonly string[]; readonly actions?: readonly string[] };
+    readonly webhook?: Omit<SidecarWebhookOptions, 'kubeConfig' | 'daemons' | 'backends' | 'image' | 'imagePullSecrets' | 'allowance' | 'logger'>;
   };
 }
 
@@ -80,7 +87,7 @@ export class Operator {
     this.#manager = new ControllerManager<OperatorKind>({
       kubeConfig: kc,
       namespaces: options.namespaces ?? [],
-      kinds: operatorKinds({ policyDaemons: options.policyDaemons !== undefined }),
+      kinds: operatorKinds({ policyDaemons: options.policyDaemons !== undefined, secretNames: options.backendSecretNames }),
       resyncMs: options.resyncMs,
       leaderElection:
         le === undefined
@@ -92,7 +99,8 @@ export class Operator {
     });
     const restrictions = this.#manager.reader<RestrictionObject>('MailUserRestriction');
     const backends = this.#manager.reader<BackendObject>('MailBackend');
-    const secrets = this.#manager.reader<V1Secret>('Secret');
+    const allowedSecrets = options.backendSecretNames;
+    const secrets = { ...this.#manager.reader<V1Secret>('Secret'), readable: (name: string) => allowedSecrets === undefined || allowedSecrets.includes(name) };
     this.#restrictions = restrictions;
     this.#backends = backends;
 
@@ -149,12 +157,13 @@ export class Operator {
         logger: this.#log,
         image: daemonOptions.image,
         imagePullSecrets: daemonOptions.imagePullSecrets,
+        allowance: daemonOptions.allowance,
       });
       this.#manager.add(policyDaemonController(daemons, (key) => reconciler.reconcile(key)));
       this.#webhook =
         daemonOptions.webhook === undefined
           ? undefined
-          : new SidecarWebhook({ ...daemonOptions.webhook, kubeConfig: kc, daemons, backends, image: daemonOptions.image, imagePullSecrets: daemonOptions.imagePullSecrets, logger: this.#log });
+          : new SidecarWebhook({ ...daemonOptions.webhook, kubeConfig: kc, daemons, backends, image: daemonOptions.image, imagePullSecrets: daemonOptions.imagePullSecrets, allowance: daemonOptions.allowance, logger: this.#log });
     }
   }
 

@@ -43,6 +43,9 @@ export function caOf(backend: MailBackend, secrets: SecretLister): string | unde
 
 function secretValue(backend: MailBackend, name: string, key: string, secrets: SecretLister): string {
   const namespace = backend.metadata.namespace ?? '';
+  if (secrets.readable?.(name) === false) {
+    throw new CredentialsError(`Secret ${namespace}/${name} is not one the operator may read: the cluster admin lists those in the chart value rbac.backendSecretNames`);
+  }
   const secret = secrets.get(namespace, name);
   if (secret === undefined) throw new CredentialsError(`Secret ${namespace}/${name} not found`);
   const encoded = secret.data?.[key];

@@ -6,6 +6,7 @@ import { backendSecretsOf, CredentialsError } from './credentials.ts';
 import type { Outcome, StatusWriter } from './status.ts';
 import type { BackendObject, Lister, SecretLister } from './types.ts';
 import { splitKey } from '../api/object-key.ts';
+import { statusText } from './status-text.ts';
 
 /** Condition reasons of a MailBackend (docs/troubleshooting.md lists them). */
 export const BackendReason = {
@@ -72,7 +73,7 @@ export class MailBackendReconciler {
     } catch (error) {
       const reason =
         error instanceof CredentialsError ? error.reason : error instanceof StoreError && error.kind === 'Misconfigured' ? BackendReason.Misconfigured : BackendReason.Unavailable;
-      return { ready: false, reason, message: (error as Error).message, requeueAfterMs };
+      return { ready: false, reason, message: statusText(error, this.#deps.logger, backend), requeueAfterMs };
     }
   }
 }

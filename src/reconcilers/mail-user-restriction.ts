@@ -8,11 +8,13 @@ import type { Logger } from '../observability/logger.ts';
 import { StoreError } from '../stores/store.ts';
 import type { BackendConnections } from './backend-connections.ts';
 import { parseBackendSpec } from './backend-spec.ts';
-import { backendSecretsOf, CredentialsError } from './credentials.ts';
+import { backendSecretsOf } from './credentials.ts';
 import { ownerOf, targetKey } from '../api/restriction-owner.ts';
 import { RetryError, type Outcome, type StatusWriter } from './status.ts';
 import type { BackendObject, Lister, RestrictionObject, SecretLister } from './types.ts';
 import { splitKey } from '../api/object-key.ts';
+import { mailboxInDomains, outsideDomainsMessage } from '../api/backend-domains.ts';
+import { statusText } from './status-text.ts';
 
 export const FINALIZER = 'mailwarden.io/cleanup';
 
@@ -34,6 +36,8 @@ export const Reason = {
   Served: 'Served',
   /** No backendRef and no PolicyDaemon with store Kubernetes in the namespace to decide from it. */
   NotServed: 'NotServed',
+  /** The mailbox is outside the domains of its MailBackend (docs/tenancy.md): nothing written. */
+  OutsideDomains: 'OutsideDomains',
 } as const;
 export type Reason = (typeof Reason)[keyof typeof Reason];
 
@@ -127,6 +131,11 @@ export class MailUserRestrictionReconciler {
     if (spec.backendRef === undefined) return this.#served(restriction, spec);
     const backend = this.#deps.backends.get(namespace, spec.backendRef.name);
     if (backend === undefined) return this.#early(restriction, { ready: false, reason: Reason.BackendNotFound, message: Message.backendNotFound(namespace, spec.backendRef.name) });
+    // The tenancy boundary, before anything else touches the store (no finalizer, no write).
+    const domains = backend.spec?.domains;
+    if (!mailboxInDomains(spec.mailbox, domains)) {
+      return this.#early(restriction, { ready: false, reason: Reason.OutsideDomains, message: outsideDomainsMessage(spec.mailbox, spec.backendRef.name, domains!) });
+    }
     const owner = this.#ownerOf(namespace, targetKey(restriction)!);
     if (owner !== undefined && owner.metadata.name !== name) {
       return this.#early(restriction, { ready: false, reason: Reason.Conflict, message: Message.conflict(spec.mailbox, spec.backendRef.name, owner.metadata.name) });
@@ -215,7 +224,7 @@ export class MailUserRestrictionReconciler {
     }
     // Retrying cannot make a value storable: the spec has to change, which queues it anyway.
     if (error instanceof StoreError && error.kind === 'InvalidValue') return { ready: false, reason: Reason.InvalidSpec, message: error.message };
-    const text = error instanceof StoreError || error instanceof CredentialsError || error instanceof Error ? error.message : String(error);
+    const text = statusText(error, this.#deps.logger, backend);
     return { ready: false, reason: Reason.BackendUnavailable, message: Message.backendFailed(backend.metadata.name, text), retry: { cause: error } };
   }
 
@@ -253,6 +262,11 @@ export class MailUserRestrictionReconciler {
       this.#deps.status.event(restriction, 'Warning', Reason.BackendNotFound, Message.clearBackendGone(backendName, mailbox));
       return;
     }
+    // Creating and deleting a restriction must not clear a mailbox the namespace may not touch.
+    if (!mailboxInDomains(mailbox, backend.spec?.domains)) {
+      this.#deps.status.event(restriction, 'Warning', Reason.OutsideDomains, outsideDomainsMessage(mailbox, backendName, backend.spec.domains!));
+      return;
+    }
     try {
       // The parsed spec, as #sync passes it: the raw one lacks the settings' defaults, so its
       // connection fingerprint differs and every clear would close the store others are using
@@ -265,7 +279,7 @@ export class MailUserRestrictionReconciler {
     } catch (error) {
       // A mailbox that is gone has no lists left to clear.
       if (error instanceof StoreError && error.kind === 'MailboxNotFound') return;
-      const text = (error as Error).message;
+      const text = statusText(error, this.#deps.logger, backend);
       this.#deps.status.event(restriction, 'Warning', Reason.BackendUnavailable, Message.clearFailed(mailbox, text));
       throw new RetryError(Message.clearRetry(mailbox, text), { cause: error });
     }

@@ -5,6 +5,11 @@ import { FIELD_MANAGER } from './policy-daemon-objects.ts';
 export interface PolicyDaemonWriter {
   /** Server-side apply: creates or updates the fields mailwarden owns; a no-op when equal. */
   apply(object: KubernetesObject): Promise<void>;
+  /**
+   * Creates the object unless it exists; never reads, changes or deletes it (the operator's
+   * Role may create Secrets but not touch one: the daemon's token Secret).
+   */
+  create(object: KubernetesObject): Promise<void>;
   /** Deletes if present. */
   remove(object: { apiVersion: string; kind: string; metadata: { name: string; namespace: string } }): Promise<void>;
 }
@@ -23,6 +28,15 @@ export class KubePolicyDaemonWriter implements PolicyDaemonWriter {
 
   async apply(object: KubernetesObject): Promise<void> {
     await this.#objects.patch(object, undefined, undefined, FIELD_MANAGER, true, PatchStrategy.ServerSideApply);
+  }
+
+  async create(object: KubernetesObject): Promise<void> {
+    try {
+      await this.#objects.create(object, undefined, undefined, FIELD_MANAGER);
+    } catch (error) {
+      if (error instanceof ApiException && error.code === 409) return;
+      throw error;
+    }
   }
 
   async remove(object: { apiVersion: string; kind: string; metadata: { name: string; namespace: string } }): Promise<void> {

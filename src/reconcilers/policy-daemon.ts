@@ -15,6 +15,7 @@ import {
   type PolicyDaemonRef,
 } from './policy-daemon-objects.ts';
 import { parseBackendSpec } from './backend-spec.ts';
+import { daemonRefusal, type DaemonAllowance } from './daemon-allowance.ts';
 import type { PolicyDaemonWriter } from './policy-daemon-writer.ts';
 import { sidecarHealth, sidecarReport, type SidecarHealth } from './sidecar-health.ts';
 import type { Outcome, StatusNow, StatusWriter } from './status.ts';
@@ -39,11 +40,15 @@ export interface PolicyDaemonReconcilerDeps {
   readonly image: string;
   /** Pull secrets for that image (names, in the PolicyDaemon's namespace). */
   readonly imagePullSecrets?: readonly string[];
+  /** Further images and restricted actions the cluster admin allows (default: none). */
+  readonly allowance?: Omit<DaemonAllowance, 'defaultImage'>;
 }
 
 /** Condition reasons of a PolicyDaemon. */
 export const DaemonReason = {
   InvalidSpec: 'InvalidSpec',
+  /** An image or action the cluster admin does not allow (docs/tenancy.md): nothing applied. */
+  NotAllowed: 'NotAllowed',
   BackendNotFound: 'BackendNotFound',
   BackendInvalid: 'BackendInvalid',
   Injecting: 'Injecting',
@@ -98,6 +103,8 @@ export class PolicyDaemonReconciler {
   async #converge(daemon: PolicyDaemonObject, namespace: string): Promise<Outcome> {
     const parsed = policyDaemonSpecSchema.safeParse(daemon.spec);
     if (!parsed.success) return this.#early(daemon, { ready: false, reason: DaemonReason.InvalidSpec, message: formatIssues(parsed.error).join('; '), fields: daemonFields({}) });
+    const refusal = daemonRefusal(parsed.data, { ...this.#deps.allowance, defaultImage: this.#deps.image });
+    if (refusal !== undefined) return this.#early(daemon, { ready: false, reason: DaemonReason.NotAllowed, message: refusal, fields: daemonFields({}) });
     const ref: PolicyDaemonRef = { name: daemon.metadata.name, namespace, uid: daemon.metadata.uid, spec: parsed.data };
     let backend: MailBackendSpec | undefined;
     if (ref.spec.backendRef !== undefined) {
@@ -111,7 +118,9 @@ export class PolicyDaemonReconciler {
       backend = backendSpec;
     } else {
       // store Kubernetes: the daemon reads the restrictions as its own, read-only ServiceAccount.
-      for (const object of daemonIdentityObjects(ref)) await this.#deps.writer.apply(object);
+      // Its token Secret is created once and left to Kubernetes' token controller (which fills
+      // it in, and deletes it with the ServiceAccount): the operator never writes a Secret.
+      for (const object of daemonIdentityObjects(ref)) await (object.kind === 'Secret' ? this.#deps.writer.create(object) : this.#deps.writer.apply(object));
     }
 
     const yaml = policydConfigYaml(ref, backend);

@@ -34,4 +34,8 @@ export interface KubeMeta {
   finalizers?: string[];
 }
 
-export type SecretLister = Lister<V1Secret>;
+/**
+ * The Secrets a MailBackend may name. `readable` false: the cluster admin did not let the
+ * operator read that Secret (the chart's rbac.backendSecretNames), so it is never looked up.
+ */
+export type SecretLister = Lister<V1Secret> & { readonly readable?: (name: string) => boolean };

@@ -5,6 +5,7 @@ import { policyDaemonSpecSchema } from '../api/policy-daemon.ts';
 import type { Logger } from '../observability/logger.ts';
 import { parseBackendSpec } from '../reconcilers/backend-spec.ts';
 import type { PolicyDaemonRef } from '../reconcilers/policy-daemon-objects.ts';
+import { daemonRefusal, type DaemonAllowance } from '../reconcilers/daemon-allowance.ts';
 import type { PolicyDaemonObject } from '../reconcilers/policy-daemon.ts';
 import type { BackendObject, Lister } from '../reconcilers/types.ts';
 import { AdmissionServer } from './admission-server.ts';
@@ -32,6 +33,8 @@ export interface SidecarWebhookOptions {
   readonly image: string;
   /** Pull secrets (names, in the pod's namespace) added to the pods the daemon is injected into. */
   readonly imagePullSecrets?: readonly string[];
+  /** Further images and restricted actions the cluster admin allows; others are never injected. */
+  readonly allowance?: Omit<DaemonAllowance, 'defaultImage'>;
   /** Serve the certificate in this directory (tls.crt, tls.key: cert-manager's Secret, mounted)
    * instead of issuing one; the Secret and the configuration's caBundle are then left alone. */
   readonly certificateDir?: string;
@@ -99,7 +102,8 @@ export class SidecarWebhook {
     const daemons: PolicyDaemonRef[] = [];
     for (const d of this.#o.daemons.list(namespace)) {
       const parsed = policyDaemonSpecSchema.safeParse(d.spec);
-      if (parsed.success) daemons.push({ name: d.metadata.name, namespace, uid: d.metadata.uid, spec: parsed.data });
+      // A daemon the cluster admin does not allow is never injected (its status says why).
+      if (parsed.success && daemonRefusal(parsed.data, { ...this.#o.allowance, defaultImage: this.#o.image }) === undefined) daemons.push({ name: d.metadata.name, namespace, uid: d.metadata.uid, spec: parsed.data });
     }
     return planInjection(pod, {
       daemons,

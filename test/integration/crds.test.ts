@@ -82,10 +82,32 @@ describe('CRDs on a real API server', () => {
     assert.match(await refusal(backend('ca-require', { url, caSecretRef: { name: 'db-ca' }, sql: { tls: { mode: 'require' } } }), 'mailbackends'), /caSecretRef needs tls\.mode verify-full/);
     assert.match(
       await refusal(backend('ca-both', { url: 'ldaps://ldap.mail.svc', caSecretRef: { name: 'ldap-ca' }, ldap: { tls: { mode: 'verify-full', caFile: '/ca.pem' } } }), 'mailbackends'),
-      /either as caSecretRef or as tls\.caFile/,
+      /tls\.caFile is not accepted in a MailBackend/,
     );
     const created = (await create(backend('ca-ok', { url, caSecretRef: { name: 'db-ca' }, sql: { tls: { mode: 'verify-full' } } }), 'mailbackends')) as { spec: { caSecretRef: { key: string } } };
     assert.equal(created.spec.caSecretRef.key, 'ca.crt');
+  });
+
+  // #25: settings a namespace cannot abuse — each of these was accepted before.
+  const abusive: [string, Record<string, unknown>, RegExp][] = [
+    ['tls.caFile alone (/dev/zero read into memory, a pipe stalling the I/O pool)', { url: 'postgres://vmail@db:5432/vmail', sql: { tls: { mode: 'verify-full', caFile: '/dev/zero' } } }, /tls\.caFile is not accepted in a MailBackend/],
+    ['a list written into the password column', { url: 'postgres://vmail@db:5432/vmail', sql: { columns: { allowedSenders: 'password' } } }, /'password' holds credentials: it cannot be a mailwarden column/],
+    ['the key column probing password hashes', { url: 'mysql://vmail@db:3306/vmail', sql: { columns: { username: 'PassWord' } } }, /'PassWord' holds credentials/],
+    ['a list written into the key column', { url: 'postgres://vmail@db:5432/vmail', sql: { columns: { allowedSenders: 'username' } } }, /five different columns/],
+    ['a $ in a column name', { url: 'postgres://vmail@db:5432/vmail', sql: { columns: { allowedSenders: 'a$b' } } }, /spec\.sql\.columns\.allowedSenders/],
+    ['a list written into userPassword', { url: 'ldap://ldap:389', ldap: { attributes: { rejectedRecipients: 'userPassword' } } }, /'userPassword' holds credentials or identity: it cannot be a list attribute/],
+    ['a list written over the addresses', { url: 'ldap://ldap:389', ldap: { attributes: { allowedSenders: 'shadowAddress' } } }, /must differ from each other and from addressAttributes/],
+    ['a domain that is not lower-case ASCII', { url: 'postgres://vmail@db:5432/vmail', domains: ['Example.COM'] }, /spec\.domains\[0\]/],
+  ];
+  for (const [name, spec, message] of abusive) {
+    test(`a MailBackend is refused at admission: ${name}`, async () => {
+      assert.match(await refusal(backend(`abuse-${Math.random().toString(36).slice(2, 8)}`, spec), 'mailbackends'), message);
+    });
+  }
+
+  test('a MailBackend with domains is accepted', async () => {
+    const created = (await create(backend('tenant-a', { url: 'postgres://vmail@db:5432/vmail', domains: ['a.example', 'xn--bcher-kva.example'] }), 'mailbackends')) as { spec: { domains: string[] } };
+    assert.deepEqual(created.spec.domains, ['a.example', 'xn--bcher-kva.example']);
   });
 
   test('a MailBackend with an unknown scheme is refused', async () => {

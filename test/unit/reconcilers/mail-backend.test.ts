@@ -3,6 +3,7 @@ import { describe, test } from 'node:test';
 import type { V1Secret } from '@kubernetes/client-node';
 import { BackendMessage, BackendReason, MailBackendReconciler } from '../../../src/reconcilers/mail-backend.ts';
 import type { BackendObject } from '../../../src/reconcilers/types.ts';
+import { UNREACHABLE } from '../../../src/reconcilers/status-text.ts';
 import { StoreError } from '../../../src/stores/store.ts';
 import { FakeStore, lister, Recorder, type RecordedEvent } from './fakes.ts';
 
@@ -65,7 +66,7 @@ const cases: Case[] = [
     name: 'the store is down: Unavailable with its message',
     backends: [backend()],
     probeFails: new StoreError('Unavailable', 'connection refused'),
-    expect: { ready: { status: 'False', reason: BackendReason.Unavailable, message: 'connection refused' }, result: { requeueAfterMs: 5_000 } },
+    expect: { ready: { status: 'False', reason: BackendReason.Unavailable, message: UNREACHABLE }, result: { requeueAfterMs: 5_000 } },
   },
 ];
 

@@ -5,6 +5,8 @@ import { FINALIZER, Message, MailUserRestrictionReconciler, Reason } from '../..
 import { RetryError } from '../../../src/reconcilers/status.ts';
 import type { BackendObject, RestrictionObject } from '../../../src/reconcilers/types.ts';
 import { StoreError } from '../../../src/stores/store.ts';
+import { UNREACHABLE } from '../../../src/reconcilers/status-text.ts';
+import { outsideDomainsMessage } from '../../../src/api/backend-domains.ts';
 import { FakeStore, lister, NOW, Recorder, type RecordedEvent } from './fakes.ts';
 
 const API = 'mailwarden.io/v1alpha1';
@@ -170,7 +172,29 @@ const cases: Case[] = [
     name: 'the store is down: BackendUnavailable written, then retried with backoff',
     restrictions: [restriction()],
     store: Object.assign(new FakeStore({ [MAILBOX]: {} }), { fail: { apply: new StoreError('Unavailable', 'connection refused') } }),
-    expect: { ready: { status: 'False', reason: Reason.BackendUnavailable, message: Message.backendFailed('pg', 'connection refused') }, events: [{ type: 'Warning', reason: Reason.BackendUnavailable }], retry: true },
+    // Never the raw error: for a URL naming any host, status would tell refused from filtered (#25).
+    expect: { ready: { status: 'False', reason: Reason.BackendUnavailable, message: Message.backendFailed('pg', UNREACHABLE) }, events: [{ type: 'Warning', reason: Reason.BackendUnavailable }], retry: true },
+  },
+  {
+    name: 'a mailbox outside the domains of its MailBackend: OutsideDomains, no finalizer, nothing written',
+    restrictions: [restriction({ finalizers: [], spec: { mailbox: 'postmaster@other.org', backendRef: { name: 'pg' }, rejectedSenders: ['@.'] } })],
+    backends: [backend({ url: 'postgres://vmail@127.0.0.1:5432/vmail', domains: ['example.com'] })],
+    store: new FakeStore({ 'postmaster@other.org': STORED }),
+    expect: { ready: { status: 'False', reason: Reason.OutsideDomains, message: outsideDomainsMessage('postmaster@other.org', 'pg', ['example.com']) }, writes: [], finalizers: [], events: [{ type: 'Warning', reason: Reason.OutsideDomains }] },
+  },
+  {
+    name: 'a mailbox of one of its domains (any case, IDN in either form) is written',
+    restrictions: [restriction({ spec: { mailbox: 'Alice@Example.COM', backendRef: { name: 'pg' }, rejectedSenders: ['spam@bad.example'] } })],
+    backends: [backend({ url: 'postgres://vmail@127.0.0.1:5432/vmail', credentialsSecretRef: { name: 'pg' }, domains: ['other.org', 'example.com'] })],
+    store: new FakeStore({ 'Alice@Example.COM': {} }),
+    expect: { ready: { status: 'True', reason: Reason.Applied } },
+  },
+  {
+    name: 'deleting a restriction outside the domains clears nothing (create + delete must not wipe lists)',
+    restrictions: [restriction({ deleting: true, spec: { mailbox: 'postmaster@other.org', backendRef: { name: 'pg' } } })],
+    backends: [backend({ url: 'postgres://vmail@127.0.0.1:5432/vmail', domains: ['example.com'] })],
+    store: new FakeStore({ 'postmaster@other.org': STORED }),
+    expect: { writes: [], events: [{ type: 'Warning', reason: Reason.OutsideDomains }], finalizers: [[]] },
   },
   {
     name: "the backend's Secret is missing: BackendUnavailable, retried",

@@ -89,11 +89,13 @@ describe('a MailBackend CA from a Secret (caSecretRef)', () => {
     assert.notEqual(configHash(policydConfigYaml(daemon, withCa), withCa), configHash(policydConfigYaml(daemon, other), other));
   });
 
-  test('it needs tls.mode verify-full, and excludes tls.caFile', () => {
+  test('it needs tls.mode verify-full; a MailBackend names no tls.caFile at all', () => {
     const parse = (spec: object) => mailBackendSpecSchema.safeParse({ url: 'postgres://vmail@db/vmail', caSecretRef: { name: 'db-ca' }, ...spec });
     assert.match(JSON.stringify(parse({}).error?.issues), /caSecretRef needs sql\.tls\.mode verify-full/);
     assert.match(JSON.stringify(parse({ sql: { tls: { mode: 'require' } } }).error?.issues), /verify-full/);
-    assert.match(JSON.stringify(parse({ sql: { tls: { mode: 'verify-full', caFile: '/ca.pem' } } }).error?.issues), /either as caSecretRef or as tls\.caFile/);
+    assert.match(JSON.stringify(parse({ sql: { tls: { mode: 'verify-full', caFile: '/ca.pem' } } }).error?.issues), /tls\.caFile is not accepted in a MailBackend/);
+    // Not even alone: a path the operator would read (/dev/zero, a pipe) is no tenant's to give.
+    assert.match(JSON.stringify(mailBackendSpecSchema.safeParse({ url: 'postgres://vmail@db/vmail', sql: { tls: { mode: 'verify-full', caFile: '/dev/zero' } } }).error?.issues), /tls\.caFile is not accepted/);
     const ldap = mailBackendSpecSchema.safeParse({ url: 'ldaps://ldap.mail.svc', caSecretRef: { name: 'ldap-ca' }, ldap: { tls: { mode: 'disable' } } });
     assert.match(JSON.stringify(ldap.error?.issues), /ldap\.tls\.mode verify-full/);
     assert.equal(parse({ sql: { tls: { mode: 'verify-full' } } }).success, true);

@@ -96,6 +96,7 @@ describe('PolicyDaemonReconciler', () => {
       const removed: string[] = [];
       const writer: PolicyDaemonWriter = {
         apply: async (o: KubernetesObject) => void applied.push(o.kind!),
+        create: async (o: KubernetesObject) => void applied.push(o.kind!),
         remove: async (o) => void removed.push(o.kind),
       };
       const reconciler = new PolicyDaemonReconciler({
