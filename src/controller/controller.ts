@@ -1,7 +1,7 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Logger } from '../observability/logger.ts';
 import { silentLogger } from '../observability/logger.ts';
-import { realTimers, sleep, type Timers } from './timers.ts';
+import { realClock, sleep, type Clock } from '../time/clock.ts';
 import type { WorkQueue } from './work-queue.ts';
 
 /** What a reconcile asks for besides success: look again after a while even if nothing changes. */
@@ -29,7 +29,7 @@ export interface ControllerOptions {
   stopTimeoutMs?: number;
   registry?: Registry;
   logger?: Logger;
-  timers?: Timers;
+  clock?: Clock;
 }
 
 /** Outcome label of the reconciles counter. */
@@ -107,7 +107,7 @@ export class Controller {
   readonly #stopTimeoutMs: number;
   readonly #metrics: ControllerMetrics;
   readonly #log: Logger;
-  readonly #timers: Timers;
+  readonly #clock: Clock;
   #workers: Promise<void>[] = [];
   /** When each key last reconciled successfully (what the periodic resync may skip). */
   #syncedAt = new Map<string, number>();
@@ -125,7 +125,7 @@ export class Controller {
     this.#stopTimeoutMs = options.stopTimeoutMs ?? 30_000;
     this.#metrics = ControllerMetrics.for(options.registry ?? new Registry());
     this.#log = (options.logger ?? silentLogger).child({ controller: this.name });
-    this.#timers = options.timers ?? realTimers;
+    this.#clock = options.clock ?? realClock;
   }
 
   /** Starts the workers and the resync timer. */
@@ -155,7 +155,7 @@ export class Controller {
    */
   async resync(options: { skipRecent?: boolean } = {}): Promise<void> {
     if (!this.#keys) return;
-    const recent = this.#timers.now() - this.#resyncMs / 2;
+    const recent = this.#clock.now() - this.#resyncMs / 2;
     const syncedAt = new Map<string, number>(); // only keys that still exist
     let count = 0;
     let skipped = 0;
@@ -174,11 +174,11 @@ export class Controller {
   }
 
   async #stop(): Promise<void> {
-    if (this.#resyncTimer !== undefined) this.#timers.clearTimeout(this.#resyncTimer);
+    if (this.#resyncTimer !== undefined) this.#clock.clearTimeout(this.#resyncTimer);
     this.#resyncTimer = undefined;
     const abort = new AbortController();
     const drained = this.#queue.shutDownWithDrain().then(() => true);
-    const timedOut = sleep(this.#timers, this.#stopTimeoutMs, abort.signal).then(() => false);
+    const timedOut = sleep(this.#clock, this.#stopTimeoutMs, abort.signal).then(() => false);
     const finished = await Promise.race([drained, timedOut]);
     abort.abort();
     if (finished) await Promise.all(this.#workers);
@@ -189,7 +189,7 @@ export class Controller {
 
   #scheduleResync(): void {
     if (this.#resyncMs <= 0 || !this.#keys || this.#stopping) return;
-    this.#resyncTimer = this.#timers.setTimeout(() => {
+    this.#resyncTimer = this.#clock.setTimeout(() => {
       this.resync({ skipRecent: true })
         .catch((err: unknown) => this.#log.warn({ err }, 'resync could not list the keys'))
         .finally(() => this.#scheduleResync());
@@ -214,7 +214,7 @@ export class Controller {
     try {
       const result = await this.#reconcile(key);
       this.#queue.forget(key);
-      this.#syncedAt.set(key, this.#timers.now());
+      this.#syncedAt.set(key, this.#clock.now());
       const after = result?.requeueAfterMs ?? 0;
       if (after > 0) {
         this.#queue.addAfter(key, after);

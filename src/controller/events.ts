@@ -3,7 +3,7 @@ import { ApiException, CoreV1Api, type CoreV1Event, type KubeConfig, type Kubern
 import { LRUCache } from 'lru-cache';
 import type { Logger } from '../observability/logger.ts';
 import { silentLogger } from '../observability/logger.ts';
-import { realTimers, sleep, type Timers } from './timers.ts';
+import { realClock, sleep, type Clock } from '../time/clock.ts';
 
 export type EventType = 'Normal' | 'Warning';
 
@@ -30,7 +30,7 @@ export interface EventRecorderOptions {
   /** Counts Events dropped because the queue was full (a metric). */
   onDropped?: () => void;
   logger?: Logger;
-  timers?: Timers;
+  clock?: Clock;
 }
 
 /** The object an Event is about; any Kubernetes object with apiVersion and kind set. */
@@ -74,7 +74,7 @@ export class EventRecorder {
   readonly #component: string;
   readonly #instance: string;
   readonly #log: Logger;
-  readonly #timers: Timers;
+  readonly #clock: Clock;
   readonly #recorded: LRUCache<string, Recorded>;
   readonly #queue: Queued[] = [];
   readonly #maxQueued: number;
@@ -93,13 +93,13 @@ export class EventRecorder {
     this.#component = options.component;
     this.#instance = options.instance ?? hostname();
     this.#log = (options.logger ?? silentLogger).child({ component: 'events' });
-    this.#timers = options.timers ?? realTimers;
+    this.#clock = options.clock ?? realClock;
     this.#recorded = new LRUCache({ max: options.cacheSize ?? 4096 });
     this.#maxQueued = options.maxQueued ?? 1000;
     this.#qps = options.qps ?? 20;
     this.#burst = options.burst ?? 100;
     this.#tokens = this.#burst;
-    this.#refilledAt = this.#timers.now();
+    this.#refilledAt = this.#clock.now();
     this.#onDropped = options.onDropped;
   }
 
@@ -140,7 +140,7 @@ export class EventRecorder {
     while (this.#queue.length > 0) {
       const wait = this.#takeToken();
       if (wait > 0) {
-        await sleep(this.#timers, wait);
+        await sleep(this.#clock, wait);
         continue;
       }
       const next = this.#queue.shift()!;
@@ -157,7 +157,7 @@ export class EventRecorder {
 
   /** Takes a token from the bucket and returns 0, or returns how long until there is one. */
   #takeToken(): number {
-    const now = this.#timers.now();
+    const now = this.#clock.now();
     this.#tokens = Math.min(this.#burst, this.#tokens + ((now - this.#refilledAt) / 1000) * this.#qps);
     this.#refilledAt = now;
     if (this.#tokens < 1) return Math.ceil(((1 - this.#tokens) / this.#qps) * 1000);
@@ -168,7 +168,7 @@ export class EventRecorder {
   #drop(obj: InvolvedObject, reason: string): void {
     this.#dropped++;
     this.#onDropped?.();
-    const now = this.#timers.now();
+    const now = this.#clock.now();
     if (now - this.#lastDropLog < DROP_LOG_INTERVAL_MS) return;
     this.#lastDropLog = now;
     const m = obj.metadata ?? {};
@@ -176,7 +176,7 @@ export class EventRecorder {
   }
 
   async #post(key: string, obj: InvolvedObject, type: EventType, reason: string, message: string): Promise<void> {
-    const now = new Date(this.#timers.now());
+    const now = new Date(this.#clock.epochMs());
     const seen = this.#recorded.get(key);
     if (seen) {
       const event = seen.event;
@@ -198,7 +198,7 @@ export class EventRecorder {
   #newEvent(obj: InvolvedObject, type: EventType, reason: string, message: string, now: Date): CoreV1Event {
     const m = obj.metadata ?? {};
     // client-go's naming: the object's name and a unique hexadecimal suffix.
-    const suffix = (this.#timers.now() * 1000 + (this.#seq++ % 1000)).toString(16);
+    const suffix = (this.#clock.epochMs() * 1000 + (this.#seq++ % 1000)).toString(16);
     return {
       apiVersion: 'v1',
       kind: 'Event',

@@ -2,7 +2,7 @@ import { Watch, type KubeConfig, type KubernetesListObject, type KubernetesObjec
 import { keyOf, keyOfObject } from '../api/object-key.ts';
 import type { Logger } from '../observability/logger.ts';
 import { silentLogger } from '../observability/logger.ts';
-import { realTimers, sleep, type Timers } from './timers.ts';
+import { realClock, sleep, type Clock } from '../time/clock.ts';
 
 /** Options passed to the list function; spread them into a generated client's list call. */
 export interface ListOptions {
@@ -50,7 +50,7 @@ export interface ResourceInformerOptions<T extends KubernetesObject> {
   /** Backoff between failed list/watch attempts; default 500 ms doubling up to 30 s. */
   backoff?: { initialMs?: number; maxMs?: number };
   logger?: Logger;
-  timers?: Timers;
+  clock?: Clock;
 }
 
 /** The informer was stopped, or did not sync in time. */
@@ -93,7 +93,7 @@ export class ResourceInformer<T extends KubernetesObject> {
   readonly #opts: ResourceInformerOptions<T>;
   readonly #watch: Watch;
   readonly #log: Logger;
-  readonly #timers: Timers;
+  readonly #clock: Clock;
   readonly #cache = new Map<string, T>();
   /** Index name → indexed value → cache keys. */
   readonly #indices = new Map<string, Map<string, Set<string>>>();
@@ -111,7 +111,7 @@ export class ResourceInformer<T extends KubernetesObject> {
     this.name = options.name ?? options.path;
     this.#watch = new Watch(options.kubeConfig);
     this.#log = (options.logger ?? silentLogger).child({ informer: this.name });
-    this.#timers = options.timers ?? realTimers;
+    this.#clock = options.clock ?? realClock;
   }
 
   /** True once the first list has been applied to the cache and told to the handlers. */
@@ -194,10 +194,10 @@ export class ResourceInformer<T extends KubernetesObject> {
     if (this.#hasSynced) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const entry = {
-        resolve: () => { this.#timers.clearTimeout(timer); resolve(); },
-        reject: (err: Error) => { this.#timers.clearTimeout(timer); reject(err); },
+        resolve: () => { this.#clock.clearTimeout(timer); resolve(); },
+        reject: (err: Error) => { this.#clock.clearTimeout(timer); reject(err); },
       };
-      const timer = this.#timers.setTimeout(() => {
+      const timer = this.#clock.setTimeout(() => {
         const i = this.#synced.indexOf(entry);
         if (i >= 0) this.#synced.splice(i, 1);
         reject(new InformerError('SyncTimeout', `informer ${this.name} did not sync within ${timeoutMs} ms`));
@@ -247,7 +247,7 @@ export class ResourceInformer<T extends KubernetesObject> {
         }
         else this.#log.debug(fields, 'list/watch still failing');
         const delay = Math.min(maxMs, initialMs * 2 ** (failures - 1));
-        await sleep(this.#timers, delay * (0.8 + 0.2 * Math.random()), signal);
+        await sleep(this.#clock, delay * (0.8 + 0.2 * Math.random()), signal);
       }
     }
   }
@@ -301,7 +301,7 @@ export class ResourceInformer<T extends KubernetesObject> {
     };
     if (this.#opts.labelSelector) params.labelSelector = this.#opts.labelSelector;
     if (this.#opts.fieldSelector) params.fieldSelector = this.#opts.fieldSelector;
-    const startedAt = this.#timers.now();
+    const startedAt = this.#clock.now();
     let expired = false;
     let ended = false;
     let events = 0;
@@ -320,7 +320,7 @@ export class ResourceInformer<T extends KubernetesObject> {
         // Watch reports its own inactivity timeout as TimeoutError: nothing wrong, resume.
         if (err && !(err instanceof Error && err.name === 'TimeoutError')) return reject(err);
         // A server that accepts and at once closes watches would otherwise make us spin.
-        if (events === 0 && this.#timers.now() - startedAt < MIN_WATCH_LIFETIME_MS) {
+        if (events === 0 && this.#clock.now() - startedAt < MIN_WATCH_LIFETIME_MS) {
           return reject(new WatchClosedImmediately('watch closed immediately by the server'));
         }
         resolve('closed');

@@ -1,7 +1,7 @@
 import { ApiException, CoordinationV1Api, V1MicroTime, type KubeConfig, type V1Lease } from '@kubernetes/client-node';
 import type { Logger } from '../observability/logger.ts';
 import { silentLogger } from '../observability/logger.ts';
-import { realTimers, type Timers } from './timers.ts';
+import { realClock, type Clock } from '../time/clock.ts';
 
 export interface LeaderElectorOptions {
   kubeConfig: KubeConfig;
@@ -23,7 +23,7 @@ export interface LeaderElectorOptions {
   /** Called when the observed holder changes (any replica, or '' when released). */
   onNewLeader?: (identity: string) => void;
   logger?: Logger;
-  timers?: Timers;
+  clock?: Clock;
 }
 
 /** The options cannot give the guarantee leader election exists for. */
@@ -63,7 +63,7 @@ export class LeaderElector {
   readonly #renewDeadlineMs: number;
   readonly #retryMs: number;
   readonly #log: Logger;
-  readonly #timers: Timers;
+  readonly #clock: Clock;
   #leading = false;
   #running = false;
   #loopTimer: unknown;
@@ -86,7 +86,7 @@ export class LeaderElector {
     if (!options.identity) throw new LeaderElectionError('identity must not be empty');
     this.#api = options.kubeConfig.makeApiClient(CoordinationV1Api);
     this.#log = (options.logger ?? silentLogger).child({ lease: `${options.namespace}/${options.name}`, identity: options.identity });
-    this.#timers = options.timers ?? realTimers;
+    this.#clock = options.clock ?? realClock;
   }
 
   get isLeader(): boolean {
@@ -112,7 +112,7 @@ export class LeaderElector {
   async stop(): Promise<void> {
     if (!this.#running) return;
     this.#running = false;
-    this.#timers.clearTimeout(this.#loopTimer);
+    this.#clock.clearTimeout(this.#loopTimer);
     await this.#inFlight;
     // An attempt that was in flight may have won the lease without our knowing it yet.
     if (this.#leading || this.#observedHolder === this.identity) {
@@ -127,20 +127,20 @@ export class LeaderElector {
    */
   abandon(): void {
     this.#running = false;
-    this.#timers.clearTimeout(this.#loopTimer);
-    this.#timers.clearTimeout(this.#deadlineTimer);
+    this.#clock.clearTimeout(this.#loopTimer);
+    this.#clock.clearTimeout(this.#deadlineTimer);
     this.#leading = false;
   }
 
   #schedule(ms: number): void {
     if (!this.#running) return;
-    this.#loopTimer = this.#timers.setTimeout(() => {
+    this.#loopTimer = this.#clock.setTimeout(() => {
       this.#inFlight = this.#attempt().finally(() => { this.#inFlight = undefined; });
     }, ms);
   }
 
   async #attempt(): Promise<void> {
-    const started = this.#timers.now();
+    const started = this.#clock.now();
     let ok = false;
     try {
       ok = await this.#withTimeout(this.#tryAcquireOrRenew(started));
@@ -164,14 +164,14 @@ export class LeaderElector {
     }
     // Candidate: poll with jitter, but wake exactly when the observed lease expires.
     const jittered = this.#retryMs * (1 + 0.2 * Math.random());
-    const untilExpiry = this.#observedHolder ? this.#observedAt + this.#leaseDuration() - this.#timers.now() + 1 : jittered;
+    const untilExpiry = this.#observedHolder ? this.#observedAt + this.#leaseDuration() - this.#clock.now() + 1 : jittered;
     this.#schedule(Math.max(0, Math.min(jittered, untilExpiry)));
   }
 
   #armDeadline(): void {
-    this.#timers.clearTimeout(this.#deadlineTimer);
-    const due = this.#lastRenewStart + this.#renewDeadlineMs - this.#timers.now();
-    this.#deadlineTimer = this.#timers.setTimeout(() => {
+    this.#clock.clearTimeout(this.#deadlineTimer);
+    const due = this.#lastRenewStart + this.#renewDeadlineMs - this.#clock.now();
+    this.#deadlineTimer = this.#clock.setTimeout(() => {
       if (!this.#leading) return;
       this.#log.warn({ renewDeadlineMs: this.#renewDeadlineMs }, 'could not renew the lease in time; stopping leading');
       this.#stepDown('lost');
@@ -179,7 +179,7 @@ export class LeaderElector {
   }
 
   #stepDown(why: 'lost' | 'stopped'): void {
-    this.#timers.clearTimeout(this.#deadlineTimer);
+    this.#clock.clearTimeout(this.#deadlineTimer);
     if (!this.#leading) return;
     this.#leading = false;
     this.#log.info({ why }, 'stopped leading');
@@ -200,7 +200,7 @@ export class LeaderElector {
     this.#observe(lease);
     const holder = lease.spec?.holderIdentity ?? '';
     const mine = holder === this.identity;
-    if (!mine && holder && this.#timers.now() < this.#observedAt + this.#leaseDuration()) return false;
+    if (!mine && holder && this.#clock.now() < this.#observedAt + this.#leaseDuration()) return false;
     if (!mine && this.#leading) {
       // Someone took it (our renewals must have stalled past the lease duration): not ours.
       this.#stepDown('lost');
@@ -232,7 +232,7 @@ export class LeaderElector {
   async #release(): Promise<void> {
     const lease = await this.#withTimeout(this.#api.readNamespacedLease({ namespace: this.#opts.namespace, name: this.#opts.name }));
     if (lease.spec?.holderIdentity !== this.identity) return;
-    const now = new V1MicroTime(this.#timers.now());
+    const now = new V1MicroTime(this.#clock.epochMs());
     await this.#withTimeout(this.#api.replaceNamespacedLease({
       namespace: this.#opts.namespace,
       name: this.#opts.name,
@@ -244,7 +244,7 @@ export class LeaderElector {
   /** Records the lease; its observation time moves only when its content changes. */
   #observe(lease: V1Lease): void {
     const rv = lease.metadata?.resourceVersion;
-    if (rv !== this.#observed?.metadata?.resourceVersion) this.#observedAt = this.#timers.now();
+    if (rv !== this.#observed?.metadata?.resourceVersion) this.#observedAt = this.#clock.now();
     this.#observed = lease;
     const holder = lease.spec?.holderIdentity ?? '';
     if (holder !== this.#observedHolder) {
@@ -263,9 +263,9 @@ export class LeaderElector {
     const ms = Math.max(this.#retryMs, Math.min(this.#renewDeadlineMs / 2, 5000));
     let handle: unknown;
     const timeout = new Promise<never>((_, reject) => {
-      handle = this.#timers.setTimeout(() => reject(new RequestTimeout(ms)), ms);
+      handle = this.#clock.setTimeout(() => reject(new RequestTimeout(ms)), ms);
     });
-    return Promise.race([p, timeout]).finally(() => this.#timers.clearTimeout(handle));
+    return Promise.race([p, timeout]).finally(() => this.#clock.clearTimeout(handle));
   }
 
   #call(fn: (() => void) | undefined): void {

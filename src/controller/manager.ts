@@ -7,7 +7,7 @@ import { ResourceInformer } from './informer.ts';
 import { NamedInformers } from './named-informers.ts';
 import { LeaderElector } from './leader-election.ts';
 import { collectionLister, collectionPath, type ResourceType } from './resource.ts';
-import type { Timers } from './timers.ts';
+import type { Clock } from '../time/clock.ts';
 import { WorkQueue } from './work-queue.ts';
 
 /** One kind the manager caches: what to list and watch, and how to index it. */
@@ -93,7 +93,7 @@ export interface ManagerOptions<K extends string> {
   readonly onLostLeadership?: () => void;
   readonly registry?: Registry;
   readonly logger: Logger;
-  readonly timers?: Timers;
+  readonly clock?: Clock;
   /** Objects per list page (default the informer's, 500); tests page through a few objects. */
   readonly listPageSize?: number;
 }
@@ -138,7 +138,7 @@ export class ControllerManager<K extends string> {
             indexers: definition.indexes,
             pageSize: options.listPageSize,
             logger: this.#log,
-            timers: options.timers,
+            clock: options.clock,
           });
         }),
       );
@@ -163,7 +163,7 @@ export class ControllerManager<K extends string> {
         ...le,
         kubeConfig: options.kubeConfig,
         logger: this.#log,
-        timers: options.timers,
+        clock: options.clock,
         onStartedLeading: () => this.#lead(),
         onStoppedLeading: () => {
           if (this.#stopped) return;
@@ -203,7 +203,7 @@ export class ControllerManager<K extends string> {
       keys: () => primary.list().map(keyOfObject),
       registry: this.#registry,
       logger: this.#log,
-      timers: this.#options.timers,
+      clock: this.#options.clock,
     });
     this.#controllers.push({ definition, queue, controller });
     for (const watch of definition.watches) {

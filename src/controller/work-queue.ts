@@ -1,4 +1,4 @@
-import { realTimers, type Timers } from './timers.ts';
+import { realClock, type Clock } from '../time/clock.ts';
 
 /** Per-key exponential backoff settings for {@link WorkQueue.addRateLimited}. */
 export interface BackoffOptions {
@@ -15,7 +15,7 @@ export interface BackoffOptions {
 
 export interface WorkQueueOptions {
   backoff?: BackoffOptions;
-  timers?: Timers;
+  clock?: Clock;
   /** Source of randomness in [0, 1) for the jitter; injectable for tests. */
   random?: () => number;
 }
@@ -48,7 +48,7 @@ export class WorkQueue {
   readonly #failures = new Map<string, number>();
   readonly #getters: Array<(key: string | undefined) => void> = [];
   readonly #drained: Array<() => void> = [];
-  readonly #timers: Timers;
+  readonly #clock: Clock;
   readonly #random: () => number;
   readonly #baseMs: number;
   readonly #capMs: number;
@@ -56,7 +56,7 @@ export class WorkQueue {
   #shuttingDown = false;
 
   constructor(options: WorkQueueOptions = {}) {
-    this.#timers = options.timers ?? realTimers;
+    this.#clock = options.clock ?? realClock;
     this.#random = options.random ?? Math.random;
     this.#baseMs = options.backoff?.baseMs ?? 200;
     this.#capMs = options.backoff?.capMs ?? 5 * 60_000;
@@ -107,13 +107,13 @@ export class WorkQueue {
   addAfter(key: string, ms: number): void {
     if (this.#shuttingDown) return;
     if (ms <= 0) return this.add(key);
-    const at = this.#timers.now() + ms;
+    const at = this.#clock.now() + ms;
     const pending = this.#waiting.get(key);
     if (pending) {
       if (pending.at <= at) return;
-      this.#timers.clearTimeout(pending.handle);
+      this.#clock.clearTimeout(pending.handle);
     }
-    const handle = this.#timers.setTimeout(() => {
+    const handle = this.#clock.setTimeout(() => {
       this.#waiting.delete(key);
       this.add(key);
     }, ms);
@@ -170,7 +170,7 @@ export class WorkQueue {
   shutDown(): void {
     if (this.#shuttingDown) return;
     this.#shuttingDown = true;
-    for (const { handle } of this.#waiting.values()) this.#timers.clearTimeout(handle);
+    for (const { handle } of this.#waiting.values()) this.#clock.clearTimeout(handle);
     this.#waiting.clear();
     this.#queue.length = 0;
     this.#lowQueue.length = 0;

@@ -7,7 +7,7 @@ import type { DecisionOptions } from '../restrictions/options.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { PolicyMetrics } from '../observability/metrics.ts';
 import { StoreError, type MailboxReader } from '../stores/store.ts';
-import { realClock, realRandom, type Clock, type Random } from './clock.ts';
+import { realClock, realRandom, type Clock, type Random } from '../time/clock.ts';
 import { InvalidEntries } from './invalid-entries.ts';
 import { LookupBatcher } from './lookup-batcher.ts';
 import type { MailboxKeys, MailboxSource, Resolution } from './mailbox-source.ts';

@@ -6,7 +6,7 @@ import { PolicyMetrics } from '../observability/metrics.ts';
 import { openStore } from '../stores/open.ts';
 import type { MailboxReader } from '../stores/store.ts';
 import { ConfigError } from '../api/config-error.ts';
-import { realClock, type Clock } from './clock.ts';
+import { realClock, type Clock } from '../time/clock.ts';
 import { decisionOptionsOf, parseListen, resolverOptionsOf, serverLimitsOf, storeCaFile, type PolicydConfig } from './config.ts';
 import { answerOf, DecisionService } from './decision-handler.ts';
 import { mailboxSourceFor } from './mailbox-source.ts';
@@ -163,7 +163,7 @@ export class PolicyDaemon {
   /** Starts checking `store`'s schema, instead of any check of a previous store. */
   #checkSchema(store: MailboxReader): void {
     this.#schemaCheck?.stop();
-    const check = new SchemaCheck({ store, logger: this.#logger.child({ component: 'store' }) });
+    const check = new SchemaCheck({ store, logger: this.#logger.child({ component: 'store' }), clock: this.#clock });
     this.#schemaCheck = check;
     void check.start();
   }

@@ -8,7 +8,7 @@
  * Each batch has its deadline from its first key: a key never waits longer than the timeout,
  * whether queued here or at the store. Concurrent asks for one key share its batch.
  */
-import { realClock, type Clock } from './clock.ts';
+import { realClock, type Clock } from '../time/clock.ts';
 
 export interface LookupBatcherOptions<T = void> {
   /** Round trips at once (the store's pool size). */

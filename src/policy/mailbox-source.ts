@@ -4,7 +4,7 @@ import type { Logger } from '../observability/logger.ts';
 import type { PolicyMetrics } from '../observability/metrics.ts';
 import type { MailboxReader, StoreError } from '../stores/store.ts';
 import { CachedSource, type ResolverOptions } from './cached-source.ts';
-import type { Clock, Random } from './clock.ts';
+import type { Clock, Random } from '../time/clock.ts';
 import { InMemorySource } from './memory-source.ts';
 
 /** The mailboxes of one request's keys, or the store failure that left one of them unknown. */

@@ -6,6 +6,7 @@
  * asking while the schema is wrong (an admin may create the columns or fix the configuration).
  */
 import { StoreError, type MailboxReader } from '../stores/store.ts';
+import { realClock, type Clock } from '../time/clock.ts';
 
 export interface SchemaCheckOptions {
   readonly store: MailboxReader;
@@ -15,9 +16,7 @@ export interface SchemaCheckOptions {
   readonly retryMs?: number;
   /** One attempt's time limit (default 5 s). */
   readonly timeoutMs?: number;
-  /** Injected for tests that drive time. */
-  readonly setTimer?: (run: () => void, ms: number) => { unref?(): unknown };
-  readonly clearTimer?: (timer: unknown) => void;
+  readonly clock?: Clock;
 }
 
 export class SchemaCheck {
@@ -53,7 +52,7 @@ export class SchemaCheck {
 
   stop(): void {
     this.#stopped = true;
-    if (this.#timer !== undefined) (this.#options.clearTimer ?? ((t) => clearTimeout(t as NodeJS.Timeout)))(this.#timer);
+    if (this.#timer !== undefined) (this.#options.clock ?? realClock).clearTimeout(this.#timer);
   }
 
   async #attempt(verify: (signal: AbortSignal) => Promise<void>): Promise<void> {
@@ -75,9 +74,6 @@ export class SchemaCheck {
     }
     this.#settled = true;
     if (!again || this.#stopped) return;
-    const setTimer = this.#options.setTimer ?? ((run, ms) => setTimeout(run, ms));
-    const timer = setTimer(() => void this.#attempt(verify), this.#options.retryMs ?? 10_000);
-    timer.unref?.();
-    this.#timer = timer;
+    this.#timer = (this.#options.clock ?? realClock).setTimeout(() => void this.#attempt(verify), this.#options.retryMs ?? 10_000);
   }
 }

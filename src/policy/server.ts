@@ -5,7 +5,7 @@
  */
 import { lstat, unlink } from 'node:fs/promises';
 import { connect, createServer, type Server, type Socket } from 'node:net';
-import { realClock, type Clock } from './clock.ts';
+import { realClock, type Clock } from '../time/clock.ts';
 import { PolicyConnection, type ConnectionContext } from './connection.ts';
 import { resolveLimits, type PolicyServerLimits } from './limits.ts';
 import { silentLogger, type Logger } from '../observability/logger.ts';

@@ -3,7 +3,7 @@
  * most once per interval per kind, with the count of those left out, so an attack cannot turn the
  * log into a second denial of service.
  */
-import type { Clock } from './clock.ts';
+import type { Clock } from '../time/clock.ts';
 import type { Logger } from '../observability/logger.ts';
 
 export class WarningThrottle {

@@ -7,7 +7,7 @@ import { formatIssues } from '../api/issues.ts';
 import { API_GROUP } from '../api/mail-user-restriction.ts';
 import { StringPool } from '../controller/cached-object.ts';
 import { InformerError, ResourceInformer, type ListOptions } from '../controller/informer.ts';
-import type { Timers } from '../controller/timers.ts';
+import type { Clock } from '../time/clock.ts';
 import type { MailboxRecord } from '../restrictions/lists.ts';
 import type { Logger } from '../observability/logger.ts';
 import { holdRestriction, RestrictionIndex, type HeldRestriction } from './restriction-index.ts';
@@ -37,7 +37,7 @@ export interface KubernetesStoreOptions {
   readonly logger?: Logger;
   /** List/watch retry backoff (default 500 ms doubling up to 10 s). */
   readonly backoff?: { initialMs?: number; maxMs?: number };
-  readonly timers?: Timers;
+  readonly clock?: Clock;
 }
 
 /** Opens the store a `kubernetes://` value names with `settings`; starts listing at once. */
@@ -126,7 +126,7 @@ export class KubernetesStore implements MailboxReader {
         backoff: { initialMs: options.backoff?.initialMs ?? 500, maxMs: options.backoff?.maxMs ?? 10_000 },
         onConnectionChange: (connected, error) => this.#connection(namespace, connected, error),
         logger: options.logger,
-        timers: options.timers,
+        clock: options.clock,
       });
       informer.onAdd((obj) => this.#changed(this.#index.set(this.#held(obj))));
       informer.onUpdate((obj, old) => this.#changed(this.#index.set(this.#held(obj), old as HeldRestriction)));

@@ -1,4 +1,4 @@
-import type { Clock } from '../../src/policy/clock.ts';
+import type { Clock } from '../../src/time/clock.ts';
 
 /**
  * A clock the test drives: time stands still until `advance(ms)`, which runs every timer that
@@ -7,16 +7,23 @@ import type { Clock } from '../../src/policy/clock.ts';
  */
 export class FakeClock implements Clock {
   #now: number;
+  readonly #start: number;
   #seq = 0;
   readonly #timers = new Map<number, { at: number; fn: () => void }>();
 
   /** Starts at an arbitrary time well above 0, as a monotonic clock reads in a running process. */
   constructor(start = 1_000_000) {
     this.#now = start;
+    this.#start = start;
   }
 
   now(): number {
     return this.#now;
+  }
+
+  /** A fixed date (2026-01-01T00:00:00Z) when the clock was made, moving with {@link advance}. */
+  epochMs(): number {
+    return Date.UTC(2026, 0, 1) + (this.#now - this.#start);
   }
 
   setTimeout(fn: () => void, ms: number): unknown {

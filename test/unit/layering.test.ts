@@ -8,7 +8,7 @@ import { describe, test } from 'node:test';
 import ts from 'typescript';
 
 /** The folders of src/, lowest first. */
-const LAYERS = ['restrictions', 'api', 'observability', 'files', 'kube', 'controller', 'stores', 'adoption', 'policy', 'reconcilers', 'webhook', 'operator', 'cli'] as const;
+const LAYERS = ['time', 'restrictions', 'api', 'observability', 'files', 'kube', 'controller', 'stores', 'adoption', 'policy', 'reconcilers', 'webhook', 'operator', 'cli'] as const;
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const SRC = join(ROOT, 'src');

@@ -2,7 +2,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Registry } from 'prom-client';
 import { Controller } from '../../../src/controller/controller.ts';
-import { FakeTimers } from './fake-timers.ts';
+import { FakeClock } from '../../helpers/fake-clock.ts';
 import { WorkQueue } from '../../../src/controller/work-queue.ts';
 
 /** Lets the workers run: yields to the event loop (no clock involved) until `ok` or gives up. */
@@ -62,14 +62,14 @@ describe('Controller', () => {
 
   test('a failure retries with backoff and a success forgets it; metrics count each result', async () => {
     const registry = new Registry();
-    const timers = new FakeTimers();
-    const queue = new WorkQueue({ backoff: { baseMs: 10, jitter: 0 }, timers });
+    const clock = new FakeClock();
+    const queue = new WorkQueue({ backoff: { baseMs: 10, jitter: 0 }, clock });
     let calls = 0;
     const c = new Controller({
       name: 't2',
       queue,
       registry,
-      timers,
+      clock,
       reconcile: async () => {
         calls++;
         if (calls <= 2) throw new Error('store unavailable');
@@ -80,11 +80,11 @@ describe('Controller', () => {
     c.start();
     queue.add('k');
     await until('the first call', () => calls === 1);
-    timers.advance(10); // first backoff
+    clock.advance(10); // first backoff
     await until('the retry', () => calls === 2);
-    timers.advance(20); // doubled
+    clock.advance(20); // doubled
     await until('the second retry', () => calls === 3);
-    timers.advance(10); // the requeue asked for
+    clock.advance(10); // the requeue asked for
     await until('four calls', () => calls === 4);
     await until('settled', () => queue.processing.size === 0);
     assert.equal(queue.numRequeues('k'), 0, 'forgotten after success');
@@ -99,15 +99,15 @@ describe('Controller', () => {
 
   test('resync queues every key; queue depth is exported per controller', async () => {
     const registry = new Registry();
-    const timers = new FakeTimers();
-    const queue = new WorkQueue({ timers });
+    const clock = new FakeClock();
+    const queue = new WorkQueue({ clock });
     const held = gate();
     const reconciled: string[] = [];
     const c = new Controller({
       name: 't3',
       queue,
       registry,
-      timers,
+      clock,
       resyncMs: 30,
       keys: () => ['x', 'y', 'z'],
       reconcile: async (key) => {
@@ -116,7 +116,7 @@ describe('Controller', () => {
       },
     });
     c.start();
-    timers.advance(30);
+    clock.advance(30);
     await until('resync queued the keys', () => queue.length >= 2);
     const depth = await metric(registry, 'mailwarden_controller_queue_depth');
     assert.deepEqual(depth, [{ labels: { controller: 't3' }, value: queue.length }]);
@@ -128,13 +128,11 @@ describe('Controller', () => {
   test('the periodic resync skips keys reconciled within the last half period; an explicit resync queues all', async () => {
     const queue = new WorkQueue();
     const counts = new Map<string, number>();
-    let now = 0;
-    const fired: Array<() => void> = [];
-    const timers = { now: () => now, setTimeout: (fn: () => void) => (fired.push(fn), fired.length), clearTimeout: () => {} };
+    const clock = new FakeClock();
     const c = new Controller({
       name: 't3b',
       queue,
-      timers,
+      clock,
       resyncMs: 1000,
       keys: () => ['old', 'fresh', 'failing'],
       reconcile: async (key) => {
@@ -145,13 +143,13 @@ describe('Controller', () => {
     c.start();
     queue.add('old');
     await until('old reconciled', () => counts.get('old') === 1);
-    now = 600; // 'old' was checked 600 ms ago: older than half the period
+    clock.advance(600); // 'old' was checked 600 ms ago: older than half the period
     queue.add('fresh');
     await until('fresh reconciled', () => counts.get('fresh') === 1);
     const before = new Map(counts);
-    fired.shift()!(); // the periodic resync
+    clock.advance(400); // the periodic resync, a period after start
     await until('resync ran', () => counts.get('old') === 2 && (counts.get('failing') ?? 0) >= 1);
-    assert.equal(counts.get('fresh'), before.get('fresh'), 'fresh was reconciled 0 ms ago and is skipped');
+    assert.equal(counts.get('fresh'), before.get('fresh'), 'fresh was reconciled 400 ms ago, within half the period, and is skipped');
     await c.resync(); // explicit: every key
     await until('explicit resync ran', () => counts.get('fresh') === 2 && counts.get('old') === 3);
     await c.stop();
@@ -179,10 +177,10 @@ describe('Controller', () => {
     await stopping;
     assert.equal(finished, true);
 
-    const timers = new FakeTimers();
-    const stuck = new WorkQueue({ timers });
+    const clock = new FakeClock();
+    const stuck = new WorkQueue({ clock });
     let stuckStarted = false;
-    const d = new Controller({ name: 't5', queue: stuck, timers, stopTimeoutMs: 50, reconcile: () => ((stuckStarted = true), new Promise(() => {})) });
+    const d = new Controller({ name: 't5', queue: stuck, clock, stopTimeoutMs: 50, reconcile: () => ((stuckStarted = true), new Promise(() => {})) });
     d.start();
     stuck.add('a');
     await until('the stuck reconcile in flight', () => stuckStarted);
@@ -190,7 +188,7 @@ describe('Controller', () => {
     const stoppingStuck = d.stop().then(() => (stopped = true));
     for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r)); // let stop() run as far as it can
     assert.equal(stopped, false, 'stop waits for the reconcile in flight');
-    timers.advance(50);
+    clock.advance(50);
     await stoppingStuck;
     assert.equal(stopped, true, 'stop returned at the deadline');
   });

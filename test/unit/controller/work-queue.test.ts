@@ -1,7 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { WorkQueue } from '../../../src/controller/work-queue.ts';
-import { FakeTimers } from './fake-timers.ts';
+import { FakeClock } from '../../helpers/fake-clock.ts';
 
 /** The value of a promise if it has settled by the next macrotask, else 'pending'. */
 async function peek<T>(p: Promise<T>): Promise<T | 'pending'> {
@@ -92,17 +92,17 @@ describe('WorkQueue', () => {
   });
 
   test('addAfter adds once the delay has passed, keeping the earliest of several delays', async () => {
-    const timers = new FakeTimers();
-    const q = new WorkQueue({ timers });
+    const clock = new FakeClock();
+    const q = new WorkQueue({ clock });
     q.addAfter('a', 1000);
     q.addAfter('a', 5000);
     q.addAfter('a', 500);
-    assert.equal(timers.pending, 1);
-    timers.advance(499);
+    assert.equal(clock.pending, 1);
+    clock.advance(499);
     assert.equal(q.length, 0);
-    timers.advance(1);
+    clock.advance(1);
     assert.equal(q.length, 1);
-    timers.advance(10_000);
+    clock.advance(10_000);
     assert.equal(q.length, 1, 'the superseded delays never fire');
     q.addAfter('b', 0);
     assert.equal(q.length, 2, 'no delay adds at once');
@@ -126,12 +126,12 @@ describe('WorkQueue', () => {
   });
 
   test('addRateLimited counts requeues per key and forget resets them', () => {
-    const timers = new FakeTimers();
-    const q = new WorkQueue({ timers, random: () => 0 });
+    const clock = new FakeClock();
+    const q = new WorkQueue({ clock, random: () => 0 });
     q.addRateLimited('a');
     q.addRateLimited('b');
     assert.equal(q.numRequeues('a'), 1);
-    timers.advance(200);
+    clock.advance(200);
     assert.equal(q.length, 2);
     q.addRateLimited('a');
     assert.equal(q.numRequeues('a'), 2);
@@ -142,13 +142,13 @@ describe('WorkQueue', () => {
   });
 
   test('shutDown resolves waiting and later gets with undefined and ignores adds', async () => {
-    const timers = new FakeTimers();
-    const q = new WorkQueue({ timers });
+    const clock = new FakeClock();
+    const q = new WorkQueue({ clock });
     const waiting = q.get();
     q.addAfter('late', 100);
     q.shutDown();
     assert.equal(await waiting, undefined);
-    assert.equal(timers.pending, 0, 'pending delays are cancelled');
+    assert.equal(clock.pending, 0, 'pending delays are cancelled');
     q.add('x');
     assert.equal(q.length, 0);
     assert.equal(await q.get(), undefined);

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { SchemaCheck } from '../../../src/policy/schema-check.ts';
 import { StoreError, type MailboxReader } from '../../../src/stores/store.ts';
+import { FakeClock, turn } from '../../helpers/fake-clock.ts';
 
 /** A store whose verifySchema answers from a script, one outcome per call. */
 function scriptedStore(outcomes: (StoreError | undefined)[]): MailboxReader & { calls: number } {
@@ -18,21 +19,13 @@ function scriptedStore(outcomes: (StoreError | undefined)[]): MailboxReader & { 
   return store;
 }
 
-/** Timers the test fires by hand. */
-function manualTimers() {
-  const pending: (() => void)[] = [];
-  return {
-    pending,
-    setTimer: (run: () => void) => {
-      pending.push(run);
-      return {};
-    },
-    clearTimer: () => void pending.splice(0),
-    async fire() {
-      pending.shift()?.();
-      await new Promise((resolve) => setImmediate(resolve));
-    },
-  };
+/** The retry period the tests give the check: advancing the clock by it runs the next attempt. */
+const RETRY_MS = 10_000;
+
+/** Advances past the next attempt and lets it finish. */
+async function nextAttempt(clock: FakeClock): Promise<void> {
+  clock.advance(RETRY_MS);
+  await turn();
 }
 
 function recordingLogger() {
@@ -51,36 +44,36 @@ describe('store schema check at start', () => {
   });
 
   test('a missing column: the problem is said once, asked again until fixed, then cleared', async () => {
-    const timers = manualTimers();
+    const clock = new FakeClock();
     const logger = recordingLogger();
     const store = scriptedStore([missing, missing, undefined]);
-    const check = new SchemaCheck({ store, logger, ...timers });
+    const check = new SchemaCheck({ store, logger, clock, retryMs: RETRY_MS });
     await check.start();
     assert.equal(check.problem, missing.message);
-    await timers.fire();
+    await nextAttempt(clock);
     assert.equal(store.calls, 2);
     assert.deepEqual(logger.lines.filter((l) => l.level === 'error').length, 1, 'the same problem is not logged twice');
-    await timers.fire();
+    await nextAttempt(clock);
     assert.equal(check.problem, undefined);
-    assert.equal(timers.pending.length, 0, 'no further checks once the schema is found');
+    assert.equal(clock.pending, 0, 'no further checks once the schema is found');
   });
 
   test('an unreachable store is no schema problem; it is asked again', async () => {
-    const timers = manualTimers();
+    const clock = new FakeClock();
     const store = scriptedStore([new StoreError('Unavailable', 'connection refused'), missing]);
-    const check = new SchemaCheck({ store, logger: recordingLogger(), ...timers });
+    const check = new SchemaCheck({ store, logger: recordingLogger(), clock, retryMs: RETRY_MS });
     await check.start();
     assert.equal(check.settled, true);
     assert.equal(check.problem, undefined);
-    await timers.fire();
+    await nextAttempt(clock);
     assert.equal(check.problem, missing.message);
   });
 
   test('stop cancels the next attempt', async () => {
-    const timers = manualTimers();
-    const check = new SchemaCheck({ store: scriptedStore([missing, undefined]), logger: recordingLogger(), ...timers });
+    const clock = new FakeClock();
+    const check = new SchemaCheck({ store: scriptedStore([missing, undefined]), logger: recordingLogger(), clock, retryMs: RETRY_MS });
     await check.start();
     check.stop();
-    assert.equal(timers.pending.length, 0);
+    assert.equal(clock.pending, 0);
   });
 });

@@ -3,7 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
-import type { Clock } from '../../../src/policy/clock.ts';
+import type { Clock } from '../../../src/time/clock.ts';
 import type { PolicyServerLimits } from '../../../src/policy/limits.ts';
 import type { Logger } from '../../../src/observability/logger.ts';
 import type { PolicyServerMetrics } from '../../../src/policy/observe.ts';
