@@ -1,10 +1,10 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import { CoreV1Api, CustomObjectsApi, type CoreV1Event, type KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { Operator, type OperatorOptions } from '../../src/operator/manager.ts';
 import { startControlPlane, type ControlPlane, type ServiceAccountCredentials } from './controlplane.ts';
 import { renderChart, run } from './kube-tools.ts';
 import { installCrds } from './crds.ts';
+import { eventually } from '../helpers/eventually.ts';
 
 export const GROUP = 'mailwarden.io';
 export const VERSION = 'v1alpha1';
@@ -84,21 +84,7 @@ export async function chartServiceAccount(cp: ControlPlane, namespaces: string[]
   return cp.serviceAccountToken(OPERATOR_NAMESPACE, `${RELEASE}-mailwarden`, { create: false });
 }
 
-/** Polls until `check` returns a value (not undefined/false); fails with the last state after the timeout. */
-export async function eventually<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value !== undefined && value !== false) return value;
-    } catch (error) {
-      last = error;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await sleep(100);
-  }
-}
+export { eventually };
 
 export type Obj = { metadata: { name: string; namespace: string; finalizers?: string[]; generation?: number; resourceVersion?: string }; spec: Record<string, unknown>; status?: { observedGeneration?: number; conditions?: { type: string; status: string; reason: string; message: string }[] } };
 

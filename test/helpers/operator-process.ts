@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { eventually } from './eventually.ts';
 import { repoPath } from './paths.ts';
 import { processCpuSeconds } from './proc.ts';
 
@@ -190,12 +190,9 @@ export async function isReady(operator: OperatorProcess): Promise<boolean> {
   }
 }
 
-/** Polls `check` every `intervalMs` until it is truthy; resolves with the elapsed milliseconds. */
-export async function timeUntil(check: () => Promise<boolean> | boolean, timeoutMs: number, intervalMs = 50): Promise<number> {
+/** Waits (see {@link eventually}) until `check` is true; resolves with the elapsed milliseconds. */
+export async function timeUntil(check: () => Promise<boolean> | boolean, timeoutMs: number): Promise<number> {
   const start = performance.now();
-  for (;;) {
-    if (await check()) return performance.now() - start;
-    if (performance.now() - start > timeoutMs) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await sleep(intervalMs);
-  }
+  await eventually('the condition', check, timeoutMs);
+  return performance.now() - start;
 }

@@ -14,6 +14,7 @@ import {
   type V1CustomResourceDefinition,
 } from "@kubernetes/client-node";
 import { startControlPlane, type ControlPlane } from "../harness/controlplane.ts";
+import { eventually } from "../helpers/eventually.ts";
 
 const GROUP = "smoke.mailwarden.io";
 const VERSION = "v1alpha1";
@@ -57,20 +58,6 @@ async function status(call: () => Promise<{ httpStatusCode: number }>): Promise<
   }
 }
 
-async function eventually<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ""}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 const getWidget = (kc: KubeConfig, namespace: string, name: string) => () =>
   kc.makeApiClient(CustomObjectsApi).getNamespacedCustomObjectWithHttpInfo({ group: GROUP, version: VERSION, namespace, plural: PLURAL, name });

@@ -2,11 +2,11 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { startControlPlane, type ControlPlane } from '../harness/controlplane.ts';
 import { kubeTools } from '../harness/kube-tools.ts';
 import { withDeadline } from '../helpers/deadline.ts';
+import { eventually } from '../helpers/eventually.ts';
 import { repoPath } from '../helpers/paths.ts';
 
 // Every command in a ```sh block of the README and docs/ runs, in document order, against a
@@ -106,11 +106,10 @@ describe('every command in the README and docs/', () => {
           let outcome: Outcome = { code: null, output: '' };
           // The API server serves a new CRD's discovery and OpenAPI a moment after it is
           // established; a person would simply run the command again.
-          for (let attempt = 0; attempt < 20; attempt++) {
+          await eventually(step, async () => {
             outcome = step === 'npm start' ? await npmStart(env) : await sh(step, env);
-            if (outcome.code === 0) break;
-            await sleep(500);
-          }
+            return outcome.code === 0;
+          }, 10_000).catch(() => undefined); // the assertion below reports the last outcome
           assert.equal(outcome.code, 0, `${step}\n${outcome.output}`);
         }
       });

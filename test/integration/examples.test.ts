@@ -4,6 +4,7 @@ import { after, before, describe, test } from 'node:test';
 import { startControlPlane, type ControlPlane } from '../harness/controlplane.ts';
 import { installCrds, stubCrd } from '../harness/crds.ts';
 import { run } from '../harness/kube-tools.ts';
+import { eventually } from '../helpers/eventually.ts';
 
 // Every manifest in examples/backends, examples/restrictions and examples/gitops, and the
 // kustomization over examples/, is accepted by a real API server (server-side dry run: schema,
@@ -25,9 +26,7 @@ describe('examples on a real API server', () => {
     await run('kubectl', ['apply', '-f', '-'], { input: ARGO_APPLICATION_CRD, kubeconfig });
     for (const ns of ['mail', 'argocd']) await run('kubectl', ['create', 'namespace', ns], { kubeconfig });
     // A CRD just established can answer 404 for a moment.
-    for (let i = 0; i < 50 && (await run('kubectl', ['get', 'applications.argoproj.io', '-n', 'argocd'], { kubeconfig })).code !== 0; i++) {
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    await eventually('the Application CRD served', async () => (await run('kubectl', ['get', 'applications.argoproj.io', '-n', 'argocd'], { kubeconfig })).code === 0, 5_000).catch(() => undefined);
   });
   after(async () => cp?.stop());
 

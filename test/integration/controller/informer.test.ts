@@ -149,7 +149,8 @@ describe('ResourceInformer (real API server)', () => {
     const key = Buffer.from(`/registry/configmaps/${ns}/doomed`).toString('base64');
     const res = await fetch(`${cp.etcdUrl}/v3/kv/deleterange`, { method: 'POST', body: JSON.stringify({ key }) });
     assert.equal(((await res.json()) as { deleted?: string }).deleted, '1');
-    await new Promise((r) => setTimeout(r, 3000)); // several failed attempts while it is down
+    // Several failed attempts while it is down (the first is logged at warn, the retries at debug).
+    await eventually('three failed attempts', () => lines.some((l) => l.msg === 'list/watch still failing' && Number(l.failures) >= 3), 10_000);
     assert.deepEqual(cachedNames(informer), ['doomed', 'keep'], 'the cache is kept during the outage');
     await cp.startApiServer();
 

@@ -3,7 +3,6 @@
 // Run: source .ci/controlplane.sh && node --test test/integration/controller/leader-election.test.ts
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { CoordinationV1Api, CoreV1Api, RbacAuthorizationV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { startControlPlane, type ControlPlane } from '../../harness/controlplane.ts';
 import { LeaderElector, type LeaderElectorOptions } from '../../../src/controller/leader-election.ts';
@@ -39,6 +38,7 @@ describe('LeaderElector (real API server)', () => {
   const running: LeaderElector[] = [];
   const start = (...cs: Candidate[]): void => cs.forEach((c) => { running.push(c.elector); c.elector.start(); });
   const holder = async (name: string): Promise<string> => (await leases.readNamespacedLease({ namespace: NS, name })).spec?.holderIdentity ?? '';
+  const renewedAt = async (name: string): Promise<number> => new Date((await leases.readNamespacedLease({ namespace: NS, name })).spec?.renewTime ?? 0).getTime();
 
   before(async () => {
     cp = await startControlPlane();
@@ -57,11 +57,19 @@ describe('LeaderElector (real API server)', () => {
     start(a, b);
     const first = await eventually('a leader', () => (a.elector.isLeader ? a : b.elector.isLeader ? b : undefined), 10_000);
     const second = first === a ? b : a;
-    // Several lease durations with both competing: never two leaders, never none.
-    for (let i = 0; i < 40; i++) {
-      assert.equal(Number(a.elector.isLeader) + Number(b.elector.isLeader), 1, `exactly one leader at sample ${i}`);
-      await sleep(200);
-    }
+    // Several lease durations with both competing (as the lease's own renew times tell): never two
+    // leaders, never none, at every sample.
+    const from = await renewedAt('one-leader');
+    const wrong: string[] = [];
+    let samples = 0;
+    await eventually('the lease renewed over 8 s', async () => {
+      const leaders = Number(a.elector.isLeader) + Number(b.elector.isLeader);
+      if (leaders !== 1) wrong.push(`${leaders} leaders at sample ${samples}`);
+      samples++;
+      return (await renewedAt('one-leader')) - from >= 8000;
+    });
+    assert.deepEqual(wrong, []);
+    assert.ok(samples > 40, `${samples} samples`);
     assert.equal(await holder('one-leader'), first.elector.identity);
     assert.deepEqual([first.started.length, second.started.length], [1, 0]);
 
@@ -84,7 +92,7 @@ describe('LeaderElector (real API server)', () => {
     await eventually('a leads', () => a.elector.isLeader, 10_000);
     const b = candidate(kc, 'abandoned', 'b');
     start(b);
-    await sleep(1000);
+    await eventually('b sees a leading', () => b.elector.leader === 'a');
     assert.equal(b.elector.isLeader, false);
     const t0 = Date.now();
     a.elector.abandon();
@@ -113,7 +121,7 @@ describe('LeaderElector (real API server)', () => {
     await eventually('a leads', () => a.elector.isLeader, 10_000);
     const b = candidate(kc, 'cut-off', 'b');
     start(b);
-    await sleep(800);
+    await eventually('b sees a leading', () => b.elector.leader === 'a');
     await rbac.deleteNamespacedRoleBinding({ namespace: NS, name: 'lease-user' });
     await eventually('b leads', () => b.elector.isLeader, 15_000);
     assert.equal(a.stopped.length, 1, 'a stepped down');
@@ -130,7 +138,9 @@ describe('LeaderElector (real API server)', () => {
     await eventually('a leads', () => a.elector.isLeader, 10_000);
     const b = candidate(kc, 'defaults', 'b', {});
     start(b);
-    await sleep(2500); // b has observed a renewing
+    await eventually('b sees a leading', () => b.elector.leader === 'a');
+    const seen = await renewedAt('defaults');
+    await eventually('a renews while b follows', async () => (await renewedAt('defaults')) > seen, 10_000);
     assert.equal(b.elector.isLeader, false);
     const t0 = Date.now();
     a.elector.abandon(); // as SIGKILL: no release

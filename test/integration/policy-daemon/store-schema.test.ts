@@ -2,10 +2,10 @@
 // dropped the four vmail.mailbox list columns) says so once at start and is not ready, instead
 // of answering every request with the failure action while looking healthy. Real PostgreSQL.
 import assert from 'node:assert/strict';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { startPostgres, type SqlServer } from '../../harness/containers.ts';
 import { startDaemon, type DaemonProcess } from '../../helpers/daemon.ts';
+import { eventually } from '../../helpers/eventually.ts';
 
 describe('policy daemon on a store without the configured columns (real PostgreSQL)', () => {
   let db: SqlServer;
@@ -27,7 +27,7 @@ describe('policy daemon on a store without the configured columns (real PostgreS
   test('not ready, and one error line names the missing column and points to the amavisd store', async () => {
     const readyz = async () => (await fetch(`http://127.0.0.1:${daemon.httpPort}/readyz`)).status;
     const errors = () => daemon.logs.filter((l) => l.level === 'error');
-    for (let i = 0; i < 100 && errors().length === 0; i++) await sleep(50);
+    await eventually('an error line', () => errors().length > 0, 5_000);
     assert.equal(await readyz(), 503);
     assert.equal(errors().length, 1, JSON.stringify(errors()));
     assert.match(String(errors()[0]?.msg), /not ready: .*table mailbox has no column allowedsenders \(columns\.allowedSenders\).*amavisd/);

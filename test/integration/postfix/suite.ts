@@ -12,6 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort, smtpSession, startPostfix, TEST_PASSWORD, type PostfixServer, type SmtpReply } from '../../harness/containers.ts';
 import { ensureMailwardenImage, startPolicydContainer, type PolicydContainer } from '../../harness/mailwarden-image.ts';
 import { startStore, type Lists, type StoreKind, type StoreUnderTest } from './stores.ts';
+import { eventually } from '../../helpers/eventually.ts';
 
 /** Short, so that lookups reach the store (outages, changes) within a test's patience. */
 export const CACHE_TTL_MS = 1000;
@@ -205,14 +206,11 @@ export const CASES: readonly Case[] = [
 
 const line = (rcpt: string, e: 'ok' | 'reject'): string => (e === 'ok' ? ACCEPTED : rejected(rcpt));
 
-/** Polls `fn` until it returns true or `ms` pass; returns the time it took. */
+/** Waits until `fn` returns true, for at most `ms`; returns the time it took. */
 async function within(ms: number, fn: () => Promise<boolean>, what: string): Promise<number> {
   const t0 = Date.now();
-  for (;;) {
-    if (await fn()) return Date.now() - t0;
-    if (Date.now() - t0 > ms) assert.fail(`${what}: not within ${ms} ms`);
-    await sleep(100);
-  }
+  await eventually(what, fn, ms);
+  return Date.now() - t0;
 }
 
 /** Registers the whole Postfix suite for one store. */
