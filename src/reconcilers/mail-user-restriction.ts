@@ -1,4 +1,4 @@
-import { findCondition } from '../api/conditions.ts';
+import { findCondition, type Condition } from '../api/conditions.ts';
 import type { MailwardenKubeClient } from '../kube/kube-client.ts';
 import { formatIssues } from '../api/issues.ts';
 import { storeListsOf, specSchema, type MailUserRestrictionSpec } from '../api/mail-user-restriction.ts';
@@ -10,7 +10,7 @@ import type { BackendConnections } from './backend-connections.ts';
 import { parseBackendSpec } from './backend-spec.ts';
 import { backendSecretsOf } from './credentials.ts';
 import { ownerOf, targetKey } from '../api/restriction-owner.ts';
-import { RetryError, type Outcome, type StatusWriter } from './status.ts';
+import { RetryError, type Outcome, type StatusExtra, type StatusWriter } from './status.ts';
 import type { BackendObject, Lister, RestrictionObject, SecretLister } from './types.ts';
 import { splitKey } from '../api/object-key.ts';
 import { mailboxInDomains, outsideDomainsMessage } from '../api/backend-domains.ts';
@@ -288,7 +288,8 @@ export class MailUserRestrictionReconciler {
 
 /**
  * managementPolicy Observe: whether the store holds the spec, and if not what enforcing would add
- * and remove, per list. Nothing is written; the reason changing is what raises an Event.
+ * and remove, per list. Nothing is written. The reason changing raises an Event (StatusWriter);
+ * so does a new difference while the store still differs, since that is news for whoever watches.
  */
 function observedOutcome(spec: MailUserRestrictionSpec, backend: string, stored: RestrictionLists): Outcome {
   const diff = diffLists(stored, storeListsOf(spec));
@@ -299,5 +300,13 @@ function observedOutcome(spec: MailUserRestrictionSpec, backend: string, stored:
   const what = changed
     .map((name) => [name, ...diff[name].added.map((e) => `+${e}`), ...diff[name].removed.map((e) => `-${e}`)].join(' '))
     .join('; ');
-  return { ready: false, reason: Reason.StoreDiffers, message: `the lists of ${spec.mailbox} in ${backend} differ from the spec (managementPolicy Observe: nothing is written): ${what}` };
+  const message = `the lists of ${spec.mailbox} in ${backend} differ from the spec (managementPolicy Observe: nothing is written): ${what}`;
+  return { ready: false, reason: Reason.StoreDiffers, message, extra: ({ conditions, status }) => ({ conditions, fields: {}, event: newDifference(status?.conditions, message) }) };
+}
+
+/** A Warning when the store already differed but now differs in another way (the same reason: no transition Event). */
+function newDifference(previous: readonly Condition[] | undefined, message: string): StatusExtra['event'] {
+  const ready = findCondition(previous, 'Ready');
+  if (ready?.reason !== Reason.StoreDiffers || ready.message === message) return undefined;
+  return { type: 'Warning', reason: Reason.StoreDiffers, message };
 }

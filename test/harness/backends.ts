@@ -19,6 +19,15 @@ export interface BackendFixture {
   readLists(address: string): Promise<RestrictionLists | undefined>;
   /** Writes one list directly, as an admin editing the store by hand would. */
   writeList(address: string, list: ListName, entries: string[]): Promise<void>;
+  /** Writes one list's stored form as it is (SQL: the column text; LDAP: the values), unnormalised. */
+  writeRaw(address: string, list: ListName, stored: string | string[]): Promise<void>;
+  /** The lists exactly as stored (SQL: the column text, '' for NULL; LDAP: the values). */
+  readRaw(address: string): Promise<Record<ListName, string | string[]>>;
+  /**
+   * A mark that changes whenever the mailbox is written, by anyone. SQL: the number of UPDATEs
+   * of its row (a trigger counts them, including those that change nothing); LDAP: entryCSN.
+   */
+  writeMark(address: string): Promise<string>;
   /** Changes the password of the account the backend uses. */
   rotatePassword(next: string): Promise<void>;
   stopServer(): Promise<void>;
@@ -42,7 +51,32 @@ export const LDAP_ATTRIBUTES: Record<ListName, string> = {
 /** With `tls`, the server also serves TLS with that certificate, and the spec's URL is ldaps:// for LDAP. */
 export async function startBackend(kind: BackendKind, opts: { tls?: ServingCertificate } = {}): Promise<BackendFixture> {
   if (kind === 'openldap') return ldapFixture(await startOpenldap(opts));
-  return sqlFixture(kind, kind === 'postgres' ? await startPostgres(opts) : await startMariadb(opts));
+  const server = kind === 'postgres' ? await startPostgres(opts) : await startMariadb(opts);
+  await countRowWrites(server);
+  return sqlFixture(kind, server);
+}
+
+/**
+ * Counts every UPDATE of a mailbox row in mw_writes (one row per update, by username), so a test
+ * can tell how often a row was written, even with the same values. Created as the superuser
+ * (PostgreSQL: a SECURITY DEFINER function), so the store's own account needs no grant.
+ */
+export async function countRowWrites(server: SqlServer): Promise<void> {
+  const statements =
+    server.dialect === 'postgres'
+      ? [
+          'CREATE TABLE mw_writes (username text NOT NULL)',
+          'CREATE FUNCTION mw_count() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $$ BEGIN INSERT INTO mw_writes VALUES (NEW.username); RETURN NULL; END $$',
+          'CREATE TRIGGER mw_count AFTER UPDATE ON mailbox FOR EACH ROW EXECUTE FUNCTION mw_count()',
+        ]
+      : ['CREATE TABLE mw_writes (username VARCHAR(255) NOT NULL)', 'CREATE TRIGGER mw_count AFTER UPDATE ON mailbox FOR EACH ROW INSERT INTO mw_writes VALUES (NEW.username)'];
+  for (const statement of statements) await server.query(statement, [], server.admin);
+}
+
+/** How many times countRowWrites saw `username`'s row updated. */
+export async function rowWrites(server: SqlServer, username: string): Promise<number> {
+  const [row] = await server.query<{ n: string | number }>(`SELECT COUNT(*) AS n FROM mw_writes WHERE username = ${server.dialect === 'postgres' ? '$1' : '?'}`, [username], server.admin);
+  return Number(row?.n ?? 0);
 }
 
 function sorted(lists: Record<ListName, string[]>): RestrictionLists {
@@ -69,6 +103,17 @@ function sqlFixture(kind: BackendKind, server: SqlServer): BackendFixture {
     },
     async writeList(address, list, entries) {
       await server.query(`UPDATE mailbox SET ${SQL_COLUMNS[list]} = ${p(1)} WHERE username = ${p(2)}`, [joinSqlList(entries), address], server.admin);
+    },
+    async writeRaw(address, list, stored) {
+      const text = Array.isArray(stored) ? stored.join(',') : stored;
+      await server.query(`UPDATE mailbox SET ${SQL_COLUMNS[list]} = ${p(1)} WHERE username = ${p(2)}`, [text, address], server.admin);
+    },
+    async readRaw(address) {
+      const [row] = await server.query(`SELECT * FROM mailbox WHERE username = ${p(1)}`, [address], server.admin);
+      return Object.fromEntries(LIST_NAMES.map((n) => [n, (row?.[SQL_COLUMNS[n]] as string | null) ?? ''])) as Record<ListName, string>;
+    },
+    async writeMark(address) {
+      return String(await rowWrites(server, address));
     },
     async rotatePassword(next) {
       if (server.dialect === 'postgres') await server.query(`ALTER USER ${server.user} PASSWORD '${next}'`, [], server.admin);
@@ -102,6 +147,17 @@ function ldapFixture(server: LdapServer): BackendFixture {
       await server.withClient((c) =>
         c.modify(server.userDn(address), [new Change({ operation: 'replace', modification: new Attribute({ type: LDAP_ATTRIBUTES[list], values: entries }) })]),
       );
+    },
+    async writeRaw(address, list, stored) {
+      await this.writeList(address, list, Array.isArray(stored) ? stored : [stored]);
+    },
+    async readRaw(address) {
+      const entry = (await server.getEntry(server.userDn(address))) ?? {};
+      return Object.fromEntries(LIST_NAMES.map((n) => [n, entry[LDAP_ATTRIBUTES[n]] ?? []])) as Record<ListName, string[]>;
+    },
+    async writeMark(address) {
+      const entry = await server.withClient(async (c) => (await c.search(server.userDn(address), { scope: 'base', attributes: ['entryCSN'] })).searchEntries[0]);
+      return String(entry?.entryCSN);
     },
     async rotatePassword(next) {
       const { Attribute, Change } = await import('ldapts');

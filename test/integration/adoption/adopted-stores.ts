@@ -2,7 +2,7 @@
 // PostgreSQL, MariaDB and OpenLDAP, awkward values included, and a way to see which mailboxes a
 // command wrote (PostgreSQL: the row's xmin; MariaDB: an UPDATE trigger; OpenLDAP: entryCSN).
 import { LIST_NAMES, type ListName } from '../../../src/restrictions/lists.ts';
-import { LDAP_ATTRIBUTES, SQL_COLUMNS } from '../../harness/backends.ts';
+import { countRowWrites, LDAP_ATTRIBUTES, SQL_COLUMNS } from '../../harness/backends.ts';
 import { startMariadb, startOpenldap, startPostgres, type LdapServer, type SqlServer } from '../../harness/containers.ts';
 
 export type AdoptedKind = 'postgres' | 'mariadb' | 'openldap';
@@ -40,10 +40,7 @@ async function sqlStore(kind: AdoptedKind, server: SqlServer): Promise<AdoptedSt
   // MySQL servers since iRedMail 0.9.0 hold NULL in these columns.
   await server.allowNullRestrictions();
   const pg = server.dialect === 'postgres';
-  if (!pg) {
-    await server.query('CREATE TABLE mw_writes (username VARCHAR(255) NOT NULL)', [], server.admin);
-    await server.query('CREATE TRIGGER mw_count AFTER UPDATE ON mailbox FOR EACH ROW INSERT INTO mw_writes VALUES (NEW.username)', [], server.admin);
-  }
+  if (!pg) await countRowWrites(server);
   return {
     kind,
     url: server.url,
