@@ -5,6 +5,8 @@
  * which YAML shares) otherwise; the unit test parses the output back with the YAML library.
  */
 
+import { quoted } from '../restrictions/printable-text.ts';
+
 type Node = string | readonly Node[] | { readonly [key: string]: Node };
 
 /** One document, ending with a newline. */
@@ -41,5 +43,6 @@ const RESERVED = new Set(['true', 'false', 'yes', 'no', 'on', 'off', 'y', 'n', '
 
 function scalar(text: string): string {
   const plain = /^[A-Za-z][A-Za-z0-9._/-]*$/.test(text) && !RESERVED.has(text.toLowerCase());
-  return plain ? text : JSON.stringify(text);
+  // Escaped beyond JSON: invisible and control characters as \u escapes, which YAML reads back.
+  return plain ? text : quoted(text);
 }

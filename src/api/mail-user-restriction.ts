@@ -1,6 +1,8 @@
 import { z } from 'zod';
-import { ADDRESS_PATTERN, ENTRY_PATTERN, entryProblem, parseEntry } from '../restrictions/entry.ts';
+import { entryProblem, parseEntry } from '../restrictions/entry.ts';
+import { codePoints, entryCelRules, hasLoneSurrogate, MAX_ENTRY } from '../restrictions/entry-grammar.ts';
 import { asciiAddress } from '../restrictions/idn.ts';
+import { quoted } from '../restrictions/printable-text.ts';
 import { conditionSchema } from './conditions.ts';
 import type { RestrictionLists } from '../restrictions/lists.ts';
 
@@ -15,35 +17,38 @@ export const MAIL_USER_RESTRICTION_KIND = 'MailUserRestriction';
 /** One restriction entry (spec §2); the message names the entry and what is wrong with it. */
 export const entrySchema = z
   .string()
-  // 254: the longest address SMTP can carry; it also keeps the API server's CEL cost in budget.
-  .max(254)
   .superRefine((value, ctx) => {
+    if (codePoints(value) > MAX_ENTRY) {
+      ctx.addIssue({ code: 'custom', message: `an entry is at most ${MAX_ENTRY} characters long` });
+      return;
+    }
     if (value !== value.trim()) {
-      ctx.addIssue({ code: 'custom', message: `"${value}" has leading or trailing white space` });
+      ctx.addIssue({ code: 'custom', message: `${quoted(value)} has leading or trailing white space` });
       return;
     }
     const problem = entryProblem(value);
     if (problem) ctx.addIssue({ code: 'custom', message: problem });
   })
   .meta({
-    // What the API server enforces (RE2); ENTRY_PATTERN is tested to agree with parseEntry.
-    'x-kubernetes-validations': [
-      {
-        rule: `self.matches(r'${ENTRY_PATTERN}')`,
-        messageExpression: `"'" + self + "' is not an entry: use @. (everyone), @domain, @.domain (the domain and its sub-domains) or user@domain"`,
-      },
-    ],
+    // Characters as the API server counts them: code points (zod's max counts UTF-16 units).
+    maxLength: MAX_ENTRY,
+    // The same grammar in RE2; a test on a real API server proves both refuse the same texts.
+    'x-kubernetes-validations': entryCelRules(
+      'entry',
+      'is not an entry: use @. (everyone), @domain, @.domain (the domain and its sub-domains) or user@domain, without invisible or control characters',
+    ),
   })
   .describe('One entry: "@." (everyone, the null sender too), "@example.com" (that domain), "@.example.com" (the domain and its sub-domains) or "user@example.com" (one address). Case-insensitive.');
 
 /** Whether entrySchema accepts `value`, without zod's cost (an export checks every stored value). */
 export function isEntry(value: string): boolean {
-  return value.length <= 254 && value === value.trim() && entryProblem(value) === undefined;
+  return value === value.trim() && entryProblem(value) === undefined;
 }
+
 
 /** Whether invalidEntrySchema accepts `value`. */
 export function isKeepableInvalidEntry(value: string): boolean {
-  return value.length >= 1 && value.length <= 320 && !/[,\u0000]/.test(value) && !isEntry(value);
+  return value.length >= 1 && value.length <= 320 && !hasLoneSurrogate(value) && !/[,\u0000]/.test(value) && !isEntry(value);
 }
 
 function entryList(what: string) {
@@ -60,9 +65,11 @@ export const invalidEntrySchema = z
   .min(1)
   .max(320)
   .superRefine((value, ctx) => {
-    if (/[,\u0000]/.test(value)) ctx.addIssue({ code: 'custom', message: `"${value}" contains a comma or NUL, which no store can hold as one entry` });
+    if (/[,\u0000]/.test(value)) ctx.addIssue({ code: 'custom', message: `${quoted(value)} contains a comma or NUL, which no store can hold as one entry` });
+    // A lone surrogate: PostgreSQL would hold U+FFFD instead, and every apply would write it again.
+    else if (hasLoneSurrogate(value)) ctx.addIssue({ code: 'custom', message: `${quoted(value)} is not valid Unicode (a lone surrogate), which no store can hold` });
     else if (isEntry(value)) {
-      ctx.addIssue({ code: 'custom', message: `"${value}" is a valid entry: put it in the list itself` });
+      ctx.addIssue({ code: 'custom', message: `${quoted(value)} is a valid entry: put it in the list itself` });
     }
   })
   // Only the comma in CEL: a second regular expression over 4 × 500 values would spend the API
@@ -89,21 +96,16 @@ export type ManagementPolicy = (typeof MANAGEMENT_POLICIES)[number];
 export const mailboxSchema = z
   .string()
   .min(3)
-  .max(254)
   .superRefine((value, ctx) => {
     const entry = parseEntry(value);
     if (value !== value.trim() || entry.kind !== 'address') {
       const reason = entry.kind === 'invalid' ? entry.reason : 'is not a full address (user@domain)';
-      ctx.addIssue({ code: 'custom', message: `mailbox "${value}" ${reason}` });
+      ctx.addIssue({ code: 'custom', message: `mailbox ${quoted(value)} ${reason}` });
     }
   })
   .meta({
-    'x-kubernetes-validations': [
-      {
-        rule: `self.matches(r'${ADDRESS_PATTERN}')`,
-        messageExpression: `"mailbox '" + self + "' is not a full address (user@domain)"`,
-      },
-    ],
+    maxLength: MAX_ENTRY,
+    'x-kubernetes-validations': entryCelRules('address', 'is not a full address (user@domain) for a mailbox'),
   })
   .describe('The local mailbox (its full address, e.g. alice@example.com) whose lists these are.');
 

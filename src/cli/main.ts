@@ -3,6 +3,7 @@ import { InvalidLimitError } from '../policy/limits.ts';
 import { PolicyServerError } from '../policy/server.ts';
 import { ManifestsError } from '../stores/manifests.ts';
 import { StoreError } from '../stores/store.ts';
+import { terminalSafeIo } from './terminal-text.ts';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, processIo, UsageError, type Io } from './usage.ts';
 
 type Command = (args: readonly string[], io: Io) => Promise<number>;
@@ -42,7 +43,10 @@ Commands:
 Run "mailwarden COMMAND --help" for a command's options.`;
 
 /** Runs the CLI; returns the exit code (0 ok, 1 failure, 2 usage). */
-export async function main(args: readonly string[], io: Io = processIo): Promise<number> {
+export async function main(args: readonly string[], rawIo: Io = processIo): Promise<number> {
+  // Every command's output escapes control and invisible characters (values reach it from
+  // documents, stores and requests); the daemons' JSON logs are written elsewhere.
+  const io = terminalSafeIo(rawIo);
   const [name, ...rest] = args;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     io.stdout.write(MAIN_HELP + '\n');

@@ -50,11 +50,20 @@ describe('CRDs on a real API server', () => {
   });
 
   const invalid: [string, Record<string, unknown>, RegExp][] = [
-    ['a bare domain', { mailbox: 'a@example.com', rejectedSenders: ['example.com'] }, /spec\.rejectedSenders\[0\].*'example\.com' is not an entry: use @\. \(everyone\), @domain/],
-    ['a lone @', { mailbox: 'a@example.com', allowedRecipients: ['@ok.test', '@'] }, /spec\.allowedRecipients\[1\].*'@' is not an entry/],
-    ['a trailing dot', { mailbox: 'a@example.com', rejectedRecipients: ['@gmail.com.'] }, /'@gmail\.com\.' is not an entry/],
+    ['a bare domain', { mailbox: 'a@example.com', rejectedSenders: ['example.com'] }, /spec\.rejectedSenders\[0\].*"example\.com" is not an entry: use @\. \(everyone\), @domain/],
+    ['a lone @', { mailbox: 'a@example.com', allowedRecipients: ['@ok.test', '@'] }, /spec\.allowedRecipients\[1\].*"@" is not an entry/],
+    ['a trailing dot', { mailbox: 'a@example.com', rejectedRecipients: ['@gmail.com.'] }, /"@gmail\.com\." is not an entry/],
     ['white space', { mailbox: 'a@example.com', rejectedRecipients: [' @gmail.com'] }, /is not an entry/],
-    ['a mailbox that is not an address', { mailbox: 'example.com' }, /spec\.mailbox.*mailbox 'example\.com' is not a full address/],
+    ['a mailbox that is not an address', { mailbox: 'example.com' }, /spec\.mailbox.*"example\.com" is not a full address/],
+    // Issue #25: look-alikes and invisible characters passed the CEL rule.
+    ['a zero-width space', { mailbox: 'a@example.com', rejectedSenders: ['@exam\u200bple.com'] }, /spec\.rejectedSenders\[0\]: Invalid value: "string": holds an invisible or control character, so it is not an entry/],
+    ['a bidi override', { mailbox: 'a@example.com', allowedSenders: ['boss\u202e@example.com'] }, /spec\.allowedSenders\[0\].*is not an entry/],
+    ['a C1 control', { mailbox: 'a@example.com', allowedSenders: ['a\u009bb@example.com'] }, /spec\.allowedSenders\[0\].*is not an entry/],
+    ['a no-break space', { mailbox: 'a@example.com', allowedSenders: ['a\u00a0b@example.com'] }, /spec\.allowedSenders\[0\].*is not an entry/],
+    ['a lone surrogate', { mailbox: 'a@example.com', allowedSenders: ['a\ud800@example.com'] }, /spec\.allowedSenders\[0\].*is not an entry/],
+    ['a terminal escape (never echoed)', { mailbox: 'a@example.com', allowedSenders: ['\u001b[2Ja@example.com'] }, /spec\.allowedSenders\[0\]: Invalid value: "string": holds an invisible or control character/],
+    ['a mailbox with a zero-width joiner', { mailbox: 'ad\u200dmin@example.com' }, /spec\.mailbox.*is not a full address/],
+    ['a Unicode label over 12 letters', { mailbox: 'a@example.com', allowedSenders: [`@${'ü'.repeat(13)}.de`] }, /spec\.allowedSenders\[0\].*Unicode longer than 12/],
     ['an unknown deletion policy', { mailbox: 'a@example.com', deletionPolicy: 'Keep' }, /spec\.deletionPolicy.*Unsupported value: "Keep"/],
   ];
   for (const [name, spec, message] of invalid) {

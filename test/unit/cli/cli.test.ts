@@ -2,23 +2,10 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Readable } from 'node:stream';
 import { describe, test } from 'node:test';
-import { main } from '../../../src/cli/main.ts';
 import { readPassword } from '../../../src/cli/secrets.ts';
 import { repoPath } from '../../helpers/paths.ts';
-
-async function run(args: string[], stdin = '') {
-  let stdout = '';
-  let stderr = '';
-  const code = await main(args, {
-    stdout: { write: (t: string) => (stdout += t) },
-    stderr: { write: (t: string) => (stderr += t) },
-    stdin: Readable.from([Buffer.from(stdin)]),
-    env: {},
-  });
-  return { code, stdout, stderr };
-}
+import { runCli as run } from '../../helpers/cli-run.ts';
 
 const examples = repoPath('examples');
 
