@@ -145,7 +145,7 @@ export class ControllerManager<K extends string> {
     }
     for (const [kind, definition] of Object.entries(options.kinds) as [K, KindDefinition][]) {
       if (definition?.namedBy === undefined) continue;
-      const named = new NamedInformers({ kubeConfig: options.kubeConfig, resource: definition.resource, transform: definition.transform, logger: this.#log, timers: options.timers });
+      const named = new NamedInformers({ kubeConfig: options.kubeConfig, resource: definition.resource, transform: definition.transform, logger: this.#log, clock: options.clock });
       const source = this.reader<KubernetesObject>(definition.namedBy.kind as K);
       const keys = definition.namedBy.keys;
       const follow = () => named.setKeys(source.list().flatMap((o) => keys(o)));

@@ -3,7 +3,7 @@ import { keyOf, splitKey } from '../api/object-key.ts';
 import type { Logger } from '../observability/logger.ts';
 import { ResourceInformer } from './informer.ts';
 import { collectionLister, collectionPath, type ResourceType } from './resource.ts';
-import type { Timers } from './timers.ts';
+import type { Clock } from '../time/clock.ts';
 
 type Handler = (obj: KubernetesObject) => void;
 type UpdateHandler = (obj: KubernetesObject, old: KubernetesObject) => void;
@@ -13,7 +13,7 @@ export interface NamedInformersOptions {
   readonly resource: ResourceType;
   readonly transform?: (obj: KubernetesObject) => KubernetesObject;
   readonly logger: Logger;
-  readonly timers?: Timers;
+  readonly clock?: Clock;
 }
 
 /**
@@ -120,7 +120,7 @@ export class NamedInformers {
       fieldSelector: `metadata.name=${name}`,
       transform: this.#o.transform,
       logger: this.#o.logger,
-      timers: this.#o.timers,
+      clock: this.#o.clock,
     });
     informer.onAdd((obj) => this.#adds.forEach((fn) => fn(obj)));
     informer.onUpdate((obj, old) => this.#updates.forEach((fn) => fn(obj, old)));
