@@ -10,6 +10,7 @@ import { accountPriority, amavisdForm, isClientForm, partyPriority } from '../re
 import { candidateForms, networkPrefix, type WblistFacts, type WblistPlan, type WblistRow } from '../restrictions/amavisd-wblist.ts';
 import { asciiAddress } from '../restrictions/idn.ts';
 import { trimAscii } from '../restrictions/sql-list.ts';
+import type { SqlDialect } from './sql-common.ts';
 import type { SqlDriver, SqlSession } from './sql-store.ts';
 import { StoreError } from './store.ts';
 import { SqlStoreSettingsSchema } from '../api/store-settings.ts';
@@ -63,22 +64,8 @@ export class AmavisdWblistStore {
    * outbound_wblist pairs between them. Alias and local domains are unknown here (none).
    */
   async facts(plan: WblistPlan, signal: AbortSignal): Promise<WblistFacts> {
-    const forms = candidateForms(plan, () => undefined);
     const prefix = networkPrefix(plan.clientAddress);
-    const p = this.#placeholders();
-    const params: unknown[] = [];
-    const list = (values: readonly string[]): string => values.map((v) => p(params.push(bytes(v)))).join(', ');
-    const all = [...new Set([...forms.sender, ...forms.recipient])];
-    // A parameter per use: MySQL's are positional.
-    const network = (): string => (prefix === undefined ? '' : ` OR email LIKE ${p(params.push(bytes(`${prefix}%`)))}`);
-    // The pair rows carry wb in the email column: PostgreSQL unions need one type.
-    const wb = this.#driver.dialect.name === 'postgres' ? "convert_to(wb, 'UTF8')" : 'wb';
-    const sql = [
-      `SELECT 'u' AS k, id AS a, priority AS b, email FROM users WHERE email IN (${list(all)})`,
-      `SELECT 'm', id, priority, email FROM mailaddr WHERE email IN (${list(all)})${network()}`,
-      `SELECT 'i', rid, sid, ${wb} FROM wblist WHERE rid IN (SELECT id FROM users WHERE email IN (${list(forms.recipient)})) AND sid IN (SELECT id FROM mailaddr WHERE email IN (${list(forms.sender)})${network()})`,
-      `SELECT 'o', rid, sid, ${wb} FROM outbound_wblist WHERE sid IN (SELECT id FROM users WHERE email IN (${list(forms.sender)})) AND rid IN (SELECT id FROM mailaddr WHERE email IN (${list(forms.recipient)}))`,
-    ].join(' UNION ALL ');
+    const { sql, params } = factsStatement(plan, this.#driver.dialect);
     const rows = await this.#run((s) => s.query(sql, params), signal);
     const users = new Map<string, WblistRow>();
     const mailaddr = new Map<string, WblistRow>();
@@ -194,6 +181,30 @@ export class AmavisdWblistStore {
       throw this.#driver.classify(err);
     }
   }
+}
+
+/**
+ * The one statement of a request's facts (AmavisdWblistStore.facts), with its bound values: also
+ * what the benchmark's store ceiling sends.
+ */
+export function factsStatement(plan: WblistPlan, dialect: SqlDialect): { readonly sql: string; readonly params: unknown[] } {
+  const forms = candidateForms(plan, () => undefined);
+  const prefix = networkPrefix(plan.clientAddress);
+  const p = dialect.placeholder;
+  const params: unknown[] = [];
+  const list = (values: readonly string[]): string => values.map((v) => p(params.push(bytes(v)))).join(', ');
+  const all = [...new Set([...forms.sender, ...forms.recipient])];
+  // A parameter per use: MySQL's are positional.
+  const network = (): string => (prefix === undefined ? '' : ` OR email LIKE ${p(params.push(bytes(`${prefix}%`)))}`);
+  // The pair rows carry wb in the email column: PostgreSQL unions need one type.
+  const wb = dialect.name === 'postgres' ? "convert_to(wb, 'UTF8')" : 'wb';
+  const sql = [
+    `SELECT 'u' AS k, id AS a, priority AS b, email FROM users WHERE email IN (${list(all)})`,
+    `SELECT 'm', id, priority, email FROM mailaddr WHERE email IN (${list(all)})${network()}`,
+    `SELECT 'i', rid, sid, ${wb} FROM wblist WHERE rid IN (SELECT id FROM users WHERE email IN (${list(forms.recipient)})) AND sid IN (SELECT id FROM mailaddr WHERE email IN (${list(forms.sender)})${network()})`,
+    `SELECT 'o', rid, sid, ${wb} FROM outbound_wblist WHERE sid IN (SELECT id FROM users WHERE email IN (${list(forms.sender)})) AND rid IN (SELECT id FROM mailaddr WHERE email IN (${list(forms.recipient)}))`,
+  ].join(' UNION ALL ');
+  return { sql, params };
 }
 
 interface DesiredPair {

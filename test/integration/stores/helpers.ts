@@ -114,6 +114,8 @@ export async function loadAmavisdTables(db: { readonly dialect: 'postgres' | 'my
   const file = join(FIXTURES_DIR, db.dialect === 'postgres' ? 'amavisd-postgres.sql' : 'amavisd-mysql.sql');
   const text = (await readFile(file, 'utf8')).split('\n').filter((l) => !l.startsWith('--')).join('\n');
   for (const statement of text.split(/;\s*\n/).map((s) => s.trim()).filter(Boolean)) await db.query(statement);
+  // The read-only account reads them too (MariaDB's has SELECT on the whole database already).
+  if (db.dialect === 'postgres') await db.query('GRANT SELECT ON users, mailaddr, wblist, outbound_wblist TO vmail');
 }
 
 /** Empties the amavisd tables. */
