@@ -195,6 +195,15 @@ export class Operator {
     await this.#connections.closeAll();
   }
 
+  /** The Secrets cached (`namespace/name`): only those MailBackends name, that it may read. */
+  get cachedSecrets(): string[] {
+    return this.#manager
+      .reader<V1Secret>('Secret')
+      .list()
+      .map((s) => keyOf(s.metadata?.namespace, s.metadata?.name ?? ''))
+      .sort();
+  }
+
   /** The webhook's certificates (tests rotate them); undefined without a webhook. */
   get webhook(): SidecarWebhook | undefined {
     return this.#webhook;

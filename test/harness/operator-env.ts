@@ -22,9 +22,9 @@ export interface OperatorEnv {
    * ServiceAccount with exactly the chart's RBAC (so every scenario proves the RBAC suffices);
    * stopped by stopAll().
    */
-  operator(namespaces: string[], options?: Partial<OperatorOptions>): Promise<Operator>;
-  /** A kubeconfig of the chart's ServiceAccount with the chart's RBAC for `namespaces`. */
-  chartServiceAccount(namespaces: string[]): Promise<ServiceAccountCredentials>;
+  operator(namespaces: string[], options?: Partial<OperatorOptions>, chartValues?: string[]): Promise<Operator>;
+  /** A kubeconfig of the chart's ServiceAccount with the chart's RBAC for `namespaces` (and these `--set` values). */
+  chartServiceAccount(namespaces: string[], chartValues?: string[]): Promise<ServiceAccountCredentials>;
   stopAll(): Promise<void>;
 }
 
@@ -46,11 +46,11 @@ export async function startOperatorEnv(): Promise<OperatorEnv> {
       await core.createNamespace({ body: { metadata: { name } } });
       return name;
     },
-    async chartServiceAccount(namespaces) {
-      return chartServiceAccount(cp, namespaces);
+    async chartServiceAccount(namespaces, chartValues = []) {
+      return chartServiceAccount(cp, namespaces, chartValues);
     },
-    async operator(namespaces, options = {}) {
-      const credentials = await chartServiceAccount(cp, namespaces);
+    async operator(namespaces, options = {}, chartValues = []) {
+      const credentials = await chartServiceAccount(cp, namespaces, chartValues);
       const operator = new Operator({
         kubeConfig: credentials.kubeConfig(),
         namespaces,
@@ -76,9 +76,9 @@ export const OPERATOR_NAMESPACE = 'mailwarden-system';
 const RELEASE = 'mw';
 
 /** Applies the chart's ServiceAccount and RBAC (rendered by helm) and returns a token for it. */
-export async function chartServiceAccount(cp: ControlPlane, namespaces: string[]): Promise<ServiceAccountCredentials> {
+export async function chartServiceAccount(cp: ControlPlane, namespaces: string[], chartValues: string[] = []): Promise<ServiceAccountCredentials> {
   await run('kubectl', ['create', 'namespace', OPERATOR_NAMESPACE], { kubeconfig: cp.kubeconfigPath });
-  const yaml = await renderChart(RELEASE, OPERATOR_NAMESPACE, [`watchNamespaces={${namespaces.join(',')}}`], ['--show-only', 'templates/serviceaccount.yaml', '--show-only', 'templates/rbac.yaml']);
+  const yaml = await renderChart(RELEASE, OPERATOR_NAMESPACE, [`watchNamespaces={${namespaces.join(',')}}`, ...chartValues], ['--show-only', 'templates/serviceaccount.yaml', '--show-only', 'templates/rbac.yaml']);
   const applied = await run('kubectl', ['apply', '-f', '-'], { input: yaml, kubeconfig: cp.kubeconfigPath });
   if (applied.code !== 0) throw new Error(`applying the chart's RBAC failed: ${applied.stderr}`);
   return cp.serviceAccountToken(OPERATOR_NAMESPACE, `${RELEASE}-mailwarden`, { create: false });

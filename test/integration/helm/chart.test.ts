@@ -227,6 +227,11 @@ describe('Helm chart', () => {
     }
     const denied: string[][] = [
       ['list', 'secrets', '--all-namespaces'],
+      // #25: Secrets are read, never changed (the daemon's token Secret is only created).
+      ['update', 'secrets', '-n', 'mail'],
+      ['patch', 'secrets', '-n', 'mail'],
+      ['delete', 'secrets', '-n', 'mail'],
+      ['deletecollection', 'secrets', '-n', 'mail'],
       ['get', 'secrets', '-n', 'kube-system'],
       ['get', 'secrets', '-n', 'mail-eu'],
       ['list', 'mailuserrestrictions.mailwarden.io', '-n', 'mail-eu'],
