@@ -12,8 +12,10 @@ import {
   isKeepableInvalidEntry,
   MAIL_USER_RESTRICTION_KIND,
   mailboxSchema,
+  mailUserRestrictionSchema,
   type ManagementPolicy,
 } from '../api/mail-user-restriction.ts';
+import { formatIssues } from '../api/issues.ts';
 import { parseEntry } from '../restrictions/entry.ts';
 import { entryKey } from '../restrictions/list-diff.ts';
 import { LIST_NAMES, type ListName } from '../restrictions/lists.ts';
@@ -32,8 +34,11 @@ export interface ExportNote {
   readonly mailbox: string;
   readonly list?: ListName;
   readonly message: string;
-  /** `lost`: what the store holds is not in the export, so applying it would change the store. */
-  readonly severity: 'info' | 'invalid' | 'lost';
+  /**
+   * `lost`: what the store holds is not in the export, so applying it would change the store.
+   * `refused`: the document holds everything, but mailwarden (and the CRD) will not accept it.
+   */
+  readonly severity: 'info' | 'invalid' | 'lost' | 'refused';
 }
 
 export interface ExportedDocument {
@@ -82,7 +87,13 @@ export function exportDocuments(mailboxes: readonly StoredMailbox[], options: Ex
     }
     const name = documentName(mailbox, names);
     names.add(name);
-    documents.push({ name, mailbox, document: restrictionDocument(name, mailbox, lists, invalid, options) });
+    const document = restrictionDocument(name, mailbox, lists, invalid, options);
+    // Exported whole all the same: cutting a list would make the export mean less than the store.
+    const checked = mailUserRestrictionSchema.safeParse(document);
+    if (!checked.success) {
+      notes.push({ mailbox, severity: 'refused', message: `exported whole, but mailwarden refuses the document (apply, diff and the API server will): ${formatIssues(checked.error).join('; ')}` });
+    }
+    documents.push({ name, mailbox, document });
   }
   return { documents, notes };
 }

@@ -12,8 +12,10 @@ Reads every mailbox that has a list from a PostgreSQL, MySQL/MariaDB or LDAP sto
 MailUserRestriction document per mailbox: to stdout as one multi-document YAML stream, or one
 file per mailbox (NAME.yaml) into a directory. Applying the export to the same store writes
 nothing. Values that are not valid entries are exported as stored under spec.invalidEntries;
-they and every other oddity (white space, capitals, repeats) are reported on stderr. Exits 0,
-or 1 when a stored value could not be exported.
+they and every other oddity (white space, capitals, repeats) are reported on stderr, and so is
+a document mailwarden would refuse (a list longer than a restriction may hold: it is exported
+whole, never cut). Exits 0, or 1 when a stored value could not be exported or a document would
+be refused.
 
 ${STORE_FLAGS_HELP}
       --namespace NS           metadata.namespace of every document
@@ -58,12 +60,14 @@ export async function exportCommand(args: readonly string[], io: Io): Promise<nu
   }
   const lost = notes.filter((n) => n.severity === 'lost').length;
   const invalid = notes.filter((n) => n.severity === 'invalid').length;
+  const refused = notes.filter((n) => n.severity === 'refused').length;
   io.stderr.write(
     `mailwarden export: ${documents.length} mailbox(es) exported${dir === undefined ? '' : ` to ${dir}`}` +
       `${invalid > 0 ? `, ${invalid} invalid value(s) kept under spec.invalidEntries` : ''}` +
-      `${lost > 0 ? `, ${lost} value(s) NOT exported (see above)` : ''}\n`,
+      `${lost > 0 ? `, ${lost} value(s) NOT exported (see above)` : ''}` +
+      `${refused > 0 ? `, ${refused} document(s) mailwarden refuses as they are (see above)` : ''}\n`,
   );
-  return lost > 0 ? EXIT_FAILURE : EXIT_OK;
+  return lost > 0 || refused > 0 ? EXIT_FAILURE : EXIT_OK;
 }
 
 function noteLine(note: ExportNote): string {

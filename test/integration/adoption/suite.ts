@@ -179,6 +179,28 @@ export function adoptionSuite(kind: AdoptedKind): void {
       assert.deepEqual(raw.rejectedSenders, kind === 'openldap' ? [' @Spam.TEST', 'spam.org', '@new.test'] : ' @Spam.TEST , @spam.test,spam.org,@new.test');
     });
 
+    test('very long lists: exported whole (never cut), one longer than a restriction may hold reported on stderr with exit 1; one at the limit round-trips', async () => {
+      const entries = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => `@${prefix}${i}.test`);
+      await store.seed([
+        { mail: 'long@long.test', sql: { rejectedSenders: entries('l', 600).join(',') }, ldap: { rejectedSenders: entries('l', 600) } },
+        { mail: 'full@long.test', sql: { allowedRecipients: entries('f', 500).join(', ') }, ldap: { allowedRecipients: entries('f', 500) } },
+      ]);
+      const longDir = path.join(work, 'long');
+      const { code, stderr } = await run(['export', '--namespace', 'mail', '--backend', 'iredmail', '--output-dir', longDir]);
+      assert.equal(code, 1, 'a document mailwarden refuses is an error');
+      assert.match(stderr, /long@long\.test: exported whole, but mailwarden refuses the document \(apply, diff and the API server will\): spec\.rejectedSenders: .*500/);
+      assert.match(stderr, /, 1 document\(s\) mailwarden refuses as they are \(see above\)\n$/);
+      assert.doesNotMatch(stderr, /full@long\.test: exported whole/);
+      const long = parseYaml(await readFile(path.join(longDir, 'long-at-long.test.yaml'), 'utf8'));
+      assert.deepEqual(long.spec.rejectedSenders, entries('l', 600));
+      const fullFile = path.join(longDir, 'full-at-long.test.yaml');
+      assert.deepEqual(parseYaml(await readFile(fullFile, 'utf8')).spec.allowedRecipients, entries('f', 500));
+      const before = await store.writeMarks();
+      const applied = await run(['apply', '-f', fullFile]);
+      assert.deepEqual([applied.code, applied.stdout], [0, 'full@long.test: unchanged\n']);
+      assert.deepEqual(written(before, await store.writeMarks()), []);
+    });
+
     // The time is printed, not asserted: a test is no benchmark, and on a loaded machine it measures
     // the machine (the goal, at most 10 s, is read from this line).
     test('a 10,000-mailbox export: one document each, and how long it took', async () => {

@@ -55,6 +55,17 @@ describe('export: a store as MailUserRestriction documents', () => {
     assert.deepEqual(notes.map((n) => [n.mailbox, n.severity]), [['eve@example.com', 'info'], ['not-an-address', 'lost']]);
   });
 
+  test('a list longer than a restriction may hold is exported whole and reported as refused; one at the limit is valid', () => {
+    const entries = (n: number) => Array.from({ length: n }, (_, i) => `@d${i}.test`);
+    const { documents, notes } = exportDocuments([stored('long@example.com', { rejectedSenders: entries(501) }), stored('full@example.com', { allowedRecipients: entries(500) })]);
+    const long = documents.find((d) => d.mailbox === 'long@example.com')!;
+    assert.deepEqual((long.document.spec as Record<string, unknown>).rejectedSenders, entries(501), 'nothing cut');
+    assert.deepEqual(notes.map((n) => [n.mailbox, n.severity]), [['long@example.com', 'refused']]);
+    assert.match(notes[0]!.message, /^exported whole, but mailwarden refuses the document \(apply, diff and the API server will\): spec\.rejectedSenders: .*500/);
+    const full = documents.find((d) => d.mailbox === 'full@example.com')!;
+    assert.ok(mailUserRestrictionSchema.safeParse(full.document).success);
+  });
+
   test('document names are Kubernetes names, unique per mailbox', () => {
     assert.equal(documentName('alice@example.com'), 'alice-at-example.com');
     const odd = documentName("O'Neil_x@example.com");
