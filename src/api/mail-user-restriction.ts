@@ -3,6 +3,7 @@ import { entryProblem, parseEntry } from '../restrictions/entry.ts';
 import { codePoints, entryCelRules, hasLoneSurrogate, MAX_ENTRY } from '../restrictions/entry-grammar.ts';
 import { asciiAddress } from '../restrictions/idn.ts';
 import { quoted } from '../restrictions/printable-text.ts';
+import { accountCelRules, entryCelRulesWithAmavisd, isAmavisdOnlyEntry } from '../restrictions/amavisd-entry.ts';
 import { conditionSchema } from './conditions.ts';
 import type { RestrictionLists } from '../restrictions/lists.ts';
 
@@ -27,18 +28,20 @@ export const entrySchema = z
       return;
     }
     const problem = entryProblem(value);
-    if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    // The amavisd schema's extra forms pass here; the operator checks them against the backend's schema.
+    if (problem && !isAmavisdOnlyEntry(value)) ctx.addIssue({ code: 'custom', message: problem });
   })
   .meta({
     // Characters as the API server counts them: code points (zod's max counts UTF-16 units).
     maxLength: MAX_ENTRY,
-    // The same grammar in RE2; a test on a real API server proves both refuse the same texts.
-    'x-kubernetes-validations': entryCelRules(
-      'entry',
-      'is not an entry: use @. (everyone), @domain, @.domain (the domain and its sub-domains) or user@domain, without invisible or control characters',
+    // The same grammar in RE2 (and the amavisd schema's extra forms); a test on a real API server proves both refuse the same texts.
+    'x-kubernetes-validations': entryCelRulesWithAmavisd(
+      'is not an entry: use @. (everyone), @domain, @.domain (the domain and its sub-domains) or user@domain (amavisd schema also: an IP, a network, user@*), without invisible or control characters',
     ),
   })
-  .describe('One entry: "@." (everyone, the null sender too), "@example.com" (that domain), "@.example.com" (the domain and its sub-domains) or "user@example.com" (one address). Case-insensitive.');
+  .describe(
+    'One entry: "@." (everyone, the null sender too), "@example.com" (that domain), "@.example.com" (the domain and its sub-domains) or "user@example.com" (one address). With a MailBackend of schema amavisd also an IP address, a network (192.0.2.0/24), a wildcard IPv4 (192.0.2.*) or "user@*" (that local part at any domain); an IP or network only among the senders. Case-insensitive.',
+  );
 
 /** Whether entrySchema accepts `value`, without zod's cost (an export checks every stored value). */
 export function isEntry(value: string): boolean {
@@ -92,22 +95,27 @@ const invalidEntriesSchema = z
 export const MANAGEMENT_POLICIES = ['Enforce', 'Observe'] as const;
 export type ManagementPolicy = (typeof MANAGEMENT_POLICIES)[number];
 
-/** The local mailbox the lists belong to: a full address. */
+/**
+ * The local mailbox the lists belong to: a full address, or (amavisd schema only, checked by the
+ * operator against the backend's schema) `@domain` or `@.`.
+ */
 export const mailboxSchema = z
   .string()
-  .min(3)
+  .min(2)
   .superRefine((value, ctx) => {
     const entry = parseEntry(value);
-    if (value !== value.trim() || entry.kind !== 'address') {
-      const reason = entry.kind === 'invalid' ? entry.reason : 'is not a full address (user@domain)';
+    if (value !== value.trim() || (entry.kind !== 'address' && entry.kind !== 'domain' && entry.kind !== 'any')) {
+      const reason = entry.kind === 'invalid' ? entry.reason : 'is not a full address (user@domain), @domain or @.';
       ctx.addIssue({ code: 'custom', message: `mailbox ${quoted(value)} ${reason}` });
     }
   })
   .meta({
     maxLength: MAX_ENTRY,
-    'x-kubernetes-validations': entryCelRules('address', 'is not a full address (user@domain) for a mailbox'),
+    'x-kubernetes-validations': accountCelRules('is not a full address (user@domain), @domain or @. for a mailbox'),
   })
-  .describe('The local mailbox (its full address, e.g. alice@example.com) whose lists these are.');
+  .describe(
+    'The local mailbox (its full address, e.g. alice@example.com) whose lists these are. With a MailBackend of schema amavisd also "@example.com" (the domain-wide list) or "@." (the server-wide list).',
+  );
 
 export const specSchema = z
   .object({

@@ -74,6 +74,8 @@ export const policyOptionsSchema = z
     nullSenderExemption: z.boolean().optional().describe('Bounces (null sender) are never rejected by inbound lists.'),
     subdomainMatching: z.boolean().optional().describe('"@.example.com" also matches sub-domains (default true; false under iredapd).'),
     identityFromSasl: z.boolean().optional().describe('The sending identity is sasl_username when present (default true; false under iredapd).'),
+    bypassOutgoing: z.boolean().optional().describe("amavisd schema: no outbound check (iRedAPD's WBLIST_BYPASS_OUTGOING_EMAIL; default false)."),
+    discardInsteadOfReject: z.boolean().optional().describe("amavisd schema: a blacklisted pair answers DISCARD instead of REJECT (iRedAPD's WBLIST_DISCARD_INSTEAD_OF_REJECT; default false)."),
     cacheTTL: durationTextSchema.optional().describe('How long a fetched mailbox is reused (default 30s).'),
     lookupTimeout: durationTextSchema.optional().describe('Store lookup timeout (default 1s).'),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug']).default('info').describe("The daemon's log level."),

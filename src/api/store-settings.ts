@@ -104,8 +104,22 @@ export const SqlColumnsSchema = z
   .describe("Column names in the mailbox table (iRedMail's vmail.mailbox by default)");
 export type SqlColumns = z.infer<typeof SqlColumnsSchema>;
 
+/**
+ * Which tables hold the lists: `vmail`, the four `vmail.mailbox` columns (iRedMail 0.8.4 to 1.3;
+ * dropped in 1.4.0), or `amavisd`, the amavisd database's white/blacklist tables (`users`,
+ * `mailaddr`, `wblist`, `outbound_wblist`) that iRedAdmin edits and iRedAPD enforces since 2015.
+ */
+export const SQL_SCHEMAS = ['vmail', 'amavisd'] as const;
+export type SqlSchema = (typeof SQL_SCHEMAS)[number];
+
 export const SqlStoreSettingsSchema = z
   .strictObject({
+    schema: z
+      .enum(SQL_SCHEMAS)
+      .default('vmail')
+      .describe(
+        "Which tables hold the lists. vmail: the four columns of vmail.mailbox (iRedMail before 1.4.0). amavisd: the amavisd database's users, mailaddr, wblist and outbound_wblist tables (every iRedMail since 2015; the URL names the amavisd database; table and columns do not apply).",
+      ),
     table: sqlTableName.default('mailbox').describe('Table holding one row per mailbox'),
     columns: SqlColumnsSchema.prefault({}),
     poolSize: z.number().int().min(1).max(64).default(4).describe('Most connections kept open to the database'),

@@ -4,7 +4,7 @@ import { formatPlan } from '../adoption/store-plan.ts';
 import { loadRestrictions } from '../stores/manifests.ts';
 import { StoreError } from '../stores/store.ts';
 import { PRUNE_FLAGS, pruneDomainsOf } from './diff.ts';
-import { openStoreFromFlags, STORE_FLAGS, STORE_FLAGS_HELP } from './store-flags.ts';
+import { listSchemaOfStore, openStoreFromFlags, STORE_FLAGS, STORE_FLAGS_HELP } from './store-flags.ts';
 import { EXIT_FAILURE, EXIT_OK, parseCommandLine, UsageError, type Io } from './usage.ts';
 
 export const APPLY_HELP = `Usage: mailwarden apply -f FILE|DIR... --store URL [--settings FILE] [--dry-run] [--prune [--prune-domain D]...]
@@ -35,9 +35,9 @@ export async function applyCommand(args: readonly string[], io: Io): Promise<num
   if (!values.filename || values.filename.length === 0) throw new UsageError('apply needs -f FILE|DIR (see mailwarden apply --help)');
   if (values.store === undefined) throw new UsageError('apply needs --store URL');
   const pruneDomains = pruneDomainsOf(values);
-  const { restrictions } = await loadRestrictions(values.filename);
   const store = await openStoreFromFlags('apply', values, io);
   try {
+    const { restrictions } = await loadRestrictions(values.filename, listSchemaOfStore(store));
     if (values['dry-run']) {
       const plans = await readPlan(store, restrictions, { pruneDomains });
       io.stdout.write(formatPlan(plans));

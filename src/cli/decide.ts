@@ -1,13 +1,16 @@
 import { explain } from '../restrictions/decide.ts';
+import { explainWblist } from '../restrictions/amavisd-wblist.ts';
 import { silentLogger } from '../observability/logger.ts';
 import { PolicyDecoder } from '../policy/codec.ts';
 import { ConfigError } from '../api/config-error.ts';
-import { decisionOptionsOf, loadPolicydConfig, resolverOptionsOf } from '../policy/config.ts';
-import { DecisionService } from '../policy/decision-handler.ts';
+import { decisionOptionsOf, loadPolicydConfig, resolverOptionsOf, wblistSettingsOf } from '../policy/config.ts';
+import { DecisionService, type Decider } from '../policy/decision-handler.ts';
 import { DEFAULT_POLICY_SERVER_LIMITS } from '../policy/limits.ts';
 import { mailboxSourceFor } from '../policy/mailbox-source.ts';
 import { emptyPolicyRequest, type PolicyRequest } from '../policy/request.ts';
 import { openStore } from '../stores/open.ts';
+import { isWblistReader } from '../stores/store.ts';
+import { WblistDecider } from '../policy/wblist-decisions.ts';
 import { readPassword } from './secrets.ts';
 import { DECISION_FLAGS, DECISION_FLAGS_HELP, decisionOverrides, EXIT_OK, parseCommandLine, UsageError, type Io } from './usage.ts';
 
@@ -15,12 +18,14 @@ export const DECIDE_HELP = `Usage: mailwarden decide --store STORE --sender S --
        mailwarden decide --store STORE --request - [--explain]
 
 Prints the policy action Postfix would get for one RCPT request, e.g. "REJECT Not authorized".
-With --explain, a second line says which mailbox, list and entry decided. With --request -, a raw
+With --explain, a second line says which mailbox, list and entry decided (amavisd schema: which
+account, party and W/B pair). With --request -, a raw
 policy request (name=value lines, as Postfix sends them) is read from standard input.
 
       --sender ADDR            envelope sender ("" for the null sender <>)
       --recipient ADDR         envelope recipient
       --sasl-username USER     the SMTP AUTH login, if any
+      --client-address IP      the connecting client's address (amavisd schema: IP and network entries)
       --request -              read the request from standard input instead
       --explain                say why
 
@@ -32,6 +37,7 @@ export async function decideCommand(args: readonly string[], io: Io): Promise<nu
     sender: { type: 'string' },
     recipient: { type: 'string' },
     'sasl-username': { type: 'string' },
+    'client-address': { type: 'string' },
     request: { type: 'string' },
     explain: { type: 'boolean' },
   });
@@ -55,6 +61,7 @@ export async function decideCommand(args: readonly string[], io: Io): Promise<nu
       sender: values.sender,
       recipient: values.recipient,
       saslUsername: values['sasl-username'] ?? '',
+      ...(values['client-address'] === undefined ? {} : { clientAddress: values['client-address'] }),
     };
   }
   const config = await loadPolicydConfig(values.config, decisionOverrides(values));
@@ -68,13 +75,18 @@ export async function decideCommand(args: readonly string[], io: Io): Promise<nu
     watch: false,
   });
   try {
-    // kubernetes:// fills in the background: one decision waits for the list.
-    await store.whenLoaded?.();
-    const source = mailboxSourceFor({ store, decision: options, options: resolverOptionsOf(config), logger: silentLogger });
-    const service = new DecisionService({ source, options });
+    let service: Decider;
+    if (isWblistReader(store)) {
+      service = new WblistDecider({ store, options, wblist: wblistSettingsOf(config), resolver: resolverOptionsOf(config) });
+    } else {
+      // kubernetes:// fills in the background: one decision waits for the list.
+      await store.whenLoaded?.();
+      const source = mailboxSourceFor({ store, decision: options, options: resolverOptionsOf(config), logger: silentLogger });
+      service = new DecisionService({ source, options });
+    }
     const decision = await service.decide(request);
     io.stdout.write(decision.action + '\n');
-    if (values.explain) io.stdout.write(explain(decision) + '\n');
+    if (values.explain) io.stdout.write((decision.wblist === undefined ? explain(decision) : explainWblist(decision.wblist)) + '\n');
     return EXIT_OK;
   } finally {
     await store.close();

@@ -1,7 +1,7 @@
 import { readPlan } from '../adoption/read-plan.ts';
 import { formatPlan, planChanges } from '../adoption/store-plan.ts';
 import { loadRestrictions } from '../stores/manifests.ts';
-import { openStoreFromFlags, STORE_FLAGS, STORE_FLAGS_HELP } from './store-flags.ts';
+import { listSchemaOfStore, openStoreFromFlags, STORE_FLAGS, STORE_FLAGS_HELP } from './store-flags.ts';
 import { EXIT_FAILURE, EXIT_OK, parseCommandLine, UsageError, type Io } from './usage.ts';
 
 export const DIFF_HELP = `Usage: mailwarden diff -f FILE|DIR... --store URL [--prune [--prune-domain D]...]
@@ -44,9 +44,9 @@ export async function diffCommand(args: readonly string[], io: Io): Promise<numb
   }
   if (!values.filename || values.filename.length === 0) throw new UsageError('diff needs -f FILE|DIR (see mailwarden diff --help)');
   const pruneDomains = pruneDomainsOf(values);
-  const { restrictions } = await loadRestrictions(values.filename);
   const store = await openStoreFromFlags('diff', values, io);
   try {
+    const { restrictions } = await loadRestrictions(values.filename, listSchemaOfStore(store));
     const plans = await readPlan(store, restrictions, { pruneDomains });
     io.stdout.write(formatPlan(plans));
     return plans.some(planChanges) ? EXIT_FAILURE : EXIT_OK;

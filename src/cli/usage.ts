@@ -37,6 +37,9 @@ export function parseCommandLine<T extends Options>(args: readonly string[], opt
 export const DECISION_FLAGS = {
   config: { type: 'string', short: 'c' },
   store: { type: 'string' },
+  'store-schema': { type: 'string' },
+  'bypass-outgoing': { type: 'boolean' },
+  'discard-instead-of-reject': { type: 'boolean' },
   semantics: { type: 'string' },
   'allow-action': { type: 'string' },
   'reject-action': { type: 'string' },
@@ -55,6 +58,9 @@ export const DECISION_FLAGS = {
 export function decisionOverrides(values: Record<string, string | boolean | undefined>): Record<string, unknown> {
   return {
     store: values.store,
+    storeSettings: storeSchemaSettings(values['store-schema']),
+    bypassOutgoing: values['bypass-outgoing'],
+    discardInsteadOfReject: values['discard-instead-of-reject'],
     semantics: values.semantics,
     allowAction: values['allow-action'],
     rejectAction: values['reject-action'],
@@ -69,10 +75,19 @@ export function decisionOverrides(values: Record<string, string | boolean | unde
   };
 }
 
+/** `--store-schema NAME` as store settings (merged over the config file's), or nothing. */
+export function storeSchemaSettings(schema: string | boolean | undefined): { schema: string } | undefined {
+  return typeof schema === 'string' ? { schema } : undefined;
+}
+
 export const DECISION_FLAGS_HELP = `Decision options (flags override the config file):
   -c, --config FILE            YAML config file (see docs); secrets never on the command line
       --store PATH|URL         manifests file/directory, postgres://, mysql://, ldap:// URL, or
                                kubernetes:// (the MailUserRestrictions of the kubeconfig's namespace)
+      --store-schema NAME      SQL store: vmail (vmail.mailbox columns, the default) or amavisd
+                               (the amavisd database's white/blacklist tables, iRedMail since 2015)
+      --bypass-outgoing        amavisd schema: no outbound check (WBLIST_BYPASS_OUTGOING_EMAIL)
+      --discard-instead-of-reject  amavisd schema: DISCARD a blacklisted pair
       --semantics NAME         default | iredapd (iRedAPD 1.6 compatibility preset)
       --allow-action ACTION    answer for an allow (default DUNNO; OK under iredapd)
       --reject-action ACTION   answer for a reject (default "REJECT Not authorized")

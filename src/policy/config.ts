@@ -28,6 +28,8 @@ export const policydConfigSchema = z
     nullSenderExemption: z.boolean().optional(),
     subdomainMatching: z.boolean().optional(),
     identityFromSasl: z.boolean().optional(),
+    bypassOutgoing: z.boolean().default(false).describe("amavisd schema: no outbound check (iRedAPD's WBLIST_BYPASS_OUTGOING_EMAIL)."),
+    discardInsteadOfReject: z.boolean().default(false).describe("amavisd schema: a blacklisted pair answers DISCARD instead of REJECT (iRedAPD's WBLIST_DISCARD_INSTEAD_OF_REJECT)."),
     cache: z
       .object({
         ttl: durationSchema.optional(),
@@ -101,6 +103,11 @@ export function decisionOptionsOf(config: PolicydConfig): DecisionOptions {
     subdomainMatching: config.subdomainMatching,
     identityFromSasl: config.identityFromSasl,
   });
+}
+
+/** The amavisd schema's two settings (iRedAPD's WBLIST_*). */
+export function wblistSettingsOf(config: PolicydConfig): { bypassOutgoing: boolean; discardInsteadOfReject: boolean } {
+  return { bypassOutgoing: config.bypassOutgoing, discardInsteadOfReject: config.discardInsteadOfReject };
 }
 
 export function serverLimitsOf(config: PolicydConfig): Partial<PolicyServerLimits> {

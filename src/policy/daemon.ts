@@ -4,14 +4,15 @@ import { HealthServer } from '../observability/health-server.ts';
 import type { Logger } from '../observability/logger.ts';
 import { PolicyMetrics } from '../observability/metrics.ts';
 import { openStore } from '../stores/open.ts';
-import type { MailboxReader } from '../stores/store.ts';
+import { isWblistReader, type StoreReader } from '../stores/store.ts';
 import { ConfigError } from '../api/config-error.ts';
 import { realClock, type Clock } from '../time/clock.ts';
-import { decisionOptionsOf, parseListen, resolverOptionsOf, serverLimitsOf, storeCaFile, type PolicydConfig } from './config.ts';
-import { answerOf, DecisionService } from './decision-handler.ts';
+import { decisionOptionsOf, parseListen, resolverOptionsOf, serverLimitsOf, storeCaFile, wblistSettingsOf, type PolicydConfig } from './config.ts';
+import { answerOf, DecisionService, type Decider } from './decision-handler.ts';
 import { mailboxSourceFor } from './mailbox-source.ts';
 import { SchemaCheck } from './schema-check.ts';
 import { PolicyServer, type PolicyServerAddress } from './server.ts';
+import { WblistDecider } from './wblist-decisions.ts';
 
 /**
  * The policy daemon assembled: store → mailbox source → decision service → policy server,
@@ -29,8 +30,8 @@ export class PolicyDaemon {
    * What the server asks, for answers and for the failure action alike; swapped whole by
    * {@link reconfigure}, so connections stay open and no request mixes two configurations.
    */
-  #decisions: DecisionService | undefined;
-  #store: MailboxReader | undefined;
+  #decisions: Decider | undefined;
+  #store: StoreReader | undefined;
   #schemaCheck: SchemaCheck | undefined;
   #server: PolicyServer | undefined;
   #health: HealthServer | undefined;
@@ -65,7 +66,7 @@ export class PolicyDaemon {
     this.#store = store;
     this.#checkSchema(store);
     const metrics = new PolicyMetrics({ store: store.kind });
-    metrics.reportStaleness(() => this.#store?.stale?.() ?? false);
+    metrics.reportStaleness(() => staleOf(this.#store));
     this.#metrics = metrics;
     this.#decisions = this.#decisionService(store, config, metrics);
     const requestDuration = metrics.requestDuration;
@@ -129,7 +130,7 @@ export class PolicyDaemon {
     const store = storeChanged
       ? await openStore({ store: config.store ?? '', settings: config.storeSettings, semantics: decisionOptionsOf(config).semantics, password, ca: storeCa, logger: this.#logger.child({ component: 'store' }) })
       : previous;
-    if (store !== previous && store.whenLoaded !== undefined) {
+    if (store !== previous && !isWblistReader(store) && store.whenLoaded !== undefined) {
       // A store that fills in the background takes over once it has its data, not before.
       try {
         await store.whenLoaded();
@@ -154,14 +155,17 @@ export class PolicyDaemon {
     this.#logger.info({ store: store.kind, storeReopened: store !== previous, semantics: decision.semantics, allowAction: decision.allowAction, rejectAction: decision.rejectAction, failureAction: decision.failureAction }, 'configuration reloaded');
   }
 
-  #decisionService(store: MailboxReader, config: PolicydConfig, metrics: PolicyMetrics): DecisionService {
+  #decisionService(store: StoreReader, config: PolicydConfig, metrics: PolicyMetrics): Decider {
     const decision = decisionOptionsOf(config);
+    if (isWblistReader(store)) {
+      return new WblistDecider({ store, options: decision, wblist: wblistSettingsOf(config), resolver: resolverOptionsOf(config), metrics, logger: this.#logger.child({ component: 'decision' }), clock: this.#clock });
+    }
     const source = mailboxSourceFor({ store, decision, options: resolverOptionsOf(config), metrics, logger: this.#logger.child({ component: 'resolver' }), clock: this.#clock });
     return new DecisionService({ source, options: decision, metrics, logger: this.#logger.child({ component: 'decision' }) });
   }
 
   /** Starts checking `store`'s schema, instead of any check of a previous store. */
-  #checkSchema(store: MailboxReader): void {
+  #checkSchema(store: StoreReader): void {
     this.#schemaCheck?.stop();
     const check = new SchemaCheck({ store, logger: this.#logger.child({ component: 'store' }), clock: this.#clock });
     this.#schemaCheck = check;
@@ -184,7 +188,9 @@ export class PolicyDaemon {
     // be the failure action), so the daemon is not ready until it is fixed.
     const check = this.#schemaCheck;
     if (check !== undefined && (!check.settled || check.problem !== undefined)) return false;
-    return !this.#stopping && this.#server?.address() !== undefined && (this.#store?.loaded?.() ?? true);
+    const store = this.#store;
+    const loaded = store === undefined || isWblistReader(store) ? true : (store.loaded?.() ?? true);
+    return !this.#stopping && this.#server?.address() !== undefined && loaded;
   }
 
   /** Stop accepting, answer what is in flight, close the store. */
@@ -203,6 +209,11 @@ export class PolicyDaemon {
     await this.#health?.close();
     await this.#store?.close();
   }
+}
+
+/** Whether a store answers from data its source can no longer confirm (the Kubernetes store). */
+function staleOf(store: StoreReader | undefined): boolean {
+  return store !== undefined && !isWblistReader(store) && (store.stale?.() ?? false);
 }
 
 /**

@@ -6,6 +6,13 @@ import { DecisionLog } from './decision-log.ts';
 import type { MailboxSource, Resolution } from './mailbox-source.ts';
 import type { PolicyRequest } from './request.ts';
 
+/** What the server asks: an answer per request, and what to answer when deciding fails. */
+export interface Decider {
+  readonly options: DecisionOptions;
+  readonly failureAction: string;
+  decide(request: PolicyRequest): Decision | Promise<Decision>;
+}
+
 /**
  * Decides one request end to end: plan → resolve its mailboxes → decide over them. Returns the
  * full decision (for `decide --explain`); {@link answerOf} gives the server the action text.
@@ -14,7 +21,7 @@ import type { PolicyRequest } from './request.ts';
  * service on reload, and the server asks the service in force what to answer when deciding
  * crashes, so every failure is answered by one configuration.
  */
-export class DecisionService {
+export class DecisionService implements Decider {
   readonly #source: MailboxSource;
   readonly #options: DecisionOptions;
   readonly #metrics: PolicyMetrics | undefined;
@@ -61,7 +68,7 @@ export class DecisionService {
 }
 
 /** The server-facing answer to `request`: the action text only. */
-export function answerOf(service: DecisionService, request: PolicyRequest): string | Promise<string> {
+export function answerOf(service: Decider, request: PolicyRequest): string | Promise<string> {
   const decision = service.decide(request);
   return decision instanceof Promise ? decision.then(actionOf) : decision.action;
 }

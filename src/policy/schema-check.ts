@@ -5,11 +5,11 @@
  * cannot be reached yet is asked again; the check ends at its first definite answer, or keeps
  * asking while the schema is wrong (an admin may create the columns or fix the configuration).
  */
-import { StoreError, type MailboxReader } from '../stores/store.ts';
+import { StoreError, type StoreReader } from '../stores/store.ts';
 import { realClock, type Clock } from '../time/clock.ts';
 
 export interface SchemaCheckOptions {
-  readonly store: MailboxReader;
+  readonly store: StoreReader;
   /** A pino logger fits. */
   readonly logger: { error(obj: object, msg: string): void; info(obj: object, msg: string): void; debug(obj: object, msg: string): void };
   /** Between attempts while the store is unreachable or its schema wrong (default 10 s). */

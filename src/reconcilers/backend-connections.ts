@@ -3,13 +3,13 @@ import type { MailBackend } from '../api/mail-backend.ts';
 import { storeSettingsOf } from '../api/mail-backend.ts';
 import { keyOf, keyOfObject } from '../api/object-key.ts';
 import type { Logger } from '../observability/logger.ts';
-import { openUrlStore } from '../stores/url-store.ts';
+import { openAnyUrlStore } from '../stores/url-store.ts';
 import { StoreError, type MailboxWriter } from '../stores/store.ts';
 import type { BackendSecrets } from './credentials.ts';
 
 export type StoreOpener = (url: string, settings: unknown, secrets: BackendSecrets) => Promise<MailboxWriter>;
 
-export const defaultStoreOpener: StoreOpener = (url, settings, secrets) => openUrlStore(url, settings, { semantics: 'default', password: secrets.password, ca: secrets.ca });
+export const defaultStoreOpener: StoreOpener = (url, settings, secrets) => openAnyUrlStore(url, settings, { semantics: 'default', password: secrets.password, ca: secrets.ca });
 
 interface Entry {
   readonly fingerprint: string;

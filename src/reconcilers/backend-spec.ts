@@ -1,5 +1,6 @@
 import { formatIssues } from '../api/issues.ts';
 import { mailBackendSpecSchema, type MailBackendSpec } from '../api/mail-backend.ts';
+import type { ListSchema } from '../restrictions/schema-forms.ts';
 
 /** A MailBackend's spec with the schema's defaults, or why it is not valid (one line). */
 export type ParsedBackendSpec = { readonly spec: MailBackendSpec; readonly problems?: undefined } | { readonly spec?: undefined; readonly problems: string };
@@ -12,4 +13,9 @@ export type ParsedBackendSpec = { readonly spec: MailBackendSpec; readonly probl
 export function parseBackendSpec(backend: { readonly spec?: unknown }): ParsedBackendSpec {
   const result = mailBackendSpecSchema.safeParse(backend.spec);
   return result.success ? { spec: result.data } : { problems: formatIssues(result.error).join('; ') };
+}
+
+/** Which forms the backend's store holds: the amavisd tables' or the vmail columns' (LDAP alike). */
+export function listSchemaOf(spec: MailBackendSpec): ListSchema {
+  return spec.sql?.schema === 'amavisd' ? 'amavisd' : 'vmail';
 }

@@ -1,13 +1,14 @@
 import { findCondition, type Condition } from '../api/conditions.ts';
 import type { MailwardenKubeClient } from '../kube/kube-client.ts';
 import { formatIssues } from '../api/issues.ts';
-import { storeListsOf, specSchema, type MailUserRestrictionSpec } from '../api/mail-user-restriction.ts';
+import { listsOf, storeListsOf, specSchema, type MailUserRestrictionSpec } from '../api/mail-user-restriction.ts';
+import { schemaProblems, type ListSchema } from '../restrictions/schema-forms.ts';
 import { changedLists, diffLists } from '../restrictions/list-diff.ts';
 import type { RestrictionLists } from '../restrictions/lists.ts';
 import type { Logger } from '../observability/logger.ts';
 import { StoreError } from '../stores/store.ts';
 import type { BackendConnections } from './backend-connections.ts';
-import { parseBackendSpec } from './backend-spec.ts';
+import { listSchemaOf, parseBackendSpec } from './backend-spec.ts';
 import { backendSecretsOf } from './credentials.ts';
 import { ownerOf, targetKey } from '../api/restriction-owner.ts';
 import { RetryError, type Outcome, type StatusExtra, type StatusWriter } from './status.ts';
@@ -166,6 +167,8 @@ export class MailUserRestrictionReconciler {
    * so what this reports is what they decide. Nothing to write, so no finalizer.
    */
   #served(restriction: RestrictionObject, spec: MailUserRestrictionSpec): Outcome {
+    const invalid = this.#schemaCheck(restriction, spec, 'vmail');
+    if (invalid !== undefined) return invalid;
     const namespace = restriction.metadata.namespace ?? '';
     const owner = this.#ownerOf(namespace, targetKey(restriction)!);
     if (owner !== undefined && owner.metadata.name !== restriction.metadata.name) {
@@ -184,6 +187,14 @@ export class MailUserRestrictionReconciler {
     return outcome;
   }
 
+  /** InvalidSpec when the mailbox or an entry is not a form the store's schema holds. */
+  #schemaCheck(restriction: RestrictionObject, spec: MailUserRestrictionSpec, schema: ListSchema): Outcome | undefined {
+    // The amavisd tables cannot keep invalidEntries as text: they are checked too (and refused).
+    const problems = schemaProblems(spec.mailbox, schema === 'amavisd' ? storeListsOf(spec) : listsOf(spec), schema);
+    if (problems.length === 0) return undefined;
+    return this.#early(restriction, { ready: false, reason: Reason.InvalidSpec, message: problems.join('; ') });
+  }
+
   #ownerOf(namespace: string, target: string): RestrictionObject | undefined {
     return ownerOf(this.#deps.sameTarget?.(target) ?? this.#deps.restrictions.list(namespace), target);
   }
@@ -195,6 +206,8 @@ export class MailUserRestrictionReconciler {
     if (backendSpec === undefined) {
       return this.#early(restriction, { ready: false, reason: Reason.BackendUnavailable, message: Message.backendInvalid(backendName, problems) });
     }
+    const invalid = this.#schemaCheck(restriction, spec, listSchemaOf(backendSpec));
+    if (invalid !== undefined) return invalid;
     const store = await this.#deps.connections.get({ ...backend, spec: backendSpec }, backendSecretsOf(backend, this.#deps.secrets));
     if (spec.managementPolicy === 'Observe') return observedOutcome(spec, backendName, await store.observe(spec.mailbox));
     const { changed } = await store.apply(spec.mailbox, storeListsOf(spec));
@@ -277,8 +290,8 @@ export class MailUserRestrictionReconciler {
       const result = await store.clear(mailbox);
       if (result.written) this.#deps.status.event(restriction, 'Normal', Reason.Cleared, Message.cleared(mailbox, backend.metadata.name));
     } catch (error) {
-      // A mailbox that is gone has no lists left to clear.
-      if (error instanceof StoreError && error.kind === 'MailboxNotFound') return;
+      // A mailbox that is gone has no lists left to clear; one the store cannot hold never had any.
+      if (error instanceof StoreError && (error.kind === 'MailboxNotFound' || error.kind === 'InvalidValue')) return;
       const text = statusText(error, this.#deps.logger, backend);
       this.#deps.status.event(restriction, 'Warning', Reason.BackendUnavailable, Message.clearFailed(mailbox, text));
       throw new RetryError(Message.clearRetry(mailbox, text), { cause: error });

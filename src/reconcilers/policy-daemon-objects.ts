@@ -105,6 +105,8 @@ export function policydConfigYaml(daemon: PolicyDaemonRef, backend: MailBackendS
     nullSenderExemption: p.nullSenderExemption,
     subdomainMatching: p.subdomainMatching,
     identityFromSasl: p.identityFromSasl,
+    bypassOutgoing: p.bypassOutgoing,
+    discardInsteadOfReject: p.discardInsteadOfReject,
     ...(p.cacheTTL ? { cache: { ttl: p.cacheTTL } } : {}),
     lookupTimeout: p.lookupTimeout,
     http: { listen: `0.0.0.0:${spec.httpPort}` },

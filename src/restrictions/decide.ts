@@ -1,3 +1,4 @@
+import type { WblistDecision } from './amavisd-wblist.ts';
 import { domainOf } from './list-index.ts';
 import { LIST_NAMES, type ListName } from './lists.ts';
 import { LIST_NUMBER, type CompiledMailbox } from './mailbox.ts';
@@ -75,6 +76,8 @@ export interface Decision {
   readonly matched?: string;
   /** Words for skip / none / failure decisions. */
   readonly reason?: string;
+  /** The amavisd schema's decision, with the (account, party, W/B) pair that decided. */
+  readonly wblist?: WblistDecision;
 }
 
 /** Looks a key up among the mailboxes fetched for a plan; undefined when it has none. */

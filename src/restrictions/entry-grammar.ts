@@ -124,6 +124,8 @@ export interface EntryRegexes {
   readonly entry: string;
   /** A full address (a mailbox). */
   readonly address: string;
+  /** A local part, unanchored (the amavisd schema's `user@*` builds on it). */
+  readonly localPart: string;
   /** Must match: the text after the `@` is ASCII or at most MAX_IDN_DOMAIN characters. */
   readonly idnDomainSize: string;
   /** Must not match: a label longer than MAX_LABEL, or one with a non-ASCII letter longer than MAX_IDN_LABEL. */
@@ -154,6 +156,7 @@ export function entryRegexes(dialect: RegexDialect): EntryRegexes {
   return {
     entry: `^(?:@\\.|(?:@\\.?|${local}@)${domain})$`,
     address: `^${local}@${domain}$`,
+    localPart: local,
     idnDomainSize: `@(?:[\\x00-\\x7F]*|[^@]{1,${MAX_IDN_DOMAIN}})$`,
     // A label of 64 characters too: the Unicode branch of `entry` does not count ASCII labels.
     longIdnLabel: `@[^@]*(?:[^.@]{${MAX_LABEL + 1}}|${window.join('|')})`,

@@ -6,17 +6,19 @@
  * transaction). Alias and local domains (the vmail database) are not read here: see docs.
  */
 import { LIST_NAMES, type ListName, type RestrictionLists } from '../restrictions/lists.ts';
-import { accountPriority, amavisdForm, isClientForm, partyPriority } from '../restrictions/amavisd-entry.ts';
+import { accountPriority, amavisdForm, partyPriority, type AmavisdForm } from '../restrictions/amavisd-entry.ts';
+import { schemaProblems } from '../restrictions/schema-forms.ts';
 import { candidateForms, networkPrefix, type WblistFacts, type WblistPlan, type WblistRow } from '../restrictions/amavisd-wblist.ts';
 import { asciiAddress } from '../restrictions/idn.ts';
 import { trimAscii } from '../restrictions/sql-list.ts';
 import type { SqlDialect } from './sql-common.ts';
 import type { SqlDriver, SqlSession } from './sql-store.ts';
-import { StoreError } from './store.ts';
+import { type ApplyResult, type MailboxWriter, StoreError, type StoredMailbox, type WblistReader } from './store.ts';
+import { missingSchemaPart } from './sql-errors.ts';
 import { SqlStoreSettingsSchema } from '../api/store-settings.ts';
 import { urlStoreKind } from '../api/store-url.ts';
 import { silentLogger } from '../observability/logger.ts';
-import { parseStoreSettings, type StoreOpenOptions } from './common.ts';
+import { parseStoreSettings, redactUrl, type StoreOpenOptions } from './common.ts';
 import { parseSqlUrl, sqlTlsOptions } from './endpoint.ts';
 
 /** Opens the amavisd tables of a postgres:// or mysql:// URL (pool, TLS and timeouts as the SQL store's settings). */
@@ -27,17 +29,15 @@ export async function openAmavisdStore(url: string, settings: unknown, options: 
   if (kind === 'postgres') {
     const { PostgresDriver, POSTGRES_DEFAULT_PORT } = await import('./postgres.ts');
     const endpoint = parseSqlUrl(url, POSTGRES_DEFAULT_PORT, options.password);
-    return new AmavisdWblistStore(new PostgresDriver(endpoint, parsed, await sqlTlsOptions(parsed.tls, endpoint.host, options.ca), logger), parsed.operationTimeoutMs);
+    return new AmavisdWblistStore(new PostgresDriver(endpoint, parsed, await sqlTlsOptions(parsed.tls, endpoint.host, options.ca), logger), parsed.operationTimeoutMs, endpoint.target, parsed.poolSize);
   }
   if (kind === 'mysql') {
     const { MysqlDriver, MYSQL_DEFAULT_PORT, mysqlSslOptions } = await import('./mysql.ts');
     const endpoint = parseSqlUrl(url, MYSQL_DEFAULT_PORT, options.password);
-    return new AmavisdWblistStore(new MysqlDriver(endpoint, parsed, mysqlSslOptions(await sqlTlsOptions(parsed.tls, endpoint.host, options.ca)), logger), parsed.operationTimeoutMs);
+    return new AmavisdWblistStore(new MysqlDriver(endpoint, parsed, mysqlSslOptions(await sqlTlsOptions(parsed.tls, endpoint.host, options.ca)), logger), parsed.operationTimeoutMs, endpoint.target, parsed.poolSize);
   }
-  throw new StoreError('Misconfigured', 'the amavisd store needs a postgres:// or mysql:// URL');
+  throw new StoreError('Misconfigured', `store URL ${redactUrl(url)}: the amavisd schema needs a postgres:// or mysql:// URL`);
 }
-
-const INBOUND: readonly ListName[] = ['allowedSenders', 'rejectedSenders'];
 
 /** Which table and W/B a list is written to. */
 const LIST_ROWS: Readonly<Record<ListName, { readonly table: 'wblist' | 'outbound_wblist'; readonly wb: 'W' | 'B' }>> = {
@@ -47,15 +47,27 @@ const LIST_ROWS: Readonly<Record<ListName, { readonly table: 'wblist' | 'outboun
   rejectedRecipients: { table: 'outbound_wblist', wb: 'B' },
 };
 
-export class AmavisdWblistStore {
+/** The tables and columns the reader and the writer use, for the schema check. */
+const TABLES: readonly (readonly [string, string])[] = [
+  ['users', 'id, priority, policy_id, email'],
+  ['mailaddr', 'id, priority, email'],
+  ['wblist', 'rid, sid, wb'],
+  ['outbound_wblist', 'rid, sid, wb'],
+];
+
+export class AmavisdWblistStore implements WblistReader, MailboxWriter {
   readonly kind: string;
+  readonly lookupConcurrency: number;
   readonly #driver: SqlDriver;
   readonly #timeoutMs: number;
+  readonly #target: string;
 
-  constructor(driver: SqlDriver, operationTimeoutMs = 5_000) {
+  constructor(driver: SqlDriver, operationTimeoutMs = 5_000, target = 'the amavisd database', poolSize = 4) {
     this.#driver = driver;
     this.kind = `amavisd-${driver.dialect.name}`;
     this.#timeoutMs = operationTimeoutMs;
+    this.#target = target;
+    this.lookupConcurrency = poolSize;
   }
 
   /**
@@ -101,11 +113,12 @@ export class AmavisdWblistStore {
    * (its priority by form, policy_id 0), mailaddr rows created when missing and shared otherwise,
    * pairs added, changed or removed; no other account's rows are touched.
    */
-  async apply(account: string, lists: RestrictionLists, signal?: AbortSignal): Promise<{ readonly changed: readonly ListName[] }> {
+  async apply(account: string, lists: RestrictionLists, signal?: AbortSignal): Promise<ApplyResult> {
     const key = accountKey(account);
+    const problems = schemaProblems(key, lists, 'amavisd');
+    if (problems.length > 0) throw new StoreError('InvalidValue', problems.join('; '));
     const desired = desiredPairs(lists);
-    const accountForm = amavisdForm(key);
-    if (typeof accountForm !== 'string') throw new StoreError('InvalidValue', `account ${accountForm.problem}`);
+    const accountForm = amavisdForm(key) as AmavisdForm;
     return this.#run(async (s) => {
       await s.command('BEGIN');
       try {
@@ -115,7 +128,7 @@ export class AmavisdWblistStore {
         const changed = LIST_NAMES.filter((name) => !sameSet(before[name], lists[name].map(canonical)));
         if (changed.length === 0) {
           await s.command('COMMIT');
-          return { changed };
+          return { changed, written: false };
         }
         if (user === undefined) {
           await s.query(`INSERT INTO users (priority, policy_id, email) VALUES (${p(1)}, 0, ${p(2)})`, [accountPriority(accountForm), bytes(key)]);
@@ -136,7 +149,7 @@ export class AmavisdWblistStore {
           await s.query(`INSERT INTO ${table} (rid, sid, wb) VALUES (${p(1)}, ${p(2)}, ${p(3)})`, [rid, sid, wb]);
         }
         await s.command('COMMIT');
-        return { changed };
+        return { changed, written: true };
       } catch (err) {
         await s.command('ROLLBACK').catch(() => {});
         throw err;
@@ -145,8 +158,60 @@ export class AmavisdWblistStore {
   }
 
   /** Removes the account's pairs; its users row and every mailaddr row stay (shared, cleaned up by iRedAPD's cleanup_db.py). */
-  clear(account: string, signal?: AbortSignal): Promise<{ readonly changed: readonly ListName[] }> {
+  clear(account: string, signal?: AbortSignal): Promise<ApplyResult> {
     return this.apply(account, { allowedSenders: [], rejectedSenders: [], allowedRecipients: [], rejectedRecipients: [] }, signal);
+  }
+
+  /** Every account (users row) with a pair, its four lists as stored, in one read. */
+  async mailboxesWithLists(signal?: AbortSignal): Promise<StoredMailbox[]> {
+    const rows = await this.#run(
+      (s) =>
+        s.query(
+          `SELECT 'i' AS t, u.email AS account, m.email, w.wb FROM wblist w JOIN users u ON u.id = w.rid JOIN mailaddr m ON m.id = w.sid ` +
+            `UNION ALL SELECT 'o', u.email, m.email, o.wb FROM outbound_wblist o JOIN users u ON u.id = o.sid JOIN mailaddr m ON m.id = o.rid`,
+          [],
+        ),
+      signal ?? AbortSignal.timeout(this.#timeoutMs),
+    );
+    const byAccount = new Map<string, Record<ListName, string[]>>();
+    for (const row of rows) {
+      const account = text(row.account).toLowerCase();
+      let lists = byAccount.get(account);
+      if (lists === undefined) byAccount.set(account, (lists = { allowedSenders: [], rejectedSenders: [], allowedRecipients: [], rejectedRecipients: [] }));
+      lists[listOf(text(row.t) === 'i', text(row.wb))].push(text(row.email).toLowerCase());
+    }
+    return [...byAccount].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([mailbox, lists]) => {
+      for (const name of LIST_NAMES) lists[name].sort();
+      return { mailbox, lists };
+    });
+  }
+
+  /** One statement over the four tables; a missing table or column is named (verifySchema). */
+  async ping(signal?: AbortSignal): Promise<void> {
+    const deadline = signal ?? AbortSignal.timeout(this.#timeoutMs);
+    try {
+      await this.#run((s) => s.query(TABLES.map(([table]) => `SELECT 1 AS one FROM ${table} WHERE 1 = 0`).join(' UNION ALL '), []), deadline);
+    } catch (err) {
+      if (err instanceof StoreError && missingSchemaPart(err.cause) !== undefined) await this.verifySchema(deadline);
+      throw err;
+    }
+  }
+
+  /** One probe per table with the columns mailwarden reads and writes; the first missing one is named. */
+  async verifySchema(signal: AbortSignal): Promise<void> {
+    const product = this.#driver.dialect.name === 'postgres' ? 'PostgreSQL' : 'MySQL';
+    await this.#run(async (s) => {
+      for (const [table, columns] of TABLES) {
+        try {
+          await s.query(`SELECT ${columns} FROM ${table} WHERE 1 = 0`, []);
+        } catch (err) {
+          const missing = missingSchemaPart(err);
+          if (missing === undefined) throw err;
+          const what = missing === 'table' ? `table ${table} does not exist` : `table ${table} lacks one of the columns ${columns}`;
+          throw new StoreError('Misconfigured', `${product} ${this.#target}: ${what}; the amavisd schema needs iRedMail's amavisd database (tables users, mailaddr, wblist, outbound_wblist): is the URL's database the amavisd one?`, { cause: err });
+        }
+      }
+    }, signal);
   }
 
   close(): Promise<void> {
@@ -161,11 +226,7 @@ export class AmavisdWblistStore {
       [bytes(key), bytes(key)],
     );
     const lists: Record<ListName, string[]> = { allowedSenders: [], rejectedSenders: [], allowedRecipients: [], rejectedRecipients: [] };
-    for (const row of rows) {
-      const inbound = text(row.t) === 'i';
-      const white = text(row.wb).toUpperCase() === 'W';
-      lists[inbound ? (white ? 'allowedSenders' : 'rejectedSenders') : white ? 'allowedRecipients' : 'rejectedRecipients'].push(text(row.email).toLowerCase());
-    }
+    for (const row of rows) lists[listOf(text(row.t) === 'i', text(row.wb))].push(text(row.email).toLowerCase());
     for (const name of LIST_NAMES) lists[name].sort();
     return lists;
   }
@@ -214,32 +275,24 @@ interface DesiredPair {
   readonly priority: number;
 }
 
-/** The pairs a restriction's lists stand for, each entry checked against the forms of its list. */
+/** The pairs valid lists stand for (checked first with schemaProblems), one per party and table. */
 export function desiredPairs(lists: RestrictionLists): DesiredPair[] {
   const out: DesiredPair[] = [];
-  const problems: string[] = [];
   for (const name of LIST_NAMES) {
     for (const raw of lists[name]) {
       const entry = canonical(raw);
       const form = amavisdForm(entry);
-      if (typeof form !== 'string') {
-        problems.push(`${name}: ${form.problem}`);
-        continue;
-      }
-      if (!INBOUND.includes(name) && isClientForm(form)) {
-        problems.push(`${name}: "${entry}" is a client address or network: a sender, never a recipient`);
-        continue;
-      }
-      const twin = name.startsWith('allowed') ? name.replace('allowed', 'rejected') : name.replace('rejected', 'allowed');
-      if (name.startsWith('allowed') && lists[twin as ListName].map(canonical).includes(entry)) {
-        problems.push(`"${entry}" is in both ${name} and ${twin}: one pair holds one of W and B`);
-        continue;
-      }
+      if (typeof form !== 'string') continue;
       if (!out.some((p) => p.entry === entry && p.table === LIST_ROWS[name].table)) out.push({ entry, ...LIST_ROWS[name], priority: partyPriority(form) });
     }
   }
-  if (problems.length > 0) throw new StoreError('InvalidValue', problems.join('; '));
   return out;
+}
+
+/** The list a pair stands for: inbound W/B are allowed/rejected senders, outbound W/B recipients. */
+function listOf(inbound: boolean, wb: string): ListName {
+  const white = wb.trim().toUpperCase() === 'W';
+  return inbound ? (white ? 'allowedSenders' : 'rejectedSenders') : white ? 'allowedRecipients' : 'rejectedRecipients';
 }
 
 function canonical(entry: string): string {

@@ -2,7 +2,8 @@ import { asciiAddress } from '../restrictions/idn.ts';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { findDuplicateMailboxes, parseRestrictionFile, type DocumentProblem, type SourcedRestriction } from '../api/documents.ts';
-import { listsOf } from '../api/mail-user-restriction.ts';
+import { displayName, listsOf, MAIL_USER_RESTRICTION_KIND, storeListsOf } from '../api/mail-user-restriction.ts';
+import { schemaProblems, type ListSchema } from '../restrictions/schema-forms.ts';
 import type { MailboxRecord } from '../restrictions/lists.ts';
 import type { Logger } from '../observability/logger.ts';
 import { StoreError, type MailboxReader } from './store.ts';
@@ -35,8 +36,12 @@ export interface RestrictionSet {
   readonly problems: DocumentProblem[];
 }
 
-/** Reads every MailUserRestriction under `paths`, collecting every problem instead of stopping. */
-export async function readRestrictions(paths: readonly string[]): Promise<RestrictionSet> {
+/**
+ * Reads every MailUserRestriction under `paths`, collecting every problem instead of stopping.
+ * Mailboxes and entries are checked against the forms `schema` holds (default vmail: the
+ * manifests store and the vmail columns; amavisd for its tables).
+ */
+export async function readRestrictions(paths: readonly string[], schema: ListSchema = 'vmail'): Promise<RestrictionSet> {
   const restrictions: SourcedRestriction[] = [];
   const problems: DocumentProblem[] = [];
   let files: string[] = [];
@@ -57,14 +62,18 @@ export async function readRestrictions(paths: readonly string[]): Promise<Restri
     const parsed = parseRestrictionFile(file, text);
     restrictions.push(...parsed.restrictions);
     problems.push(...parsed.problems);
+    for (const { document, source } of parsed.restrictions) {
+      const lists = schema === 'amavisd' ? storeListsOf(document.spec) : listsOf(document.spec);
+      for (const message of schemaProblems(document.spec.mailbox, lists, schema)) problems.push({ source, message: `${MAIL_USER_RESTRICTION_KIND} ${displayName(document)}: ${message}` });
+    }
   }
   problems.push(...findDuplicateMailboxes(restrictions));
   return { restrictions, files, problems };
 }
 
 /** Like {@link readRestrictions}, but a set with any problem is refused whole (ManifestsError). */
-export async function loadRestrictions(paths: readonly string[]): Promise<RestrictionSet> {
-  const set = await readRestrictions(paths);
+export async function loadRestrictions(paths: readonly string[], schema: ListSchema = 'vmail'): Promise<RestrictionSet> {
+  const set = await readRestrictions(paths, schema);
   if (set.problems.length > 0) throw new ManifestsError(set.problems);
   return set;
 }

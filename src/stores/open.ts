@@ -1,11 +1,14 @@
 import type { Semantics } from '../restrictions/options.ts';
 import type { Logger } from '../observability/logger.ts';
 import { ManifestsStore } from './manifests.ts';
-import type { MailboxReader, MailboxWriter } from './store.ts';
-import type { UrlStore } from './url-store.ts';
+import type { MailboxWriter, StoreReader } from './store.ts';
+import type { AnyUrlStore } from './url-store.ts';
 
 export interface OpenStoreParams {
-  /** A manifests file or directory, a store URL (postgres://, mysql://, ldap://, ldaps://), or kubernetes://. */
+  /**
+   * A manifests file or directory, a store URL (postgres://, mysql://, ldap://, ldaps://), or
+   * kubernetes://. An SQL URL with settings `schema: amavisd` opens the amavisd tables.
+   */
   readonly store: string;
   readonly settings?: unknown;
   readonly semantics: Semantics;
@@ -28,7 +31,7 @@ export function isKubernetesStore(store: string): boolean {
 }
 
 /** Opens the store a `--store` value names; the SQL and LDAP drivers load only when used. */
-export async function openStore(params: OpenStoreParams): Promise<MailboxReader> {
+export async function openStore(params: OpenStoreParams): Promise<StoreReader> {
   if (isKubernetesStore(params.store)) {
     // Loaded only here: the other daemons never load the Kubernetes client (docs/architecture.md).
     const { openKubernetesStore } = await import('./kubernetes.ts');
@@ -45,9 +48,9 @@ export async function openWritableStore(params: OpenStoreParams): Promise<Mailbo
   return openUrlStoreOf(params);
 }
 
-async function openUrlStoreOf(params: OpenStoreParams): Promise<UrlStore> {
-  const { openUrlStore } = await import('./url-store.ts');
-  return openUrlStore(params.store, params.settings ?? {}, {
+async function openUrlStoreOf(params: OpenStoreParams): Promise<AnyUrlStore> {
+  const { openAnyUrlStore } = await import('./url-store.ts');
+  return openAnyUrlStore(params.store, params.settings ?? {}, {
     semantics: params.semantics,
     password: params.password,
     ca: params.ca,

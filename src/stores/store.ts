@@ -1,4 +1,27 @@
 import type { ListName, MailboxRecord, RestrictionLists } from '../restrictions/lists.ts';
+import type { WblistFacts, WblistPlan } from '../restrictions/amavisd-wblist.ts';
+
+/**
+ * The reader of the amavisd white/blacklist tables: the rows one request's decision reads
+ * (restrictions/amavisd-wblist.ts), fetched in one round trip. The daemon decides over them as
+ * iRedAPD's amavisd_wblist does, instead of over mailbox records.
+ */
+export interface WblistReader {
+  /** `amavisd-postgres`, `amavisd-mysql`. */
+  readonly kind: string;
+  facts(plan: WblistPlan, signal: AbortSignal): Promise<WblistFacts>;
+  /** As {@link MailboxReader.verifySchema}: the four tables exist and can be read. */
+  verifySchema?(signal: AbortSignal): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** What the daemon reads: mailbox records, or the amavisd tables' facts. */
+export type StoreReader = MailboxReader | WblistReader;
+
+/** True for a reader of the amavisd tables. */
+export function isWblistReader(reader: StoreReader): reader is WblistReader {
+  return typeof (reader as Partial<WblistReader>).facts === 'function';
+}
 
 /**
  * The reader: the policy daemon's lookups, implemented by every store the daemon reads.

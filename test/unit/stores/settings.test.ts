@@ -8,6 +8,7 @@ import { StoreError } from '../../../src/stores/store.ts';
 describe('SQL store settings', () => {
   test("defaults are iRedMail's vmail.mailbox", () => {
     assert.deepEqual(SqlStoreSettingsSchema.parse({}), {
+      schema: 'vmail',
       table: 'mailbox',
       columns: {
         username: 'username',
