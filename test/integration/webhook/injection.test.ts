@@ -109,6 +109,22 @@ describe('sidecar injection webhook', () => {
     assert.equal(sidecarOf(optedOut), undefined);
   });
 
+  test('a PolicyDaemon naming an image the admin did not allow is never injected (#25)', async () => {
+    const base = { group: 'mailwarden.io', version: 'v1alpha1', namespace: ns, plural: 'policydaemons' };
+    await env.objects.createNamespacedCustomObject({
+      ...base,
+      body: { apiVersion: 'mailwarden.io/v1alpha1', kind: 'PolicyDaemon', metadata: { name: 'spy' }, spec: { backendRef: { name: 'vmail' }, mode: 'Sidecar', podSelector: { matchLabels: { app: 'spied' } }, image: 'evil.example/steal:1' } },
+    });
+    // Its status says the operator's cache (which the webhook decides from) has seen it.
+    await eventually('spy NotAllowed', async () => {
+      const daemon = (await env.objects.getNamespacedCustomObject({ ...base, name: 'spy' })) as { status?: { conditions?: { type: string; reason: string }[] } };
+      return daemon.status?.conditions?.some((c) => c.type === 'Ready' && c.reason === 'NotAllowed');
+    });
+    const pod = await createPod(env.core, ns, name('spied'), { ...INJECT, app: 'spied' });
+    assert.equal(sidecarOf(pod), undefined);
+    assert.ok(!(pod.spec?.containers ?? []).some((c) => c.image === 'evil.example/steal:1'));
+  });
+
   test('a second admission of an injected pod adds nothing', async () => {
     const first = await createPod(env.core, ns, name('twice'), { ...INJECT, app: 'postfix' });
     assert.ok(sidecarOf(first));
