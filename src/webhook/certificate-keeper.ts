@@ -15,6 +15,7 @@ import type { Logger } from '../observability/logger.ts';
 import { FIELD_MANAGER } from '../reconcilers/policy-daemon-objects.ts';
 import { createCa, issueServing, splitBundle, validityOf, verifyChain, type KeyPair } from './certificates.ts';
 import { CA_BUNDLE_FIELD_MANAGER, caBundleApply, legacyOwnershipToDrop, webhookConfiguration, type WebhookEndpoint } from './configuration.ts';
+import { RepeatingCheck } from './repeating-check.ts';
 
 const DAY_MS = 86_400_000;
 
@@ -65,7 +66,7 @@ export class CertificateKeeper {
   readonly #objects: KubernetesObjectApi;
   readonly #admission: AdmissionregistrationV1Api;
   readonly #log: Logger;
-  #timer: NodeJS.Timeout | undefined;
+  readonly #loop: RepeatingCheck;
   #served: string | undefined;
   #checking: Promise<KeyPair> | undefined;
 
@@ -75,21 +76,22 @@ export class CertificateKeeper {
     this.#objects = KubernetesObjectApi.makeApiClient(options.kubeConfig);
     this.#admission = options.kubeConfig.makeApiClient(AdmissionregistrationV1Api);
     this.#log = options.logger.child({ component: 'webhook-certificates' });
+    this.#loop = new RepeatingCheck({
+      check: () => this.check(),
+      intervalMs: options.checkIntervalMs ?? 60_000,
+      onError: (error) => this.#log.error({ err: error }, 'webhook certificate check failed; retrying at the next interval'),
+    });
   }
 
   /** Ensures the certificates and the configuration, then checks again on an interval. */
   async start(): Promise<KeyPair> {
     const serving = await this.check();
-    this.#timer = setInterval(() => {
-      this.check().catch((error: unknown) => this.#log.error({ err: error }, 'webhook certificate check failed; retrying at the next interval'));
-    }, this.#o.checkIntervalMs ?? 60_000);
-    this.#timer.unref();
+    this.#loop.start();
     return serving;
   }
 
   stop(): void {
-    clearInterval(this.#timer);
-    this.#timer = undefined;
+    this.#loop.stop();
   }
 
   /** One pass: read (or create) the Secret, renew what is due, publish the bundle. */

@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '../observability/logger.ts';
 import { CertificateError, type KeyPair } from './certificates.ts';
+import { RepeatingCheck } from './repeating-check.ts';
 
 export interface MountedCertificateOptions {
   /** A directory holding tls.crt and tls.key: a kubernetes.io/tls Secret mounted as a volume. */
@@ -22,28 +23,29 @@ export interface MountedCertificateOptions {
 export class MountedCertificate {
   readonly #o: MountedCertificateOptions;
   readonly #log: Logger;
-  #timer: NodeJS.Timeout | undefined;
+  readonly #loop: RepeatingCheck;
   #served: string | undefined;
 
   constructor(options: MountedCertificateOptions) {
     this.#o = options;
     this.#log = options.logger.child({ component: 'webhook-certificates' });
+    this.#loop = new RepeatingCheck({
+      check: () => this.check(),
+      intervalMs: options.checkIntervalMs ?? 60_000,
+      onError: (error) => this.#log.warn({ err: error }, 'mounted webhook certificate not (yet) usable; serving the previous one'),
+    });
   }
 
   /** The current pair; fails when the files are missing or do not match. */
   async start(): Promise<KeyPair> {
     const pair = await readPair(this.#o.dir);
     this.#served = pair.cert;
-    this.#timer = setInterval(() => {
-      this.check().catch((error: unknown) => this.#log.warn({ err: error }, 'mounted webhook certificate not (yet) usable; serving the previous one'));
-    }, this.#o.checkIntervalMs ?? 60_000);
-    this.#timer.unref();
+    this.#loop.start();
     return pair;
   }
 
   stop(): void {
-    clearInterval(this.#timer);
-    this.#timer = undefined;
+    this.#loop.stop();
   }
 
   /** Reads the files; hands a changed, matching pair to onCertificate. */
