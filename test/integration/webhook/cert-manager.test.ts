@@ -5,11 +5,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { connect } from 'node:tls';
 import { after, before, describe, test } from 'node:test';
-import { AdmissionregistrationV1Api, ApiException, type V1Pod } from '@kubernetes/client-node';
+import { AdmissionregistrationV1Api, ApiException } from '@kubernetes/client-node';
 import { createCa, issueServing, type KeyPair } from '../../../src/webhook/certificates.ts';
 import { webhookConfiguration } from '../../../src/webhook/configuration.ts';
 import { eventually, OPERATOR_NAMESPACE, startOperatorEnv, type OperatorEnv } from '../../harness/operator-env.ts';
-import { createBackendAndDaemon, createPod, freePort, INJECT } from './support.ts';
+import { createBackendAndDaemon, createPod, freePort, INJECT, localWebhook, sidecarOf } from './support.ts';
 
 // The chart's webhook.certManager mode on a real API server: someone else (cert-manager, here
 // the test) issues the serving certificate into a Secret mounted as files and puts its CA into
@@ -20,7 +20,6 @@ const CONFIGURATION = 'cm-mailwarden';
 const SECRET = 'cm-mailwarden-webhook-tls';
 const DAY = 86_400_000;
 
-const sidecarOf = (pod: V1Pod) => pod.spec?.containers.find((c) => c.name === 'mailwarden-policyd');
 
 /** The certificate a TLS client is served on 127.0.0.1:port. */
 function servedCertificate(port: number, ca: string): Promise<string> {
@@ -59,22 +58,7 @@ describe('sidecar webhook with a certificate issued by cert-manager (mounted Sec
     // cert-manager's CA injector would have written this caBundle.
     const created = await admission.createMutatingWebhookConfiguration({ body: webhookConfiguration(CONFIGURATION, { url: `https://127.0.0.1:${port}` }, ca.cert) });
     configurationVersion = created.metadata?.resourceVersion;
-    await env.operator([ns], {
-      policyDaemons: {
-        image: 'example.invalid/mailwarden:test',
-        webhook: {
-          listen: { host: '127.0.0.1', port },
-          endpoint: { url: `https://127.0.0.1:${port}` },
-          secretNamespace: OPERATOR_NAMESPACE,
-          secretName: SECRET,
-          configurationName: CONFIGURATION,
-          dnsNames: [],
-          ipAddresses: ['127.0.0.1'],
-          certificateDir: dir,
-          certificateCheckIntervalMs: 100,
-        },
-      },
-    });
+    await env.operator([ns], { policyDaemons: localWebhook(port, { secretName: SECRET, configurationName: CONFIGURATION }, { certificateDir: dir, certificateCheckIntervalMs: 100 }) });
     await eventually('the API server to call the webhook', async () => sidecarOf(await createPod(env.core, ns, `warmup-${Date.now()}`, { ...INJECT, app: 'postfix' })) !== undefined, 30_000);
   });
   after(async () => {

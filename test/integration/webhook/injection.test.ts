@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { AdmissionregistrationV1Api, type V1Pod } from '@kubernetes/client-node';
+import { AdmissionregistrationV1Api } from '@kubernetes/client-node';
 import type { Operator } from '../../../src/operator/manager.ts';
 import { splitBundle } from '../../../src/webhook/certificates.ts';
 import { webhookConfiguration } from '../../../src/webhook/configuration.ts';
 import { eventually, OPERATOR_NAMESPACE, startOperatorEnv, type OperatorEnv } from '../../harness/operator-env.ts';
-import { createBackendAndDaemon, createPod, freePort, INJECT } from './support.ts';
+import { createBackendAndDaemon, createPod, freePort, INJECT, localWebhook, sidecarOf } from './support.ts';
 
 // The sidecar webhook on a real API server: the operator (as the chart's ServiceAccount, with the
 // chart's RBAC) serves it over TLS on 127.0.0.1 and keeps the MutatingWebhookConfiguration's
@@ -17,7 +17,6 @@ const CONFIGURATION = 'mw-mailwarden';
 const SECRET = 'mw-mailwarden-webhook-tls';
 const SIDECAR = 'mailwarden-policyd';
 
-const sidecarOf = (pod: V1Pod) => pod.spec?.containers.find((c) => c.name === SIDECAR);
 
 describe('sidecar injection webhook', () => {
   let env: OperatorEnv;
@@ -39,20 +38,7 @@ describe('sidecar injection webhook', () => {
     port = await freePort();
     const admission = env.kc.makeApiClient(AdmissionregistrationV1Api);
     await admission.createMutatingWebhookConfiguration({ body: webhookConfiguration(CONFIGURATION, { url: `https://127.0.0.1:${port}` }, '') });
-    operator = await env.operator([ns, restricted], {
-      policyDaemons: {
-        image: 'example.invalid/mailwarden:test',
-        webhook: {
-          listen: { host: '127.0.0.1', port },
-          endpoint: { url: `https://127.0.0.1:${port}` },
-          secretNamespace: OPERATOR_NAMESPACE,
-          secretName: SECRET,
-          configurationName: CONFIGURATION,
-          dnsNames: [],
-          ipAddresses: ['127.0.0.1'],
-        },
-      },
-    });
+    operator = await env.operator([ns, restricted], { policyDaemons: localWebhook(port, { secretName: SECRET, configurationName: CONFIGURATION }) });
     // The API server loads a new webhook configuration asynchronously: wait until it injects.
     await eventually('the API server to call the webhook', async () => {
       const pod = await createPod(env.core, ns, name('warmup'), { ...INJECT, app: 'postfix' });

@@ -1,5 +1,7 @@
 import { createServer } from 'node:net';
 import type { CoreV1Api, CustomObjectsApi, V1Pod } from '@kubernetes/client-node';
+import type { OperatorOptions } from '../../../src/operator/manager.ts';
+import { OPERATOR_NAMESPACE } from '../../harness/operator-env.ts';
 
 /** A free TCP port on 127.0.0.1 (the webhook's URL must be known before it listens). */
 export function freePort(): Promise<number> {
@@ -52,3 +54,26 @@ export async function createBackendAndDaemon(objects: CustomObjectsApi, core: Co
 }
 
 export const INJECT = { 'mailwarden.io/inject': 'true' };
+
+/** The injected sidecar of a Pod as the API server returned it (after the webhook), if any. */
+export const sidecarOf = (pod: V1Pod) => pod.spec?.containers.find((c) => c.name === 'mailwarden-policyd');
+
+/**
+ * The operator's PolicyDaemon options with the sidecar webhook served on 127.0.0.1:`port`, its
+ * certificate kept in Secret `secretName` (or read from `certificateDir`, as cert-manager mounts it).
+ */
+export function localWebhook(port: number, names: { secretName: string; configurationName: string }, certificate: { certificateDir?: string; certificateCheckIntervalMs?: number } = {}): NonNullable<OperatorOptions['policyDaemons']> {
+  return {
+    image: 'example.invalid/mailwarden:test',
+    webhook: {
+      listen: { host: '127.0.0.1', port },
+      endpoint: { url: `https://127.0.0.1:${port}` },
+      secretNamespace: OPERATOR_NAMESPACE,
+      secretName: names.secretName,
+      configurationName: names.configurationName,
+      dnsNames: [],
+      ipAddresses: ['127.0.0.1'],
+      ...certificate,
+    },
+  };
+}
