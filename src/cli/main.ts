@@ -10,7 +10,8 @@ type Command = (args: readonly string[], io: Io) => Promise<number>;
 
 /**
  * Each command is loaded when it runs: the policy daemon then never loads the operator's
- * Kubernetes client (~24 MB of heap that every full garbage collection would mark again).
+ * Kubernetes client, heap that every full garbage collection would mark again
+ * (docs/performance.md).
  */
 const COMMANDS: Record<string, () => Promise<Command>> = {
   policyd: async () => (await import('./policyd.ts')).policydCommand,

@@ -1,8 +1,8 @@
 /**
  * What an informer keeps of an object. Thousands of cached objects are most of the operator's
  * heap after the Kubernetes client itself, so they are kept small: no managedFields or
- * last-applied copy (no reconciler reads them: about 60% of a small object created by kubectl
- * apply), and one copy of the strings many objects share.
+ * last-applied copy (no reconciler reads them, and they are most of a small object created by
+ * kubectl apply), and one copy of the strings many objects share. Figures: docs/performance.md.
  */
 import type { KubernetesObject } from '@kubernetes/client-node';
 
@@ -24,9 +24,8 @@ export function slim(obj: KubernetesObject): KubernetesObject {
 /**
  * One copy of each string value many objects repeat. JSON.parse gives every object its own copy
  * of `apiVersion`, the namespace, the finalizer, the condition types and reasons, the timestamps
- * of a burst and the list entries (`@example.com` in thousands of restrictions): about 25 bytes
- * and up each, 2 MB and more per 10,000 objects. Bounded: forgotten and restarted when full,
- * which only costs sharing.
+ * of a burst and the list entries (`@example.com` in thousands of restrictions). Bounded:
+ * forgotten and restarted when full, which only costs sharing.
  */
 export class StringPool {
   readonly #strings = new Map<string, string>();

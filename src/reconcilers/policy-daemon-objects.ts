@@ -49,11 +49,10 @@ const MIB = 1024 * 1024;
 
 /**
  * V8 heap sizes for a daemon container with memory limit `limit`, as NODE_OPTIONS. Node sizes its
- * heap from the whole cgroup limit (a 256Mi container gets a ~262 MB heap limit), so V8 would let
- * garbage grow until the kernel kills the container; and where no cgroup limit is visible it sizes
- * the young generation from the node's memory (measured: RSS 252 MB under load with 10,000
- * mailboxes, 149 MB with 8 MiB semi-spaces). Half the limit for the old generation leaves room for
- * the young one, code and socket buffers; a full cache of 100,000 mailboxes holds ~60-90 MB.
+ * heap from the whole cgroup limit, so V8 would let garbage grow until the kernel kills the
+ * container; and where no cgroup limit is visible it sizes the young generation from the node's
+ * memory. Half the limit for the old generation leaves room for the young one, code and socket
+ * buffers, and still holds a full mailbox cache (the figures: docs/performance.md).
  */
 export function nodeHeapOptions(limit: string | undefined): string | undefined {
   const bytes = limit === undefined ? undefined : quantityValue(limit);
