@@ -1,4 +1,4 @@
-import { Watch, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
+import type { KubeConfig, KubernetesListObject, KubernetesObject } from '@kubernetes/client-node';
 import { keyOf, keyOfObject } from '../api/object-key.ts';
 import type { Logger } from '../observability/logger.ts';
 import { silentLogger } from '../observability/logger.ts';
@@ -14,8 +14,25 @@ export interface ListOptions {
 
 export type ListFunction<T extends KubernetesObject> = (options: ListOptions) => Promise<KubernetesListObject<T>>;
 
+/**
+ * Starts a watch request (client-node's `Watch.watch`): `onEvent` per event, `done` once when the
+ * stream ends (null) or fails; resolves once the response has begun, with a handle to abort it.
+ */
+export type WatchFunction = (
+  path: string,
+  query: Record<string, string | boolean>,
+  onEvent: (type: string, object: unknown) => void,
+  done: (err: unknown) => void,
+) => Promise<{ abort(): void }>;
+
 export interface ResourceInformerOptions<T extends KubernetesObject> {
-  kubeConfig: KubeConfig;
+  /** Watched through client-node's Watch with this, unless `watch` is given. */
+  kubeConfig?: KubeConfig;
+  /**
+   * Starts the watch requests instead of client-node's Watch (the policy daemon's store, which
+   * must not load that library: see kube/api-credentials.ts).
+   */
+  watch?: WatchFunction;
   /** Collection path to watch, e.g. `/api/v1/namespaces/mail/secrets` or `/api/v1/configmaps`. */
   path: string;
   /**
@@ -75,9 +92,9 @@ const MIN_WATCH_LIFETIME_MS = 1000;
  * A list-and-watch cache of one collection, as client-go's reflector and shared informer:
  * list (paged), then watch from the list's resourceVersion, applying every event to a local
  * cache and telling the handlers. A watch that ends is resumed from the last resourceVersion
- * seen; one that fails on its connection (API server gone, 429, 5xx) is resumed the same way with
- * exponential backoff. When the server says that history is gone (410 Gone: compacted, or a
- * restarted API server's fresh watch cache), or fails otherwise, the informer re-lists, and the
+ * seen; one that fails (API server gone, 429, 5xx, 403) is resumed the same way with exponential
+ * backoff. When the server says that history is gone (410 Gone: compacted, or a restarted API
+ * server's fresh watch cache), or ends watches at once, the informer re-lists, and the
  * re-list is compared with the cache so that objects deleted meanwhile are delivered as deletes.
  * The cache is kept across failures.
  *
@@ -91,7 +108,7 @@ const MIN_WATCH_LIFETIME_MS = 1000;
 export class ResourceInformer<T extends KubernetesObject> {
   readonly name: string;
   readonly #opts: ResourceInformerOptions<T>;
-  readonly #watch: Watch;
+  #watch: WatchFunction | undefined;
   readonly #log: Logger;
   readonly #clock: Clock;
   readonly #cache = new Map<string, T>();
@@ -109,7 +126,8 @@ export class ResourceInformer<T extends KubernetesObject> {
   constructor(options: ResourceInformerOptions<T>) {
     this.#opts = options;
     this.name = options.name ?? options.path;
-    this.#watch = new Watch(options.kubeConfig);
+    if (options.watch === undefined && options.kubeConfig === undefined) throw new TypeError('ResourceInformer needs a kubeConfig or a watch function');
+    this.#watch = options.watch;
     this.#log = (options.logger ?? silentLogger).child({ informer: this.name });
     this.#clock = options.clock ?? realClock;
   }
@@ -210,10 +228,10 @@ export class ResourceInformer<T extends KubernetesObject> {
     const initialMs = this.#opts.backoff?.initialMs ?? 500;
     const maxMs = this.#opts.backoff?.maxMs ?? 30_000;
     let failures = 0;
-    // After a failure the watch is resumed from the last resourceVersion when the failure was the
-    // connection's (client-go's reflector does the same): an outage of the API server then costs
-    // one watch request, not a list of every object, unless the server answers that the history
-    // is gone (410), which is when the informer re-lists.
+    // After a failure the watch is resumed from the last resourceVersion (client-go's reflector
+    // does so for connection failures): an outage of the API server then costs one watch request,
+    // not a list of every object, unless the server answers that the history is gone (410),
+    // which is when the informer re-lists. A failed list is retried as a list.
     let mustList = true;
     const recovered = (): void => {
       if (failures === 0) return;
@@ -306,7 +324,7 @@ export class ResourceInformer<T extends KubernetesObject> {
     let ended = false;
     let events = 0;
     return new Promise<WatchEnd>((resolve, reject) => {
-      let request: AbortController | undefined;
+      let request: { abort(): void } | undefined;
       const onAbort = (): void => {
         request?.abort();
         resolve('stopped');
@@ -334,7 +352,7 @@ export class ResourceInformer<T extends KubernetesObject> {
           this.#log.error({ err }, 'watch event could not be applied');
         }
       };
-      this.#watch.watch(this.#opts.path, params, onEvent, finish).then(
+      this.#watcher().then((watch) => watch(this.#opts.path, params, onEvent, finish)).then(
         (req) => {
           request = req;
           if (signal.aborted) req.abort();
@@ -344,6 +362,16 @@ export class ResourceInformer<T extends KubernetesObject> {
         (err: unknown) => finish(err ?? new Error('watch failed')),
       );
     });
+  }
+
+  /** client-node's Watch, loaded on first use so that a caller passing `watch` never loads the library. */
+  async #watcher(): Promise<WatchFunction> {
+    if (this.#watch === undefined) {
+      const { Watch } = await import('@kubernetes/client-node');
+      const watch = new Watch(this.#opts.kubeConfig!);
+      this.#watch = (path, query, onEvent, done) => watch.watch(path, query, onEvent, done);
+    }
+    return this.#watch;
   }
 
   #onWatchEvent(type: string, obj: T, markExpired: () => void): void {
@@ -436,15 +464,13 @@ export class ResourceInformer<T extends KubernetesObject> {
 class WatchClosedImmediately extends Error {}
 
 /**
- * Whether the watch can be resumed from the last resourceVersion after `err`: the connection
- * failed (refused, reset, timed out) or the server was busy or unavailable (429, 5xx). Anything
- * else (401, 403, 404, an odd server) is re-listed.
+ * Whether the watch can be resumed from the last resourceVersion after `err`: whatever failed (a
+ * refused or reset connection, 429, 5xx, even a 403 from a restarted server whose RBAC cache is
+ * still filling), the server answers a watch it cannot serve with 410 Gone, and then the
+ * informer re-lists. Only a server that ends watches at once is re-listed straight away.
  */
 function resumable(err: unknown): boolean {
-  if (err instanceof WatchClosedImmediately) return false;
-  const status = (err as { statusCode?: number } | null)?.statusCode;
-  if (status === undefined) return true;
-  return status === 429 || status >= 500;
+  return !(err instanceof WatchClosedImmediately);
 }
 
 /** A short description of a list/watch failure (a fetch error hides its cause one level down). */

@@ -1,8 +1,7 @@
-import { readFileSync } from 'node:fs';
-import { isIPv6 } from 'node:net';
-import { CustomObjectsApi, KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
+import type { KubernetesListObject, KubernetesObject } from '@kubernetes/client-node';
 import { z } from 'zod';
-import { reuseConnections } from '../kube/kube-config.ts';
+import { CredentialsError, kubeconfigCredentials, mountedTokenCredentials, type ApiCredentials } from '../kube/api-credentials.ts';
+import { CollectionClient } from '../kube/collection-client.ts';
 import { formatIssues } from '../api/issues.ts';
 import { API_GROUP } from '../api/mail-user-restriction.ts';
 import { StringPool } from '../controller/cached-object.ts';
@@ -26,13 +25,13 @@ export const KubernetesStoreSettingsSchema = z
       .min(1)
       .optional()
       .describe('A mounted ServiceAccount token (files token, ca.crt, namespace), used with the in-cluster API server address; default the kubeconfig'),
-    kubeconfig: z.string().min(1).optional().describe('A kubeconfig file; default $KUBECONFIG, ~/.kube/config or in-cluster'),
+    kubeconfig: z.string().min(1).optional().describe('A kubeconfig file (a token, token file or client certificate); default $KUBECONFIG, ~/.kube/config or in-cluster'),
   })
   .describe('The Kubernetes store: MailUserRestriction resources read straight from the API server');
 export type KubernetesStoreSettings = z.infer<typeof KubernetesStoreSettingsSchema>;
 
 export interface KubernetesStoreOptions {
-  readonly kubeConfig: KubeConfig;
+  readonly credentials: ApiCredentials;
   readonly namespaces: readonly string[];
   readonly logger?: Logger;
   /** List/watch retry backoff (default 500 ms doubling up to 10 s). */
@@ -44,51 +43,21 @@ export interface KubernetesStoreOptions {
 export function openKubernetesStore(settings: unknown, logger?: Logger): KubernetesStore {
   const parsed = KubernetesStoreSettingsSchema.safeParse(settings ?? {});
   if (!parsed.success) throw new StoreError('Misconfigured', `kubernetes store settings: ${formatIssues(parsed.error).join('; ')}`);
-  const { kubeConfig, namespace } = kubeConfigOf(parsed.data);
-  const namespaces = parsed.data.namespaces ?? (namespace ? [namespace] : undefined);
+  let credentials: ApiCredentials;
+  try {
+    // A mounted token is the daemon's own identity (see the PolicyDaemon's objects); a token file is
+    // read again on each request, so a rotated token is picked up without a restart.
+    const dir = parsed.data.credentialsDir;
+    credentials = dir !== undefined ? mountedTokenCredentials(dir) : kubeconfigCredentials(parsed.data.kubeconfig);
+  } catch (error) {
+    if (error instanceof CredentialsError) throw new StoreError('Misconfigured', `kubernetes store: ${error.message}`, { cause: error });
+    throw error;
+  }
+  const namespaces = parsed.data.namespaces ?? (credentials.namespace ? [credentials.namespace] : undefined);
   if (namespaces === undefined) throw new StoreError('Misconfigured', 'kubernetes store: name the namespaces to serve (storeSettings.namespaces); the credentials name none');
-  const store = new KubernetesStore({ kubeConfig, namespaces, logger });
+  const store = new KubernetesStore({ credentials, namespaces, logger });
   store.start();
   return store;
-}
-
-/**
- * The credentials: a mounted ServiceAccount token (the daemon's own identity, see the
- * PolicyDaemon's objects) with the in-cluster address, or a kubeconfig.
- */
-function kubeConfigOf(settings: KubernetesStoreSettings): { kubeConfig: KubeConfig; namespace: string | undefined } {
-  const kc = new KubeConfig();
-  const dir = settings.credentialsDir;
-  if (dir !== undefined) {
-    const host = process.env.KUBERNETES_SERVICE_HOST;
-    const port = process.env.KUBERNETES_SERVICE_PORT;
-    if (!host || !port) throw new StoreError('Misconfigured', 'kubernetes store: credentialsDir needs the in-cluster KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT');
-    kc.loadFromOptions({
-      clusters: [{ name: 'in-cluster', server: `https://${isIPv6(host) ? `[${host}]` : host}:${port}`, caFile: `${dir}/ca.crt`, skipTLSVerify: false }],
-      // Read from the file on each refresh: a rotated token is picked up without a restart.
-      users: [{ name: 'policyd', authProvider: { name: 'tokenFile', config: { tokenFile: `${dir}/token` } } }],
-      contexts: [{ name: 'policyd', cluster: 'in-cluster', user: 'policyd' }],
-      currentContext: 'policyd',
-    });
-    return { kubeConfig: reuseConnections(kc), namespace: readOptional(`${dir}/namespace`) };
-  }
-  try {
-    if (settings.kubeconfig !== undefined) kc.loadFromFile(settings.kubeconfig);
-    else kc.loadFromDefault();
-  } catch (error) {
-    throw new StoreError('Misconfigured', `kubernetes store: the kubeconfig cannot be loaded: ${(error as Error).message}`, { cause: error });
-  }
-  if (kc.getCurrentCluster() === null) throw new StoreError('Misconfigured', 'kubernetes store: no kubeconfig and not in a cluster');
-  const context = kc.getContextObject(kc.getCurrentContext());
-  return { kubeConfig: reuseConnections(kc), namespace: context?.namespace };
-}
-
-function readOptional(file: string): string | undefined {
-  try {
-    return readFileSync(file, 'utf8').trim() || undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 /**
@@ -108,20 +77,22 @@ export class KubernetesStore implements MailboxReader {
   readonly #informers: ResourceInformer<KubernetesObject>[];
   readonly #listeners: ((changed?: readonly string[]) => void)[] = [];
   readonly #log: Logger | undefined;
+  readonly #credentials: ApiCredentials;
   readonly #disconnected = new Set<string>();
   #loaded = false;
 
   constructor(options: KubernetesStoreOptions) {
     this.#log = options.logger;
-    const objects = options.kubeConfig.makeApiClient(CustomObjectsApi);
+    this.#credentials = options.credentials;
+    const client = new CollectionClient(options.credentials);
     const strings = new StringPool();
     this.#informers = options.namespaces.map((namespace) => {
+      const path = `/apis/${API_GROUP}/v1alpha1/namespaces/${encodeURIComponent(namespace)}/mailuserrestrictions`;
       const informer = new ResourceInformer<KubernetesObject>({
-        kubeConfig: options.kubeConfig,
+        watch: (p, query, onEvent, done) => client.watch(p, query, onEvent, done),
         name: `mailuserrestrictions/${namespace}`,
-        path: `/apis/${API_GROUP}/v1alpha1/namespaces/${encodeURIComponent(namespace)}/mailuserrestrictions`,
-        list: (o: ListOptions) =>
-          objects.listNamespacedCustomObject({ group: API_GROUP, version: 'v1alpha1', namespace, plural: 'mailuserrestrictions', ...o }) as Promise<KubernetesListObject<KubernetesObject>>,
+        path,
+        list: (o: ListOptions) => client.list(path, o) as Promise<KubernetesListObject<KubernetesObject>>,
         transform: (obj) => holdRestriction(obj, strings) as KubernetesObject,
         backoff: { initialMs: options.backoff?.initialMs ?? 500, maxMs: options.backoff?.maxMs ?? 10_000 },
         onConnectionChange: (connected, error) => this.#connection(namespace, connected, error),
@@ -198,6 +169,7 @@ export class KubernetesStore implements MailboxReader {
 
   async close(): Promise<void> {
     await Promise.all(this.#informers.map((i) => i.stop()));
+    this.#credentials.agent.destroy();
   }
 
   #held(obj: KubernetesObject): HeldRestriction {

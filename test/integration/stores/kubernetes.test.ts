@@ -119,6 +119,7 @@ describe('policy daemon with store Kubernetes, on a real API server', () => {
   });
   after(async () => {
     if (process.env.MAILWARDEN_TEST_VERBOSE && daemon) process.stderr.write(daemon.logs.map((l) => JSON.stringify(l)).join('\n') + '\n');
+    if (process.env.MAILWARDEN_TEST_VERBOSE && daemon) process.stderr.write(daemon.stderr());
     asker?.close();
     await daemon?.stop();
     await env?.stopAll();
