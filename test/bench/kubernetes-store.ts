@@ -6,8 +6,9 @@
  *   ready    time from the daemon's start to /readyz 200 (every restriction listed)
  *   RSS      the daemon's resident memory once ready, and after answering the whole request
  *            stream once (VmRSS; VmHWM is the peak, reached while listing)
- *   warm     at the size of the manifests section: requests/s and p99 against the manifests
- *            store holding the same restrictions, in paired rounds (goal: within 5 %)
+ *   warm     at the size of the manifests section: requests/s, p99 and the daemon's CPU per
+ *            request against the manifests store holding the same restrictions, in paired
+ *            rounds (goal: within 5 %; CPU per request is the figure the machine's load moves least)
  *
  * Both daemons run with the heap options the operator gives a daemon container with the default
  * 256Mi memory limit (nodeHeapOptions): without them Node sizes its young generation from the
@@ -179,8 +180,12 @@ async function compareWithManifests(kube: RunningServer, size: number, requestsF
       const k = medianRun(kubeRuns);
       const m = medianRun(manifestRuns);
       process.stdout.write(
-        `  warm C=${c}: kubernetes ${k.rps.toFixed(0)} req/s p99 ${k.p99.toFixed(3)} ms; manifests ${m.rps.toFixed(0)} req/s p99 ${m.p99.toFixed(3)} ms; ` +
-          `req/s ratio ${formatRatio(pairedRatio(kubeRuns, manifestRuns, (r) => r.rps))}, p99 ratio ${formatRatio(pairedRatio(kubeRuns, manifestRuns, (r) => r.p99))}\n`,
+        `  warm C=${c}: kubernetes ${k.rps.toFixed(0)} req/s p99 ${k.p99.toFixed(3)} ms ${k.cpuUs.toFixed(1)} µs CPU/req; ` +
+          `manifests ${m.rps.toFixed(0)} req/s p99 ${m.p99.toFixed(3)} ms ${m.cpuUs.toFixed(1)} µs CPU/req; ` +
+          `req/s ratio ${formatRatio(pairedRatio(kubeRuns, manifestRuns, (r) => r.rps))}, p99 ratio ${formatRatio(pairedRatio(kubeRuns, manifestRuns, (r) => r.p99))}, ` +
+          // The daemon's CPU per request: what the store costs a decision, and far less moved by
+          // the shared machine's load than req/s, which swings by tens of percent between runs.
+          `CPU/req ratio ${formatRatio(pairedRatio(kubeRuns, manifestRuns, (r) => r.cpuUs))}\n`,
       );
     }
   } finally {
