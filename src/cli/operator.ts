@@ -38,6 +38,8 @@ PolicyDaemon (sidecar injection and Service mode):
                                (repeatable; others are refused: NotAllowed)
       --policyd-allowed-action WORD  REDIRECT, BCC, FILTER, HOLD or DISCARD: an answer a
                                PolicyDaemon may give (repeatable; by default none)
+      --policyd-metrics-namespace NS  pods of NS may scrape Service-mode daemons' metrics
+                               (their NetworkPolicy; repeatable; by default none)
       --webhook-listen ADDR    serve the sidecar injection webhook (HTTPS), e.g. 0.0.0.0:9443
       --webhook-service NAME   the Service in front of the webhook (default mailwarden-webhook)
       --webhook-namespace NS   its namespace, and the certificate Secret's
@@ -70,6 +72,7 @@ export async function operatorCommand(args: readonly string[], io: Io): Promise<
     'policyd-image-pull-secret': { type: 'string', multiple: true },
     'policyd-allowed-image': { type: 'string', multiple: true },
     'policyd-allowed-action': { type: 'string', multiple: true },
+    'policyd-metrics-namespace': { type: 'string', multiple: true },
     'backend-secret': { type: 'string', multiple: true },
     'webhook-listen': { type: 'string' },
     'webhook-service': { type: 'string' },
@@ -123,6 +126,7 @@ export async function operatorCommand(args: readonly string[], io: Io): Promise<
           image: values['policyd-image'] ?? defaultImage(),
           imagePullSecrets: values['policyd-image-pull-secret'],
           allowance: { images: values['policyd-allowed-image'], actions: allowedActions },
+          metricsNamespaces: values['policyd-metrics-namespace'],
           webhook: webhookOptions(values, io.env),
         },
   });

@@ -58,6 +58,8 @@ export interface OperatorOptions {
     readonly imagePullSecrets?: readonly string[];
     /** Further images and restricted actions (REDIRECT, BCC…) a PolicyDaemon may use (the chart's values). */
     readonly allowance?: { readonly images?: readonly string[]; readonly actions?: readonly string[] };
+    /** Namespaces whose pods may scrape Service-mode daemons' metrics (their NetworkPolicy). */
+    readonly metricsNamespaces?: readonly string[];
     readonly webhook?: Omit<SidecarWebhookOptions, 'kubeConfig' | 'daemons' | 'backends' | 'image' | 'imagePullSecrets' | 'allowance' | 'logger'>;
   };
 }
@@ -158,6 +160,7 @@ export class Operator {
         image: daemonOptions.image,
         imagePullSecrets: daemonOptions.imagePullSecrets,
         allowance: daemonOptions.allowance,
+        metricsNamespaces: daemonOptions.metricsNamespaces,
       });
       this.#manager.add(policyDaemonController(daemons, (key) => reconciler.reconcile(key)));
       this.#webhook =

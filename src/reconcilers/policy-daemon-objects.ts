@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { V1Container, V1Deployment, V1OwnerReference, V1PodDisruptionBudget, V1Role, V1RoleBinding, V1Secret, V1Service, V1ServiceAccount, V1Volume, V1ConfigMap } from '@kubernetes/client-node';
+import type { V1Container, V1Deployment, V1NetworkPolicy, V1OwnerReference, V1PodDisruptionBudget, V1Role, V1RoleBinding, V1Secret, V1Service, V1ServiceAccount, V1Volume, V1ConfigMap } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
 import { storeSettingsOf, type MailBackendSpec } from '../api/mail-backend.ts';
 import { API_GROUP, API_VERSION } from '../api/mail-user-restriction.ts';
@@ -268,6 +268,37 @@ export function serviceFor(daemon: PolicyDaemonRef): V1Service {
       type: 'ClusterIP',
       selector: selectorLabels(daemon),
       ports: [{ name: 'policy', port: daemon.spec.port, targetPort: 'mw-policy', protocol: 'TCP' }],
+    },
+  };
+}
+
+/**
+ * Service mode listens on the pod IP: without a policy any pod in the cluster could open
+ * connections to it (and hold its connection slots). This admits to the policy port only the
+ * Postfix pods `podSelector` names (all pods of the daemon's namespace when it names none) and to
+ * the HTTP port (metrics) only the namespaces the chart lists. The kubelet's probes come from the
+ * node, which network policies leave alone. (`_from` is the client's name for `from`.)
+ */
+export function networkPolicyFor(daemon: PolicyDaemonRef, metricsNamespaces: readonly string[] = []): V1NetworkPolicy {
+  const clients = daemon.spec.podSelector ?? {};
+  return {
+    apiVersion: 'networking.k8s.io/v1',
+    kind: 'NetworkPolicy',
+    metadata: { name: objectName(daemon.name), namespace: daemon.namespace, labels: labels(daemon), ownerReferences: [ownerReference(daemon)] },
+    spec: {
+      podSelector: { matchLabels: selectorLabels(daemon) },
+      policyTypes: ['Ingress'],
+      ingress: [
+        { _from: [{ podSelector: { ...clients } }], ports: [{ protocol: 'TCP', port: daemon.spec.port }] },
+        ...(metricsNamespaces.length === 0
+          ? []
+          : [
+              {
+                _from: metricsNamespaces.map((namespace) => ({ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': namespace } } })),
+                ports: [{ protocol: 'TCP', port: daemon.spec.httpPort }],
+              },
+            ]),
+      ],
     },
   };
 }

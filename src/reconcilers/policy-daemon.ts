@@ -9,6 +9,7 @@ import {
   daemonIdentityObjects,
   deploymentFor,
   objectName,
+  networkPolicyFor,
   podDisruptionBudgetFor,
   policydConfigYaml,
   serviceFor,
@@ -42,6 +43,8 @@ export interface PolicyDaemonReconcilerDeps {
   readonly imagePullSecrets?: readonly string[];
   /** Further images and restricted actions the cluster admin allows (default: none). */
   readonly allowance?: Omit<DaemonAllowance, 'defaultImage'>;
+  /** Namespaces whose pods may scrape a Service-mode daemon's metrics (its NetworkPolicy). */
+  readonly metricsNamespaces?: readonly string[];
 }
 
 /** Condition reasons of a PolicyDaemon. */
@@ -131,7 +134,7 @@ export class PolicyDaemonReconciler {
     if (ref.spec.mode === 'Sidecar') {
       // Switched from Service mode: the network service goes, the injected sidecars take over.
       if (deployment !== undefined) {
-        for (const object of [deploymentFor(ref, backend, this.#deps.image, hash, this.#deps.imagePullSecrets), serviceFor(ref), podDisruptionBudgetFor(ref)]) {
+        for (const object of [deploymentFor(ref, backend, this.#deps.image, hash, this.#deps.imagePullSecrets), serviceFor(ref), podDisruptionBudgetFor(ref), networkPolicyFor(ref)]) {
           await this.#deps.writer.remove(object as never);
         }
       }
@@ -140,6 +143,8 @@ export class PolicyDaemonReconciler {
       return { ready: true, reason: DaemonReason.Injecting, message: DaemonMessage.injecting(injected), fields: daemonFields({ injectedPods: injected, configHash: hash }), extra: sidecarStatus(sidecars) };
     }
 
+    // The policy first: the daemon's port is never open to the whole cluster, not even briefly.
+    await this.#deps.writer.apply(networkPolicyFor(ref, this.#deps.metricsNamespaces));
     await this.#deps.writer.apply(deploymentFor(ref, backend, this.#deps.image, hash, this.#deps.imagePullSecrets));
     await this.#deps.writer.apply(serviceFor(ref));
     await this.#deps.writer.apply(podDisruptionBudgetFor(ref));

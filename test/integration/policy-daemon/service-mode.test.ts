@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { AppsV1Api, CoreV1Api, CustomObjectsApi, PolicyV1Api, type KubeConfig, type V1Deployment } from '@kubernetes/client-node';
+import { AppsV1Api, CoreV1Api, CustomObjectsApi, NetworkingV1Api, PolicyV1Api, type KubeConfig, type V1Deployment } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { Operator } from '../../../src/operator/manager.ts';
 import { startControlPlane, type ControlPlane } from '../../harness/controlplane.ts';
@@ -21,6 +21,7 @@ describe('PolicyDaemon in Service mode', () => {
   let core: CoreV1Api;
   let apps: AppsV1Api;
   let policy: PolicyV1Api;
+  let networking: NetworkingV1Api;
   let objects: CustomObjectsApi;
   let operator: Operator;
   const ns = `pd-service-${Math.random().toString(36).slice(2, 6)}`;
@@ -36,9 +37,10 @@ describe('PolicyDaemon in Service mode', () => {
     core = kc.makeApiClient(CoreV1Api);
     apps = kc.makeApiClient(AppsV1Api);
     policy = kc.makeApiClient(PolicyV1Api);
+    networking = kc.makeApiClient(NetworkingV1Api);
     objects = kc.makeApiClient(CustomObjectsApi);
     await core.createNamespace({ body: { metadata: { name: ns, labels: { 'pod-security.kubernetes.io/enforce': 'restricted', 'pod-security.kubernetes.io/enforce-version': 'latest' } } } });
-    operator = new Operator({ kubeConfig: kc, namespaces: [ns], logger: pino({ level: process.env.OPERATOR_LOG_LEVEL ?? 'silent' }), backendProbeIntervalMs: 60_000, policyDaemons: { image: 'example.invalid/mailwarden:test' } });
+    operator = new Operator({ kubeConfig: kc, namespaces: [ns], logger: pino({ level: process.env.OPERATOR_LOG_LEVEL ?? 'silent' }), backendProbeIntervalMs: 60_000, policyDaemons: { image: 'example.invalid/mailwarden:test', metricsNamespaces: ['monitoring'] } });
     await operator.start();
     await createBackendAndDaemon(objects, core, ns, { name: NAME, spec: { backendRef: { name: 'vmail' }, mode: 'Service', replicas: 2, policy: { semantics: 'iredapd', cacheTTL: '10s' } } });
   });
@@ -67,6 +69,30 @@ describe('PolicyDaemon in Service mode', () => {
     assert.equal(container?.restartPolicy, undefined, 'a plain container in a Deployment');
     assert.equal(container?.securityContext?.readOnlyRootFilesystem, true);
     assert.ok(hashOf(d));
+  });
+
+  test('a NetworkPolicy admits to the policy port only the selected Postfix pods, to metrics only the chart\'s namespaces', async () => {
+    const read = () => networking.readNamespacedNetworkPolicy({ namespace: ns, name: OBJECT }).catch(() => undefined);
+    const plain = (value: unknown): unknown => JSON.parse(JSON.stringify(value));
+    const np = await eventually('NetworkPolicy', read);
+    assert.equal(np.metadata?.ownerReferences?.[0]?.uid, (await daemon()).metadata.uid);
+    assert.deepEqual(plain(np.spec?.podSelector), { matchLabels: { 'app.kubernetes.io/name': 'mailwarden-policyd', 'app.kubernetes.io/instance': NAME } });
+    assert.deepEqual(np.spec?.policyTypes, ['Ingress']);
+    const [policyRule, metricsRule, ...more] = np.spec?.ingress ?? [];
+    assert.deepEqual(more, []);
+    // No podSelector on the daemon: the pods of its own namespace only (no namespaceSelector).
+    assert.deepEqual(plain(policyRule?._from), [{ podSelector: {} }]);
+    assert.deepEqual(plain(policyRule?.ports), [{ protocol: 'TCP', port: 7777 }]);
+    assert.deepEqual(plain(metricsRule?._from), [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }]);
+    assert.deepEqual(plain(metricsRule?.ports), [{ protocol: 'TCP', port: 7778 }]);
+    // The daemon names its Postfix pods: only they are admitted.
+    const current = await daemon();
+    await objects.replaceNamespacedCustomObject({ ...base, name: NAME, body: { ...current, spec: { ...current.spec, podSelector: { matchLabels: { app: 'postfix' } } } } });
+    const narrowed = await eventually('narrowed', async () => {
+      const np = await read();
+      return JSON.stringify(np?.spec?.ingress?.[0]?._from) === JSON.stringify([{ podSelector: { matchLabels: { app: 'postfix' } } }]) ? np : undefined;
+    });
+    assert.deepEqual(plain(narrowed.spec?.ingress?.[0]?.ports), [{ protocol: 'TCP', port: 7777 }]);
   });
 
   test("the Deployment's pod template passes Pod Security restricted (server-side dry run)", async () => {
@@ -118,6 +144,7 @@ describe('PolicyDaemon in Service mode', () => {
         (await gone(() => apps.readNamespacedDeployment({ namespace: ns, name: OBJECT }))) &&
         (await gone(() => core.readNamespacedService({ namespace: ns, name: OBJECT }))) &&
         (await gone(() => policy.readNamespacedPodDisruptionBudget({ namespace: ns, name: OBJECT }))) &&
+        (await gone(() => networking.readNamespacedNetworkPolicy({ namespace: ns, name: OBJECT }))) &&
         (await gone(() => core.readNamespacedConfigMap({ namespace: ns, name: OBJECT })))
       );
     }, 60_000);

@@ -73,13 +73,13 @@ const cases: Case[] = [
     name: 'switched from Service to Sidecar mode: the Deployment, Service and PDB removed',
     daemons: [daemon(SIDECAR)],
     deployments: [deployment(2)],
-    expect: { ready: { status: 'True', reason: DaemonReason.Injecting }, applied: ['ConfigMap'], removed: ['Deployment', 'Service', 'PodDisruptionBudget'] },
+    expect: { ready: { status: 'True', reason: DaemonReason.Injecting }, applied: ['ConfigMap'], removed: ['Deployment', 'Service', 'PodDisruptionBudget', 'NetworkPolicy'] },
   },
   {
     name: 'Service mode with ready replicas: Available, everything applied',
     daemons: [daemon(SERVICE)],
     deployments: [deployment(2)],
-    expect: { ready: { status: 'True', reason: DaemonReason.Available }, fields: { injectedPods: null, readyReplicas: 2, configHash: 'set' }, applied: ['ConfigMap', 'Deployment', 'Service', 'PodDisruptionBudget'] },
+    expect: { ready: { status: 'True', reason: DaemonReason.Available }, fields: { injectedPods: null, readyReplicas: 2, configHash: 'set' }, applied: ['ConfigMap', 'NetworkPolicy', 'Deployment', 'Service', 'PodDisruptionBudget'] },
   },
   {
     name: 'Service mode with no replica ready yet: Progressing',
