@@ -142,6 +142,14 @@ describe('Helm chart', () => {
     assert.ok(objects.some((o) => o.kind === 'ConfigMap' && o.metadata.name === 'mw-notes'));
   });
 
+  test('tenancy values reach the operator as flags and the Role as resourceNames (#25)', async () => {
+    const sets = ['rbac.backendSecretNames={vmail-db,vmail-ca}', 'policyDaemon.allowedImages={mirror.example/mailwarden:1}', 'policyDaemon.allowedActions={BCC}'];
+    const yaml = await renderChart('mw', 'mailwarden-system', sets);
+    for (const flag of ['--backend-secret=vmail-db', '--backend-secret=vmail-ca', '--policyd-allowed-image=mirror.example/mailwarden:1', '--policyd-allowed-action=BCC']) assert.ok(yaml.includes(`- ${flag}\n`), flag);
+    assert.match(yaml, /resources: \["secrets"\]\n\s+resourceNames: \["vmail-db","vmail-ca"\]\n\s+verbs: \["get", "list", "watch"\]/);
+    assert.match(yaml, /expression: "\[\\"ghcr\.io\/mailwarden\/mailwarden:[^"]*\\",\\"mirror\.example\/mailwarden:1\\"\]"/);
+  });
+
   test('cert-manager mode: the configuration asks for CA injection, the operator serves the mounted Secret and may not touch the configuration', async () => {
     const yaml = await renderChart('mw', 'mailwarden-system', ['webhook.certManager.enabled=true']);
     const objects = parseAllDocuments(yaml).map((d) => d.toJS() as { kind: string; metadata: { name: string; annotations?: Record<string, string> }; spec?: { secretName?: string } } | null).filter((o) => o !== null);

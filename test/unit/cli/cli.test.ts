@@ -30,6 +30,7 @@ describe('CLI', () => {
     ['decide without addresses', ['decide', '--store', examples], /needs --sender and --recipient/],
     ['decide without a store', ['decide', '--sender', 'a@b.c', '--recipient', 'd@e.f'], /needs --store/],
     ['validate without files', ['validate'], /at least one FILE/],
+    ['operator allowing an action that is not a restricted one', ['operator', '--policyd-allowed-action', 'REJECT'], /--policyd-allowed-action takes one of REDIRECT, BCC, FILTER, HOLD, DISCARD/],
   ];
   for (const [name, args, message] of usageErrors) {
     test(`usage error: ${name} exits 2 with one line`, async () => {
