@@ -262,8 +262,10 @@ export function factsStatement(plan: WblistPlan, dialect: SqlDialect): { readonl
   const sql = [
     `SELECT 'u' AS k, id AS a, priority AS b, email FROM users WHERE email IN (${list(all)})`,
     `SELECT 'm', id, priority, email FROM mailaddr WHERE email IN (${list(all)})${network()}`,
-    `SELECT 'i', rid, sid, ${wb} FROM wblist WHERE rid IN (SELECT id FROM users WHERE email IN (${list(forms.recipient)})) AND sid IN (SELECT id FROM mailaddr WHERE email IN (${list(forms.sender)})${network()})`,
-    `SELECT 'o', rid, sid, ${wb} FROM outbound_wblist WHERE sid IN (SELECT id FROM users WHERE email IN (${list(forms.sender)})) AND rid IN (SELECT id FROM mailaddr WHERE email IN (${list(forms.recipient)}))`,
+    // Pairs by their primary key (rid, sid), from the few candidate ids of each side: a party many
+    // accounts list (`@.`) is never scanned through all of its pairs.
+    `SELECT 'i', rid, sid, ${wb} FROM wblist WHERE (rid, sid) IN (SELECT u.id, m.id FROM users u, mailaddr m WHERE u.email IN (${list(forms.recipient)}) AND (m.email IN (${list(forms.sender)})${network().replace(' OR email', ' OR m.email')}))`,
+    `SELECT 'o', rid, sid, ${wb} FROM outbound_wblist WHERE (rid, sid) IN (SELECT m.id, u.id FROM mailaddr m, users u WHERE m.email IN (${list(forms.recipient)}) AND u.email IN (${list(forms.sender)}))`,
   ].join(' UNION ALL ');
   return { sql, params };
 }
