@@ -11,7 +11,7 @@ import { EMPTY_LISTS, type RestrictionLists } from '../../../src/restrictions/li
 import { freePort, startPostfix, startPostgres, type PostfixServer, type SqlServer } from '../../harness/containers.ts';
 import { ensureMailwardenImage, startPolicydContainer, type PolicydContainer } from '../../harness/mailwarden-image.ts';
 import { loadAmavisdTables } from '../stores/helpers.ts';
-import { ACCEPTED, sendMessage } from './suite.ts';
+import { ACCEPTED, postfixMainCf, sendMessage } from './suite.ts';
 
 const blacklisted = (rcpt: string): string => `554 5.7.1 <${rcpt}>: Recipient address rejected: Blacklisted`;
 const lists = (l: Partial<RestrictionLists>): RestrictionLists => ({ ...EMPTY_LISTS, ...l });
@@ -25,16 +25,7 @@ describe('Postfix end to end over an amavisd store (PostgreSQL)', () => {
     const policyPort = await freePort();
     [db, postfix] = await Promise.all([
       startPostgres(),
-      startPostfix({
-        mainCf: {
-          mynetworks: '192.0.2.0/24',
-          smtpd_relay_restrictions: '',
-          virtual_mailbox_maps: 'texthash:/etc/postfix/vmailbox',
-          smtpd_sasl_auth_enable: 'yes',
-          // iRedMail's wiring: the policy service first, then the permits and the relay check.
-          smtpd_recipient_restrictions: `check_policy_service { inet:127.0.0.1:${policyPort}, timeout=2s, { default_action = DEFER_IF_PERMIT Policy service unavailable } }, permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination`,
-        },
-      }),
+      startPostfix({ mainCf: postfixMainCf(policyPort) }),
       ensureMailwardenImage(),
     ]);
     await loadAmavisdTables(db);

@@ -99,22 +99,26 @@ function recipientRestrictions(policyPort: number): string {
   return `${policyCheck(policyPort)}, permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination`;
 }
 
+/** main.cf of the suite's Postfix, asking the policy service on `policyPort` as iRedMail does. */
+export function postfixMainCf(policyPort: number): Record<string, string> {
+  return {
+    mynetworks: '192.0.2.0/24',
+    // Relay control only in smtpd_recipient_restrictions, after the policy service (the wiring
+    // of the spec), so that what an OK from the policy service skips can be seen.
+    smtpd_relay_restrictions: '',
+    virtual_mailbox_maps: 'texthash:/etc/postfix/vmailbox',
+    smtpd_sasl_auth_enable: 'yes',
+    smtpd_recipient_restrictions: recipientRestrictions(policyPort),
+  };
+}
+
 /** Starts the store, Postfix and both daemons; seeds MAILBOXES. */
 export async function startPostfixEnv(kind: StoreKind): Promise<PostfixEnv> {
   const [policyDefault, policyIredapd, smtpIredapd] = await Promise.all([freePort(), freePort(), freePort()]);
   const [store, postfix] = await Promise.all([
     startStore(kind),
     startPostfix({
-      mainCf: {
-        mynetworks: '192.0.2.0/24',
-        // Relay control only in smtpd_recipient_restrictions, after the policy service (the wiring
-        // of the spec), so that what an OK from the policy service skips can be seen.
-        smtpd_relay_restrictions: '',
-        virtual_mailbox_maps: 'texthash:/etc/postfix/vmailbox',
-        smtpd_sasl_auth_enable: 'yes',
-        smtpd_recipient_restrictions: recipientRestrictions(policyDefault),
-        mailwarden_iredapd_restrictions: recipientRestrictions(policyIredapd),
-      },
+      mainCf: { ...postfixMainCf(policyDefault), mailwarden_iredapd_restrictions: recipientRestrictions(policyIredapd) },
       masterCf: [
         `127.0.0.1:${smtpIredapd}/inet = 127.0.0.1:${smtpIredapd} inet n - n - - smtpd -o smtpd_recipient_restrictions=$mailwarden_iredapd_restrictions`,
       ],
