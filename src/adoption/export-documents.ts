@@ -13,9 +13,12 @@ import {
   MAIL_USER_RESTRICTION_KIND,
   mailboxSchema,
   mailUserRestrictionSchema,
+  storeListsOf,
   type ManagementPolicy,
 } from '../api/mail-user-restriction.ts';
 import { formatIssues } from '../api/issues.ts';
+import { isAmavisdOnlyEntry } from '../restrictions/amavisd-entry.ts';
+import { schemaProblems, type ListSchema } from '../restrictions/schema-forms.ts';
 import { parseEntry } from '../restrictions/entry.ts';
 import { entryKey } from '../restrictions/list-diff.ts';
 import { LIST_NAMES, type ListName } from '../restrictions/lists.ts';
@@ -27,6 +30,8 @@ export interface ExportOptions {
   /** The MailBackend name for spec.backendRef. */
   readonly backend?: string | undefined;
   readonly managementPolicy?: ManagementPolicy | undefined;
+  /** The tables the store keeps (default vmail): the amavisd ones also hold IPs, networks and user@*. */
+  readonly schema?: ListSchema | undefined;
 }
 
 /** Something about a stored value the person exporting should know. */
@@ -75,7 +80,7 @@ export function exportDocuments(mailboxes: readonly StoredMailbox[], options: Ex
     for (const list of LIST_NAMES) {
       const seen = new Set<string>();
       for (const value of stored.lists[list]) {
-        const placed = placeValue(value, seen);
+        const placed = placeValue(value, seen, options.schema ?? 'vmail');
         if (placed.note !== undefined) notes.push({ mailbox, list, ...placed.note });
         if (placed.into === 'list') (lists[list] ??= []).push(placed.text);
         else if (placed.into === 'invalid') (invalid[list] ??= []).push(placed.text);
@@ -90,8 +95,9 @@ export function exportDocuments(mailboxes: readonly StoredMailbox[], options: Ex
     const document = restrictionDocument(name, mailbox, lists, invalid, options);
     // Exported whole all the same: cutting a list would make the export mean less than the store.
     const checked = mailUserRestrictionSchema.safeParse(document);
-    if (!checked.success) {
-      notes.push({ mailbox, severity: 'refused', message: `exported whole, but mailwarden refuses the document (apply, diff and the API server will): ${formatIssues(checked.error).join('; ')}` });
+    const problems = checked.success ? schemaProblems(mailbox, storeListsOf(checked.data.spec), options.schema ?? 'vmail') : formatIssues(checked.error);
+    if (problems.length > 0) {
+      notes.push({ mailbox, severity: 'refused', message: `exported whole, but mailwarden refuses the document (apply, diff and the API server will): ${problems.join('; ')}` });
     }
     documents.push({ name, mailbox, document });
   }
@@ -105,7 +111,7 @@ interface Placement {
 }
 
 /** Where one stored value goes; `seen` holds the entry keys already placed in this list. */
-function placeValue(value: string, seen: Set<string>): Placement {
+function placeValue(value: string, seen: Set<string>, schema: ListSchema): Placement {
   const text = trimAscii(value);
   const quoted = JSON.stringify(value);
   if (text === '') {
@@ -114,7 +120,7 @@ function placeValue(value: string, seen: Set<string>): Placement {
   const key = entryKey(text);
   const repeated = seen.has(key);
   seen.add(key);
-  if (isEntry(text)) {
+  if (isEntry(text) || (schema === 'amavisd' && isAmavisdOnlyEntry(text))) {
     const odd: string[] = [];
     if (text !== value) odd.push('white space around it (exported trimmed)');
     if (text !== key) odd.push('upper case (exported as stored; it compares in lower case)');

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { exportDocuments, type ExportNote } from '../adoption/export-documents.ts';
 import { documentYaml } from '../adoption/restriction-yaml.ts';
 import { ConfigError } from '../api/config-error.ts';
-import { openStoreFromFlags, STORE_FLAGS, STORE_FLAGS_HELP } from './store-flags.ts';
+import { listSchemaOfStore, openStoreFromFlags, STORE_FLAGS, STORE_FLAGS_HELP } from './store-flags.ts';
 import { EXIT_FAILURE, EXIT_OK, parseCommandLine, type Io } from './usage.ts';
 
 export const EXPORT_HELP = `Usage: mailwarden export --store URL [--namespace NS] [--backend NAME] [--observe] [--output-dir DIR]
@@ -50,6 +50,7 @@ export async function exportCommand(args: readonly string[], io: Io): Promise<nu
     namespace: values.namespace,
     backend: values.backend,
     managementPolicy: values.observe ? 'Observe' : undefined,
+    schema: listSchemaOfStore(store),
   });
   for (const note of notes) io.stderr.write(`mailwarden export: ${noteLine(note)}\n`);
   const dir = values['output-dir'];

@@ -1,0 +1,3 @@
+import { amavisdAdoptionSuite } from './amavisd-suite.ts';
+
+amavisdAdoptionSuite('mariadb');
