@@ -218,10 +218,14 @@ export function daemonContainer(daemon: PolicyDaemonRef, backend: MailBackendSpe
       seccompProfile: { type: 'RuntimeDefault' },
     },
     // Started = listening, not the store's reachability: a store outage the daemon answers with
-    // the failure action, and restarting the daemon would not bring the store back.
-    startupProbe: { httpGet: http, periodSeconds: 1, failureThreshold: 30, timeoutSeconds: 2 },
+    // the failure action, and restarting the daemon would not bring the store back. Two minutes:
+    // on a busy node Node.js took over 30 s to listen, and a kill then only starts it over.
+    startupProbe: { httpGet: http, periodSeconds: 1, failureThreshold: 120, timeoutSeconds: 2 },
     livenessProbe: { httpGet: http, periodSeconds: 10, failureThreshold: 3, timeoutSeconds: 2 },
-    readinessProbe: { httpGet: { ...http, path: '/readyz' }, periodSeconds: 5, failureThreshold: 3, timeoutSeconds: 2 },
+    // Service mode: only replicas that reach the store get sessions. A sidecar has no readiness
+    // probe: its readiness is the Postfix pod's, and a store outage would take every Postfix pod
+    // out of its Services at once, when Postfix could still answer with the failure action.
+    ...(spec.mode === 'Service' ? { readinessProbe: { httpGet: { ...http, path: '/readyz' }, periodSeconds: 5, failureThreshold: 3, timeoutSeconds: 2 } } : {}),
     volumeMounts: [
       { name: CONFIG_VOLUME, mountPath: CONFIG_DIR, readOnly: true },
       ...(backend?.credentialsSecretRef ? [{ name: SECRET_VOLUME, mountPath: SECRET_DIR, readOnly: true }] : []),

@@ -63,7 +63,8 @@ describe('sidecar injection webhook', () => {
     assert.equal(sidecar.securityContext?.runAsNonRoot, true);
     assert.deepEqual(sidecar.securityContext?.capabilities?.drop, ['ALL']);
     assert.equal(sidecar.securityContext?.seccompProfile?.type, 'RuntimeDefault');
-    assert.equal(sidecar.readinessProbe?.httpGet?.path, '/readyz');
+    assert.equal(sidecar.readinessProbe, undefined, 'the store\'s reachability is not the Postfix pod\'s readiness');
+    assert.equal(sidecar.startupProbe?.httpGet?.path, '/healthz');
     assert.equal(sidecar.livenessProbe?.httpGet?.path, '/healthz');
     assert.ok(sidecar.resources?.requests?.memory);
     // The heap sized from the default 256Mi limit, not from the node's memory.

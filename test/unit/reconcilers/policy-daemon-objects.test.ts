@@ -59,6 +59,24 @@ describe('daemonContainer heap options', () => {
   });
 });
 
+describe('daemonContainer probes', () => {
+  const backend = { store: { url: 'postgres://vmail@127.0.0.1/vmail' } } as unknown as MailBackendSpec;
+  const daemon = (mode: 'Sidecar' | 'Service') => ({ name: 'mx', namespace: 'mail', spec: policyDaemonSpecSchema.parse({ backendRef: { name: 'b' }, mode, ...(mode === 'Sidecar' ? { podSelector: { matchLabels: { app: 'postfix' } } } : {}) }) });
+
+  test('a sidecar is ready once it listens: a store outage never makes the Postfix pod unready', () => {
+    const container = daemonContainer(daemon('Sidecar'), backend, 'mailwarden:test');
+    assert.equal(container.readinessProbe, undefined);
+    assert.equal(container.startupProbe?.httpGet?.path, '/healthz');
+    assert.equal(container.livenessProbe?.httpGet?.path, '/healthz');
+  });
+
+  test('a Service-mode replica is ready only while it can answer from its store', () => {
+    const container = daemonContainer(daemon('Service'), backend, 'mailwarden:test');
+    assert.equal(container.readinessProbe?.httpGet?.path, '/readyz');
+    assert.equal(container.livenessProbe?.httpGet?.path, '/healthz');
+  });
+});
+
 describe('a MailBackend CA from a Secret (caSecretRef)', () => {
   const daemon = { name: 'mx', namespace: 'mail', spec: policyDaemonSpecSchema.parse({ backendRef: { name: 'vmail' }, podSelector: { matchLabels: { app: 'postfix' } } }) };
   const withCa = mailBackendSpecSchema.parse({
