@@ -54,6 +54,9 @@ spec:
           # The test image listens on 127.0.0.1 for host networking; in a pod, on the pod IP.
           command: ["bash", "-c", "echo 'host all all 0.0.0.0/0 scram-sha-256' >> \\"$PGDATA/pg_hba.conf\\" && exec /usr/local/bin/entrypoint.sh -c listen_addresses=*"]
           ports: [{ containerPort: 5432, name: pg }]
+          # A CPU request, as a real database has: without one (BestEffort) it gets the least CPU
+          # share on a busy node, and lookups time out.
+          resources: { requests: { cpu: 100m, memory: 64Mi } }
           readinessProbe: { tcpSocket: { port: 5432 }, periodSeconds: 1 }
 ---
 apiVersion: v1
@@ -148,6 +151,8 @@ spec:
           image: ${node.images.postfix}
           imagePullPolicy: Never
           ports: [{ containerPort: ${SMTP_PORT}, name: smtp }]
+          # As the mail charts set: without a CPU request Postfix starts last on a busy node.
+          resources: { requests: { cpu: 100m, memory: 64Mi } }
           readinessProbe: { tcpSocket: { port: ${SMTP_PORT} }, periodSeconds: 1 }
           volumeMounts:
             - { name: config, mountPath: /etc/postfix/main.cf.override, subPath: postfix-main.cf }
@@ -165,6 +170,19 @@ spec:
 export async function postfixPods(node: SharedNode, d: PostfixDeployment): Promise<V1Pod[]> {
   const { core } = clients(node);
   return (await core.listNamespacedPod({ namespace: d.namespace, labelSelector: `app=${d.name}` })).items.filter((p) => p.metadata?.deletionTimestamp === undefined);
+}
+
+/** Whether the pod's container `name` passes its readiness probe. */
+export function containerReady(pod: V1Pod, name: string): boolean {
+  return (pod.status?.containerStatuses ?? []).some((s) => s.name === name && s.ready);
+}
+
+/** The pods of `selector` with their containers' states and recent events, for a failure message. */
+export async function describePods(node: SharedNode, namespace: string, selector: string): Promise<string> {
+  const pods = await node.kubectl(['-n', namespace, 'get', 'pods', '-l', selector, '-o', 'jsonpath={range .items[*]}{.metadata.name} {.status.containerStatuses}{"\\n"}{end}']);
+  const events = await node.kubectl(['-n', namespace, 'get', 'events', '--sort-by=.lastTimestamp']);
+  const logs = await node.kubectl(['-n', namespace, 'logs', '-l', selector, '-c', 'postfix', '--tail=15']);
+  return `${pods.stdout}${pods.stderr}\n${events.stdout.split('\n').slice(-20).join('\n')}\n${logs.stdout}${logs.stderr}`;
 }
 
 /** Whether the pod's container `name` is running (state.running). */
