@@ -12,6 +12,8 @@ const OPERATOR_NS = 'mw-podstart';
 const MAIL_NS = 'mail-podstart';
 const SIDECAR = 'mailwarden-policyd';
 const FAILURE_TEXT = 'Mail policy temporarily unavailable';
+/** An image the node does not have (and cannot pull). */
+const MISSING_IMAGE = 'mailwarden-test/not-there:0';
 
 interface Case {
   readonly name: string;
@@ -37,14 +39,14 @@ describe('on a real node: a failure at the sidecar\'s start never stops mail', (
     node = await useKubeNode();
     c = clients(node);
     await createNamespaces(node, OPERATOR_NS, [MAIL_NS]);
-    [rel, store] = await Promise.all([installOperator(node, 'mwpod', OPERATOR_NS, [MAIL_NS]), deployPostgres(node, MAIL_NS, ['alice@example.com'])]);
+    [rel, store] = await Promise.all([installOperator(node, 'mwpod', OPERATOR_NS, [MAIL_NS], [`policyDaemon.allowedImages={${MISSING_IMAGE},${node.images.postgres}}`]), deployPostgres(node, MAIL_NS, ['alice@example.com'])]);
     const pgUrl = `postgres://vmailadmin@${store.clusterIp}:5432/vmail`;
     // Nothing listens there: the Service has no endpoints (a store that is down).
     const down = await node.kubectl(['-n', MAIL_NS, 'create', 'service', 'clusterip', 'db-down', '--tcp=5432:5432']);
     assert.equal(down.code, 0, down.stderr);
     const downIp = (await c.core.readNamespacedService({ namespace: MAIL_NS, name: 'db-down' })).spec!.clusterIP!;
     cases = [
-      { name: 'image-missing', what: 'the sidecar image missing', backend: 'good', daemon: { image: 'mailwarden-test/not-there:0', imagePullPolicy: 'Never' }, expect: POLICY_UNAVAILABLE },
+      { name: 'image-missing', what: 'the sidecar image missing', backend: 'good', daemon: { image: MISSING_IMAGE, imagePullPolicy: 'Never' }, expect: POLICY_UNAVAILABLE },
       { name: 'secret-missing', what: 'the backend Secret missing', backend: 'no-secret', daemon: {}, expect: POLICY_UNAVAILABLE },
       { name: 'store-down', what: 'the store down', backend: 'down', daemon: {}, expect: FAILURE_TEXT },
       // The daemon's command cannot run in this image: the container starts, fails, restarts.
