@@ -69,3 +69,14 @@ app.kubernetes.io/part-of: mailwarden
 {{- define "mailwarden.webhookCertificateSecret" -}}
 {{- printf "%s-webhook-cert" (include "mailwarden.fullname" .) | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
+
+{{/*
+What the API server fills into a matchConstraints left without them. MatchResources is atomic
+for server-side apply: unless the chart states them, the live value differs from the chart's
+and every second applier (Argo CD, kubectl apply --server-side) conflicts with the first.
+*/}}
+{{- define "mailwarden.matchDefaults" -}}
+namespaceSelector: {}
+objectSelector: {}
+matchPolicy: Equivalent
+{{- end }}
