@@ -41,7 +41,12 @@ function daemonStatus(pod: V1Pod): V1ContainerStatus | undefined {
 export function sidecarProblem(pod: V1Pod): string | undefined {
   const status = daemonStatus(pod);
   if (status === undefined) return undefined; // not started by the kubelet yet (or not scheduled)
-  if (status.state?.running !== undefined) return undefined;
+  if (status.state?.running !== undefined) {
+    // Running again after a failure but not yet listening (its startup probe has not passed): a
+    // crash loop spends much of each round here, so this is still the failure, not a recovery.
+    if (status.started === false && (status.restartCount ?? 0) > 0) return status.lastState?.terminated?.reason ?? 'Restarting';
+    return undefined;
+  }
   const waiting = status.state?.waiting?.reason;
   if (waiting !== undefined) return STARTING.has(waiting) ? undefined : waiting;
   if (status.state?.terminated !== undefined) return status.state.terminated.reason ?? 'Terminated';

@@ -23,6 +23,15 @@ describe('sidecar health', () => {
     assert.equal(sidecarProblem(pod('a', { running: {} })), undefined);
     assert.equal(sidecarProblem(pod('a', { waiting: { reason: 'ContainerCreating' } })), undefined);
     assert.equal(sidecarProblem(pod('a', undefined)), undefined);
+    // Restarted after a crash and not yet listening: still failing (a crash loop between back-offs).
+    const restarting = (started: boolean, restartCount: number): V1Pod => {
+      const p = pod('a', { running: {} });
+      p.status!.containerStatuses![1] = { ...p.status!.containerStatuses![1]!, started, restartCount, lastState: { terminated: { exitCode: 1, reason: 'Error' } } };
+      return p;
+    };
+    assert.equal(sidecarProblem(restarting(false, 3)), 'Error');
+    assert.equal(sidecarProblem(restarting(true, 3)), undefined, 'listening again: recovered');
+    assert.equal(sidecarProblem(restarting(false, 0)), undefined, 'a first start in progress');
     // A pod injected as a native sidecar by an earlier version.
     assert.equal(sidecarProblem(pod('a', { waiting: { reason: 'ImagePullBackOff' } }, { init: true })), 'ImagePullBackOff');
   });
