@@ -92,6 +92,23 @@ spec:
   return { clusterIp, query, close: () => forward.close() };
 }
 
+/** PolicyDaemon `shared` in Service mode (backend `vmail`, two replicas), and waits until both are ready. */
+export async function deployServiceDaemon(node: SharedNode, namespace: string, cacheTTL: string): Promise<void> {
+  const applied = await node.kubectl(['apply', '-f', '-'], `
+apiVersion: ${GROUP}/${VERSION}
+kind: PolicyDaemon
+metadata: { name: shared, namespace: ${namespace} }
+spec:
+  backendRef: { name: vmail }
+  mode: Service
+  replicas: 2
+  policy: { cacheTTL: ${cacheTTL}, lookupTimeout: ${LOOKUP_TIMEOUT} }
+`);
+  if (applied.code !== 0) throw new Error(applied.stderr);
+  const { apps } = clients(node);
+  await waitFor('two daemon replicas ready', 180_000, async () => ((await apps.readNamespacedDeployment({ namespace, name: 'shared-policyd' }).catch(() => undefined))?.status?.readyReplicas === 2 ? true : undefined));
+}
+
 /** The MailBackend (and its Secret) for the in-cluster PostgreSQL. */
 export function backendManifest(namespace: string, name: string, url: string, secret: string | undefined): string {
   return `

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { ACCEPTED, rejected, sendMessage } from '../postfix/suite.ts';
-import { backendManifest, containerRunning, deployPostgres, deployPostfix, postfixPods, SMTP_PORT, LOOKUP_TIMEOUT, restrictionManifest, type ClusterPostgres, type PostfixDeployment } from './mail-cluster.ts';
+import { backendManifest, containerRunning, deployServiceDaemon, deployPostgres, deployPostfix, postfixPods, SMTP_PORT, LOOKUP_TIMEOUT, restrictionManifest, type ClusterPostgres, type PostfixDeployment } from './mail-cluster.ts';
 import { clients, createNamespaces, GROUP, installOperator, podReady, uninstallOperator, useKubeNode, VERSION, waitFor, type Clients, type OperatorRelease, type SharedNode } from './support.ts';
 
 const OPERATOR_NS = 'mw-mail';
@@ -101,22 +101,8 @@ spec:
   });
 
   test('Service mode with two daemon replicas: Postfix asks the daemon through its Service', async (t) => {
-    const pd = await node.kubectl(['apply', '-f', '-'], `
-apiVersion: ${GROUP}/${VERSION}
-kind: PolicyDaemon
-metadata: { name: shared, namespace: ${MAIL_NS} }
-spec:
-  backendRef: { name: vmail }
-  mode: Service
-  replicas: 2
-  policy: { cacheTTL: ${CACHE_TTL}, lookupTimeout: ${LOOKUP_TIMEOUT} }
-`);
-    assert.equal(pd.code, 0, pd.stderr);
     const t0 = Date.now();
-    await waitFor('two daemon replicas ready', 180_000, async () => {
-      const dep = await c.apps.readNamespacedDeployment({ namespace: MAIL_NS, name: 'shared-policyd' }).catch(() => undefined);
-      return dep?.status?.readyReplicas === 2 ? true : undefined;
-    });
+    await deployServiceDaemon(node, MAIL_NS, CACHE_TTL);
     t.diagnostic(`Service-mode Deployment with 2 ready replicas ${Date.now() - t0} ms after the PolicyDaemon`);
     const ip = (await c.core.readNamespacedService({ namespace: MAIL_NS, name: 'shared-policyd' })).spec!.clusterIP!;
     const d = await deployPostfix(node, MAIL_NS, 'postfix-svc', `inet:${ip}:7777`, { 'app.kubernetes.io/name': 'postfix-svc' });

@@ -9,17 +9,15 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { renderChart } from '../../harness/kube-tools.ts';
 import { ACCEPTED, rejected, sendMessage } from '../postfix/suite.ts';
-import { backendManifest, deployPostgres, deployPostfix, LOOKUP_TIMEOUT, restrictionManifest, SMTP_PORT, type ClusterPostgres } from './mail-cluster.ts';
+import { backendManifest, deployPostgres, deployServiceDaemon, deployPostfix, restrictionManifest, SMTP_PORT, type ClusterPostgres } from './mail-cluster.ts';
 import {
   clients,
   createNamespaces,
-  GROUP,
   imageValues,
   installOperator,
   podReady,
   uninstallOperator,
   useKubeNode,
-  VERSION,
   waitFor,
   type Clients,
   type OperatorRelease,
@@ -118,18 +116,9 @@ describe('on a real node: helm upgrade, GitOps applies and disruption while the 
     const applied = await node.kubectl(['apply', '-f', '-'], `${backendManifest(MAIL_NS, 'vmail', `postgres://vmailadmin@${store!.clusterIp}:5432/vmail`, 'vmail-credentials')}
 ---
 ${restriction(['@spam.test'])}
----
-apiVersion: ${GROUP}/${VERSION}
-kind: PolicyDaemon
-metadata: { name: shared, namespace: ${MAIL_NS} }
-spec:
-  backendRef: { name: vmail }
-  mode: Service
-  replicas: 2
-  policy: { cacheTTL: 5s, lookupTimeout: ${LOOKUP_TIMEOUT} }
 `);
     assert.equal(applied.code, 0, applied.stderr);
-    await waitFor('two daemon replicas ready', 180_000, async () => ((await c.apps.readNamespacedDeployment({ namespace: MAIL_NS, name: 'shared-policyd' }).catch(() => undefined))?.status?.readyReplicas === 2 ? true : undefined));
+    await deployServiceDaemon(node, MAIL_NS, '5s');
     const daemonIp = (await c.core.readNamespacedService({ namespace: MAIL_NS, name: 'shared-policyd' })).spec!.clusterIP!;
     await deployPostfix(node, MAIL_NS, 'postfix', `inet:${daemonIp}:7777`, { 'app.kubernetes.io/name': 'postfix' });
     const svc = await node.kubectl(['-n', MAIL_NS, 'expose', 'deployment', 'postfix', `--port=${SMTP_PORT}`, '--name=smtp']);
