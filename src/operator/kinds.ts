@@ -16,6 +16,8 @@ export type OperatorKind = 'MailUserRestriction' | 'MailBackend' | 'Secret' | 'P
 export const Index = {
   /** Restrictions by the mailbox they write (targetKey): owner and conflicts without a scan. */
   Target: 'target',
+  /** Restrictions by mailbox (lower-case) across namespaces: conflicts through other MailBackends of the same store. */
+  Mailbox: 'mailbox',
   /** Restrictions and PolicyDaemons by `namespace/backendRef.name`. */
   Backend: 'backend',
   /** MailBackends by `namespace/secret` for each Secret they read. */
@@ -58,6 +60,7 @@ export function operatorKinds(options: { policyDaemons: boolean; secretNames?: r
       transform: shared,
       indexes: {
         [Index.Target]: (r: RestrictionObject) => present(targetKey(r)),
+        [Index.Mailbox]: (r: RestrictionObject) => (typeof r.spec?.mailbox === 'string' && r.spec.backendRef !== undefined ? [r.spec.mailbox.trim().toLowerCase()] : []),
         [Index.Backend]: (r: RestrictionObject) => present(backendRefKey(r)),
       },
     },

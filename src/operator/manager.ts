@@ -133,6 +133,7 @@ export class Operator {
       mailboxRetryMs: options.mailboxRetryMs,
       onDriftCorrected: () => drift.inc(),
       sameTarget: (target) => restrictions.byIndex(Index.Target, target),
+      sameMailbox: (mailbox) => restrictions.byIndex(Index.Mailbox, mailbox),
       kubernetesDaemons: options.policyDaemons === undefined ? undefined : (namespace) => kubernetesDaemons(this.#manager.reader<PolicyDaemonObject>('PolicyDaemon'), namespace),
     });
     const backendReconciler = new MailBackendReconciler({

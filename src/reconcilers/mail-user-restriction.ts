@@ -10,10 +10,11 @@ import { StoreError } from '../stores/store.ts';
 import type { BackendConnections } from './backend-connections.ts';
 import { listSchemaOf, parseBackendSpec } from './backend-spec.ts';
 import { backendSecretsOf } from './credentials.ts';
-import { ownerOf, targetKey } from '../api/restriction-owner.ts';
+import { isOlder, ownerOf, targetKey } from '../api/restriction-owner.ts';
+import { storeIdentity } from '../api/store-identity.ts';
 import { RetryError, type Outcome, type StatusExtra, type StatusWriter } from './status.ts';
 import type { BackendObject, Lister, RestrictionObject, SecretLister } from './types.ts';
-import { splitKey } from '../api/object-key.ts';
+import { keyOf, splitKey } from '../api/object-key.ts';
 import { mailboxInDomains, outsideDomainsMessage } from '../api/backend-domains.ts';
 import { statusText } from './status-text.ts';
 
@@ -58,6 +59,8 @@ export const Message = {
   clearBackendGone: (backend: string, mailbox: string) => `MailBackend ${backend} is gone: the lists of ${mailbox} could not be cleared`,
   clearFailed: (mailbox: string, error: string) => `cannot clear the lists of ${mailbox} yet: ${error}`,
   clearRetry: (mailbox: string, error: string) => `clearing ${mailbox}: ${error}`,
+  sameStore: (mailbox: string, backend: string, owner: string, ownerBackend: string) =>
+    `mailbox ${mailbox} is already managed by MailUserRestriction ${owner} through MailBackend ${ownerBackend}, which writes the same store as ${backend} (the oldest wins); this one writes nothing`,
   unboundConflict: (mailbox: string, owner: string) => `mailbox ${mailbox} is already restricted by MailUserRestriction ${owner} (the oldest wins); policy daemons ignore this one`,
   servedToReaders: (mailbox: string, namespace: string) => `the lists of ${mailbox} are served to policy daemons reading the MailUserRestrictions of ${namespace}`,
   notServed: (namespace: string) => `no PolicyDaemon with store Kubernetes in ${namespace} decides from this restriction; create one, or name a MailBackend in spec.backendRef`,
@@ -87,6 +90,8 @@ export interface RestrictionReconcilerDeps {
   readonly onDriftCorrected?: () => void;
   /** The restrictions writing one target (an informer index); default a scan of the namespace. */
   readonly sameTarget?: (target: string) => RestrictionObject[];
+  /** The restrictions naming one mailbox (lower-case), in every namespace (an informer index); default a scan. */
+  readonly sameMailbox?: (mailbox: string) => RestrictionObject[];
   /**
    * The PolicyDaemons with store Kubernetes in a namespace (they decide from restrictions without
    * backendRef). Undefined when the operator does not manage PolicyDaemons: such restrictions
@@ -141,6 +146,10 @@ export class MailUserRestrictionReconciler {
     if (owner !== undefined && owner.metadata.name !== name) {
       return this.#early(restriction, { ready: false, reason: Reason.Conflict, message: Message.conflict(spec.mailbox, spec.backendRef.name, owner.metadata.name) });
     }
+    const rival = this.#sameStoreOwner(restriction, spec.mailbox, backend);
+    if (rival !== undefined) {
+      return this.#early(restriction, { ready: false, reason: Reason.Conflict, message: Message.sameStore(spec.mailbox, spec.backendRef.name, keyOf(rival.metadata.namespace, rival.metadata.name), rival.backend) });
+    }
 
     // The finalizer goes on before the first write, so no write can outlive its restriction;
     // an observed restriction never writes, so it needs none.
@@ -193,6 +202,31 @@ export class MailUserRestrictionReconciler {
     const problems = schemaProblems(spec.mailbox, schema === 'amavisd' ? storeListsOf(spec) : listsOf(spec), schema);
     if (problems.length === 0) return undefined;
     return this.#early(restriction, { ready: false, reason: Reason.InvalidSpec, message: problems.join('; ') });
+  }
+
+  /**
+   * The oldest restriction older than `restriction` that names the same mailbox through another
+   * MailBackend writing the same store (storeIdentity: same database and table, or LDAP base), in
+   * any watched namespace; undefined when there is none.
+   */
+  #sameStoreOwner(restriction: RestrictionObject, mailbox: string, backend: BackendObject): (RestrictionObject & { backend: string }) | undefined {
+    const own = parseBackendSpec(backend).spec;
+    const identity = own === undefined ? undefined : storeIdentity(own, backend.metadata.namespace ?? '');
+    if (identity === undefined) return undefined;
+    const address = mailbox.trim().toLowerCase();
+    const ownBackend = keyOf(backend.metadata.namespace, backend.metadata.name);
+    let oldest: (RestrictionObject & { backend: string }) | undefined;
+    for (const other of this.#deps.sameMailbox?.(address) ?? this.#deps.restrictions.list()) {
+      const name = other.spec?.backendRef?.name;
+      if (typeof name !== 'string' || typeof other.spec?.mailbox !== 'string' || other.spec.mailbox.trim().toLowerCase() !== address) continue;
+      const otherNamespace = other.metadata.namespace ?? '';
+      if (keyOf(otherNamespace, name) === ownBackend || !isOlder(other, restriction)) continue;
+      const otherBackend = this.#deps.backends.get(otherNamespace, name);
+      const otherSpec = otherBackend === undefined ? undefined : parseBackendSpec(otherBackend).spec;
+      if (otherSpec === undefined || storeIdentity(otherSpec, otherNamespace) !== identity) continue;
+      if (oldest === undefined || isOlder(other, oldest)) oldest = { ...other, backend: keyOf(otherNamespace, name) };
+    }
+    return oldest;
   }
 
   #ownerOf(namespace: string, target: string): RestrictionObject | undefined {

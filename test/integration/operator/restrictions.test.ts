@@ -86,6 +86,27 @@ describe('operator: MailUserRestriction into real stores', () => {
         assert.deepEqual((await backend.readLists('shared@example.com'))?.rejectedRecipients, ['@second.test']);
       });
 
+      test('conflict across MailBackends: another MailBackend on the same store is the same target (oldest wins)', async () => {
+        // The same database and table (LDAP: the same base DN), written differently.
+        const again = backend.kind === 'openldap'
+          ? { ...backend.spec, ldap: { ...(backend.spec.ldap as object), baseDn: String((backend.spec.ldap as { baseDn: string }).baseDn).toUpperCase().replaceAll(',', ', ') } }
+          : { ...backend.spec, sql: { table: backend.kind === 'postgres' ? 'public.mailbox' : `vmail.mailbox` } };
+        await r.createBackend('vmail-again', again, backend.password);
+        await backend.addMailbox('twice@example.com');
+        await r.create('cross-first', { mailbox: 'twice@example.com', backendRef: { name: 'vmail' }, rejectedRecipients: ['@first.test'] });
+        await r.waitReason('cross-first', 'Applied');
+        await r.create('cross-second', { mailbox: 'Twice@example.com', backendRef: { name: 'vmail-again' }, rejectedRecipients: ['@second.test'] });
+        const { ready } = await r.waitReason('cross-second', 'Conflict');
+        assert.match(ready.message, /already managed by MailUserRestriction [\w-]+\/cross-first through MailBackend [\w-]+\/vmail, which writes the same store as vmail-again/);
+        // Several resyncs later the younger one still wrote nothing: no flip-flop.
+        await new Promise((resolve) => setTimeout(resolve, 4_000));
+        assert.deepEqual((await backend.readLists('twice@example.com'))?.rejectedRecipients, ['@first.test']);
+        assert.equal((await r.waitReason('cross-first', 'Applied')).ready.status, 'True');
+        await r.delete('cross-first');
+        await r.waitReason('cross-second', 'Applied');
+        assert.deepEqual((await backend.readLists('twice@example.com'))?.rejectedRecipients, ['@second.test']);
+      });
+
       test('drift written directly into the store is corrected, with an Event', async () => {
         await backend.addMailbox('drift@example.com');
         await r.create('drift', { mailbox: 'drift@example.com', backendRef: { name: 'vmail' }, rejectedRecipients: ['@.'] });
