@@ -5,9 +5,10 @@
  * concurrent callers sharing a pool of the store's default size. No policy protocol, no cache,
  * no decision: the round-trip rate the store could reach at best.
  *
- * Usage: node test/bench/store-ceiling.ts --kind postgres|mysql|ldap --url URL --keys FILE
- *        [--settings JSON] [--password-env NAME] --connections C --seconds S --warmup W
- * FILE: JSON array of key lists, one per request (what the daemon's plan asks for).
+ * Usage: node test/bench/store-ceiling.ts --kind postgres|mysql|ldap|amavisd-postgres|amavisd-mysql
+ *        --url URL --keys FILE [--settings JSON] [--password-env NAME] --connections C --seconds S --warmup W
+ * FILE: JSON array of key lists, one per request (what the daemon's plan asks for); for the
+ * amavisd kinds, of the requests' amavisd plans (the facts statement is built from each).
  * Prints one JSON line like the load generator's (actions: rows or entries found per lookup).
  */
 import { readFile } from 'node:fs/promises';
@@ -19,6 +20,8 @@ import pg from 'pg';
 import { parseSqlUrl } from '../../src/stores/endpoint.ts';
 import { lookupFilter } from '../../src/stores/ldap-filter.ts';
 import { lookupKeys, MYSQL_DIALECT, POSTGRES_DIALECT, SqlStatements } from '../../src/stores/sql-common.ts';
+import { factsStatement } from '../../src/stores/amavisd-sql.ts';
+import type { WblistPlan } from '../../src/restrictions/amavisd-wblist.ts';
 import { LdapStoreSettingsSchema, SqlStoreSettingsSchema } from '../../src/api/store-settings.ts';
 import { parseStoreSettings } from '../../src/stores/common.ts';
 import { LIST_NAMES } from '../../src/restrictions/lists.ts';
@@ -44,10 +47,35 @@ const seconds = Number(values.seconds);
 const warmup = Number(values.warmup);
 const password = process.env[String(values['password-env'])];
 const rawSettings = JSON.parse(String(values.settings)) as unknown;
-const keyLists = JSON.parse(await readFile(String(values.keys), 'utf8')) as string[][];
+const kind = String(values.kind);
+const input = JSON.parse(await readFile(String(values.keys), 'utf8')) as unknown[];
 
 /** One lookup: resolves to the number of rows or entries found. */
 type Lookup = (keys: readonly string[]) => Promise<number>;
+
+/**
+ * The amavisd facts statement of each plan, sent through a pool of the store's size (the same
+ * pool options as the vmail SQL ceiling below).
+ */
+async function amavisdLookups(dialect: 'postgres' | 'mysql', plans: readonly WblistPlan[]): Promise<{ lookup: (index: number) => Promise<number>; close(): Promise<void> }> {
+  const settings = parseStoreSettings(SqlStoreSettingsSchema, rawSettings, 'SQL');
+  const endpoint = parseSqlUrl(String(values.url), dialect === 'postgres' ? 5432 : 3306, password);
+  const statements = plans.map((plan) => factsStatement(plan, dialect === 'postgres' ? POSTGRES_DIALECT : MYSQL_DIALECT));
+  if (dialect === 'postgres') {
+    const pool = new pg.Pool({ host: endpoint.host, port: endpoint.port, user: endpoint.user, password: endpoint.password, database: endpoint.database, max: settings.poolSize });
+    return { lookup: async (i) => (await pool.query(statements[i]!.sql, statements[i]!.params)).rows.length, close: () => pool.end() };
+  }
+  const options: mysql.PoolOptions = { host: endpoint.host, port: endpoint.port, user: endpoint.user, database: endpoint.database, connectionLimit: settings.poolSize, maxIdle: settings.poolSize, charset: 'utf8mb4', dateStrings: true, supportBigNumbers: true, bigNumberStrings: true };
+  if (endpoint.password !== undefined) options.password = endpoint.password;
+  const pool = mysql.createPool(options);
+  return {
+    lookup: async (i) => {
+      const [rows] = await pool.execute(statements[i]!.sql, statements[i]!.params as never[]);
+      return Array.isArray(rows) ? rows.length : 0;
+    },
+    close: () => pool.end(),
+  };
+}
 
 async function sqlLookup(kind: 'postgres' | 'mysql'): Promise<{ lookup: Lookup; close(): Promise<void> }> {
   const settings = parseStoreSettings(SqlStoreSettingsSchema, rawSettings, 'SQL');
@@ -121,10 +149,17 @@ async function ldapLookup(): Promise<{ lookup: Lookup; close(): Promise<void> }>
   };
 }
 
-const kind = String(values.kind);
-const store = kind === 'ldap' ? await ldapLookup() : await sqlLookup(kind === 'postgres' ? 'postgres' : 'mysql');
-// What the store sends: keys lower-cased, without duplicates or empty ones.
-const requests = keyLists.map((keys) => lookupKeys(keys)).filter((keys) => keys.length > 0);
+// An amavisd request is its index into the plans; a vmail or LDAP request its keys (lower-cased,
+// without duplicates or empty ones, as the store sends them).
+let store: { lookup(request: never): Promise<number>; close(): Promise<void> };
+let requests: unknown[];
+if (kind === 'amavisd-postgres' || kind === 'amavisd-mysql') {
+  store = await amavisdLookups(kind === 'amavisd-postgres' ? 'postgres' : 'mysql', input as WblistPlan[]);
+  requests = input.map((_, i) => i);
+} else {
+  store = kind === 'ldap' ? await ldapLookup() : await sqlLookup(kind === 'postgres' ? 'postgres' : 'mysql');
+  requests = (input as string[][]).map((keys) => lookupKeys(keys)).filter((keys) => keys.length > 0);
+}
 
 let samples = new Float64Array(1 << 16);
 let count = 0;
@@ -146,10 +181,10 @@ function record(ms: number, rows: number): void {
 async function caller(index: number): Promise<void> {
   let next = (index * 7919) % requests.length;
   while (!stopping) {
-    const keys = requests[next] as string[];
+    const request = requests[next] as never;
     next = next + 1 === requests.length ? 0 : next + 1;
     const sentAt = performance.now();
-    const rows = await store.lookup(keys);
+    const rows = await store.lookup(request);
     if (measuring) record(performance.now() - sentAt, rows);
   }
 }

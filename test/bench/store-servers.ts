@@ -10,10 +10,17 @@ import pg from 'pg';
 import { loadRestrictions } from '../../src/stores/manifests.ts';
 import { LIST_NAMES, type ListName } from '../../src/restrictions/lists.ts';
 import { joinSqlList } from '../../src/restrictions/sql-list.ts';
-import { startMariadb, startOpenldap, startPostgres, HOST } from '../harness/containers.ts';
+import { amavisdForm, partyPriority } from '../../src/restrictions/amavisd-entry.ts';
+import { startMariadb, startOpenldap, startPostgres, HOST, type SqlServer } from '../harness/containers.ts';
+import { loadAmavisdTables } from '../integration/stores/helpers.ts';
 
-export type StoreName = 'postgres' | 'mariadb' | 'openldap';
-export const STORE_NAMES: readonly StoreName[] = ['postgres', 'mariadb', 'openldap'];
+export type StoreName = 'postgres' | 'mariadb' | 'openldap' | 'amavisd-postgres' | 'amavisd-mariadb';
+export const STORE_NAMES: readonly StoreName[] = ['postgres', 'mariadb', 'openldap', 'amavisd-postgres', 'amavisd-mariadb'];
+
+/** The amavisd stores: the same mailboxes' lists in the amavisd tables, beside the vmail columns in the same server. */
+export function isAmavisdStore(name: StoreName): name is 'amavisd-postgres' | 'amavisd-mariadb' {
+  return name.startsWith('amavisd-');
+}
 
 /** The four lists of one benchmark mailbox. */
 export interface BenchMailbox {
@@ -30,6 +37,8 @@ export interface LoadedStore {
   readonly password: string;
   /** The daemon's `storeSettings` (the defaults but for what the test server needs). */
   readonly settings: Record<string, unknown>;
+  /** amavisd stores: the vmail-column store of the same server and mailboxes, the warm figure's reference. */
+  readonly vmail?: { readonly settings: Record<string, unknown> };
   /** Time to start the container and to load the mailboxes, ms. */
   readonly startMs: number;
   readonly loadMs: number;
@@ -69,10 +78,11 @@ export async function startStore(name: StoreName, mailboxes: readonly BenchMailb
       stop: () => server.stop(),
     };
   }
-  const server = name === 'postgres' ? await startPostgres() : await startMariadb();
+  const server = name === 'postgres' || name === 'amavisd-postgres' ? await startPostgres() : await startMariadb();
   const t1 = Date.now();
   try {
     await loadSql(server.dialect, server.port, server.user, server.password, mailboxes);
+    if (isAmavisdStore(name)) await loadAmavisd(server, mailboxes);
   } catch (err) {
     await server.stop();
     throw err;
@@ -82,11 +92,56 @@ export async function startStore(name: StoreName, mailboxes: readonly BenchMailb
     // The read-only account, as a policy daemon in production reads with `vmail`.
     url: server.urlFor(server.readOnly),
     password: server.readOnly.password,
-    settings: {},
+    settings: isAmavisdStore(name) ? { schema: 'amavisd' } : {},
+    ...(isAmavisdStore(name) ? { vmail: { settings: {} } } : {}),
     startMs: t1 - t0,
     loadMs: Date.now() - t1,
     stop: () => server.stop(),
   };
+}
+
+/**
+ * The mailboxes' lists as iRedAdmin would leave them in the amavisd tables (users, mailaddr,
+ * wblist, outbound_wblist; priorities by form), written in bulk with their ids, then fresh
+ * planner statistics. The tables go into the vmail database beside the mailbox table.
+ */
+async function loadAmavisd(server: SqlServer, mailboxes: readonly BenchMailbox[]): Promise<void> {
+  await loadAmavisdTables(server);
+  const parties = new Map<string, number>();
+  const users: unknown[][] = [];
+  const inbound: unknown[][] = [];
+  const outbound: unknown[][] = [];
+  for (const [index, m] of mailboxes.entries()) {
+    const uid = index + 1;
+    users.push([uid, 100, 0, Buffer.from(m.address)]);
+    for (const name of LIST_NAMES) {
+      for (const entry of m.lists[name]) {
+        let sid = parties.get(entry);
+        if (sid === undefined) parties.set(entry, (sid = parties.size + 1));
+        const pair = [uid, sid, name.startsWith('allowed') ? 'W' : 'B'];
+        if (name.endsWith('Senders')) inbound.push(pair);
+        else outbound.push([sid, uid, pair[2]]);
+      }
+    }
+  }
+  const mailaddr = [...parties].map(([entry, id]) => {
+    const form = amavisdForm(entry);
+    if (typeof form !== 'string') throw new Error(`bench entry ${entry}: ${form.problem}`);
+    return [id, partyPriority(form), Buffer.from(entry)];
+  });
+  const insert = async (table: string, columns: string[], rows: unknown[][]): Promise<void> => {
+    for (let i = 0; i < rows.length; i += 500) {
+      const chunk = rows.slice(i, i + 500);
+      let n = 0;
+      const values = chunk.map(() => `(${columns.map(() => (server.dialect === 'postgres' ? `$${++n}` : '?')).join(', ')})`).join(', ');
+      await server.query(`INSERT INTO ${table} (${columns.join(', ')}) VALUES ${values}`, chunk.flat());
+    }
+  };
+  await insert('users', ['id', 'priority', 'policy_id', 'email'], users);
+  await insert('mailaddr', ['id', 'priority', 'email'], mailaddr);
+  await insert('wblist', ['rid', 'sid', 'wb'], inbound);
+  await insert('outbound_wblist', ['rid', 'sid', 'wb'], outbound);
+  for (const table of ['users', 'mailaddr', 'wblist', 'outbound_wblist']) await server.query(server.dialect === 'postgres' ? `ANALYZE ${table}` : `ANALYZE TABLE ${table}`);
 }
 
 const SQL_COLUMNS = { allowedSenders: 'allowedsenders', rejectedSenders: 'rejectedsenders', allowedRecipients: 'allowedrecipients', rejectedRecipients: 'rejectedrecipients' } as const;

@@ -13,6 +13,12 @@
  *
  * Goals: cold ≥ 0.7 × store, warm ≥ 0.8 × protocol (req/s).
  *
+ * The amavisd stores (amavisd-postgres, amavisd-mariadb) hold the same mailboxes' lists in the
+ * amavisd tables, beside the vmail columns of the same server. Their store ceiling is the very
+ * statement the daemon sends for a request's facts (amavisd-sql.ts's factsStatement), and a fifth
+ * run per round, the vmail-column daemon of the same server warm, gives the goal
+ * warm ≥ 0.9 × vmail warm (within 10 %).
+ *
  * Run by `npm run bench:policyd` after the manifests section (see its --stores option), or alone:
  *   node test/bench/stores.ts [--stores postgres,mariadb,openldap] [--connections 8,32]
  *        [--seconds 3] [--warmup 1] [--rounds 5] [--mailboxes 10000] [--verbose (every run)]
@@ -26,8 +32,9 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { decisionOptionsOf, loadPolicydConfig } from '../../src/policy/config.ts';
 import { planDecision } from '../../src/restrictions/decide.ts';
+import { DEFAULT_WBLIST_OPTIONS, planWblist } from '../../src/restrictions/amavisd-wblist.ts';
 import { rcptRequests, writeManifests } from './fixtures.ts';
-import { readMailboxes, startStore, STORE_NAMES, type LoadedStore, type StoreName } from './store-servers.ts';
+import { isAmavisdStore, readMailboxes, startStore, STORE_NAMES, type LoadedStore, type StoreName } from './store-servers.ts';
 import { formatRatio, formatRounds, medianRun, pairedRatio, type PairedRatio } from './paired-rounds.ts';
 import { ceilingRun, HERE, loadRun, prime, ROOT, startServer, stop, storeLookups, type RunResult, type RunningServer } from './store-support.ts';
 
@@ -68,6 +75,8 @@ interface Row {
   ceiling: RunResult[];
   warm: RunResult[];
   protocol: RunResult[];
+  /** amavisd stores: the vmail-column daemon of the same server, warm. */
+  vmailWarm: RunResult[];
 }
 
 /**
@@ -86,17 +95,30 @@ const daemonCmd = (store: LoadedStore, config: string, ttl: string): string =>
   `${process.execPath} ${join(ROOT, 'bin/mailwarden.js')} policyd --listen {host}:{port} --http-listen {host}:{httpPort} ` +
   `--store ${store.url} -c ${config} --cache-ttl ${ttl}`;
 
+/** The attributes of each request of the stream. */
+async function requestAttributes(requestsFile: string): Promise<Map<string, string>[]> {
+  const requests = JSON.parse(await readFile(requestsFile, 'utf8')) as string[];
+  return requests.map((text) => new Map(text.split('\n').filter((line) => line.indexOf('=') > 0).map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)] as [string, string])));
+}
+
+/** The amavisd decision's plan of each request of the stream, as the daemon makes it (its default delimiter '+'). */
+async function wblistPlans(requestsFile: string): Promise<unknown[]> {
+  const out: unknown[] = [];
+  for (const attrs of await requestAttributes(requestsFile)) {
+    const plan = planWblist(
+      { protocolState: attrs.get('protocol_state'), sender: attrs.get('sender'), recipient: attrs.get('recipient'), saslUsername: attrs.get('sasl_username') || undefined, clientAddress: attrs.get('client_address') },
+      DEFAULT_WBLIST_OPTIONS,
+    );
+    if (typeof plan !== 'string') out.push(plan);
+  }
+  return out;
+}
+
 /** The keys the daemon looks up for each request of the stream, as its plan computes them. */
 async function keyLists(requestsFile: string): Promise<string[][]> {
   const options = decisionOptionsOf(await loadPolicydConfig(undefined, {}));
-  const requests = JSON.parse(await readFile(requestsFile, 'utf8')) as string[];
   const out: string[][] = [];
-  for (const text of requests) {
-    const attrs = new Map<string, string>();
-    for (const line of text.split('\n')) {
-      const eq = line.indexOf('=');
-      if (eq > 0) attrs.set(line.slice(0, eq), line.slice(eq + 1));
-    }
+  for (const attrs of await requestAttributes(requestsFile)) {
     const plan = planDecision(
       { protocolState: attrs.get('protocol_state'), sender: attrs.get('sender'), recipient: attrs.get('recipient'), saslUsername: attrs.get('sasl_username') },
       options,
@@ -122,6 +144,8 @@ export async function runStoreBench(options: StoreBenchOptions, out: NodeJS.Writ
     const mailboxes = await readMailboxes(options.manifestsDir);
     const keysFile = join(work, 'keys.json');
     await writeFile(keysFile, JSON.stringify(await keyLists(options.requestsFile)));
+    const plansFile = join(work, 'plans.json');
+    if (options.stores.some(isAmavisdStore)) await writeFile(plansFile, JSON.stringify(await wblistPlans(options.requestsFile)));
     out.write(
       `\nstores bench: ${mailboxes.length} mailboxes per store, C = ${options.connections.join(', ')}, ${options.seconds} s per run ` +
         `(+${options.warmup} s warm-up), ${options.rounds} paired rounds; load average at start ${load()}\n`,
@@ -140,17 +164,24 @@ export async function runStoreBench(options: StoreBenchOptions, out: NodeJS.Writ
       started.push(cold);
       const warm = await startServer(`${name} daemon (warm)`, daemonCmd(server, config, WARM_TTL), env);
       started.push(warm);
+      let vmailWarm: RunningServer | undefined;
+      if (server.vmail !== undefined) {
+        const vmailConfig = join(work, `${name}-vmail.yaml`);
+        await writeFile(vmailConfig, JSON.stringify({ storeSettings: server.vmail.settings }));
+        vmailWarm = await startServer(`${name} vmail-column daemon (warm)`, daemonCmd(server, vmailConfig, WARM_TTL), env);
+        started.push(vmailWarm);
+      }
       // A fresh process runs its first thousands of requests unoptimised (and opens its pool):
-      // both daemons see the whole stream twice before anything is measured.
-      for (const daemon of [cold, warm]) for (let i = 0; i < 2; i++) await prime(daemon, options.requestsFile);
-      const kind = name === 'openldap' ? 'ldap' : name === 'postgres' ? 'postgres' : 'mysql';
-      const ceilingArgs = ['--kind', kind, '--url', server.url, '--keys', keysFile, '--settings', JSON.stringify(server.settings)];
+      // every daemon sees the whole stream twice before anything is measured.
+      for (const daemon of [cold, warm, ...(vmailWarm === undefined ? [] : [vmailWarm])]) for (let i = 0; i < 2; i++) await prime(daemon, options.requestsFile);
+      const kind = name === 'openldap' ? 'ldap' : name === 'postgres' ? 'postgres' : name === 'mariadb' ? 'mysql' : name === 'amavisd-postgres' ? 'amavisd-postgres' : 'amavisd-mysql';
+      const ceilingArgs = ['--kind', kind, '--url', server.url, '--keys', isAmavisdStore(name) ? plansFile : keysFile, '--settings', JSON.stringify(server.settings)];
       const savedPassword = process.env.MAILWARDEN_STORE_PASSWORD;
       process.env.MAILWARDEN_STORE_PASSWORD = server.password;
       out.write(`  ${name}: started in ${(server.startMs / 1000).toFixed(1)} s, ${mailboxes.length} mailboxes loaded in ${(server.loadMs / 1000).toFixed(1)} s\n`);
       try {
         for (const c of options.connections) {
-          const r: Omit<Row, 'store' | 'c'> = { cold: [], ceiling: [], warm: [], protocol: [] };
+          const r: Omit<Row, 'store' | 'c'> = { cold: [], ceiling: [], warm: [], protocol: [], vmailWarm: [] };
           // A daemon's run with the store round trips it made per request (its lookup counter).
           const countedRun = async (daemon: RunningServer): Promise<RunResult> => {
             const before = await storeLookups(daemon);
@@ -169,9 +200,15 @@ export async function runStoreBench(options: StoreBenchOptions, out: NodeJS.Writ
               r.warm.push(await countedRun(warm));
             },
             protocol: async () => void r.protocol.push(await loadRun(protocol, c, options.requestsFile, options.seconds, options.warmup)),
+            vmailWarm: async () => {
+              await prime(vmailWarm!, options.requestsFile);
+              r.vmailWarm.push(await countedRun(vmailWarm!));
+            },
           };
           for (let round = 0; round < options.rounds; round++) {
-            const order = round % 2 === 0 ? (['cold', 'ceiling', 'warm', 'protocol'] as const) : (['ceiling', 'cold', 'protocol', 'warm'] as const);
+            // The vmail-column warm run goes right before or after the amavisd warm one.
+            const order: (keyof typeof steps)[] = round % 2 === 0 ? ['cold', 'ceiling', 'warm', 'protocol'] : ['ceiling', 'cold', 'protocol', 'warm'];
+            if (vmailWarm !== undefined) order.splice(order.indexOf('warm') + (round % 2 === 0 ? 0 : 1), 0, 'vmailWarm');
             for (const step of order) {
               await steps[step]();
               if (options.verbose) out.write(`    round ${round + 1} C=${c} ${step}: ${fmt(r[step].at(-1)?.rps ?? NaN, 0)}/s (load ${load()})\n`);
@@ -182,16 +219,17 @@ export async function runStoreBench(options: StoreBenchOptions, out: NodeJS.Writ
           rows.push(row);
           const ratios = (measured: RunResult[], ceiling: RunResult[]): string => formatRounds(pairedRatio(measured, ceiling, (x) => x.rps));
           out.write(
-            `  ${name} C=${c}: per round cold/store ${ratios(row.cold, row.ceiling)}, warm/protocol ${ratios(row.warm, row.protocol)} ` +
+            `  ${name} C=${c}: per round cold/store ${ratios(row.cold, row.ceiling)}, warm/protocol ${ratios(row.warm, row.protocol)}` +
+              `${row.vmailWarm.length > 0 ? `, warm/vmail warm ${ratios(row.warm, row.vmailWarm)}` : ''} ` +
               `(cold answers ${JSON.stringify(row.cold[0]?.actions)}; load ${load()})\n`,
           );
         }
       } finally {
         if (savedPassword === undefined) delete process.env.MAILWARDEN_STORE_PASSWORD;
         else process.env.MAILWARDEN_STORE_PASSWORD = savedPassword;
-        await Promise.all([stop(cold.child), stop(warm.child)]);
-        started.splice(started.indexOf(cold), 1);
-        started.splice(started.indexOf(warm), 1);
+        const daemons = [cold, warm, ...(vmailWarm === undefined ? [] : [vmailWarm])];
+        await Promise.all(daemons.map((d) => stop(d.child)));
+        for (const d of daemons) started.splice(started.indexOf(d), 1);
         await server.stop();
         server = undefined;
       }
@@ -214,6 +252,7 @@ function printTable(rows: readonly Row[], out: NodeJS.WritableStream): void {
     'warm req/s', 'p99 ms', 'cpu µs/req', 'lookups/req',
     'protocol req/s', 'p99 ms', 'cpu µs/req',
     'warm/protocol',
+    'vmail warm req/s', 'warm/vmail warm',
   ];
   const goal = (ratio: PairedRatio, min: number): string => `${formatRatio(ratio)}${ratio.median >= min ? '' : ' (<' + min + ')'}`;
   const table = rows.map((r) => {
@@ -226,6 +265,8 @@ function printTable(rows: readonly Row[], out: NodeJS.WritableStream): void {
       fmt(warm.rps, 0), fmt(warm.p99, 3), fmt(warm.cpuUs, 1), fmt(warm.lookupsPerRequest ?? NaN, 4),
       fmt(protocol.rps, 0), fmt(protocol.p99, 3), fmt(protocol.cpuUs, 1),
       goal(pairedRatio(r.warm, r.protocol, (x) => x.rps), 0.8),
+      r.vmailWarm.length === 0 ? '-' : fmt(medianRun(r.vmailWarm).rps, 0),
+      r.vmailWarm.length === 0 ? '-' : goal(pairedRatio(r.warm, r.vmailWarm, (x) => x.rps), 0.9),
     ];
   });
   const widths = header.map((h, i) => Math.max(h.length, ...table.map((row) => (row[i] as string).length)));
@@ -236,6 +277,8 @@ function printTable(rows: readonly Row[], out: NodeJS.WritableStream): void {
       '  coalesced into shared round trips (lookups/req = store round trips per request);\n' +
       'store: the same lookups straight through the driver, same pool size (the store default unless --pool-size), one per request;\n' +
       'warm: daemon after a priming pass, with a TTL no entry reaches during the section (lookups/req: round trips, 0 when warm throughout); protocol: the DUNNO ceiling server. Goals: cold/store >= 0.7, warm/protocol >= 0.8.\n' +
+      'amavisd-*: the amavisd tables of a server that also holds the vmail columns; store: the facts statement the daemon sends, straight through the driver;\n' +
+      '  vmail warm: the vmail-column daemon of the same server and mailboxes, warm, run next to the amavisd warm run in each round. Goal: warm/vmail warm >= 0.9.\n' +
       'Figures: medians over the rounds; ratios: the median (range) of the per-round ratios, each of two runs back to back.\n',
   );
 }

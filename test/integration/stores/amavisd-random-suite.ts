@@ -1,5 +1,6 @@
 // Random worlds of accounts, parties and W/B pairs, written through the operator's writer (the
-// amavisd store's apply) into real amavisd tables, then asked through the daemon's read path;
+// amavisd store's apply) into real amavisd tables, then asked of the built policy daemon
+// (`mailwarden policyd --store-schema amavisd`, amavisd-daemons.ts) over the policy protocol;
 // every answer must be one the independent model (amavisd-model.ts) allows. Seeded: the seed is
 // printed, and MAILWARDEN_TEST_SEED=<seed> replays a run.
 import assert from 'node:assert/strict';
