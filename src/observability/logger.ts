@@ -1,4 +1,5 @@
 import { pino, type Logger as PinoLogger } from 'pino';
+import { escapeControlCharactersInJson } from '../restrictions/printable-text.ts';
 
 /**
  * The one logging interface every module takes (the operator, the daemon, the stores, the
@@ -17,6 +18,8 @@ export interface Logger {
 /**
  * Structured JSON logs on stdout. Secrets never reach a log line: fields that may carry
  * one are redacted wherever they appear, and stores redact passwords from URLs themselves.
+ * Request fields, entries and resource names reach log lines too: every line leaves with the
+ * control, bidirectional and invisible characters the CLI escapes escaped (TerminalSafeLines).
  */
 export function createLogger(options: { level?: string; name?: string; destination?: NodeJS.WritableStream } = {}): PinoLogger {
   return pino(
@@ -33,8 +36,37 @@ export function createLogger(options: { level?: string; name?: string; destinati
       },
       formatters: { level: levelLabel },
     },
-    options.destination ?? bufferedStdout(),
+    new TerminalSafeLines(options.destination ?? bufferedStdout()),
   );
+}
+
+/** Where log lines go: stdout's LineCoalescer, or a test's recorder. */
+interface LineSink {
+  write(line: string): unknown;
+  flush?(cb?: (err?: Error) => void): void;
+}
+
+/**
+ * The logger's stream: each JSON line with the characters a terminal would obey (C0 and C1
+ * controls, bidi overrides, zero-width and other invisible characters: the CLI's set,
+ * restrictions/printable-text.ts) as JSON escapes, so the line parses back to the same values.
+ * JSON itself escapes only C0 controls. Lines written by {@link preformattedLines} pass here too.
+ */
+class TerminalSafeLines {
+  readonly #sink: LineSink;
+
+  constructor(sink: LineSink) {
+    this.#sink = sink;
+  }
+
+  write(line: string): void {
+    this.#sink.write(escapeControlCharactersInJson(line));
+  }
+
+  flush(cb?: (err?: Error) => void): void {
+    if (typeof this.#sink.flush === 'function') this.#sink.flush(cb);
+    else cb?.();
+  }
 }
 
 function levelLabel(label: string): { level: string } {

@@ -22,6 +22,22 @@ function escape(ch: string): string {
   return cp <= 0xffff ? `\\u${cp.toString(16).toUpperCase().padStart(4, '0')}` : `\\U${cp.toString(16).toUpperCase().padStart(8, '0')}`;
 }
 
+/**
+ * A line of JSON (a log record) with the same characters escaped, as JSON escapes (`\u009B`; a
+ * pair for one beyond U+FFFF): the line stays valid JSON and parses back to the exact values, while
+ * `kubectl logs` on a terminal shows the escape instead of obeying the character. Outside strings
+ * JSON is ASCII, so every such character is inside a string and its escape means the same.
+ */
+export function escapeControlCharactersInJson(json: string): string {
+  return ESCAPED.test(json) ? json.replace(ESCAPED_ALL, jsonEscape) : json;
+}
+
+function jsonEscape(ch: string): string {
+  let out = '';
+  for (let i = 0; i < ch.length; i++) out += `\\u${ch.charCodeAt(i).toString(16).toUpperCase().padStart(4, '0')}`;
+  return out;
+}
+
 /** `text` in double quotes for a message: JSON escapes, then the characters above escaped too. */
 export function quoted(text: string): string {
   return escapeControlCharacters(JSON.stringify(text));

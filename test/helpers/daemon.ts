@@ -10,6 +10,8 @@ export interface DaemonProcess {
   readonly httpPort: number;
   /** Every stdout line so far (JSON log records). */
   readonly logs: Record<string, unknown>[];
+  /** The same lines as written (what a terminal running `kubectl logs` would be sent). */
+  readonly rawLines: string[];
   stderr(): string;
   /** The first log record (seen so far or to come) that `match` accepts; rejects after `timeoutMs`. */
   waitForLog(match: (record: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
@@ -24,6 +26,7 @@ export async function startDaemon(args: readonly string[], env: NodeJS.ProcessEn
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: Record<string, unknown>[] = [];
+  const rawLines: string[] = [];
   const logWatchers = new Set<(record: Record<string, unknown>) => void>();
   let stderr = '';
   let partial = '';
@@ -35,6 +38,7 @@ export async function startDaemon(args: readonly string[], env: NodeJS.ProcessEn
     while ((nl = partial.indexOf('\n')) >= 0) {
       const line = partial.slice(0, nl);
       partial = partial.slice(nl + 1);
+      rawLines.push(line);
       try {
         const record = JSON.parse(line) as Record<string, unknown>;
         logs.push(record);
@@ -56,6 +60,7 @@ export async function startDaemon(args: readonly string[], env: NodeJS.ProcessEn
     port: listen.port,
     httpPort: http.port,
     logs,
+    rawLines,
     stderr: () => stderr,
     waitForLog(match, timeoutMs = 10_000) {
       const seen = logs.find(match);

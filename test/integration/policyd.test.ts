@@ -70,6 +70,21 @@ describe('mailwarden policyd (the built CLI, as a process)', () => {
     assert.equal(answer, 'action=REJECT Not authorized');
   });
 
+  test('a hostile sender reaches the decision log escaped (C1 CSI, bidi override, zero-width), and parses back exactly', async () => {
+    const sender = 'x\u009b31m\u202e\u200b\u2066@mail.spam.test';
+    const client = await TestClient.open({ host: '127.0.0.1', port: daemon.port });
+    client.send(rcpt(sender, 'bob@example.com'));
+    assert.deepEqual(await client.waitAnswers(1), ['action=REJECT Not authorized']);
+    client.socket.end();
+    const record = await daemon.waitForLog((r) => r.msg === 'policy decision' && r.sender === sender);
+    assert.equal(record.verdict, 'reject');
+    // logs and rawLines hold the same lines, in order.
+    const line = daemon.rawLines[daemon.logs.indexOf(record)];
+    assert.ok(line !== undefined);
+    assert.doesNotMatch(line, /[\u0080-\u009f\u200b-\u200f\u202a-\u202e\u2066-\u2069]/, 'no raw C1, bidi or zero-width character in the line');
+    assert.match(line, /"sender":"x\\u009B31m\\u202E\\u200B\\u2066@mail\.spam\.test"/);
+  });
+
   test('no secret reaches the log', () => {
     const text = JSON.stringify(daemon.logs) + daemon.stderr();
     assert.doesNotMatch(text, /hunter2-secret/);

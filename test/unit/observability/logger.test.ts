@@ -123,3 +123,46 @@ describe('preformattedLines', () => {
     assert.equal(preformattedLines({ info() {}, warn() {}, error() {}, debug() {}, child() {} } as never, 'info', 'm'), undefined);
   });
 });
+
+describe('log lines escape what a terminal would obey (#25), as the CLI does', () => {
+  /** C1 CSI, bidi override and isolate, zero-width space, soft hyphen, BOM, a tag character, ESC, DEL. */
+  const HOSTILE = 'x\u009b31m\u202e\u2066\u200b\u00ad\ufeff\u{e0041}\u001b[2J\u007f@evil.example';
+  /** Any of them left raw in a line (C0 controls but newline, C1, and the invisible ones). */
+  const RAW = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u00ad\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff\u{e0000}-\u{e0fff}]/u;
+
+  function capture() {
+    const lines: string[] = [];
+    const destination = { write: (line: string) => lines.push(line) } as unknown as NodeJS.WritableStream;
+    return { lines, logger: createLogger({ destination, level: 'info', name: 'mailwarden-operator' }) };
+  }
+
+  test('fields, bindings and the message leave escaped and parse back to the exact values', () => {
+    const { lines, logger } = capture();
+    logger.child({ backend: `ns/${HOSTILE}` }).warn({ sender: HOSTILE, [`key${HOSTILE}`]: 1 }, `message ${HOSTILE}`);
+    assert.equal(lines.length, 1);
+    const line = lines[0]!;
+    assert.doesNotMatch(line.slice(0, -1), RAW, JSON.stringify(line));
+    assert.ok(line.endsWith('}\n'));
+    assert.match(line, /x\\u009B31m\\u202E\\u2066\\u200B\\u00AD\\uFEFF\\uDB40\\uDC41\\u001b\[2J\\u007F@evil/);
+    const record = JSON.parse(line) as Record<string, unknown>;
+    assert.equal(record.sender, HOSTILE);
+    assert.equal(record.backend, `ns/${HOSTILE}`);
+    assert.equal(record.msg, `message ${HOSTILE}`);
+    assert.equal(record[`key${HOSTILE}`], 1);
+  });
+
+  test('lines written past pino (preformattedLines) are escaped the same way', () => {
+    const { lines, logger } = capture();
+    const fast = preformattedLines(logger, 'info', 'policy decision');
+    assert.ok(fast !== undefined);
+    fast.write(`,"sender":${jsonString(HOSTILE)}`);
+    assert.doesNotMatch(lines[0]!.slice(0, -1), RAW);
+    assert.equal((JSON.parse(lines[0]!) as { sender: string }).sender, HOSTILE);
+  });
+
+  test('a line without such characters is written as it is; letters of any script are not escaped', () => {
+    const { lines, logger } = capture();
+    logger.info({ domain: 'bücher.example', name: 'пример例' }, 'plain');
+    assert.match(lines[0]!, /"domain":"bücher\.example","name":"пример例","msg":"plain"/);
+  });
+});
