@@ -1,9 +1,10 @@
 /**
  * A store's lists as MailUserRestriction documents (`mailwarden export`), so that applying them to
  * the same store writes nothing: valid entries go into the lists as stored (case and repeats kept,
- * only the white space around them trimmed, which every reader ignores), values that are not
- * entries go under `spec.invalidEntries` exactly as stored. Everything unusual is reported as a
- * note; nothing is left out without one.
+ * only the white space around them trimmed, which the readers of the vmail columns and LDAP
+ * ignore; the amavisd tables' readers compare bytes, so such a value is noted as matching
+ * nothing), values that are not entries of that list go under `spec.invalidEntries` exactly as
+ * stored. Everything unusual is reported as a note; nothing is left out without one.
  */
 import { createHash } from 'node:crypto';
 import {
@@ -12,12 +13,12 @@ import {
   isKeepableInvalidEntry,
   MAIL_USER_RESTRICTION_KIND,
   mailboxSchema,
+  listsOf,
   mailUserRestrictionSchema,
-  storeListsOf,
   type ManagementPolicy,
 } from '../api/mail-user-restriction.ts';
 import { formatIssues } from '../api/issues.ts';
-import { isAmavisdOnlyEntry } from '../restrictions/amavisd-entry.ts';
+import { isAmavisdOnlyEntry, isClientEntry } from '../restrictions/amavisd-entry.ts';
 import { schemaProblems, type ListSchema } from '../restrictions/schema-forms.ts';
 import { parseEntry } from '../restrictions/entry.ts';
 import { entryKey } from '../restrictions/list-diff.ts';
@@ -66,21 +67,27 @@ export function exportDocuments(mailboxes: readonly StoredMailbox[], options: Ex
   const documents: ExportedDocument[] = [];
   const notes: ExportNote[] = [];
   const names = new Set<string>();
+  const schema = options.schema ?? 'vmail';
   for (const stored of [...mailboxes].sort((a, b) => compare(a.mailbox, b.mailbox))) {
     const mailbox = stored.mailbox;
     if (!mailboxSchema.safeParse(mailbox).success) {
       notes.push({ mailbox, severity: 'lost', message: `${JSON.stringify(stored.storedAs ?? mailbox)} is not a mailbox address (user@domain): its lists are not exported` });
       continue;
     }
+    if (stored.unaddressed !== undefined) {
+      notes.push({ mailbox, severity: 'lost', message: `stored as ${JSON.stringify(stored.storedAs ?? mailbox)}: ${stored.unaddressed}, so its lists are not exported (apply never touches them)` });
+      continue;
+    }
     if (stored.storedAs !== undefined) {
-      notes.push({ mailbox, severity: 'info', message: `stored with capitals as ${JSON.stringify(stored.storedAs)}; mailwarden looks mailboxes up in lower case (PostgreSQL will not find this one)` });
+      const found = schema === 'amavisd' ? 'mailwarden writes this users row, but iRedAPD, amavisd and the policy daemon compare its bytes and never match it' : 'mailwarden looks mailboxes up in lower case (PostgreSQL will not find this one)';
+      notes.push({ mailbox, severity: 'info', message: `stored with capitals as ${JSON.stringify(stored.storedAs)}; ${found}` });
     }
     const lists: Partial<Record<ListName, string[]>> = {};
     const invalid: Partial<Record<ListName, string[]>> = {};
     for (const list of LIST_NAMES) {
       const seen = new Set<string>();
       for (const value of stored.lists[list]) {
-        const placed = placeValue(value, seen, options.schema ?? 'vmail');
+        const placed = placeValue(value, seen, schema, list);
         if (placed.note !== undefined) notes.push({ mailbox, list, ...placed.note });
         if (placed.into === 'list') (lists[list] ??= []).push(placed.text);
         else if (placed.into === 'invalid') (invalid[list] ??= []).push(placed.text);
@@ -95,7 +102,8 @@ export function exportDocuments(mailboxes: readonly StoredMailbox[], options: Ex
     const document = restrictionDocument(name, mailbox, lists, invalid, options);
     // Exported whole all the same: cutting a list would make the export mean less than the store.
     const checked = mailUserRestrictionSchema.safeParse(document);
-    const problems = checked.success ? schemaProblems(mailbox, storeListsOf(checked.data.spec), options.schema ?? 'vmail') : formatIssues(checked.error);
+    // The lists only: invalidEntries are kept as stored in every schema.
+    const problems = checked.success ? schemaProblems(mailbox, listsOf(checked.data.spec), schema) : formatIssues(checked.error);
     if (problems.length > 0) {
       notes.push({ mailbox, severity: 'refused', message: `exported whole, but mailwarden refuses the document (apply, diff and the API server will): ${problems.join('; ')}` });
     }
@@ -110,8 +118,8 @@ interface Placement {
   readonly note?: { readonly severity: ExportNote['severity']; readonly message: string };
 }
 
-/** Where one stored value goes; `seen` holds the entry keys already placed in this list. */
-function placeValue(value: string, seen: Set<string>, schema: ListSchema): Placement {
+/** Where one stored value of `list` goes; `seen` holds the entry keys already placed in this list. */
+function placeValue(value: string, seen: Set<string>, schema: ListSchema, list: ListName): Placement {
   const text = trimAscii(value);
   const quoted = JSON.stringify(value);
   if (text === '') {
@@ -120,15 +128,19 @@ function placeValue(value: string, seen: Set<string>, schema: ListSchema): Place
   const key = entryKey(text);
   const repeated = seen.has(key);
   seen.add(key);
-  if (isEntry(text) || (schema === 'amavisd' && isAmavisdOnlyEntry(text))) {
+  const client = schema === 'amavisd' && list.endsWith('Recipients') && isClientEntry(text);
+  if (!client && (isEntry(text) || (schema === 'amavisd' && isAmavisdOnlyEntry(text)))) {
     const odd: string[] = [];
     if (text !== value) odd.push('white space around it (exported trimmed)');
     if (text !== key) odd.push('upper case (exported as stored; it compares in lower case)');
     if (repeated) odd.push('a repeat (exported as stored)');
+    // The amavisd tables are read byte for byte, by iRedAPD and amavisd as by the policy daemon.
+    if (schema === 'amavisd' && text !== value) odd.push('as stored, nothing matches it');
+    else if (schema === 'amavisd' && text !== key) odd.push('as stored, nothing matches it (the tables compare bytes)');
     return odd.length === 0 ? { into: 'list', text } : { into: 'list', text, note: { severity: 'info', message: `${quoted}: ${odd.join(', ')}` } };
   }
   const parsed = parseEntry(text);
-  const reason = parsed.kind === 'invalid' ? parsed.reason : 'is longer than 254 characters';
+  const reason = client ? 'is a client address or network: a sender, never a recipient' : parsed.kind === 'invalid' ? parsed.reason : 'is longer than 254 characters';
   if (isKeepableInvalidEntry(value)) {
     return { into: 'invalid', text: value, note: { severity: 'invalid', message: `${quoted} ${reason}: exported as stored under spec.invalidEntries` } };
   }

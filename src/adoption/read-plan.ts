@@ -35,7 +35,8 @@ export async function prunePlans(store: MailboxWriter, restrictions: readonly So
   const scope = pruneScope(restrictions.map((r) => r.document.spec.mailbox), domains);
   const stored: StoredMailbox[] = await store.mailboxesWithLists();
   return stored
-    .filter((m) => isPruned(scope, m.mailbox, m.aliases))
+    // A spelling no write reaches is no mailbox to clear (clear would reach the other one).
+    .filter((m) => m.unaddressed === undefined && isPruned(scope, m.mailbox, m.aliases))
     .sort((a, b) => (a.mailbox < b.mailbox ? -1 : 1))
     .map((m) => prunePlan(m.mailbox, m.lists))
     // Blank values only: nothing to clear, and no reason to write.

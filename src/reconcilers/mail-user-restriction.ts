@@ -198,8 +198,8 @@ export class MailUserRestrictionReconciler {
 
   /** InvalidSpec when the mailbox or an entry is not a form the store's schema holds. */
   #schemaCheck(restriction: RestrictionObject, spec: MailUserRestrictionSpec, schema: ListSchema): Outcome | undefined {
-    // The amavisd tables cannot keep invalidEntries as text: they are checked too (and refused).
-    const problems = schemaProblems(spec.mailbox, schema === 'amavisd' ? storeListsOf(spec) : listsOf(spec), schema);
+    // The lists only: invalidEntries are kept as stored (the amavisd writer refuses to add one: InvalidValue).
+    const problems = schemaProblems(spec.mailbox, listsOf(spec), schema);
     if (problems.length === 0) return undefined;
     return this.#early(restriction, { ready: false, reason: Reason.InvalidSpec, message: problems.join('; ') });
   }

@@ -76,6 +76,12 @@ export function isAmavisdOnlyEntry(entry: string): boolean {
   return typeof form === 'string' && isAmavisdOnlyForm(form);
 }
 
+/** `entry` (any case) is an IP address, a network or a wildcard IPv4: a client, never a recipient. */
+export function isClientEntry(entry: string): boolean {
+  const form = amavisdForm(entry.trim().toLowerCase());
+  return typeof form === 'string' && isClientForm(form);
+}
+
 /** Words for a form, in messages. */
 export const FORM_WORDS: Readonly<Record<AmavisdForm, string>> = {
   address: 'an address',

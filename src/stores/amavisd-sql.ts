@@ -5,9 +5,9 @@
  * priority and policy_id 0, shared mailaddr rows, only the account's own pairs changed, one
  * transaction). Alias and local domains (the vmail database) are not read here: see docs.
  */
-import { LIST_NAMES, type ListName, type RestrictionLists } from '../restrictions/lists.ts';
-import { accountPriority, amavisdForm, partyPriority, type AmavisdForm } from '../restrictions/amavisd-entry.ts';
-import { schemaProblems } from '../restrictions/schema-forms.ts';
+import { LIST_NAMES, type RestrictionLists } from '../restrictions/lists.ts';
+import { accountFormProblem, accountPriority, amavisdForm, partyPriority, type AmavisdForm } from '../restrictions/amavisd-entry.ts';
+import { pairLists, planPairs, type PairTable, type StoredPair } from '../restrictions/amavisd-pair-plan.ts';
 import { candidateForms, networkPrefix, type WblistFacts, type WblistPlan, type WblistRow } from '../restrictions/amavisd-wblist.ts';
 import { asciiAddress } from '../restrictions/idn.ts';
 import { trimAscii } from '../restrictions/sql-list.ts';
@@ -38,14 +38,6 @@ export async function openAmavisdStore(url: string, settings: unknown, options: 
   }
   throw new StoreError('Misconfigured', `store URL ${redactUrl(url)}: the amavisd schema needs a postgres:// or mysql:// URL`);
 }
-
-/** Which table and W/B a list is written to. */
-const LIST_ROWS: Readonly<Record<ListName, { readonly table: 'wblist' | 'outbound_wblist'; readonly wb: 'W' | 'B' }>> = {
-  allowedSenders: { table: 'wblist', wb: 'W' },
-  rejectedSenders: { table: 'wblist', wb: 'B' },
-  allowedRecipients: { table: 'outbound_wblist', wb: 'W' },
-  rejectedRecipients: { table: 'outbound_wblist', wb: 'B' },
-};
 
 /** The tables and columns the reader and the writer use, for the schema check. */
 const TABLES: readonly (readonly [string, string])[] = [
@@ -109,47 +101,41 @@ export class AmavisdWblistStore implements WblistReader, MailboxWriter {
   }
 
   /**
-   * Makes the account's pairs equal `lists` in one transaction: the users row created when missing
-   * (its priority by form, policy_id 0), mailaddr rows created when missing and shared otherwise,
-   * pairs added, changed or removed; no other account's rows are touched.
+   * Makes the account's pairs equal `lists` in one transaction, writing only the difference
+   * (amavisd-pair-plan.ts): the users row created when missing (its priority by form, policy_id
+   * 0), mailaddr rows created when missing and shared otherwise; stored pairs that stay keep
+   * their party as stored; no other account's rows are touched.
    */
   async apply(account: string, lists: RestrictionLists, signal?: AbortSignal): Promise<ApplyResult> {
     const key = accountKey(account);
-    const problems = schemaProblems(key, lists, 'amavisd');
-    if (problems.length > 0) throw new StoreError('InvalidValue', problems.join('; '));
-    const desired = desiredPairs(lists);
-    const accountForm = amavisdForm(key) as AmavisdForm;
+    const accountForm = amavisdForm(key);
+    const accountProblem = typeof accountForm === 'string' ? accountFormProblem(key, accountForm) : `mailbox ${accountForm.problem}`;
+    if (accountProblem !== undefined) throw new StoreError('InvalidValue', accountProblem);
     return this.#run(async (s) => {
       await s.command('BEGIN');
       try {
         const p = this.#placeholders();
-        let [user] = await s.query(`SELECT id FROM users WHERE email = ${p(1)} FOR UPDATE`, [bytes(key)]);
-        const before = await this.#observe(s, key);
-        const changed = LIST_NAMES.filter((name) => !sameSet(before[name], lists[name].map(canonical)));
-        if (changed.length === 0) {
+        const user = await this.#account(s, key, true);
+        const plan = planPairs(user === undefined ? [] : await this.#pairs(s, user), lists);
+        if (plan.problems.length > 0) throw new StoreError('InvalidValue', plan.problems.join('; '));
+        if (plan.changed.length === 0) {
           await s.command('COMMIT');
-          return { changed, written: false };
+          return { changed: plan.changed, written: false };
         }
-        if (user === undefined) {
-          await s.query(`INSERT INTO users (priority, policy_id, email) VALUES (${p(1)}, 0, ${p(2)})`, [accountPriority(accountForm), bytes(key)]);
-          [user] = await s.query(`SELECT id FROM users WHERE email = ${p(1)}`, [bytes(key)]);
-        }
-        const uid = Number(user!.id);
-        for (const table of ['wblist', 'outbound_wblist'] as const) {
-          const own = table === 'wblist' ? 'rid' : 'sid';
-          await s.query(`DELETE FROM ${table} WHERE ${own} = ${p(1)}`, [uid]);
-        }
-        for (const { entry, table, wb, priority } of desired) {
-          let [party] = await s.query(`SELECT id FROM mailaddr WHERE email = ${p(1)}`, [bytes(entry)]);
+        const uid = user ?? (await this.#createAccount(s, key, accountForm as AmavisdForm));
+        const ends = (table: PairTable, party: number): [number, number] => (table === 'wblist' ? [uid, party] : [party, uid]);
+        for (const pair of plan.remove) await s.query(`DELETE FROM ${pair.table} WHERE rid = ${p(1)} AND sid = ${p(2)}`, ends(pair.table, pair.party));
+        for (const pair of plan.rewb) await s.query(`UPDATE ${pair.table} SET wb = ${p(1)} WHERE rid = ${p(2)} AND sid = ${p(3)}`, [pair.to, ...ends(pair.table, pair.party)]);
+        for (const { email, table, wb } of plan.add) {
+          let [party] = await s.query(`SELECT id FROM mailaddr WHERE email = ${p(1)}`, [bytes(email)]);
           if (party === undefined) {
-            await s.query(`INSERT INTO mailaddr (priority, email) VALUES (${p(1)}, ${p(2)})`, [priority, bytes(entry)]);
-            [party] = await s.query(`SELECT id FROM mailaddr WHERE email = ${p(1)}`, [bytes(entry)]);
+            await s.query(`INSERT INTO mailaddr (priority, email) VALUES (${p(1)}, ${p(2)})`, [partyPriority(amavisdForm(email) as AmavisdForm), bytes(email)]);
+            [party] = await s.query(`SELECT id FROM mailaddr WHERE email = ${p(1)}`, [bytes(email)]);
           }
-          const [rid, sid] = table === 'wblist' ? [uid, Number(party!.id)] : [Number(party!.id), uid];
-          await s.query(`INSERT INTO ${table} (rid, sid, wb) VALUES (${p(1)}, ${p(2)}, ${p(3)})`, [rid, sid, wb]);
+          await s.query(`INSERT INTO ${table} (rid, sid, wb) VALUES (${p(1)}, ${p(2)}, ${p(3)})`, [...ends(table, Number(party!.id)), wb]);
         }
         await s.command('COMMIT');
-        return { changed, written: true };
+        return { changed: plan.changed, written: true };
       } catch (err) {
         await s.command('ROLLBACK').catch(() => {});
         throw err;
@@ -162,28 +148,54 @@ export class AmavisdWblistStore implements WblistReader, MailboxWriter {
     return this.apply(account, { allowedSenders: [], rejectedSenders: [], allowedRecipients: [], rejectedRecipients: [] }, signal);
   }
 
-  /** Every account (users row) with a pair, its four lists as stored, in one read. */
+  /**
+   * Every account (users row) with a pair, its four lists as stored (each party's email as it is),
+   * in one read. An account stored with capitals reports its spelling (storedAs); one the writer
+   * never addresses, since another users row spells the same account (#account), says so.
+   */
   async mailboxesWithLists(signal?: AbortSignal): Promise<StoredMailbox[]> {
+    const deadline = signal ?? AbortSignal.timeout(this.#timeoutMs);
     const rows = await this.#run(
       (s) =>
         s.query(
-          `SELECT 'i' AS t, u.email AS account, m.email, w.wb FROM wblist w JOIN users u ON u.id = w.rid JOIN mailaddr m ON m.id = w.sid ` +
-            `UNION ALL SELECT 'o', u.email, m.email, o.wb FROM outbound_wblist o JOIN users u ON u.id = o.sid JOIN mailaddr m ON m.id = o.rid`,
+          `SELECT 'wblist' AS t, u.id AS uid, u.email AS account, m.id AS pid, m.email, w.wb FROM wblist w JOIN users u ON u.id = w.rid JOIN mailaddr m ON m.id = w.sid ` +
+            `UNION ALL SELECT 'outbound_wblist', u.id, u.email, m.id, m.email, o.wb FROM outbound_wblist o JOIN users u ON u.id = o.sid JOIN mailaddr m ON m.id = o.rid`,
           [],
         ),
-      signal ?? AbortSignal.timeout(this.#timeoutMs),
+      deadline,
     );
-    const byAccount = new Map<string, Record<ListName, string[]>>();
+    const byUser = new Map<number, { account: string; pairs: StoredPair[] }>();
     for (const row of rows) {
-      const account = text(row.account).toLowerCase();
-      let lists = byAccount.get(account);
-      if (lists === undefined) byAccount.set(account, (lists = { allowedSenders: [], rejectedSenders: [], allowedRecipients: [], rejectedRecipients: [] }));
-      lists[listOf(text(row.t) === 'i', text(row.wb))].push(text(row.email).toLowerCase());
+      const uid = Number(row.uid);
+      let user = byUser.get(uid);
+      if (user === undefined) byUser.set(uid, (user = { account: text(row.account), pairs: [] }));
+      user.pairs.push({ table: text(row.t) === 'wblist' ? 'wblist' : 'outbound_wblist', party: Number(row.pid), email: text(row.email), wb: text(row.wb) });
     }
-    return [...byAccount].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([mailbox, lists]) => {
+    // Which row the writer addresses for a spelling with capitals: needs every users row of that account.
+    const addressed = new Map<string, { id: number; email: string }>();
+    if ([...byUser.values()].some((u) => u.account !== u.account.toLowerCase())) {
+      const users = await this.#run((s) => s.query('SELECT id, email FROM users', []), deadline);
+      for (const row of users) {
+        const candidate = { id: Number(row.id), email: text(row.email) };
+        const key = candidate.email.toLowerCase();
+        const held = addressed.get(key);
+        if (held === undefined || preferredAccountRow(key, candidate, held) === candidate) addressed.set(key, candidate);
+      }
+    }
+    const out: StoredMailbox[] = [];
+    for (const [uid, { account, pairs }] of byUser) {
+      const mailbox = account.toLowerCase();
+      const lists = pairLists(pairs);
       for (const name of LIST_NAMES) lists[name].sort();
-      return { mailbox, lists };
-    });
+      const writes = addressed.get(mailbox);
+      out.push({
+        mailbox,
+        ...(mailbox === account ? {} : { storedAs: account }),
+        ...(writes === undefined || writes.id === uid ? {} : { unaddressed: `another users row, ${JSON.stringify(writes.email)}, is the one mailwarden writes for ${mailbox}` }),
+        lists,
+      });
+    }
+    return out.sort((a, b) => (a.mailbox < b.mailbox ? -1 : a.mailbox > b.mailbox ? 1 : Number(a.unaddressed !== undefined) - Number(b.unaddressed !== undefined)));
   }
 
   /** One statement over the four tables; a missing table or column is named (verifySchema). */
@@ -219,16 +231,53 @@ export class AmavisdWblistStore implements WblistReader, MailboxWriter {
   }
 
   async #observe(s: SqlSession, key: string): Promise<RestrictionLists> {
+    const user = await this.#account(s, key, false);
+    const lists = pairLists(user === undefined ? [] : await this.#pairs(s, user));
+    for (const name of LIST_NAMES) lists[name] = lists[name].map((email) => email.toLowerCase()).sort();
+    return lists;
+  }
+
+  /**
+   * The users row of an account: the one spelled exactly as its key, else the oldest one that
+   * spells it with capitals (as `mailwarden export` reports it), so a write of an export reaches
+   * the row it came from and never creates a second one. `lock`: FOR UPDATE.
+   */
+  async #account(s: SqlSession, key: string, lock: boolean): Promise<number | undefined> {
+    const p = this.#placeholders();
+    const forUpdate = lock ? ' FOR UPDATE' : '';
+    const [exact] = await s.query(`SELECT id FROM users WHERE email = ${p(1)}${forUpdate}`, [bytes(key)]);
+    if (exact !== undefined) return Number(exact.id);
+    // A scan, but only for an account without its own row (a new one, or one stored with capitals).
+    const folded =
+      this.#driver.dialect.name === 'postgres'
+        ? `SELECT id, email FROM users WHERE lower(encode(email, 'escape')) = encode(${p(1)}, 'escape')`
+        : `SELECT id, email FROM users WHERE LOWER(CONVERT(email USING utf8mb4)) = CONVERT(${p(1)} USING utf8mb4)`;
+    let found: { id: number; email: string } | undefined;
+    for (const row of await s.query(folded, [bytes(key)])) {
+      const candidate = { id: Number(row.id), email: text(row.email) };
+      if (candidate.email.toLowerCase() === key && (found === undefined || preferredAccountRow(key, candidate, found) === candidate)) found = candidate;
+    }
+    if (found !== undefined && lock) await s.query(`SELECT id FROM users WHERE id = ${p(1)} FOR UPDATE`, [found.id]);
+    return found?.id;
+  }
+
+  /** A new users row for the account (its priority by form, policy_id 0, as iRedAdmin writes it); its id. */
+  async #createAccount(s: SqlSession, key: string, form: AmavisdForm): Promise<number> {
+    const p = this.#placeholders();
+    await s.query(`INSERT INTO users (priority, policy_id, email) VALUES (${p(1)}, 0, ${p(2)})`, [accountPriority(form), bytes(key)]);
+    const [row] = await s.query(`SELECT id FROM users WHERE email = ${p(1)}`, [bytes(key)]);
+    return Number(row!.id);
+  }
+
+  /** The pairs of the users row `uid`, each party's email as stored. */
+  async #pairs(s: SqlSession, uid: number): Promise<StoredPair[]> {
     const p = this.#placeholders();
     const rows = await s.query(
-      `SELECT 'i' AS t, m.email, w.wb FROM wblist w JOIN users u ON u.id = w.rid JOIN mailaddr m ON m.id = w.sid WHERE u.email = ${p(1)} ` +
-        `UNION ALL SELECT 'o', m.email, o.wb FROM outbound_wblist o JOIN users u ON u.id = o.sid JOIN mailaddr m ON m.id = o.rid WHERE u.email = ${p(2)}`,
-      [bytes(key), bytes(key)],
+      `SELECT 'wblist' AS t, m.id, m.email, w.wb FROM wblist w JOIN mailaddr m ON m.id = w.sid WHERE w.rid = ${p(1)} ` +
+        `UNION ALL SELECT 'outbound_wblist', m.id, m.email, o.wb FROM outbound_wblist o JOIN mailaddr m ON m.id = o.rid WHERE o.sid = ${p(2)}`,
+      [uid, uid],
     );
-    const lists: Record<ListName, string[]> = { allowedSenders: [], rejectedSenders: [], allowedRecipients: [], rejectedRecipients: [] };
-    for (const row of rows) lists[listOf(text(row.t) === 'i', text(row.wb))].push(text(row.email).toLowerCase());
-    for (const name of LIST_NAMES) lists[name].sort();
-    return lists;
+    return rows.map((row): StoredPair => ({ table: text(row.t) === 'wblist' ? 'wblist' : 'outbound_wblist', party: Number(row.id), email: text(row.email), wb: text(row.wb) }));
   }
 
   #placeholders(): (index: number) => string {
@@ -270,31 +319,13 @@ export function factsStatement(plan: WblistPlan, dialect: SqlDialect): { readonl
   return { sql, params };
 }
 
-interface DesiredPair {
-  readonly entry: string;
-  readonly table: 'wblist' | 'outbound_wblist';
-  readonly wb: 'W' | 'B';
-  readonly priority: number;
-}
-
-/** The pairs valid lists stand for (checked first with schemaProblems), one per party and table. */
-export function desiredPairs(lists: RestrictionLists): DesiredPair[] {
-  const out: DesiredPair[] = [];
-  for (const name of LIST_NAMES) {
-    for (const raw of lists[name]) {
-      const entry = canonical(raw);
-      const form = amavisdForm(entry);
-      if (typeof form !== 'string') continue;
-      if (!out.some((p) => p.entry === entry && p.table === LIST_ROWS[name].table)) out.push({ entry, ...LIST_ROWS[name], priority: partyPriority(form) });
-    }
-  }
-  return out;
-}
-
-/** The list a pair stands for: inbound W/B are allowed/rejected senders, outbound W/B recipients. */
-function listOf(inbound: boolean, wb: string): ListName {
-  const white = wb.trim().toUpperCase() === 'W';
-  return inbound ? (white ? 'allowedSenders' : 'rejectedSenders') : white ? 'allowedRecipients' : 'rejectedRecipients';
+/**
+ * Which of two users rows spelling the account `key` (in any case) the writer addresses: the one
+ * spelled exactly as the key, else the older (lower id).
+ */
+function preferredAccountRow<T extends { readonly id: number; readonly email: string }>(key: string, a: T, b: T): T {
+  if ((a.email === key) !== (b.email === key)) return a.email === key ? a : b;
+  return a.id <= b.id ? a : b;
 }
 
 function canonical(entry: string): string {
@@ -305,11 +336,6 @@ function accountKey(account: string): string {
   const key = canonical(account);
   if (key === '') throw new StoreError('InvalidValue', 'the account is empty');
   return key;
-}
-
-function sameSet(a: readonly string[], b: readonly string[]): boolean {
-  const set = new Set(b);
-  return a.length === set.size && a.every((v) => set.has(v));
 }
 
 function bytes(value: string): Buffer {

@@ -2,7 +2,7 @@ import { asciiAddress } from '../restrictions/idn.ts';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { findDuplicateMailboxes, parseRestrictionFile, type DocumentProblem, type SourcedRestriction } from '../api/documents.ts';
-import { displayName, listsOf, MAIL_USER_RESTRICTION_KIND, storeListsOf } from '../api/mail-user-restriction.ts';
+import { displayName, listsOf, MAIL_USER_RESTRICTION_KIND } from '../api/mail-user-restriction.ts';
 import { schemaProblems, type ListSchema } from '../restrictions/schema-forms.ts';
 import type { MailboxRecord } from '../restrictions/lists.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -63,8 +63,8 @@ export async function readRestrictions(paths: readonly string[], schema: ListSch
     restrictions.push(...parsed.restrictions);
     problems.push(...parsed.problems);
     for (const { document, source } of parsed.restrictions) {
-      const lists = schema === 'amavisd' ? storeListsOf(document.spec) : listsOf(document.spec);
-      for (const message of schemaProblems(document.spec.mailbox, lists, schema)) problems.push({ source, message: `${MAIL_USER_RESTRICTION_KIND} ${displayName(document)}: ${message}` });
+      // The lists only: invalidEntries are kept as stored (the amavisd writer refuses to add one).
+      for (const message of schemaProblems(document.spec.mailbox, listsOf(document.spec), schema)) problems.push({ source, message: `${MAIL_USER_RESTRICTION_KIND} ${displayName(document)}: ${message}` });
     }
   }
   problems.push(...findDuplicateMailboxes(restrictions));

@@ -94,6 +94,11 @@ export interface StoredMailbox {
   readonly mailbox: string;
   /** The stored spelling, when it is not lower-case (a row PostgreSQL cannot find by its address). */
   readonly storedAs?: string;
+  /**
+   * Why a write for `mailbox` never reaches these lists (another stored spelling of the same
+   * account is the one written: amavisd users rows), when that is so.
+   */
+  readonly unaddressed?: string;
   /** Further addresses the store finds this mailbox by (LDAP shadowAddress), lower-cased. */
   readonly aliases?: readonly string[];
   readonly lists: RestrictionLists;

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import type { Counter } from 'prom-client';
 import { FINALIZER } from '../../../src/reconcilers/mail-user-restriction.ts';
 import type { Operator } from '../../../src/operator/manager.ts';
 import { BACKEND_KINDS, startBackend, type BackendFixture } from '../../harness/backends.ts';
 import { eventually, resources, startOperatorEnv, type OperatorEnv } from '../../harness/operator-env.ts';
+import { moreReconciles } from '../../harness/operator-outcomes.ts';
 
 // managementPolicy Observe on a real API server and real stores: the operator reports whether
 // the store matches the spec and what differs, in status and Events, and never writes; switching
@@ -36,20 +36,11 @@ describe('operator: managementPolicy Observe', () => {
       });
       after(async () => backend?.stop());
 
-      /** How many reconciles of a MailUserRestriction have concluded `reason` so far. */
-      const outcomes = async (reason: string): Promise<number> => {
-        const metric = operator.registry.getSingleMetric('mailwarden_operator_outcomes_total') as Counter | undefined;
-        const values = (await metric?.get())?.values ?? [];
-        return values.filter((v) => v.labels.kind === 'MailUserRestriction' && v.labels.reason === reason).reduce((sum, v) => sum + v.value, 0);
-      };
       /**
        * Waits until `n` more reconciles concluded `reason`: the operator has looked at the store that
        * often. Each test keeps one restriction in the namespace (deleted at its end), so they are its.
        */
-      const reconciles = async (reason: string, n: number): Promise<void> => {
-        const start = await outcomes(reason);
-        await eventually(`${n} more ${reason} reconciles`, async () => (await outcomes(reason)) >= start + n);
-      };
+      const reconciles = (reason: string, n: number): Promise<void> => moreReconciles(operator, reason, n);
       const eventsOf = async (name: string, reason: string) => (await r.events(name)).filter((e) => e.reason === reason);
       const isSql = kind !== 'openldap';
 

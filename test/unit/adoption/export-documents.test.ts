@@ -66,6 +66,36 @@ describe('export: a store as MailUserRestriction documents', () => {
     assert.ok(mailUserRestrictionSchema.safeParse(full.document).success);
   });
 
+  test('amavisd tables: a client address in a recipient list, and text that is no entry, are kept under invalidEntries; the document is accepted and means what is stored', () => {
+    const raw = { allowedSenders: ['10.0.0.0/8', 'Friend@Partner.TEST', ' @spaced.test'], rejectedSenders: ['not an address'], rejectedRecipients: ['192.168.1.1', '@.xyz'] };
+    const { documents, notes } = exportDocuments([stored('bob@example.com', raw)], { schema: 'amavisd' });
+    const spec = documents[0]!.document.spec as Record<string, unknown>;
+    assert.deepEqual(spec.allowedSenders, ['10.0.0.0/8', 'Friend@Partner.TEST', '@spaced.test']);
+    assert.deepEqual(spec.rejectedRecipients, ['@.xyz']);
+    assert.deepEqual(spec.invalidEntries, { rejectedSenders: ['not an address'], rejectedRecipients: ['192.168.1.1'] });
+    assert.deepEqual(notes.filter((n) => n.severity !== 'info'), [
+      { mailbox: 'bob@example.com', list: 'rejectedSenders', severity: 'invalid', message: '"not an address" contains white space: exported as stored under spec.invalidEntries' },
+      { mailbox: 'bob@example.com', list: 'rejectedRecipients', severity: 'invalid', message: '"192.168.1.1" is a client address or network: a sender, never a recipient: exported as stored under spec.invalidEntries' },
+    ]);
+    assert.ok(notes.some((n) => n.message === '"Friend@Partner.TEST": upper case (exported as stored; it compares in lower case), as stored, nothing matches it (the tables compare bytes)'), JSON.stringify(notes));
+    assert.ok(mailUserRestrictionSchema.safeParse(documents[0]!.document).success);
+    assert.deepEqual(changedLists(diffLists({ ...EMPTY_LISTS, ...raw }, storeListsOf(mailUserRestrictionSchema.parse(documents[0]!.document).spec))), []);
+  });
+
+  test('amavisd tables: an account stored with capitals is exported under its address and noted; a second spelling the writer never addresses is reported as not exported', () => {
+    const { documents, notes } = exportDocuments(
+      [
+        stored('dora@example.com', { rejectedSenders: ['@a.test'] }, { storedAs: 'Dora@Example.COM' }),
+        stored('erin@example.com', { rejectedSenders: ['@b.test'] }, { storedAs: 'Erin@Example.com', unaddressed: 'another users row, "erin@example.com", is the one mailwarden writes for erin@example.com' }),
+      ],
+      { schema: 'amavisd' },
+    );
+    assert.deepEqual(documents.map((d) => d.mailbox), ['dora@example.com']);
+    assert.deepEqual(notes.map((n) => [n.mailbox, n.severity]), [['dora@example.com', 'info'], ['erin@example.com', 'lost']]);
+    assert.match(notes[0]!.message, /^stored with capitals as "Dora@Example.COM"; mailwarden writes this users row/);
+    assert.match(notes[1]!.message, /^stored as "Erin@Example.com": another users row, "erin@example.com", is the one mailwarden writes for erin@example.com, so its lists are not exported/);
+  });
+
   test('document names are Kubernetes names, unique per mailbox', () => {
     assert.equal(documentName('alice@example.com'), 'alice-at-example.com');
     const odd = documentName("O'Neil_x@example.com");
