@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { V1Container, V1Deployment, V1NetworkPolicy, V1OwnerReference, V1PodDisruptionBudget, V1Role, V1RoleBinding, V1Secret, V1Service, V1ServiceAccount, V1Volume, V1ConfigMap } from '@kubernetes/client-node';
+import type { V1Container, V1Deployment, V1NetworkPolicy, V1OwnerReference, V1Pod, V1PodDisruptionBudget, V1Role, V1RoleBinding, V1Service, V1ServiceAccount, V1Volume, V1ConfigMap } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
 import { storeSettingsOf, type MailBackendSpec } from '../api/mail-backend.ts';
 import { API_GROUP, API_VERSION } from '../api/mail-user-restriction.ts';
@@ -40,6 +40,12 @@ const CA_FILE = 'ca.crt';
 const CA_VOLUME = 'mailwarden-policyd-store-ca';
 const KUBE_DIR = '/etc/mailwarden/kube';
 const KUBE_VOLUME = 'mailwarden-policyd-kube';
+/**
+ * The lifetime asked for the daemon's projected token. The kubelet replaces the file at 80 % of
+ * it and the daemon reads the file at every request (src/kube/api-credentials.ts). Not 3607 s,
+ * the kube-api-access volume's figure, which API servers extend to a year for old clients.
+ */
+export const TOKEN_EXPIRATION_SECONDS = 3600;
 /** The image's user (see Dockerfile): non-root, and the same uid whatever the pod says. */
 const RUN_AS = 65532;
 
@@ -78,7 +84,7 @@ export function objectName(daemonName: string): string {
 /**
  * A daemon reads either the store of a MailBackend (`backend`: its validated spec) or, with
  * `spec.store: Kubernetes` (`backend` undefined), the MailUserRestriction resources of its
- * namespace, as its own ServiceAccount (see {@link daemonIdentityObjects}).
+ * namespace, with a read-only identity (see {@link daemonIdentityObjects}).
  */
 
 /**
@@ -172,8 +178,7 @@ export function configMapFor(daemon: PolicyDaemonRef, configYaml: string): V1Con
 export function daemonVolumes(daemon: PolicyDaemonRef, backend: MailBackendSpec | undefined): V1Volume[] {
   const volumes: V1Volume[] = [{ name: CONFIG_VOLUME, configMap: { name: objectName(daemon.name), optional: true } }];
   if (backend === undefined) {
-    // The daemon's own ServiceAccount token: in a sidecar the pod's identity is Postfix's.
-    volumes.push({ name: KUBE_VOLUME, secret: { secretName: tokenSecretName(daemon.name), items: ['token', 'ca.crt', 'namespace'].map((key) => ({ key, path: key })), defaultMode: 0o444, optional: true } });
+    volumes.push(apiAccessVolume());
     return volumes;
   }
   const ref = backend.credentialsSecretRef;
@@ -249,6 +254,9 @@ export function deploymentFor(daemon: PolicyDaemonRef, backend: MailBackendSpec 
       template: {
         metadata: { labels: labels(daemon), annotations: { [CONFIG_HASH_ANNOTATION]: hash } },
         spec: {
+          // store Kubernetes: the daemon's own read-only ServiceAccount, its token projected
+          // (apiAccessVolume); otherwise the namespace's default one. Never an automounted token.
+          ...(backend === undefined ? { serviceAccountName: serviceAccountName(daemon.name) } : {}),
           automountServiceAccountToken: false,
           enableServiceLinks: false,
           securityContext: { runAsNonRoot: true, runAsUser: RUN_AS, runAsGroup: RUN_AS, seccompProfile: { type: 'RuntimeDefault' } },
@@ -317,27 +325,89 @@ export function podDisruptionBudgetFor(daemon: PolicyDaemonRef): V1PodDisruption
   };
 }
 
-/** The daemon's ServiceAccount, Role and RoleBinding (store Kubernetes). */
+/**
+ * store Kubernetes, Service mode: the daemon's own ServiceAccount, which its Deployment runs as.
+ * Not `objectName`: that name was the ServiceAccount of a legacy token Secret (see
+ * {@link legacyServiceAccountName}), whose removal must not take a running pod's identity along.
+ */
 export function serviceAccountName(daemonName: string): string {
-  return objectName(daemonName);
-}
-
-/** The Secret holding the daemon's ServiceAccount token (filled in by Kubernetes' token controller). */
-export function tokenSecretName(daemonName: string): string {
-  return `${objectName(daemonName)}-token`;
+  return `${objectName(daemonName)}-reader`;
 }
 
 /**
- * store Kubernetes: the daemon's own least-privilege identity — a ServiceAccount allowed to get,
- * list and watch the MailUserRestrictions of its namespace and nothing else — and a token for it
- * in a Secret. The token is mounted into the daemon's container, never the pod's ServiceAccount:
- * a sidecar shares its pod with Postfix, whose identity is not the daemon's to use or to widen.
+ * Before projected tokens, the daemon read with a token Secret (type
+ * kubernetes.io/service-account-token, named {@link legacyTokenSecretName}) of a ServiceAccount
+ * named like its other objects. Deleting that ServiceAccount makes Kubernetes' token controller
+ * delete the Secret: the operator itself holds no write verb on Secrets.
  */
-export function daemonIdentityObjects(daemon: PolicyDaemonRef): [V1ServiceAccount, V1Role, V1RoleBinding, V1Secret] {
-  const name = serviceAccountName(daemon.name);
-  const metadata = () => ({ name, namespace: daemon.namespace, labels: labels(daemon), ownerReferences: [ownerReference(daemon)] });
+export function legacyServiceAccountName(daemonName: string): string {
+  return objectName(daemonName);
+}
+
+export function legacyTokenSecretName(daemonName: string): string {
+  return `${objectName(daemonName)}-token`;
+}
+
+/** Whether one of `pods` still mounts the legacy token Secret (an injected pod or a replica from before the upgrade). */
+export function mountsLegacyToken(pods: readonly V1Pod[], daemonName: string): boolean {
+  const secret = legacyTokenSecretName(daemonName);
+  return pods.some((pod) => (pod.spec?.volumes ?? []).some((volume) => volume.secret?.secretName === secret));
+}
+
+/**
+ * The projected volume the daemon reads the API server with (store Kubernetes): the token of the
+ * pod's ServiceAccount — short-lived, bound to the pod and to the API server's audience, renewed
+ * by the kubelet, never stored in a Secret — the cluster's CA, and the namespace; the same three
+ * files as the kubelet's kube-api-access volume, mounted only into the daemon's container.
+ * The CA is optional like every daemon volume: missing, the daemon exits and Postfix still runs.
+ */
+export function apiAccessVolume(): V1Volume {
+  return {
+    name: KUBE_VOLUME,
+    projected: {
+      defaultMode: 0o444,
+      sources: [
+        { serviceAccountToken: { path: 'token', expirationSeconds: TOKEN_EXPIRATION_SECONDS } },
+        { configMap: { name: 'kube-root-ca.crt', items: [{ key: 'ca.crt', path: 'ca.crt' }], optional: true } },
+        { downwardAPI: { items: [{ path: 'namespace', fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.namespace' } }] } },
+      ],
+    },
+  };
+}
+
+/**
+ * The ServiceAccounts a daemon reads as (store Kubernetes). In Service mode, its own. In Sidecar
+ * mode, the ServiceAccount of each pod it was injected into (`pods`: those labelled with its
+ * name): a pod can project only its own ServiceAccount's token, so the sidecar reads as the
+ * Postfix pod's identity, as Istio's and Linkerd's proxies do. The legacy ServiceAccount stays
+ * while a pod from before the upgrade still reads with its Secret.
+ */
+export function daemonReaders(daemon: PolicyDaemonRef, pods: readonly V1Pod[]): string[] {
+  const readers = new Set<string>();
+  if (daemon.spec.mode === 'Service') readers.add(serviceAccountName(daemon.name));
+  else {
+    for (const pod of pods) {
+      const phase = pod.status?.phase;
+      if (phase === 'Succeeded' || phase === 'Failed') continue;
+      readers.add(pod.spec?.serviceAccountName || 'default');
+    }
+  }
+  if (mountsLegacyToken(pods, daemon.name)) readers.add(legacyServiceAccountName(daemon.name));
+  return [...readers].sort();
+}
+
+/**
+ * store Kubernetes: a Role that can get, list and watch the MailUserRestrictions of the daemon's
+ * namespace and nothing else, bound to the `readers` ({@link daemonReaders}); in Service mode
+ * also the daemon's own ServiceAccount, without an automounted token. No Secret: each token is
+ * projected into the daemon's container by the kubelet ({@link apiAccessVolume}).
+ */
+export function daemonIdentityObjects(daemon: PolicyDaemonRef, readers: readonly string[]): (V1ServiceAccount | V1Role | V1RoleBinding)[] {
+  const name = objectName(daemon.name);
+  const metadata = (named = name) => ({ name: named, namespace: daemon.namespace, labels: labels(daemon), ownerReferences: [ownerReference(daemon)] });
+  const account: V1ServiceAccount[] = daemon.spec.mode === 'Service' ? [{ apiVersion: 'v1', kind: 'ServiceAccount', metadata: metadata(serviceAccountName(daemon.name)), automountServiceAccountToken: false }] : [];
   return [
-    { apiVersion: 'v1', kind: 'ServiceAccount', metadata: metadata(), automountServiceAccountToken: false },
+    ...account,
     {
       apiVersion: 'rbac.authorization.k8s.io/v1',
       kind: 'Role',
@@ -349,13 +419,7 @@ export function daemonIdentityObjects(daemon: PolicyDaemonRef): [V1ServiceAccoun
       kind: 'RoleBinding',
       metadata: metadata(),
       roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name },
-      subjects: [{ kind: 'ServiceAccount', name, namespace: daemon.namespace }],
-    },
-    {
-      apiVersion: 'v1',
-      kind: 'Secret',
-      type: 'kubernetes.io/service-account-token',
-      metadata: { ...metadata(), name: tokenSecretName(daemon.name), annotations: { 'kubernetes.io/service-account.name': name } },
+      subjects: readers.map((reader) => ({ kind: 'ServiceAccount', name: reader, namespace: daemon.namespace })),
     },
   ];
 }

@@ -5,11 +5,8 @@ import { FIELD_MANAGER } from './policy-daemon-objects.ts';
 export interface PolicyDaemonWriter {
   /** Server-side apply: creates or updates the fields mailwarden owns; a no-op when equal. */
   apply(object: KubernetesObject): Promise<void>;
-  /**
-   * Creates the object unless it exists; never reads, changes or deletes it (the operator's
-   * Role may create Secrets but not touch one: the daemon's token Secret).
-   */
-  create(object: KubernetesObject): Promise<void>;
+  /** Deletes if present and owned by the object with uid `ownerUid` (never someone else's of the same name). */
+  removeOwned(object: { apiVersion: string; kind: string; metadata: { name: string; namespace: string } }, ownerUid: string): Promise<void>;
   /** Deletes if present. */
   remove(object: { apiVersion: string; kind: string; metadata: { name: string; namespace: string } }): Promise<void>;
 }
@@ -30,20 +27,29 @@ export class KubePolicyDaemonWriter implements PolicyDaemonWriter {
     await this.#objects.patch(object, undefined, undefined, FIELD_MANAGER, true, PatchStrategy.ServerSideApply);
   }
 
-  async create(object: KubernetesObject): Promise<void> {
-    try {
-      await this.#objects.create(object, undefined, undefined, FIELD_MANAGER);
-    } catch (error) {
-      if (error instanceof ApiException && error.code === 409) return;
-      throw error;
-    }
-  }
-
   async remove(object: { apiVersion: string; kind: string; metadata: { name: string; namespace: string } }): Promise<void> {
     try {
       await this.#objects.delete(object, undefined, undefined, undefined, undefined, 'Background');
     } catch (error) {
       if (error instanceof ApiException && error.code === 404) return;
+      throw error;
+    }
+  }
+
+  async removeOwned(object: { apiVersion: string; kind: string; metadata: { name: string; namespace: string } }, ownerUid: string): Promise<void> {
+    let current: KubernetesObject;
+    try {
+      current = await this.#objects.read(object);
+    } catch (error) {
+      if (error instanceof ApiException && error.code === 404) return;
+      throw error;
+    }
+    if (!(current.metadata?.ownerReferences ?? []).some((owner) => owner.uid === ownerUid)) return;
+    // The uid precondition: a namesake created since the read is left alone.
+    try {
+      await this.#objects.delete(object, undefined, undefined, undefined, undefined, 'Background', { preconditions: { uid: current.metadata!.uid } });
+    } catch (error) {
+      if (error instanceof ApiException && (error.code === 404 || error.code === 409)) return;
       throw error;
     }
   }

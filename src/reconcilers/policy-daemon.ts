@@ -7,10 +7,14 @@ import {
   configHash,
   configMapFor,
   daemonIdentityObjects,
+  daemonReaders,
   deploymentFor,
+  legacyServiceAccountName,
+  mountsLegacyToken,
   objectName,
   networkPolicyFor,
   podDisruptionBudgetFor,
+  POLICY_DAEMON_LABEL,
   policydConfigYaml,
   serviceFor,
   type PolicyDaemonRef,
@@ -85,6 +89,8 @@ function daemonFields(counts: { injectedPods?: number; readyReplicas?: number; c
  */
 export class PolicyDaemonReconciler {
   readonly #deps: PolicyDaemonReconcilerDeps;
+  /** PolicyDaemons (by uid) whose legacy ServiceAccount this process has deleted (or found gone). */
+  readonly #legacyGone = new Set<string>();
 
   constructor(deps: PolicyDaemonReconcilerDeps) {
     this.#deps = deps;
@@ -120,10 +126,7 @@ export class PolicyDaemonReconciler {
       }
       backend = backendSpec;
     } else {
-      // store Kubernetes: the daemon reads the restrictions as its own, read-only ServiceAccount.
-      // Its token Secret is created once and left to Kubernetes' token controller (which fills
-      // it in, and deletes it with the ServiceAccount): the operator never writes a Secret.
-      for (const object of daemonIdentityObjects(ref)) await (object.kind === 'Secret' ? this.#deps.writer.create(object) : this.#deps.writer.apply(object));
+      await this.#applyIdentity(ref);
     }
 
     const yaml = policydConfigYaml(ref, backend);
@@ -153,6 +156,20 @@ export class PolicyDaemonReconciler {
     const fields = daemonFields({ readyReplicas, configHash: hash });
     if (readyReplicas > 0) return { ready: true, reason: DaemonReason.Available, message: DaemonMessage.available(readyReplicas, ref.spec.replicas, address), fields };
     return { ready: false, reason: DaemonReason.Progressing, message: DaemonMessage.progressing(objectName(ref.name)), fields };
+  }
+
+  /**
+   * store Kubernetes: the read-only Role bound to the ServiceAccounts the daemon reads as, before
+   * anything that runs it. Then, once no pod still mounts the legacy token Secret, the legacy
+   * ServiceAccount goes, and with it (Kubernetes' token controller) that Secret.
+   */
+  async #applyIdentity(ref: PolicyDaemonRef): Promise<void> {
+    const pods = this.#deps.pods.list(ref.namespace).filter((pod) => pod.metadata?.labels?.[POLICY_DAEMON_LABEL] === ref.name);
+    for (const object of daemonIdentityObjects(ref, daemonReaders(ref, pods))) await this.#deps.writer.apply(object);
+    // Without a uid nothing can be proven ours (the informer always has one).
+    if (ref.uid === undefined || this.#legacyGone.has(ref.uid) || mountsLegacyToken(pods, ref.name)) return;
+    await this.#deps.writer.removeOwned({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: legacyServiceAccountName(ref.name), namespace: ref.namespace } }, ref.uid);
+    this.#legacyGone.add(ref.uid);
   }
 
   /** An outcome decided before anything is applied, with its debug line. */

@@ -237,7 +237,8 @@ describe('Helm chart', () => {
     }
     const denied: string[][] = [
       ['list', 'secrets', '--all-namespaces'],
-      // #25: Secrets are read, never changed (the daemon's token Secret is only created).
+      // #25: Secrets are read, never written (the daemon's token is projected, not a Secret).
+      ['create', 'secrets', '-n', 'mail'],
       ['update', 'secrets', '-n', 'mail'],
       ['patch', 'secrets', '-n', 'mail'],
       ['delete', 'secrets', '-n', 'mail'],

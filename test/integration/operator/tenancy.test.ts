@@ -221,6 +221,7 @@ describe('tenancy on a real API server (#25)', () => {
         ['watch', 'secrets'],
         ['get', 'secrets/unrelated-0'],
         ['get', 'secrets/other-credentials'],
+        ['create', 'secrets'],
         ['update', 'secrets/vmail-credentials'],
         ['patch', 'secrets/vmail-credentials'],
         ['delete', 'secrets/vmail-credentials'],

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { stringify as toYaml } from 'yaml';
 import { CoreV1Api, CustomObjectsApi, KubernetesObjectApi, type KubernetesObject } from '@kubernetes/client-node';
 import { policyDaemonSpecSchema } from '../../../src/api/policy-daemon.ts';
-import { daemonIdentityObjects } from '../../../src/reconcilers/policy-daemon-objects.ts';
+import { daemonIdentityObjects, daemonReaders, serviceAccountName } from '../../../src/reconcilers/policy-daemon-objects.ts';
 import { startMariadb, startOpenldap, startPostgres, type SqlServer } from '../../harness/containers.ts';
 import { startControlPlane } from '../../harness/controlplane.ts';
 import { installCrds } from '../../harness/crds.ts';
@@ -139,13 +139,13 @@ async function kubernetesStore(): Promise<StoreUnderTest> {
   const kc = cp.kubeConfig();
   await installCrds(kc);
   await kc.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: namespace } } });
-  const ref = { name: 'postfix', namespace, spec: policyDaemonSpecSchema.parse({ store: 'Kubernetes', podSelector: {} }) };
+  // The identity of a Service-mode daemon (its own ServiceAccount), without its owner: no PolicyDaemon here.
+  const ref = { name: 'postfix', namespace, spec: policyDaemonSpecSchema.parse({ store: 'Kubernetes', mode: 'Service' }) };
   const objects = KubernetesObjectApi.makeApiClient(kc);
-  // The identity without its owner (no PolicyDaemon here) and its legacy token Secret (no token controller).
-  for (const object of daemonIdentityObjects(ref).filter((o) => o.kind !== 'Secret')) {
+  for (const object of daemonIdentityObjects(ref, daemonReaders(ref, []))) {
     await objects.create({ ...object, metadata: { ...object.metadata, ownerReferences: undefined } } as KubernetesObject);
   }
-  const account = daemonIdentityObjects(ref)[0].metadata!.name!;
+  const account = serviceAccountName(ref.name);
   const token = await cp.serviceAccountToken(namespace, account, { create: false });
   const dir = mkdtempSync(path.join(tmpdir(), 'mailwarden-postfix-kube-'));
   chmodSync(dir, 0o755); // readable by the image's user 65532

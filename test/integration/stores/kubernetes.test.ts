@@ -23,7 +23,8 @@ const FAILURE = 'action=DEFER_IF_PERMIT Service temporarily unavailable';
 const REJECT = 'action=REJECT Not authorized';
 const ALLOW = 'action=DUNNO';
 const DAEMON = 'mx';
-const IDENTITY = `${DAEMON}-policyd`;
+/** The Postfix pod's ServiceAccount: a sidecar reads as it, with the token the kubelet projects. */
+const IDENTITY = 'postfix';
 
 /** One policy connection; `ask` sends an RCPT request and returns the answer line. */
 class Asker {
@@ -111,10 +112,14 @@ describe('policy daemon with store Kubernetes, on a real API server', () => {
       plural: 'policydaemons',
       body: { apiVersion: `${GROUP}/${VERSION}`, kind: 'PolicyDaemon', metadata: { name: DAEMON }, spec: { store: 'Kubernetes', podSelector: { matchLabels: { app: 'postfix' } } } },
     });
+    // A Postfix pod the daemon was injected into (no node here: it stays Pending); the operator
+    // binds its ServiceAccount to the daemon's read-only Role.
+    await env.core.createNamespacedServiceAccount({ namespace: ns, body: { metadata: { name: IDENTITY } } });
+    await env.core.createNamespacedPod({ namespace: ns, body: { metadata: { name: 'postfix-0', labels: { app: 'postfix', 'mailwarden.io/inject': 'true', 'mailwarden.io/policy-daemon': DAEMON } }, spec: { serviceAccountName: IDENTITY, containers: [{ name: 'postfix', image: 'postfix:test' }] } } });
     await eventually('the daemon identity', async () => {
       const rbac = env.kc.makeApiClient(RbacAuthorizationV1Api);
-      await rbac.readNamespacedRoleBinding({ namespace: ns, name: IDENTITY });
-      return true;
+      const binding = await rbac.readNamespacedRoleBinding({ namespace: ns, name: `${DAEMON}-policyd` });
+      return binding.subjects?.some((s) => s.name === IDENTITY) === true;
     });
   });
   after(async () => {
@@ -126,7 +131,7 @@ describe('policy daemon with store Kubernetes, on a real API server', () => {
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  test('RBAC: the identity the operator provisions can get, list and watch MailUserRestrictions of its namespace, nothing else', async () => {
+  test('RBAC: the identity the operator binds (the injected pod\'s ServiceAccount) can get, list and watch MailUserRestrictions of its namespace, nothing else', async () => {
     const as = `system:serviceaccount:${ns}:${IDENTITY}`;
     const can = async (...args: string[]) => (await run('kubectl', ['auth', 'can-i', '--as', as, ...args], { kubeconfig: env.cp.kubeconfigPath })).stdout.trim();
     for (const verb of ['get', 'list', 'watch']) assert.equal(await can(verb, 'mailuserrestrictions.mailwarden.io', '-n', ns), 'yes', verb);

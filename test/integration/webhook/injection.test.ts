@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { AdmissionregistrationV1Api } from '@kubernetes/client-node';
+import { AdmissionregistrationV1Api, RbacAuthorizationV1Api } from '@kubernetes/client-node';
 import type { Operator } from '../../../src/operator/manager.ts';
 import { splitBundle } from '../../../src/webhook/certificates.ts';
 import { webhookConfiguration } from '../../../src/webhook/configuration.ts';
@@ -132,6 +132,26 @@ describe('sidecar injection webhook', () => {
       env.core.createNamespacedPod({ namespace: restricted, body: { metadata: { name: name('root') }, spec: { containers: [{ name: 'c', image: 'example.invalid/x:1' }] } } }),
       (error: { code?: number; body?: string }) => error.code === 403 && /restricted/.test(String(error.body)),
     );
+  });
+
+  test('store Kubernetes: the daemon alone gets the pod\'s own token, projected (admitted by "restricted"); the operator binds the pod\'s ServiceAccount read-only', async () => {
+    const base = { group: 'mailwarden.io', version: 'v1alpha1', namespace: restricted, plural: 'policydaemons' };
+    await env.objects.createNamespacedCustomObject({ ...base, body: { apiVersion: 'mailwarden.io/v1alpha1', kind: 'PolicyDaemon', metadata: { name: 'kube' }, spec: { store: 'Kubernetes', mode: 'Sidecar', podSelector: { matchLabels: { app: 'kube-postfix' } } } } });
+    await env.core.createNamespacedServiceAccount({ namespace: restricted, body: { metadata: { name: 'kube-postfix' } } });
+    const pod = await eventually('injected', async () => {
+      const created = await createPod(env.core, restricted, name('kube-postfix'), { ...INJECT, app: 'kube-postfix' }, { serviceAccountName: 'kube-postfix', automountServiceAccountToken: false });
+      return sidecarOf(created) === undefined ? undefined : created;
+    });
+    const token = pod.spec!.volumes!.find((v) => v.name === 'mailwarden-policyd-kube')!;
+    const projectedToken = token.projected?.sources?.[0]?.serviceAccountToken;
+    assert.deepEqual([projectedToken?.path, projectedToken?.expirationSeconds], ['token', 3600]);
+    assert.ok(!(pod.spec?.volumes ?? []).some((v) => v.secret !== undefined), 'no Secret volume');
+    const mount = sidecarOf(pod)!.volumeMounts?.find((m) => m.name === token.name);
+    assert.deepEqual([mount?.mountPath, mount?.readOnly], ['/etc/mailwarden/kube', true]);
+    assert.ok(!pod.spec!.containers[0]!.volumeMounts?.some((m) => m.name === token.name), 'not mounted into Postfix');
+    assert.equal(pod.spec?.automountServiceAccountToken, false, 'the pod\'s own choice stays');
+    const rbac = env.kc.makeApiClient(RbacAuthorizationV1Api);
+    await eventually('the pod\'s ServiceAccount bound', async () => (await rbac.readNamespacedRoleBinding({ namespace: restricted, name: 'kube-policyd' }).catch(() => undefined))?.subjects?.map((x) => x.name).join() === 'kube-postfix');
   });
 
   test('status counts the injected pods', async () => {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -72,5 +72,23 @@ describe('mountedTokenCredentials', () => {
     assert.equal(c.authorization(), 'Bearer tok');
     c.agent.destroy();
     assert.throws(() => mountedTokenCredentials(mount, {}), /KUBERNETES_SERVICE_HOST/);
+  });
+
+  test('a projected token the kubelet renews (a ..data symlink swapped) is read on every request: the new token is used at once', () => {
+    // The kubelet's atomic writer: files are links into a timestamped directory named by ..data.
+    const mount = path.join(dir, 'projected');
+    mkdirSync(path.join(mount, '..2026_12_04_first'), { recursive: true });
+    writeFileSync(path.join(mount, '..2026_12_04_first', 'token'), 'first');
+    writeFileSync(path.join(mount, '..2026_12_04_first', 'ca.crt'), 'ca');
+    symlinkSync('..2026_12_04_first', path.join(mount, '..data'));
+    for (const file of ['token', 'ca.crt']) symlinkSync(path.join('..data', file), path.join(mount, file));
+    const c = mountedTokenCredentials(mount, { KUBERNETES_SERVICE_HOST: '127.0.0.1', KUBERNETES_SERVICE_PORT: '6443' });
+    assert.equal(c.authorization(), 'Bearer first');
+    mkdirSync(path.join(mount, '..2026_12_04_second'));
+    writeFileSync(path.join(mount, '..2026_12_04_second', 'token'), 'second');
+    symlinkSync('..2026_12_04_second', path.join(mount, '..data_tmp'));
+    renameSync(path.join(mount, '..data_tmp'), path.join(mount, '..data'));
+    assert.equal(c.authorization(), 'Bearer second');
+    c.agent.destroy();
   });
 });

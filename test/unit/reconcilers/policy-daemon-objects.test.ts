@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { parse as parseYaml } from 'yaml';
+import type { V1Pod, V1Role, V1RoleBinding, V1ServiceAccount } from '@kubernetes/client-node';
 import { mailBackendSpecSchema, type MailBackendSpec } from '../../../src/api/mail-backend.ts';
 import { policyDaemonSpecSchema, quantityValue } from '../../../src/api/policy-daemon.ts';
 import { caOf, CredentialsError } from '../../../src/reconcilers/credentials.ts';
-import { configHash, daemonContainer, daemonIdentityObjects, daemonVolumes, deploymentFor, nodeHeapOptions, policydConfigYaml } from '../../../src/reconcilers/policy-daemon-objects.ts';
+import { configHash, daemonContainer, daemonIdentityObjects, daemonReaders, daemonVolumes, deploymentFor, mountsLegacyToken, nodeHeapOptions, policydConfigYaml } from '../../../src/reconcilers/policy-daemon-objects.ts';
 
 describe('quantityValue', () => {
   const cases: [string, number | undefined][] = [
@@ -156,24 +157,62 @@ describe('store Kubernetes', () => {
     assert.equal(config.passwordFile, undefined);
   });
 
-  test('the container mounts the token Secret, read-only, and nothing of a MailBackend', () => {
+  test('the container mounts a projected token, the CA and the namespace, read-only; no Secret, nothing of a MailBackend', () => {
     const container = daemonContainer(daemon, undefined, 'mailwarden:test');
     assert.deepEqual(container.volumeMounts?.map((m) => [m.mountPath, m.readOnly]), [['/etc/mailwarden/policyd', true], ['/etc/mailwarden/kube', true]]);
     const volumes = daemonVolumes(daemon, undefined);
-    assert.deepEqual(volumes[1]?.secret?.secretName, 'mx-policyd-token');
-    assert.deepEqual(volumes[1]?.secret?.items?.map((i) => i.key), ['token', 'ca.crt', 'namespace']);
+    assert.equal(volumes.length, 2);
+    assert.ok(volumes.every((v) => v.secret === undefined), 'no Secret volume');
+    const sources = volumes[1]?.projected?.sources ?? [];
+    assert.deepEqual(sources[0]?.serviceAccountToken, { path: 'token', expirationSeconds: 3600 });
+    assert.deepEqual(sources[1]?.configMap, { name: 'kube-root-ca.crt', items: [{ key: 'ca.crt', path: 'ca.crt' }], optional: true });
+    assert.equal(sources[2]?.downwardAPI?.items?.[0]?.fieldRef?.fieldPath, 'metadata.namespace');
   });
 
-  test('its identity can only get, list and watch MailUserRestrictions, and is owned by the PolicyDaemon', () => {
-    const [account, role, binding, secret] = daemonIdentityObjects(daemon);
-    assert.equal(account.metadata?.name, 'mx-policyd');
-    assert.equal(account.automountServiceAccountToken, false);
+  const pod = (serviceAccountName: string | undefined, extra: { phase?: string; legacy?: boolean } = {}): V1Pod => ({
+    metadata: { namespace: 'mail', name: `p-${serviceAccountName}` },
+    spec: { containers: [], ...(serviceAccountName ? { serviceAccountName } : {}), ...(extra.legacy ? { volumes: [{ name: 'k', secret: { secretName: 'mx-policyd-token' } }] } : {}) },
+    status: { phase: extra.phase ?? 'Running' },
+  });
+
+  test('Sidecar mode reads as the ServiceAccounts of the pods it was injected into (running or starting ones), once each', () => {
+    assert.deepEqual(daemonReaders(daemon, []), []);
+    assert.deepEqual(daemonReaders(daemon, [pod('postfix'), pod('postfix'), pod(undefined), pod('old', { phase: 'Succeeded' }), pod('pending', { phase: 'Pending' })]), ['default', 'pending', 'postfix']);
+  });
+
+  test('Service mode reads as its own ServiceAccount, whatever its pods say', () => {
+    const service = { ...daemon, spec: { ...daemon.spec, mode: 'Service' as const } };
+    assert.deepEqual(daemonReaders(service, [pod('postfix')]), ['mx-policyd-reader']);
+  });
+
+  test('the legacy ServiceAccount reads on while a pod from before the upgrade mounts its token Secret', () => {
+    assert.equal(mountsLegacyToken([pod('postfix')], 'mx'), false);
+    assert.equal(mountsLegacyToken([pod('postfix'), pod('postfix', { legacy: true })], 'mx'), true);
+    assert.deepEqual(daemonReaders(daemon, [pod('postfix', { legacy: true })]), ['mx-policyd', 'postfix']);
+  });
+
+  test('its identity can only get, list and watch MailUserRestrictions, is bound to its readers and owned by the PolicyDaemon; no Secret', () => {
+    const objects = daemonIdentityObjects(daemon, ['postfix']);
+    assert.deepEqual(objects.map((o) => o.kind), ['Role', 'RoleBinding']);
+    const [role, binding] = objects as [V1Role, V1RoleBinding];
     assert.deepEqual(role.rules, [{ apiGroups: ['mailwarden.io'], resources: ['mailuserrestrictions'], verbs: ['get', 'list', 'watch'] }]);
-    assert.deepEqual(binding.subjects, [{ kind: 'ServiceAccount', name: 'mx-policyd', namespace: 'mail' }]);
+    assert.deepEqual(binding.subjects, [{ kind: 'ServiceAccount', name: 'postfix', namespace: 'mail' }]);
     assert.deepEqual(binding.roleRef, { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'mx-policyd' });
-    assert.equal(secret.type, 'kubernetes.io/service-account-token');
-    assert.equal(secret.metadata?.annotations?.['kubernetes.io/service-account.name'], 'mx-policyd');
-    for (const object of [account, role, binding, secret]) assert.equal(object.metadata?.ownerReferences?.[0]?.uid, 'u1');
+    for (const object of objects) assert.equal(object.metadata?.ownerReferences?.[0]?.uid, 'u1');
+  });
+
+  test('Service mode: its own ServiceAccount, without an automounted token, which the Deployment runs as with the projected token', () => {
+    const service = { ...daemon, spec: { ...daemon.spec, mode: 'Service' as const } };
+    const objects = daemonIdentityObjects(service, daemonReaders(service, []));
+    assert.deepEqual(objects.map((o) => o.kind), ['ServiceAccount', 'Role', 'RoleBinding']);
+    const account = objects[0] as V1ServiceAccount;
+    assert.equal(account.metadata?.name, 'mx-policyd-reader');
+    assert.equal(account.automountServiceAccountToken, false);
+    assert.deepEqual((objects[2] as V1RoleBinding).subjects, [{ kind: 'ServiceAccount', name: 'mx-policyd-reader', namespace: 'mail' }]);
+    const template = deploymentFor(service, undefined, 'img:1', 'h').spec!.template.spec!;
+    assert.equal(template.serviceAccountName, 'mx-policyd-reader');
+    assert.equal(template.automountServiceAccountToken, false);
+    assert.ok(template.volumes?.some((v) => v.projected?.sources?.some((s) => s.serviceAccountToken !== undefined)));
   });
 });
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import type { KubernetesObject, V1Deployment, V1Pod } from '@kubernetes/client-node';
+import type { KubernetesObject, V1Deployment, V1Pod, V1RoleBinding } from '@kubernetes/client-node';
 import { DaemonMessage, DaemonReason, PolicyDaemonReconciler, type PolicyDaemonObject } from '../../../src/reconcilers/policy-daemon.ts';
 import { objectName, POLICY_DAEMON_LABEL } from '../../../src/reconcilers/policy-daemon-objects.ts';
 import type { PolicyDaemonWriter } from '../../../src/reconcilers/policy-daemon-writer.ts';
@@ -67,7 +67,7 @@ const cases: Case[] = [
     name: 'store Kubernetes (no backendRef): its read-only identity applied before the ConfigMap',
     daemons: [daemon({ store: 'Kubernetes', mode: 'Sidecar', podSelector: { matchLabels: { app: 'postfix' } } })],
     backends: [],
-    expect: { ready: { status: 'True', reason: DaemonReason.Injecting }, applied: ['ServiceAccount', 'Role', 'RoleBinding', 'Secret', 'ConfigMap'] },
+    expect: { ready: { status: 'True', reason: DaemonReason.Injecting }, applied: ['Role', 'RoleBinding', 'ConfigMap'] },
   },
   {
     name: 'switched from Service to Sidecar mode: the Deployment, Service and PDB removed',
@@ -96,8 +96,8 @@ describe('PolicyDaemonReconciler', () => {
       const removed: string[] = [];
       const writer: PolicyDaemonWriter = {
         apply: async (o: KubernetesObject) => void applied.push(o.kind!),
-        create: async (o: KubernetesObject) => void applied.push(o.kind!),
         remove: async (o) => void removed.push(o.kind),
+        removeOwned: async () => undefined,
       };
       const reconciler = new PolicyDaemonReconciler({
         daemons: lister(...c.daemons),
@@ -131,4 +131,61 @@ describe('PolicyDaemonReconciler', () => {
       for (const event of recorder.events) assert.equal(event.kind, 'PolicyDaemon');
     });
   }
+});
+
+describe('PolicyDaemonReconciler, store Kubernetes: the identity the daemon reads as', () => {
+  const KUBE_SIDECAR = { store: 'Kubernetes', mode: 'Sidecar', podSelector: { matchLabels: { app: 'postfix' } } };
+  const injected = (name: string, serviceAccountName: string, legacy = false): V1Pod => ({
+    metadata: { namespace: 'mail', name, labels: { [POLICY_DAEMON_LABEL]: 'policyd' } },
+    spec: { containers: [], serviceAccountName, ...(legacy ? { volumes: [{ name: 'kube', secret: { secretName: 'policyd-policyd-token' } }] } : {}) },
+    status: { phase: 'Running' },
+  });
+  const other: V1Pod = { metadata: { namespace: 'mail', name: 'x', labels: { [POLICY_DAEMON_LABEL]: 'another' } }, spec: { containers: [], serviceAccountName: 'intruder' }, status: { phase: 'Running' } };
+
+  async function reconcile(spec: Record<string, unknown>, pods: V1Pod[], times = 1) {
+    const recorder = new Recorder();
+    const applied: KubernetesObject[] = [];
+    const removedOwned: { name: string; owner: string }[] = [];
+    const writer: PolicyDaemonWriter = {
+      apply: async (o) => void applied.push(o),
+      remove: async () => undefined,
+      removeOwned: async (o, owner) => void removedOwned.push({ name: `${o.kind}/${o.metadata.name}`, owner }),
+    };
+    const reconciler = new PolicyDaemonReconciler({
+      daemons: lister(daemon(spec)),
+      backends: lister(),
+      pods: lister(...pods),
+      deployments: lister(),
+      writer,
+      status: recorder.statusWriter('PolicyDaemon'),
+      logger: recorder.logger,
+      image: 'ghcr.io/mailwarden/mailwarden:test',
+    });
+    for (let i = 0; i < times; i++) await reconciler.reconcile('mail/policyd');
+    const binding = applied.find((o) => o.kind === 'RoleBinding') as V1RoleBinding | undefined;
+    return { applied, removedOwned, subjects: binding?.subjects?.map((s) => s.name) };
+  }
+
+  test("Sidecar mode: bound to the ServiceAccounts of its injected pods, not another daemon's", async () => {
+    const { subjects, applied } = await reconcile(KUBE_SIDECAR, [injected('a', 'postfix'), injected('b', 'postfix'), other]);
+    assert.deepEqual(subjects, ['postfix']);
+    assert.ok(!applied.some((o) => o.kind === 'Secret' || o.kind === 'ServiceAccount'));
+  });
+
+  test('Service mode: its own ServiceAccount applied and bound before the Deployment that runs as it', async () => {
+    const { subjects, applied } = await reconcile({ store: 'Kubernetes', mode: 'Service' }, []);
+    assert.deepEqual(subjects, ['policyd-policyd-reader']);
+    const kinds = applied.map((o) => o.kind);
+    assert.ok(kinds.indexOf('RoleBinding') < kinds.indexOf('Deployment'), kinds.join(','));
+    assert.equal(kinds.filter((k) => k === 'ServiceAccount').length, 1);
+  });
+
+  test('the legacy ServiceAccount (and so its token Secret) removed once no pod mounts that Secret, once per process', async () => {
+    const kept = await reconcile(KUBE_SIDECAR, [injected('old', 'postfix', true), injected('new', 'postfix')]);
+    assert.deepEqual(kept.subjects, ['policyd-policyd', 'postfix']);
+    assert.deepEqual(kept.removedOwned, []);
+    const gone = await reconcile(KUBE_SIDECAR, [injected('new', 'postfix')], 3);
+    assert.deepEqual(gone.subjects, ['postfix']);
+    assert.deepEqual(gone.removedOwned, [{ name: 'ServiceAccount/policyd-policyd', owner: 'u1' }]);
+  });
 });

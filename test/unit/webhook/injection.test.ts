@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import type { V1Pod } from '@kubernetes/client-node';
+import type { V1Container, V1Pod, V1Volume } from '@kubernetes/client-node';
 import { policyDaemonSpecSchema, selectorMatches } from '../../../src/api/policy-daemon.ts';
 import { mailBackendSpecSchema } from '../../../src/api/mail-backend.ts';
 import { planInjection, escapePointer, type InjectionContext } from '../../../src/webhook/injection.ts';
@@ -67,6 +67,20 @@ describe('planInjection', () => {
     const volumes = result.patch.find((op) => op.path === '/spec/volumes')!.value as { configMap?: { optional?: boolean }; secret?: { optional?: boolean } }[];
     assert.ok(volumes.length >= 2);
     for (const v of volumes) assert.equal((v.configMap ?? v.secret)?.optional, true);
+  });
+
+  test("store Kubernetes: the daemon's container alone gets the pod's own token, projected and expiring; no Secret", () => {
+    const kube = { name: 'mx', namespace: 'mail', uid: 'u', spec: policyDaemonSpecSchema.parse({ store: 'Kubernetes', podSelector: { matchLabels: { app: 'postfix' } } }) };
+    const result = planInjection(pod({ app: 'postfix', 'mailwarden.io/inject': 'true' }, { spec: { containers: [{ name: 'postfix' }], serviceAccountName: 'postfix', automountServiceAccountToken: false } }), context({ daemons: [kube], backendOf: () => undefined }));
+    assert.ok(result.injected);
+    const volumes = result.patch.find((op) => op.path === '/spec/volumes')!.value as V1Volume[];
+    assert.ok(volumes.every((v) => v.secret === undefined), 'no Secret volume');
+    const token = volumes.find((v) => v.projected !== undefined)!;
+    assert.deepEqual(token.projected?.sources?.[0]?.serviceAccountToken, { path: 'token', expirationSeconds: 3600 });
+    const container = result.patch.find((op) => op.path === '/spec/containers/-')!.value as V1Container;
+    assert.ok(container.volumeMounts?.some((m) => m.name === token.name && m.readOnly === true));
+    // The pod's own settings stay: no automounted token appears for Postfix, no ServiceAccount is changed.
+    assert.ok(!result.patch.some((op) => op.path.startsWith('/spec/serviceAccountName') || op.path.startsWith('/spec/automountServiceAccountToken')));
   });
 
   test('several matching daemons: the first by name wins, with a warning', () => {
