@@ -17,6 +17,13 @@ export const backendDomainSchema = z
   .min(3)
   .max(253)
   .regex(new RegExp(DOMAIN_PATTERN), 'a lower-case domain name such as example.com (an IDN in its xn-- form)')
+  .meta({
+    // One spelling per domain, the one stores hold: admission (CEL, which has no punycode) can
+    // then match a mailbox's domain in either form against it (docs/tenancy.md).
+    'x-kubernetes-validations': [
+      { rule: `!self.matches('[^\\\\x00-\\\\x7F]')`, message: 'is written in Unicode: list an internationalised domain in its ASCII (xn--) form; mailboxes may spell it either way' },
+    ],
+  })
   .describe('A mail domain, lower-case ASCII (an IDN in its xn-- form).');
 
 export const backendDomainsSchema = z

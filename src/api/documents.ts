@@ -1,5 +1,6 @@
 import { parseAllDocuments } from 'yaml';
 import { formatIssues } from './issues.ts';
+import { mailboxName } from './restriction-owner.ts';
 import {
   displayName,
   MAIL_USER_RESTRICTION_KIND,
@@ -72,12 +73,12 @@ export function parseRestrictionFile(file: string, text: string): ParsedFile {
   return { restrictions, problems, skipped };
 }
 
-/** Two restrictions for one mailbox are an error naming both sources. */
+/** Two restrictions for one mailbox (in any case, its domain in Unicode or xn-- form) are an error naming both sources. */
 export function findDuplicateMailboxes(restrictions: readonly SourcedRestriction[]): DocumentProblem[] {
   const seen = new Map<string, SourcedRestriction>();
   const problems: DocumentProblem[] = [];
   for (const r of restrictions) {
-    const mailbox = r.document.spec.mailbox.toLowerCase();
+    const mailbox = mailboxName(r.document.spec.mailbox);
     const first = seen.get(mailbox);
     if (first) {
       problems.push({

@@ -1,3 +1,4 @@
+import { asciiAddress } from '../restrictions/idn.ts';
 import type { MailUserRestriction } from './mail-user-restriction.ts';
 
 /**
@@ -19,7 +20,15 @@ export function targetKey(r: Owned): string | undefined {
   if (typeof mailbox !== 'string') return undefined;
   const backend = r.spec?.backendRef?.name;
   if (backend !== undefined && typeof backend !== 'string') return undefined;
-  return `${r.metadata.namespace ?? ''}/${backend ?? ''}/${mailbox.trim().toLowerCase()}`;
+  return `${r.metadata.namespace ?? ''}/${backend ?? ''}/${mailboxName(mailbox)}`;
+}
+
+/**
+ * A mailbox as stores key it: lower-case, an internationalised domain in its ASCII form, so
+ * `user@bücher.example` and `user@xn--bcher-kva.example` are one mailbox (one owner).
+ */
+export function mailboxName(mailbox: string): string {
+  return asciiAddress(mailbox.trim().toLowerCase());
 }
 
 /**

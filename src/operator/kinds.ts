@@ -3,7 +3,7 @@ import { API_VERSION_NAME, PLURALS } from '../api/kinds.ts';
 import { API_GROUP } from '../api/mail-user-restriction.ts';
 import { slim, slimShared, StringPool } from '../controller/cached-object.ts';
 import type { KindDefinition } from '../controller/manager.ts';
-import { targetKey } from '../api/restriction-owner.ts';
+import { mailboxName, targetKey } from '../api/restriction-owner.ts';
 import { POLICY_DAEMON_LABEL } from '../reconcilers/policy-daemon-objects.ts';
 import type { PolicyDaemonObject } from '../reconcilers/policy-daemon.ts';
 import { keyOf } from '../api/object-key.ts';
@@ -16,7 +16,7 @@ export type OperatorKind = 'MailUserRestriction' | 'MailBackend' | 'Secret' | 'P
 export const Index = {
   /** Restrictions by the mailbox they write (targetKey): owner and conflicts without a scan. */
   Target: 'target',
-  /** Restrictions by mailbox (lower-case) across namespaces: conflicts through other MailBackends of the same store. */
+  /** Restrictions by mailbox (mailboxName) across namespaces: conflicts through other MailBackends of the same store or an LDAP alias. */
   Mailbox: 'mailbox',
   /** Restrictions and PolicyDaemons by `namespace/backendRef.name`. */
   Backend: 'backend',
@@ -60,7 +60,7 @@ export function operatorKinds(options: { policyDaemons: boolean; secretNames?: r
       transform: shared,
       indexes: {
         [Index.Target]: (r: RestrictionObject) => present(targetKey(r)),
-        [Index.Mailbox]: (r: RestrictionObject) => (typeof r.spec?.mailbox === 'string' && r.spec.backendRef !== undefined ? [r.spec.mailbox.trim().toLowerCase()] : []),
+        [Index.Mailbox]: (r: RestrictionObject) => (typeof r.spec?.mailbox === 'string' && r.spec.backendRef !== undefined ? [mailboxName(r.spec.mailbox)] : []),
         [Index.Backend]: (r: RestrictionObject) => present(backendRefKey(r)),
       },
     },

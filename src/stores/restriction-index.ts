@@ -1,4 +1,4 @@
-import { isOlder } from '../api/restriction-owner.ts';
+import { isOlder, mailboxName } from '../api/restriction-owner.ts';
 import { formatIssues } from '../api/issues.ts';
 import { listsOf, specSchema } from '../api/mail-user-restriction.ts';
 import type { MailboxRecord } from '../restrictions/lists.ts';
@@ -51,7 +51,8 @@ export function holdRestriction(obj: unknown, strings: StringInterner = NO_INTER
     creationTimestamp: typeof created === 'string' ? strings.intern(created) : undefined,
   };
   const spec = raw.spec;
-  const mailbox = typeof spec?.mailbox === 'string' ? spec.mailbox.trim().toLowerCase() : undefined;
+  // Keyed as requests are looked up: an internationalised domain in its ASCII form.
+  const mailbox = typeof spec?.mailbox === 'string' ? mailboxName(spec.mailbox) : undefined;
   const foreign = spec?.backendRef !== undefined && spec.backendRef !== null;
   if (foreign) return { metadata, mailbox, foreign, record: undefined, problem: undefined };
   const parsed = specSchema.safeParse(spec);

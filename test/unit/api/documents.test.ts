@@ -67,5 +67,8 @@ describe('MailUserRestriction documents', () => {
     const problems = findDuplicateMailboxes([...a, ...b]);
     assert.equal(problems.length, 1);
     assert.match(problems[0]!.message, /a@example\.com is restricted twice: by mail\/first in one\.yaml and by mail\/second in two\.yaml/);
+    const unicode = parseRestrictionFile('three.yaml', doc('  mailbox: jörg@bücher.example', 'third')).restrictions;
+    const ascii = parseRestrictionFile('four.yaml', doc('  mailbox: jörg@xn--bcher-kva.example', 'fourth')).restrictions;
+    assert.match(findDuplicateMailboxes([...unicode, ...ascii])[0]?.message ?? 'none', /jörg@xn--bcher-kva\.example is restricted twice: by mail\/third in three\.yaml and by mail\/fourth in four\.yaml/);
   });
 });

@@ -32,6 +32,15 @@ describe('holdRestriction', () => {
     });
   });
 
+  test('a mailbox with an internationalised domain is held under its ASCII form, as requests look it up; both spellings are one mailbox', () => {
+    const index = new RestrictionIndex();
+    index.set(holdRestriction(restriction('unicode', '2026-01-01T00:00:00Z', { mailbox: 'Jörg@Bücher.example', rejectedSenders: ['@.'] })));
+    index.set(holdRestriction(restriction('ascii', '2026-01-02T00:00:00Z', { mailbox: 'jörg@xn--bcher-kva.example', allowedSenders: ['@.'] })));
+    assert.deepEqual(index.get('jörg@xn--bcher-kva.example')?.lists.rejectedSenders, ['@.']);
+    assert.equal(index.owner('jörg@xn--bcher-kva.example')?.metadata.name, 'unicode');
+    assert.equal(index.size, 1);
+  });
+
   test('an invalid spec is held with its problem and no record', () => {
     const held = holdRestriction(restriction('bad', '2026-01-01T00:00:00Z', { mailbox: 'bob@example.com', rejectedSenders: ['not an entry'] }));
     assert.equal(held.record, undefined);
