@@ -6,11 +6,11 @@ import { schemaProblems, type ListSchema } from '../restrictions/schema-forms.ts
 import { changedLists, diffLists } from '../restrictions/list-diff.ts';
 import type { RestrictionLists } from '../restrictions/lists.ts';
 import type { Logger } from '../observability/logger.ts';
-import { StoreError } from '../stores/store.ts';
+import { StoreError, type MailboxWriter } from '../stores/store.ts';
 import type { BackendConnections } from './backend-connections.ts';
 import { listSchemaOf, parseBackendSpec } from './backend-spec.ts';
 import { backendSecretsOf } from './credentials.ts';
-import { isOlder, ownerOf, targetKey } from '../api/restriction-owner.ts';
+import { isOlder, mailboxName, ownerOf, targetKey } from '../api/restriction-owner.ts';
 import { storeIdentity } from '../api/store-identity.ts';
 import { RetryError, type Outcome, type StatusExtra, type StatusWriter } from './status.ts';
 import type { BackendObject, Lister, RestrictionObject, SecretLister } from './types.ts';
@@ -61,6 +61,10 @@ export const Message = {
   clearRetry: (mailbox: string, error: string) => `clearing ${mailbox}: ${error}`,
   sameStore: (mailbox: string, backend: string, owner: string, ownerBackend: string) =>
     `mailbox ${mailbox} is already managed by MailUserRestriction ${owner} through MailBackend ${ownerBackend}, which writes the same store as ${backend} (the oldest wins); this one writes nothing`,
+  sameEntry: (mailbox: string, backend: string, ownerMailbox: string, owner: string, ownerBackend: string) =>
+    `mailbox ${mailbox} in MailBackend ${backend} is an address of the same directory entry as ${ownerMailbox}, whose lists MailUserRestriction ${owner} already manages through MailBackend ${ownerBackend} (the oldest wins); this one writes nothing`,
+  notClearedOwned: (mailbox: string, owner: string, ownerBackend: string) =>
+    `the lists of ${mailbox} were left as they are: MailUserRestriction ${owner} manages them through MailBackend ${ownerBackend} (the same store or directory entry)`,
   unboundConflict: (mailbox: string, owner: string) => `mailbox ${mailbox} is already restricted by MailUserRestriction ${owner} (the oldest wins); policy daemons ignore this one`,
   servedToReaders: (mailbox: string, namespace: string) => `the lists of ${mailbox} are served to policy daemons reading the MailUserRestrictions of ${namespace}`,
   notServed: (namespace: string) => `no PolicyDaemon with store Kubernetes in ${namespace} decides from this restriction; create one, or name a MailBackend in spec.backendRef`,
@@ -151,6 +155,21 @@ export class MailUserRestrictionReconciler {
       return this.#early(restriction, { ready: false, reason: Reason.Conflict, message: Message.sameStore(spec.mailbox, spec.backendRef.name, keyOf(rival.metadata.namespace, rival.metadata.name), rival.backend) });
     }
 
+    let store: MailboxWriter;
+    try {
+      const opened = await this.#storeFor(restriction, spec, backend);
+      if ('outcome' in opened) return opened.outcome;
+      store = opened.store;
+      // The same entry through another of its addresses (an LDAP user's shadowAddress): one target.
+      const alias = await this.#aliasOwner(restriction, spec.mailbox, backend, store);
+      if (alias !== undefined) {
+        const message = Message.sameEntry(spec.mailbox, spec.backendRef.name, alias.spec!.mailbox!, keyOf(alias.metadata.namespace, alias.metadata.name), alias.backend);
+        return this.#early(restriction, { ready: false, reason: Reason.Conflict, message });
+      }
+    } catch (error) {
+      return this.#failure(error, backend);
+    }
+
     // The finalizer goes on before the first write, so no write can outlive its restriction;
     // an observed restriction never writes, so it needs none.
     if (spec.managementPolicy !== 'Observe' && !(restriction.metadata.finalizers ?? []).includes(FINALIZER)) {
@@ -164,7 +183,7 @@ export class MailUserRestrictionReconciler {
     }
 
     try {
-      return await this.#sync(restriction, spec, backend);
+      return await this.#sync(restriction, spec, backend, store);
     } catch (error) {
       return this.#failure(error, backend);
     }
@@ -209,40 +228,80 @@ export class MailUserRestrictionReconciler {
    * MailBackend writing the same store (storeIdentity: same database and table, or LDAP base), in
    * any watched namespace; undefined when there is none.
    */
-  #sameStoreOwner(restriction: RestrictionObject, mailbox: string, backend: BackendObject): (RestrictionObject & { backend: string }) | undefined {
-    const own = parseBackendSpec(backend).spec;
-    const identity = own === undefined ? undefined : storeIdentity(own, backend.metadata.namespace ?? '');
+  #sameStoreOwner(restriction: RestrictionObject, mailbox: string, backend: BackendObject): Rival | undefined {
+    const identity = identityOf(backend);
     if (identity === undefined) return undefined;
-    const address = mailbox.trim().toLowerCase();
     const ownBackend = keyOf(backend.metadata.namespace, backend.metadata.name);
-    let oldest: (RestrictionObject & { backend: string }) | undefined;
-    for (const other of this.#deps.sameMailbox?.(address) ?? this.#deps.restrictions.list()) {
-      const name = other.spec?.backendRef?.name;
-      if (typeof name !== 'string' || typeof other.spec?.mailbox !== 'string' || other.spec.mailbox.trim().toLowerCase() !== address) continue;
-      const otherNamespace = other.metadata.namespace ?? '';
-      if (keyOf(otherNamespace, name) === ownBackend || !isOlder(other, restriction)) continue;
-      const otherBackend = this.#deps.backends.get(otherNamespace, name);
-      const otherSpec = otherBackend === undefined ? undefined : parseBackendSpec(otherBackend).spec;
-      if (otherSpec === undefined || storeIdentity(otherSpec, otherNamespace) !== identity) continue;
-      if (oldest === undefined || isOlder(other, oldest)) oldest = { ...other, backend: keyOf(otherNamespace, name) };
+    let oldest: Rival | undefined;
+    for (const rival of this.#olderOnSameStore(restriction, mailboxName(mailbox), identity)) {
+      if (rival.backend !== ownBackend && (oldest === undefined || isOlder(rival, oldest))) oldest = rival;
     }
     return oldest;
+  }
+
+  /**
+   * The oldest restriction older than `restriction` that names another address of the stored
+   * entry `mailbox` reaches (an LDAP user's `mail` and `shadowAddress` values), through any
+   * MailBackend writing the same store, this one included; undefined when there is none, or when
+   * the store keys each mailbox by one address. Each candidate is resolved by the store: its
+   * address may reach another entry (one whose primary address it is).
+   */
+  async #aliasOwner(restriction: RestrictionObject, mailbox: string, backend: BackendObject, store: MailboxWriter): Promise<Rival | undefined> {
+    const identity = identityOf(backend);
+    if (store.entryOf === undefined || identity === undefined) return undefined;
+    const name = mailboxName(mailbox);
+    const entry = await store.entryOf(mailbox);
+    const candidates = entry.addresses.filter((address) => address !== name).flatMap((address) => this.#olderOnSameStore(restriction, address, identity));
+    candidates.sort((a, b) => (isOlder(a, b) ? -1 : isOlder(b, a) ? 1 : 0));
+    for (const candidate of candidates) {
+      try {
+        if ((await store.entryOf(candidate.spec!.mailbox!)).id === entry.id) return candidate;
+      } catch (error) {
+        // Gone from the directory since: it reaches nothing, so it owns nothing.
+        if (!(error instanceof StoreError && error.kind === 'MailboxNotFound')) throw error;
+      }
+    }
+    return undefined;
+  }
+
+  /**
+   * The restrictions older than `restriction` naming `address` (mailboxName) through a MailBackend
+   * with store identity `identity`, each with its backend as `namespace/name`. One whose mailbox
+   * is outside its own MailBackend's domains writes nothing, so it owns nothing either.
+   */
+  #olderOnSameStore(restriction: RestrictionObject, address: string, identity: string): Rival[] {
+    const out: Rival[] = [];
+    for (const other of this.#deps.sameMailbox?.(address) ?? this.#deps.restrictions.list()) {
+      const name = other.spec?.backendRef?.name;
+      if (typeof name !== 'string' || typeof other.spec?.mailbox !== 'string' || mailboxName(other.spec.mailbox) !== address) continue;
+      if (!isOlder(other, restriction)) continue;
+      const otherNamespace = other.metadata.namespace ?? '';
+      const otherBackend = this.#deps.backends.get(otherNamespace, name);
+      if (otherBackend === undefined || identityOf(otherBackend) !== identity) continue;
+      if (!mailboxInDomains(other.spec.mailbox, otherBackend.spec?.domains)) continue;
+      out.push({ ...other, backend: keyOf(otherNamespace, name) });
+    }
+    return out;
   }
 
   #ownerOf(namespace: string, target: string): RestrictionObject | undefined {
     return ownerOf(this.#deps.sameTarget?.(target) ?? this.#deps.restrictions.list(namespace), target);
   }
 
-  /** Apply the spec's lists; the store compares under its lock and writes only on a difference. */
-  async #sync(restriction: RestrictionObject, spec: MailUserRestrictionSpec, backend: BackendObject): Promise<Outcome> {
-    const backendName = backend.metadata.name;
+  /** The store of `backend`, or the outcome when the backend or the spec's forms rule it out. */
+  async #storeFor(restriction: RestrictionObject, spec: MailUserRestrictionSpec, backend: BackendObject): Promise<{ store: MailboxWriter } | { outcome: Outcome }> {
     const { spec: backendSpec, problems } = parseBackendSpec(backend);
     if (backendSpec === undefined) {
-      return this.#early(restriction, { ready: false, reason: Reason.BackendUnavailable, message: Message.backendInvalid(backendName, problems) });
+      return { outcome: this.#early(restriction, { ready: false, reason: Reason.BackendUnavailable, message: Message.backendInvalid(backend.metadata.name, problems) }) };
     }
     const invalid = this.#schemaCheck(restriction, spec, listSchemaOf(backendSpec));
-    if (invalid !== undefined) return invalid;
-    const store = await this.#deps.connections.get({ ...backend, spec: backendSpec }, backendSecretsOf(backend, this.#deps.secrets));
+    if (invalid !== undefined) return { outcome: invalid };
+    return { store: await this.#deps.connections.get({ ...backend, spec: backendSpec }, backendSecretsOf(backend, this.#deps.secrets)) };
+  }
+
+  /** Apply the spec's lists; the store compares under its lock and writes only on a difference. */
+  async #sync(restriction: RestrictionObject, spec: MailUserRestrictionSpec, backend: BackendObject, store: MailboxWriter): Promise<Outcome> {
+    const backendName = backend.metadata.name;
     if (spec.managementPolicy === 'Observe') return observedOutcome(spec, backendName, await store.observe(spec.mailbox));
     const { changed } = await store.apply(spec.mailbox, storeListsOf(spec));
     const synced = { stamps: (now: Date) => ({ lastSyncTime: now.toISOString() }) };
@@ -321,6 +380,13 @@ export class MailUserRestrictionReconciler {
       const { spec: backendSpec, problems } = parseBackendSpec(backend);
       if (backendSpec === undefined) throw new InvalidBackendError(Message.backendInvalid(backend.metadata.name, problems));
       const store = await this.#deps.connections.get({ ...backend, spec: backendSpec }, backendSecretsOf(backend, this.#deps.secrets));
+      // An older restriction owning the same row or entry another way (this one was in Conflict):
+      // clearing would wipe its lists.
+      const owner = this.#sameStoreOwner(restriction, mailbox, backend) ?? (await this.#aliasOwner(restriction, mailbox, backend, store));
+      if (owner !== undefined) {
+        this.#deps.status.event(restriction, 'Normal', Reason.Conflict, Message.notClearedOwned(mailbox, keyOf(owner.metadata.namespace, owner.metadata.name), owner.backend));
+        return;
+      }
       const result = await store.clear(mailbox);
       if (result.written) this.#deps.status.event(restriction, 'Normal', Reason.Cleared, Message.cleared(mailbox, backend.metadata.name));
     } catch (error) {
@@ -356,4 +422,13 @@ function newDifference(previous: readonly Condition[] | undefined, message: stri
   const ready = findCondition(previous, 'Ready');
   if (ready?.reason !== Reason.StoreDiffers || ready.message === message) return undefined;
   return { type: 'Warning', reason: Reason.StoreDiffers, message };
+}
+
+/** An older restriction that owns what another one names, with its MailBackend as `namespace/name`. */
+type Rival = RestrictionObject & { readonly backend: string };
+
+/** Which rows or entries `backend` writes (storeIdentity); undefined for a spec that does not parse. */
+function identityOf(backend: BackendObject): string | undefined {
+  const spec = parseBackendSpec(backend).spec;
+  return spec === undefined ? undefined : storeIdentity(spec, backend.metadata.namespace ?? '');
 }

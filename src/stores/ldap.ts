@@ -15,7 +15,7 @@ import { LdapConnections } from './ldap-connections.ts';
 import { classifyLdapError, type LdapErrorContext } from './ldap-errors.ts';
 import { lookupFilter, normaliseUserFilter, userFilterProblem } from './ldap-filter.ts';
 import { LdapStoreSettingsSchema, type LdapStoreSettings } from '../api/store-settings.ts';
-import { type ApplyResult, type MailboxReader, type MailboxWriter, StoreError, type StoredMailbox } from './store.ts';
+import { type ApplyResult, type MailboxReader, type MailboxWriter, type ReachedEntry, StoreError, type StoredMailbox } from './store.ts';
 import { silentLogger } from '../observability/logger.ts';
 
 /** Opens an LDAP store; no connection is made until the first call. */
@@ -147,6 +147,13 @@ export class LdapMailboxStore implements MailboxReader, MailboxWriter {
 
   clear(mailbox: string, signal?: AbortSignal): Promise<ApplyResult> {
     return this.apply(mailbox, EMPTY_LISTS, signal);
+  }
+
+  /** The user entry a write of `mailbox` modifies (as `apply` finds it), and all its addresses. */
+  async entryOf(mailbox: string, signal?: AbortSignal): Promise<ReachedEntry> {
+    const entry = await this.#find(mailboxKey(mailbox), this.#signal(signal));
+    const addresses = [...new Set(entry.addresses.flat().map((a) => asciiAddress(a.trim().toLowerCase())))];
+    return { id: entry.dn.toLowerCase(), addresses };
   }
 
   async mailboxesWithLists(signal?: AbortSignal): Promise<StoredMailbox[]> {

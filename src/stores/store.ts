@@ -104,6 +104,14 @@ export interface StoredMailbox {
   readonly lists: RestrictionLists;
 }
 
+/** The stored entry an address reaches, in a store where several addresses reach one entry. */
+export interface ReachedEntry {
+  /** Which entry (LDAP: its DN, lower-case): two addresses with the same id write the same lists. */
+  readonly id: string;
+  /** Every address the entry is found by (LDAP: mail and shadowAddress), lower-case. */
+  readonly addresses: readonly string[];
+}
+
 /**
  * The writer: what the operator and `mailwarden apply` need of a store. Independent of the
  * reader, so a store kind implements the half it supports. Writes never create mailboxes: a
@@ -123,6 +131,12 @@ export interface MailboxWriter {
   apply(mailbox: string, lists: RestrictionLists, signal?: AbortSignal): Promise<ApplyResult>;
   /** Empties the four lists (as `apply` with empty lists). */
   clear(mailbox: string, signal?: AbortSignal): Promise<ApplyResult>;
+  /**
+   * Stores where one entry has several addresses (LDAP: `mail` and `shadowAddress`): the entry
+   * `mailbox` writes, so that restrictions naming two of its addresses are seen as one target.
+   * `MailboxNotFound` when there is none. Stores keyed by one address leave it out.
+   */
+  entryOf?(mailbox: string, signal?: AbortSignal): Promise<ReachedEntry>;
   /** Every mailbox that has a value in any list, in one read (`mailwarden export`, `--prune`). */
   mailboxesWithLists(signal?: AbortSignal): Promise<StoredMailbox[]>;
   /**

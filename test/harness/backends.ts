@@ -14,7 +14,8 @@ export interface BackendFixture {
   /** MailBackend spec (without credentials). */
   readonly spec: Record<string, unknown>;
   readonly password: string;
-  addMailbox(address: string): Promise<void>;
+  /** A mailbox; `aliases` are further addresses of it (LDAP shadowAddress; SQL rows have none). */
+  addMailbox(address: string, aliases?: readonly string[]): Promise<void>;
   /** The lists as stored (canonical, sorted), or undefined when the mailbox does not exist. */
   readLists(address: string): Promise<RestrictionLists | undefined>;
   /** Writes one list directly, as an admin editing the store by hand would. */
@@ -93,7 +94,8 @@ function sqlFixture(kind: BackendKind, server: SqlServer): BackendFixture {
       return password;
     },
     // As the database superuser: the account the backend uses may have a rotated password.
-    async addMailbox(address) {
+    async addMailbox(address, aliases = []) {
+      if (aliases.length > 0) throw new Error('a vmail.mailbox row has one address: no aliases');
       await server.query(`INSERT INTO mailbox (username, domain) VALUES (${p(1)}, ${p(2)})`, [address, address.split('@')[1]], server.admin);
     },
     async readLists(address) {
@@ -134,8 +136,8 @@ function ldapFixture(server: LdapServer): BackendFixture {
     get password() {
       return password;
     },
-    async addMailbox(address) {
-      await server.addLdapUser({ mail: address });
+    async addMailbox(address, aliases = []) {
+      await server.addLdapUser({ mail: address, shadowAddress: [...aliases] });
     },
     async readLists(address) {
       const entry = await server.getEntry(server.userDn(address));

@@ -8,7 +8,7 @@ import { Registry, Counter } from 'prom-client';
 import { createLogger } from '../../../src/observability/logger.ts';
 import { changedLists, diffLists } from '../../../src/restrictions/list-diff.ts';
 import { EMPTY_LISTS, type RestrictionLists } from '../../../src/restrictions/lists.ts';
-import { StoreError, type ApplyResult, type MailboxWriter, type StoredMailbox } from '../../../src/stores/store.ts';
+import { StoreError, type ApplyResult, type MailboxWriter, type ReachedEntry, type StoredMailbox } from '../../../src/stores/store.ts';
 import { StatusWriter } from '../../../src/reconcilers/status.ts';
 import type { EventSink, EventTarget, Lister } from '../../../src/reconcilers/types.ts';
 
@@ -32,8 +32,18 @@ export class FakeStore implements MailboxWriter {
   readonly writes: string[] = [];
   fail: Partial<Record<'observe' | 'apply' | 'clear' | 'ping', StoreError>> = {};
 
-  constructor(mailboxes: Record<string, Partial<RestrictionLists>> = {}) {
+  /** Further addresses of a mailbox's entry (an LDAP shadowAddress), each to its mailbox. */
+  readonly #aliases: Record<string, string>;
+
+  constructor(mailboxes: Record<string, Partial<RestrictionLists>> = {}, aliases: Record<string, string> = {}) {
     for (const [mailbox, lists] of Object.entries(mailboxes)) this.lists.set(mailbox, { ...EMPTY_LISTS, ...lists });
+    this.#aliases = aliases;
+  }
+
+  async entryOf(mailbox: string): Promise<ReachedEntry> {
+    const id = this.lists.has(mailbox) ? mailbox : this.#aliases[mailbox];
+    if (id === undefined || !this.lists.has(id)) throw new StoreError('MailboxNotFound', `mailbox ${mailbox} not found`);
+    return { id, addresses: [id, ...Object.keys(this.#aliases).filter((alias) => this.#aliases[alias] === id)] };
   }
 
   async mailboxesWithLists(): Promise<StoredMailbox[]> {

@@ -122,6 +122,29 @@ const cases: Case[] = [
     expect: { ready: { status: 'False', reason: Reason.Conflict, message: Message.conflict(MAILBOX, 'pg', 'old') }, events: [{ type: 'Warning', reason: Reason.Conflict }], writes: [], debug: /not synced/ },
   },
   {
+    name: 'an older restriction names another address of the same stored entry (an LDAP shadowAddress): Conflict, nothing written, no finalizer',
+    restrictions: [
+      restriction({ name: 'young', created: '2026-06-01T00:00:00Z', finalizers: [], spec: { mailbox: 'al@example.com', backendRef: { name: 'pg' }, rejectedSenders: ['@.'] } }),
+      restriction({ name: 'old', created: '2026-01-01T00:00:00Z' }),
+    ],
+    store: new FakeStore({ [MAILBOX]: STORED }, { 'al@example.com': MAILBOX }),
+    expect: {
+      ready: { status: 'False', reason: Reason.Conflict, message: Message.sameEntry('al@example.com', 'pg', MAILBOX, 'mail/old', 'mail/pg') },
+      writes: [],
+      finalizers: [],
+      debug: /not synced/,
+    },
+  },
+  {
+    name: 'the younger of two addresses of one entry, deleted under Clear after it once wrote: the older owner keeps its lists',
+    restrictions: [
+      restriction({ name: 'young', deleting: true, created: '2026-06-01T00:00:00Z', spec: { mailbox: 'al@example.com', backendRef: { name: 'pg' } } }),
+      restriction({ name: 'old', created: '2026-01-01T00:00:00Z' }),
+    ],
+    store: new FakeStore({ [MAILBOX]: STORED }, { 'al@example.com': MAILBOX }),
+    expect: { writes: [], events: [{ type: 'Normal', reason: Reason.Conflict }], finalizers: [[]] },
+  },
+  {
     name: 'first reconcile: the finalizer goes on before the lists are written, then Applied',
     restrictions: [restriction({ finalizers: [] })],
     store: new FakeStore({ [MAILBOX]: {} }),
