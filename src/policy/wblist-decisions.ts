@@ -22,6 +22,11 @@ import type { PolicyRequest } from './request.ts';
 interface FactsEntry {
   readonly facts: WblistFacts;
   readonly expires: number;
+  /**
+   * The decision over `facts`, made at its first use: the key determines the plan and the options
+   * are the decider's, so every request of this shape decides the same until the facts change.
+   */
+  decision: Decision | undefined;
 }
 
 export interface WblistDeciderParams {
@@ -44,7 +49,7 @@ export class WblistDecider implements Decider {
   readonly #timeoutMs: number;
   readonly #cache: LRUCache<string, FactsEntry>;
   /** Requests of one shape waiting for the same round trip share it. */
-  readonly #inFlight = new Map<string, Promise<WblistFacts>>();
+  readonly #inFlight = new Map<string, Promise<FactsEntry>>();
   readonly #metrics: PolicyMetrics | undefined;
   readonly #logger: Logger | undefined;
   readonly #log: DecisionLog | undefined;
@@ -78,24 +83,29 @@ export class WblistDecider implements Decider {
     const entry = this.#cache.peek(key);
     if (entry !== undefined && entry.expires > this.#clock.now()) {
       this.#metrics?.cache.hit.inc();
-      return this.#record(decisionOf(decideWblist(plan, entry.facts, this.#wblist)), request);
+      return this.#record(this.#decisionIn(entry, plan), request);
     }
     this.#metrics?.cache.miss.inc();
     return this.#fetch(key, plan).then(
-      (facts) => this.#record(decisionOf(decideWblist(plan, facts, this.#wblist)), request),
+      (fetched) => this.#record(this.#decisionIn(fetched, plan), request),
       (error: unknown) => {
         // The last known good facts answer while the store cannot.
         const stale = this.#cache.get(key);
         if (stale !== undefined) {
           this.#metrics?.cache.stale.inc();
-          return this.#record(decisionOf(decideWblist(plan, stale.facts, this.#wblist)), request);
+          return this.#record(this.#decisionIn(stale, plan), request);
         }
         return this.#record(failed((error as Error).message, this.options), request);
       },
     );
   }
 
-  #fetch(key: string, plan: WblistPlan): Promise<WblistFacts> {
+  /** The decision of `entry`'s request shape, made once per entry (it is shared by the requests). */
+  #decisionIn(entry: FactsEntry, plan: WblistPlan): Decision {
+    return (entry.decision ??= decisionOf(decideWblist(plan, entry.facts, this.#wblist)));
+  }
+
+  #fetch(key: string, plan: WblistPlan): Promise<FactsEntry> {
     const running = this.#inFlight.get(key);
     if (running !== undefined) return running;
     const started = this.#clock.now();
@@ -107,8 +117,9 @@ export class WblistDecider implements Decider {
     const work = Promise.race([this.#store.facts(plan, controller.signal), timeout])
       .then((facts) => {
         this.#metrics?.storeLookupDuration.observe((this.#clock.now() - started) / 1000);
-        this.#cache.set(key, { facts, expires: this.#clock.now() + this.#ttlMs });
-        return facts;
+        const fetched: FactsEntry = { facts, expires: this.#clock.now() + this.#ttlMs, decision: undefined };
+        this.#cache.set(key, fetched);
+        return fetched;
       })
       .catch((error: unknown) => {
         const storeError = error instanceof StoreError ? error : new StoreError('Unavailable', `the ${this.#store.kind} store failed: ${(error as Error)?.message ?? String(error)}`, { cause: error });

@@ -8,6 +8,7 @@ import { WblistDecider } from '../../../src/policy/wblist-decisions.ts';
 import { emptyPolicyRequest, type PolicyRequest } from '../../../src/policy/request.ts';
 import { explainWblist, type WblistFacts, type WblistPlan, type WblistRow } from '../../../src/restrictions/amavisd-wblist.ts';
 import { DEFAULT_OPTIONS } from '../../../src/restrictions/options.ts';
+import type { Decision } from '../../../src/restrictions/decide.ts';
 import { StoreError, type WblistReader } from '../../../src/stores/store.ts';
 import { FakeClock } from '../../helpers/fake-clock.ts';
 
@@ -16,6 +17,8 @@ class TableReader implements WblistReader {
   readonly kind = 'amavisd-memory';
   calls = 0;
   failing = false;
+  /** Whether alice's inbound blacklist row for spam@evil.test is there. */
+  listed = true;
   async facts(_plan: WblistPlan, _signal: AbortSignal): Promise<WblistFacts> {
     this.calls++;
     if (this.failing) throw new StoreError('Unavailable', 'connection refused');
@@ -26,7 +29,7 @@ class TableReader implements WblistReader {
       users: new Map([[alice.email, alice]]),
       mailaddr: new Map([[spam.email, spam], [xyz.email, xyz]]),
       networks: [],
-      inbound: new Map([['1/7', 'B']]),
+      inbound: new Map(this.listed ? [['1/7', 'B']] : []),
       outbound: new Map([['8/1', 'B']]),
       aliasTarget: () => undefined,
       isLocalDomain: () => false,
@@ -54,6 +57,20 @@ describe('amavisd decider', () => {
     clock.advance(31_000);
     await decider.decide(request('spam@evil.test', 'alice@example.com'));
     assert.equal(store.calls, 2, 'refetched after the TTL');
+  });
+
+  test('a refetch brings a new decision: what was decided is kept no longer than the facts it came from', async () => {
+    const store = new TableReader();
+    const clock = new FakeClock();
+    const decider = new WblistDecider({ store, options: DEFAULT_OPTIONS, wblist: { bypassOutgoing: false, discardInsteadOfReject: false }, clock });
+    const spam = request('spam@evil.test', 'alice@example.com');
+    assert.equal((await decider.decide(spam)).action, 'REJECT Blacklisted');
+    store.listed = false;
+    assert.equal((decider.decide(spam) as Decision).action, 'REJECT Blacklisted', 'the cached facts still answer within the TTL');
+    clock.advance(31_000);
+    assert.equal((await decider.decide(spam)).action, 'DUNNO');
+    assert.equal((decider.decide(spam) as Decision).action, 'DUNNO');
+    assert.equal(store.calls, 2);
   });
 
   test('settings: bypass outgoing skips the outbound step; discard instead of reject', async () => {
