@@ -5,6 +5,9 @@
  * otherwise they wait in a queue behind the pending ones. Reading stops (the socket is paused and
  * the rest of the chunk held) while too many answers are pending or the client is not reading
  * them, so a pipelining client costs bounded memory yet every complete request is answered.
+ * A connection also answers at most {@link REQUESTS_PER_TURN} requests before it lets the event
+ * loop turn, so a client that pipelines thousands of requests delays the others by one slice of
+ * its work, not by all of it.
  */
 import type { Socket } from 'node:net';
 import { PolicyDecoder, encodeReply, isValidAction, type RequestSink } from './codec.ts';
@@ -32,6 +35,13 @@ export interface ConnectionContext {
  */
 type State = 'open' | 'draining' | 'failing' | 'closing' | 'closed';
 
+/**
+ * Requests one connection answers before it yields to the event loop (the rest of its input is
+ * held and taken up in a later turn, after other connections' input and new connections). smtpd
+ * sends one request at a time, so only a pipelining client ever reaches it.
+ */
+export const REQUESTS_PER_TURN = 32;
+
 interface PendingAnswer {
   answer: string | undefined;
   readonly startedAt: number;
@@ -57,7 +67,16 @@ export class PolicyConnection {
   #lastActivity: number;
   #requestStartedAt = 0;
   #lingerUntil = Infinity;
+  /** Requests left before this connection yields the event loop (see REQUESTS_PER_TURN). */
+  #turnBudget = REQUESTS_PER_TURN;
+  /** Yielded: reading waits for the next turn (#nextTurn). */
+  #yielded = false;
   readonly #sink: RequestSink = (request) => this.#onRequest(request);
+  readonly #nextTurn = (): void => {
+    this.#yielded = false;
+    this.#turnBudget = REQUESTS_PER_TURN;
+    this.#resumeIfPossible();
+  };
 
   constructor(socket: Socket, ctx: ConnectionContext) {
     this.#socket = socket;
@@ -160,6 +179,11 @@ export class PolicyConnection {
       this.#heldOffset = 0;
       return;
     }
+    if (this.#yielded) {
+      // The previous read used this turn's budget up to its last byte: this one waits too.
+      this.#hold(chunk, 0);
+      return;
+    }
     this.#consume(chunk, 0);
   }
 
@@ -173,14 +197,17 @@ export class PolicyConnection {
       this.#fail(error.reason, error.message);
       return;
     }
-    if (stoppedAt < chunk.length) {
-      this.#held = chunk;
-      this.#heldOffset = stoppedAt;
-      this.#socket.pause();
-    }
+    if (stoppedAt < chunk.length) this.#hold(chunk, stoppedAt);
     if (!this.#decoder.inRequest) this.#requestStartedAt = 0;
     else if (this.#requestStartedAt === 0 || this.#decoder.decoded !== decodedBefore) this.#requestStartedAt = this.#ctx.now();
     this.#maybeFinish();
+  }
+
+  /** Keeps the unread rest of `chunk` and stops reading until it is taken up (#resumeIfPossible). */
+  #hold(chunk: Buffer, offset: number): void {
+    this.#held = chunk;
+    this.#heldOffset = offset;
+    this.#socket.pause();
   }
 
   #onRequest(request: PolicyRequest): boolean {
@@ -210,6 +237,10 @@ export class PolicyConnection {
         },
       );
     }
+    if (--this.#turnBudget === 0) {
+      this.#yielded = true;
+      setImmediate(this.#nextTurn);
+    }
     return this.#accepting();
   }
 
@@ -223,6 +254,7 @@ export class PolicyConnection {
     return (
       (this.#state === 'open' || this.#state === 'draining') &&
       !this.#writeBlocked &&
+      !this.#yielded &&
       this.#queue.length - this.#head < this.#ctx.limits.maxPendingPerConnection
     );
   }

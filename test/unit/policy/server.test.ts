@@ -9,6 +9,7 @@ import type { Logger } from '../../../src/observability/logger.ts';
 import type { PolicyServerMetrics } from '../../../src/policy/observe.ts';
 import type { PolicyHandler } from '../../../src/policy/request.ts';
 import { PolicyServer, PolicyServerError, type ListenTarget } from '../../../src/policy/server.ts';
+import { REQUESTS_PER_TURN } from '../../../src/policy/connection.ts';
 import { prng } from '../../bench/fixtures.ts';
 import { FakeClock, turn } from '../../helpers/fake-clock.ts';
 import { TestClient, rcpt, recordingLogger } from './client.ts';
@@ -118,6 +119,20 @@ describe('PolicyServer answers', () => {
     const recipients = Array.from({ length: 100 }, (_, i) => `async${i}`);
     c.send(recipients.map((r) => rcpt(r)).join(''));
     assert.deepEqual(await c.waitAnswers(100), recipients.map((r) => `action=OK ${r}`));
+  });
+
+  it('a client pipelining thousands of requests lets another connection in after one slice of them', async () => {
+    const order: string[] = [];
+    const { target } = await start({ handler: (r) => (order.push(r.recipient ?? '-'), `OK ${r.recipient}`) });
+    const flood = await client(target);
+    const other = await client(target);
+    // Both written before the server's next turn: the flood's input is read first.
+    flood.send(Array.from({ length: 2_000 }, (_, i) => rcpt(`f${i}`)).join(''));
+    other.send(rcpt('other'));
+    assert.deepEqual(await other.waitAnswers(1), ['action=OK other']);
+    assert.equal((await flood.waitAnswers(2_000)).length, 2_000);
+    const before = order.indexOf('other');
+    assert.ok(before <= 2 * REQUESTS_PER_TURN, `${before} of the flood's requests were answered before the other connection's one`);
   });
 
   it('a client that half-closes after writing still gets every answer', async () => {
