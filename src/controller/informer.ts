@@ -329,6 +329,8 @@ export class ResourceInformer<T extends KubernetesObject> {
         request?.abort();
         resolve('stopped');
       };
+      // Stopped while the list was being applied: an aborted signal fires no more 'abort' events.
+      if (signal.aborted) return resolve('stopped');
       signal.addEventListener('abort', onAbort, { once: true });
       const finish = (err: unknown): void => {
         ended = true;
