@@ -9,7 +9,8 @@ import { InformerError, ResourceInformer, type ListOptions } from '../controller
 import type { Clock } from '../time/clock.ts';
 import type { MailboxRecord } from '../restrictions/lists.ts';
 import type { Logger } from '../observability/logger.ts';
-import { holdRestriction, RestrictionIndex, type HeldRestriction } from './restriction-index.ts';
+import { holdRestriction, RestrictionIndex, type HeldRestriction, type HoldPools } from './restriction-index.ts';
+import { ListsPool, peekEach } from './in-memory-records.ts';
 import { StoreError, type MailboxReader } from './store.ts';
 
 /** The `--store` value of this store; its namespaces and credentials are settings. */
@@ -86,6 +87,7 @@ export class KubernetesStore implements MailboxReader {
     this.#credentials = options.credentials;
     const client = new CollectionClient(options.credentials);
     const strings = new StringPool();
+    const pools: HoldPools = { strings, lists: new ListsPool({ strings }) };
     this.#informers = options.namespaces.map((namespace) => {
       const path = `/apis/${API_GROUP}/v1alpha1/namespaces/${encodeURIComponent(namespace)}/mailuserrestrictions`;
       const informer = new ResourceInformer<KubernetesObject>({
@@ -93,7 +95,7 @@ export class KubernetesStore implements MailboxReader {
         name: `mailuserrestrictions/${namespace}`,
         path,
         list: (o: ListOptions) => client.list(path, o) as Promise<KubernetesListObject<KubernetesObject>>,
-        transform: (obj) => holdRestriction(obj, strings) as KubernetesObject,
+        transform: (obj) => holdRestriction(obj, pools) as KubernetesObject,
         backoff: { initialMs: options.backoff?.initialMs ?? 500, maxMs: options.backoff?.maxMs ?? 10_000 },
         onConnectionChange: (connected, error) => this.#connection(namespace, connected, error),
         logger: options.logger,
@@ -159,12 +161,7 @@ export class KubernetesStore implements MailboxReader {
 
   async lookup(keys: readonly string[], _signal?: AbortSignal): Promise<ReadonlyMap<string, MailboxRecord>> {
     if (!this.#loaded) throw new StoreError('Unavailable', 'the MailUserRestrictions have not been listed yet');
-    const found = new Map<string, MailboxRecord>();
-    for (const key of keys) {
-      const record = this.#index.get(key);
-      if (record !== undefined) found.set(key, record);
-    }
-    return found;
+    return peekEach(keys, (key) => this.#index.get(key));
   }
 
   async close(): Promise<void> {
@@ -176,7 +173,7 @@ export class KubernetesStore implements MailboxReader {
     const held = obj as HeldRestriction;
     if (held.problem !== undefined) {
       this.#log?.warn(
-        { restriction: `${held.metadata.namespace}/${held.metadata.name}`, mailbox: held.mailbox },
+        { restriction: `${held.metadata.namespace}/${held.metadata.name}`, mailbox: held.address },
         `MailUserRestriction ${held.metadata.namespace}/${held.metadata.name} is invalid and ignored: ${held.problem}`,
       );
     }

@@ -1,4 +1,3 @@
-import { asciiAddress } from '../restrictions/idn.ts';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { findDuplicateMailboxes, parseRestrictionFile, type DocumentProblem, type SourcedRestriction } from '../api/documents.ts';
@@ -8,6 +7,9 @@ import type { MailboxRecord } from '../restrictions/lists.ts';
 import type { Logger } from '../observability/logger.ts';
 import { StoreError, type MailboxReader } from './store.ts';
 import { FileWatcher } from '../files/watcher.ts';
+import { StringPool } from '../controller/cached-object.ts';
+import { ListsPool, peekEach } from './in-memory-records.ts';
+import { mailboxName } from '../api/restriction-owner.ts';
 
 /** Raised when the manifests cannot be loaded; `problems` holds one line per problem. */
 export class ManifestsError extends Error {
@@ -122,12 +124,7 @@ export class ManifestsStore implements MailboxReader {
 
   async lookup(keys: readonly string[], _signal?: AbortSignal): Promise<ReadonlyMap<string, MailboxRecord>> {
     if (!this.#loaded) throw new StoreError('Unavailable', 'the manifests have not been loaded');
-    const found = new Map<string, MailboxRecord>();
-    for (const key of keys) {
-      const record = this.#mailboxes.get(key);
-      if (record !== undefined) found.set(key, record);
-    }
-    return found;
+    return peekEach(keys, (key) => this.#mailboxes.get(key));
   }
 
   /** Re-reads the files now; resolves after the new set is installed or refused. */
@@ -161,18 +158,10 @@ export class ManifestsStore implements MailboxReader {
 
   #install(restrictions: readonly SourcedRestriction[], fingerprint: string): void {
     const mailboxes = new Map<string, MailboxRecord>();
+    const lists = new ListsPool({ strings: new StringPool() });
     for (const { document } of restrictions) {
-      const address = asciiAddress(document.spec.mailbox.toLowerCase());
-      const lists = listsOf(document.spec);
-      mailboxes.set(address, {
-        address,
-        lists: {
-          allowedSenders: lists.allowedSenders.length > 0 ? lists.allowedSenders : null,
-          rejectedSenders: lists.rejectedSenders.length > 0 ? lists.rejectedSenders : null,
-          allowedRecipients: lists.allowedRecipients.length > 0 ? lists.allowedRecipients : null,
-          rejectedRecipients: lists.rejectedRecipients.length > 0 ? lists.rejectedRecipients : null,
-        },
-      });
+      const address = mailboxName(document.spec.mailbox);
+      mailboxes.set(address, { address, lists: lists.of(listsOf(document.spec)) });
     }
     this.#mailboxes = mailboxes;
     this.#fingerprint = fingerprint;

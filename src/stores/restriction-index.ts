@@ -2,37 +2,38 @@ import { isOlder, mailboxName } from '../api/restriction-owner.ts';
 import { formatIssues } from '../api/issues.ts';
 import { listsOf, specSchema } from '../api/mail-user-restriction.ts';
 import type { MailboxRecord } from '../restrictions/lists.ts';
+import { ListsPool, type HeldLists, type StringInterner } from './in-memory-records.ts';
 
 /**
  * What the Kubernetes store keeps of a MailUserRestriction: its identity, its age (for the
- * oldest-wins rule) and the mailbox record decisions read — no managedFields, no status, no
- * annotations. About a third of the object the API server sends.
+ * oldest-wins rule) and the lists decisions read — no managedFields, no status, no annotations.
+ * One that decides is its own {@link MailboxRecord} (`address`, `lists`): no second object per
+ * mailbox, and its lists are shared with every mailbox that has the same ones (ListsPool).
  */
 export interface HeldRestriction {
-  readonly apiVersion?: string;
-  readonly kind?: string;
   readonly metadata: {
     readonly name: string;
     readonly namespace?: string;
     readonly resourceVersion?: string;
     readonly creationTimestamp?: string;
   };
-  /** The mailbox it names, lower-cased; undefined when it names none at all. */
-  readonly mailbox: string | undefined;
+  /** The mailbox it names as decisions look it up (mailboxName); undefined when it names none at all. */
+  readonly address: string | undefined;
   /** Set on restrictions written to a MailBackend (backendRef): not this store's to serve. */
   readonly foreign: boolean;
-  /** The lists to decide with; undefined when the spec is invalid (see `problem`). */
-  readonly record: MailboxRecord | undefined;
+  /** The lists to decide with; undefined when foreign or the spec is invalid (see `problem`). */
+  readonly lists: HeldLists | undefined;
   /** Why the spec is invalid, one line; undefined when it is valid. */
   readonly problem: string | undefined;
 }
 
-/** Interns the strings thousands of restrictions repeat (`@example.com`, the namespace). */
-export interface StringInterner {
-  intern(value: string): string;
+/** Where held restrictions share what they repeat: list sets, and strings (namespace, creation time, entries). */
+export interface HoldPools {
+  readonly lists: ListsPool;
+  readonly strings: StringInterner;
 }
 
-const NO_INTERNING: StringInterner = { intern: (value) => value };
+const UNSHARED: HoldPools = { lists: new ListsPool({ max: 1 }), strings: { intern: (value) => value } };
 
 /**
  * Reduces a MailUserRestriction as the API server sends it to a {@link HeldRestriction},
@@ -40,35 +41,30 @@ const NO_INTERNING: StringInterner = { intern: (value) => value };
  * an object that got past admission invalid (an older CRD, a schema change) is held with its
  * problem and never decides.
  */
-export function holdRestriction(obj: unknown, strings: StringInterner = NO_INTERNING): HeldRestriction {
-  const raw = (obj ?? {}) as { apiVersion?: unknown; kind?: unknown; metadata?: Record<string, unknown>; spec?: Record<string, unknown> };
+export function holdRestriction(obj: unknown, pools: HoldPools = UNSHARED): HeldRestriction {
+  const raw = (obj ?? {}) as { metadata?: Record<string, unknown>; spec?: Record<string, unknown> };
   const m = raw.metadata ?? {};
   const created = m.creationTimestamp instanceof Date ? m.creationTimestamp.toISOString() : m.creationTimestamp;
   const metadata = {
     name: String(m.name ?? ''),
-    namespace: typeof m.namespace === 'string' ? strings.intern(m.namespace) : undefined,
+    namespace: typeof m.namespace === 'string' ? pools.strings.intern(m.namespace) : undefined,
     resourceVersion: typeof m.resourceVersion === 'string' ? m.resourceVersion : undefined,
-    creationTimestamp: typeof created === 'string' ? strings.intern(created) : undefined,
+    creationTimestamp: typeof created === 'string' ? pools.strings.intern(created) : undefined,
   };
   const spec = raw.spec;
   // Keyed as requests are looked up: an internationalised domain in its ASCII form.
-  const mailbox = typeof spec?.mailbox === 'string' ? mailboxName(spec.mailbox) : undefined;
+  const address = typeof spec?.mailbox === 'string' ? mailboxName(spec.mailbox) : undefined;
   const foreign = spec?.backendRef !== undefined && spec.backendRef !== null;
-  if (foreign) return { metadata, mailbox, foreign, record: undefined, problem: undefined };
+  if (foreign) return { metadata, address, foreign, lists: undefined, problem: undefined };
   const parsed = specSchema.safeParse(spec);
-  if (!parsed.success) return { metadata, mailbox, foreign, record: undefined, problem: formatIssues(parsed.error).join('; ') };
-  const lists = listsOf(parsed.data);
-  const list = (entries: readonly string[]) => (entries.length > 0 ? entries.map((e) => strings.intern(e)) : null);
-  const record: MailboxRecord = {
-    address: mailbox!,
-    lists: {
-      allowedSenders: list(lists.allowedSenders),
-      rejectedSenders: list(lists.rejectedSenders),
-      allowedRecipients: list(lists.allowedRecipients),
-      rejectedRecipients: list(lists.rejectedRecipients),
-    },
-  };
-  return { metadata, mailbox, foreign, record, problem: undefined };
+  if (!parsed.success) return { metadata, address, foreign, lists: undefined, problem: formatIssues(parsed.error).join('; ') };
+  return { metadata, address, foreign, lists: pools.lists.of(listsOf(parsed.data)), problem: undefined };
+}
+
+/** The record `held` decides with, or undefined when it decides nothing (invalid, foreign). */
+function recordOf(held: HeldRestriction): MailboxRecord | undefined {
+  // A held restriction with lists has its address (a valid spec names a mailbox): it is its own record.
+  return held.lists === undefined ? undefined : (held as MailboxRecord);
 }
 
 /**
@@ -90,7 +86,7 @@ export class RestrictionIndex {
   get(mailbox: string): MailboxRecord | undefined {
     const held = this.#byMailbox.get(mailbox);
     if (held === undefined) return undefined;
-    return (Array.isArray(held) ? held[0]! : held).record;
+    return recordOf(Array.isArray(held) ? held[0]! : held);
   }
 
   /** The restriction that owns `mailbox`, if any. */
@@ -102,8 +98,8 @@ export class RestrictionIndex {
   /** Adds or replaces a restriction (`previous`: its former state); returns the mailboxes whose answer may have changed. */
   set(restriction: HeldRestriction, previous?: HeldRestriction): string[] {
     const changed = previous === undefined ? [] : this.delete(previous);
-    if (restriction.foreign || restriction.mailbox === undefined) return changed;
-    const mailbox = restriction.mailbox;
+    if (restriction.foreign || restriction.address === undefined) return changed;
+    const mailbox = restriction.address;
     const held = this.#byMailbox.get(mailbox);
     if (held === undefined) {
       this.#byMailbox.set(mailbox, restriction);
@@ -119,7 +115,7 @@ export class RestrictionIndex {
 
   /** Removes a restriction; returns the mailboxes whose answer may have changed. */
   delete(restriction: HeldRestriction): string[] {
-    const mailbox = restriction.mailbox;
+    const mailbox = restriction.address;
     if (restriction.foreign || mailbox === undefined) return [];
     const held = this.#byMailbox.get(mailbox);
     if (held === undefined) return [];

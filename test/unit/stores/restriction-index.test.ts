@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { StringPool } from '../../../src/controller/cached-object.ts';
+import { ListsPool } from '../../../src/stores/in-memory-records.ts';
 import { holdRestriction, RestrictionIndex } from '../../../src/stores/restriction-index.ts';
 
 const restriction = (name: string, created: string, spec: Record<string, unknown>, namespace = 'mail') => ({
@@ -22,13 +24,10 @@ describe('holdRestriction', () => {
     const held = holdRestriction(restriction('a', '2026-01-01T00:00:00Z', { mailbox: 'Alice@Example.com', rejectedRecipients: ['@.', '@.'], allowedRecipients: ['@Example.COM'] }));
     assert.deepEqual(held, {
       metadata: { name: 'a', namespace: 'mail', resourceVersion: '1', creationTimestamp: '2026-01-01T00:00:00Z' },
-      mailbox: 'alice@example.com',
+      address: 'alice@example.com',
       foreign: false,
       problem: undefined,
-      record: {
-        address: 'alice@example.com',
-        lists: { allowedSenders: null, rejectedSenders: null, allowedRecipients: ['@example.com'], rejectedRecipients: ['@.'] },
-      },
+      lists: { allowedSenders: null, rejectedSenders: null, allowedRecipients: ['@example.com'], rejectedRecipients: ['@.'] },
     });
   });
 
@@ -43,15 +42,27 @@ describe('holdRestriction', () => {
 
   test('an invalid spec is held with its problem and no record', () => {
     const held = holdRestriction(restriction('bad', '2026-01-01T00:00:00Z', { mailbox: 'bob@example.com', rejectedSenders: ['not an entry'] }));
-    assert.equal(held.record, undefined);
+    assert.equal(held.lists, undefined);
     assert.match(held.problem ?? '', /^rejectedSenders\[0\]: "not an entry"/);
-    assert.equal(held.mailbox, 'bob@example.com');
+    assert.equal(held.address, 'bob@example.com');
   });
 
   test('a restriction with backendRef belongs to a MailBackend (foreign)', () => {
     const held = holdRestriction(restriction('sql', '2026-01-01T00:00:00Z', { mailbox: 'bob@example.com', backendRef: { name: 'db' } }));
     assert.equal(held.foreign, true);
-    assert.equal(held.record, undefined);
+    assert.equal(held.lists, undefined);
+  });
+
+  test('restrictions with the same lists share one frozen copy of them; entries are interned', () => {
+    const strings = new StringPool();
+    const pools = { strings, lists: new ListsPool({ strings }) };
+    const a = holdRestriction(restriction('a', '2026-01-01T00:00:00Z', { mailbox: 'a@example.com', rejectedSenders: ['@spam.example'] }), pools);
+    const b = holdRestriction(restriction('b', '2026-01-01T00:00:00Z', { mailbox: 'b@example.com', rejectedSenders: ['@Spam.example'] }), pools);
+    const c = holdRestriction(restriction('c', '2026-01-01T00:00:00Z', { mailbox: 'c@example.com', rejectedSenders: ['@spam.example'], allowedSenders: ['x@spam.example'] }), pools);
+    assert.equal(a.lists, b.lists);
+    assert.notEqual(a.lists, c.lists);
+    assert.ok(Object.isFrozen(a.lists) && Object.isFrozen(a.lists!.rejectedSenders));
+    assert.equal(strings.size, 4); // the namespace, the creation time, @spam.example, x@spam.example
   });
 
   test('a Date creation time (the generated client\'s list) is held as the same text as the watch sends', () => {
