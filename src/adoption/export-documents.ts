@@ -78,9 +78,11 @@ export function exportDocuments(mailboxes: readonly StoredMailbox[], options: Ex
       notes.push({ mailbox, severity: 'lost', message: `stored as ${JSON.stringify(stored.storedAs ?? mailbox)}: ${stored.unaddressed}, so its lists are not exported (apply never touches them)` });
       continue;
     }
-    if (stored.storedAs !== undefined) {
-      const found = schema === 'amavisd' ? 'mailwarden writes this users row, but iRedAPD, amavisd and the policy daemon compare its bytes and never match it' : 'mailwarden looks mailboxes up in lower case (PostgreSQL will not find this one)';
-      notes.push({ mailbox, severity: 'info', message: `stored with capitals as ${JSON.stringify(stored.storedAs)}; ${found}` });
+    if (stored.storedAs !== undefined && schema === 'amavisd') {
+      const message = `stored as ${JSON.stringify(stored.storedAs)}, not as ${JSON.stringify(entryKey(mailbox))}; mailwarden writes this users row, but iRedAPD, amavisd and the policy daemon compare its bytes and never match it`;
+      notes.push({ mailbox, severity: 'info', message });
+    } else if (stored.storedAs !== undefined) {
+      notes.push({ mailbox, severity: 'info', message: `stored with capitals as ${JSON.stringify(stored.storedAs)}; mailwarden looks mailboxes up in lower case (PostgreSQL will not find this one)` });
     }
     const lists: Partial<Record<ListName, string[]>> = {};
     const invalid: Partial<Record<ListName, string[]>> = {};
@@ -132,7 +134,8 @@ function placeValue(value: string, seen: Set<string>, schema: ListSchema, list: 
   if (!client && (isEntry(text) || (schema === 'amavisd' && isAmavisdOnlyEntry(text)))) {
     const odd: string[] = [];
     if (text !== value) odd.push('white space around it (exported trimmed)');
-    if (text !== key) odd.push('upper case (exported as stored; it compares in lower case)');
+    if (text !== text.toLowerCase()) odd.push('upper case (exported as stored; it compares in lower case)');
+    if (key !== text.toLowerCase()) odd.push('a Unicode domain (exported as stored; it compares in its ASCII form)');
     if (repeated) odd.push('a repeat (exported as stored)');
     // The amavisd tables are read byte for byte, by iRedAPD and amavisd as by the policy daemon.
     if (schema === 'amavisd' && text !== value) odd.push('as stored, nothing matches it');

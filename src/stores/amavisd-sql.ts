@@ -171,13 +171,13 @@ export class AmavisdWblistStore implements WblistReader, MailboxWriter {
       if (user === undefined) byUser.set(uid, (user = { account: text(row.account), pairs: [] }));
       user.pairs.push({ table: text(row.t) === 'wblist' ? 'wblist' : 'outbound_wblist', party: Number(row.pid), email: text(row.email), wb: text(row.wb) });
     }
-    // Which row the writer addresses for a spelling with capitals: needs every users row of that account.
+    // Which row the writer addresses for an account not stored as its key: needs every users row of that account.
     const addressed = new Map<string, { id: number; email: string }>();
-    if ([...byUser.values()].some((u) => u.account !== u.account.toLowerCase())) {
+    if ([...byUser.values()].some((u) => accountFold(u.account) !== u.account)) {
       const users = await this.#run((s) => s.query('SELECT id, email FROM users', []), deadline);
       for (const row of users) {
         const candidate = { id: Number(row.id), email: text(row.email) };
-        const key = candidate.email.toLowerCase();
+        const key = accountFold(candidate.email);
         const held = addressed.get(key);
         if (held === undefined || preferredAccountRow(key, candidate, held) === candidate) addressed.set(key, candidate);
       }
@@ -187,10 +187,10 @@ export class AmavisdWblistStore implements WblistReader, MailboxWriter {
       const mailbox = account.toLowerCase();
       const lists = pairLists(pairs);
       for (const name of LIST_NAMES) lists[name].sort();
-      const writes = addressed.get(mailbox);
+      const writes = addressed.get(canonical(mailbox));
       out.push({
         mailbox,
-        ...(mailbox === account ? {} : { storedAs: account }),
+        ...(accountFold(account) === account ? {} : { storedAs: account }),
         ...(writes === undefined || writes.id === uid ? {} : { unaddressed: `another users row, ${JSON.stringify(writes.email)}, is the one mailwarden writes for ${mailbox}` }),
         lists,
       });
@@ -239,23 +239,26 @@ export class AmavisdWblistStore implements WblistReader, MailboxWriter {
 
   /**
    * The users row of an account: the one spelled exactly as its key, else the oldest one that
-   * spells it with capitals (as `mailwarden export` reports it), so a write of an export reaches
-   * the row it came from and never creates a second one. `lock`: FOR UPDATE.
+   * spells it otherwise (capitals, a Unicode domain: accountFold), as `mailwarden export` reports
+   * it, so a write of an export reaches the row it came from and never creates a second one.
+   * `lock`: FOR UPDATE.
    */
   async #account(s: SqlSession, key: string, lock: boolean): Promise<number | undefined> {
     const p = this.#placeholders();
     const forUpdate = lock ? ' FOR UPDATE' : '';
     const [exact] = await s.query(`SELECT id FROM users WHERE email = ${p(1)}${forUpdate}`, [bytes(key)]);
     if (exact !== undefined) return Number(exact.id);
-    // A scan, but only for an account without its own row (a new one, or one stored with capitals).
+    // A scan, but only for an account without its own row (a new one, or one stored with capitals
+    // or a Unicode domain). The SQL narrows to rows equal in ASCII case, and every row with a
+    // non-ASCII byte; accountFold decides.
     const folded =
       this.#driver.dialect.name === 'postgres'
-        ? `SELECT id, email FROM users WHERE lower(encode(email, 'escape')) = encode(${p(1)}, 'escape')`
-        : `SELECT id, email FROM users WHERE LOWER(CONVERT(email USING utf8mb4)) = CONVERT(${p(1)} USING utf8mb4)`;
+        ? `SELECT id, email FROM users WHERE lower(encode(email, 'escape')) = encode(${p(1)}, 'escape') OR position('\\' in encode(email, 'escape')) > 0`
+        : `SELECT id, email FROM users WHERE LOWER(CONVERT(email USING utf8mb4)) = CONVERT(${p(1)} USING utf8mb4) OR LENGTH(email) <> CHAR_LENGTH(CONVERT(email USING utf8mb4))`;
     let found: { id: number; email: string } | undefined;
     for (const row of await s.query(folded, [bytes(key)])) {
       const candidate = { id: Number(row.id), email: text(row.email) };
-      if (candidate.email.toLowerCase() === key && (found === undefined || preferredAccountRow(key, candidate, found) === candidate)) found = candidate;
+      if (accountFold(candidate.email) === key && (found === undefined || preferredAccountRow(key, candidate, found) === candidate)) found = candidate;
     }
     if (found !== undefined && lock) await s.query(`SELECT id FROM users WHERE id = ${p(1)} FOR UPDATE`, [found.id]);
     return found?.id;
@@ -326,6 +329,11 @@ export function factsStatement(plan: WblistPlan, dialect: SqlDialect): { readonl
 function preferredAccountRow<T extends { readonly id: number; readonly email: string }>(key: string, a: T, b: T): T {
   if ((a.email === key) !== (b.email === key)) return a.email === key ? a : b;
   return a.id <= b.id ? a : b;
+}
+
+/** The key a stored users.email is found by: lower case, the domain in ASCII (white space kept: such a row is no account). */
+function accountFold(stored: string): string {
+  return asciiAddress(stored.toLowerCase());
 }
 
 function canonical(entry: string): string {

@@ -92,7 +92,10 @@ export interface ApplyResult {
 export interface StoredMailbox {
   /** The address as the store keys it (SQL username, LDAP primary address), lower-cased. */
   readonly mailbox: string;
-  /** The stored spelling, when it is not lower-case (a row PostgreSQL cannot find by its address). */
+  /**
+   * The stored spelling, when it is not lower-case (a row PostgreSQL cannot find by its address;
+   * amavisd tables: also a domain stored in Unicode rather than its ASCII form).
+   */
   readonly storedAs?: string;
   /**
    * Why a write for `mailbox` never reaches these lists (another stored spelling of the same

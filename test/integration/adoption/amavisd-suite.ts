@@ -10,6 +10,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { parse as parseYaml } from 'yaml';
+import { documentName } from '../../../src/adoption/export-documents.ts';
 import { main } from '../../../src/cli/main.ts';
 import { startMariadb, startPostgres, type SqlServer } from '../../harness/containers.ts';
 import { loadAmavisdTables } from '../stores/helpers.ts';
@@ -57,6 +58,8 @@ export function amavisdAdoptionSuite(kind: 'postgres' | 'mariadb'): void {
         },
         // An account stored with capitals (iRedAPD and amavisd never match it, but it is there).
         { email: 'Dora@Example.COM', priority: 100, inbound: [['@dora.test', 'B']] },
+        // An account whose domain is stored in Unicode (mailwarden writes domains in ASCII form).
+        { email: 'hal@bücher.example', priority: 100, outbound: [['@bücher.example', 'W']] },
         // An account with no pairs is no restriction.
         { email: 'carol@example.com', priority: 100 },
       ]);
@@ -70,7 +73,7 @@ export function amavisdAdoptionSuite(kind: 'postgres' | 'mariadb'): void {
       const dir = path.join(work, 'restrictions');
       const exported = await run(['export', '--namespace', 'mail', '--backend', 'amavisd', '--output-dir', dir]);
       assert.equal(exported.code, 0, exported.stderr);
-      assert.match(exported.stderr, /5 mailbox\(es\) exported to .*, 3 invalid value\(s\) kept under spec.invalidEntries\n$/);
+      assert.match(exported.stderr, /6 mailbox\(es\) exported to .*, 3 invalid value\(s\) kept under spec.invalidEntries\n$/);
       assert.doesNotMatch(exported.stderr, /carol/);
       // Invalid values exported as they are, each reported; the document is one mailwarden accepts.
       const bob = parseYaml(await readFile(path.join(dir, 'bob-at-example.com.yaml'), 'utf8'));
@@ -90,7 +93,11 @@ export function amavisdAdoptionSuite(kind: 'postgres' | 'mariadb'): void {
       // The account stored with capitals: its own document, under its address.
       const dora = parseYaml(await readFile(path.join(dir, 'dora-at-example.com.yaml'), 'utf8'));
       assert.deepEqual(dora.spec, { mailbox: 'dora@example.com', backendRef: { name: 'amavisd' }, rejectedSenders: ['@dora.test'] });
-      assert.match(exported.stderr, /dora@example.com: stored with capitals as "Dora@Example.COM"; mailwarden writes this users row/);
+      assert.match(exported.stderr, /dora@example.com: stored as "Dora@Example.COM", not as "dora@example.com"; mailwarden writes this users row/);
+      // An account whose domain is stored in Unicode: its own document, under that address.
+      const hal = parseYaml(await readFile(path.join(dir, `${documentName('hal@bücher.example')}.yaml`), 'utf8'));
+      assert.deepEqual(hal.spec, { mailbox: 'hal@bücher.example', backendRef: { name: 'amavisd' }, allowedRecipients: ['@bücher.example'] });
+      assert.match(exported.stderr, /hal@bücher.example: stored as "hal@bücher.example", not as "hal@xn--bcher-kva.example"/);
       const alice = parseYaml(await readFile(path.join(dir, 'alice-at-example.com.yaml'), 'utf8'));
       assert.deepEqual(alice.spec, {
         mailbox: 'alice@example.com',
@@ -108,14 +115,14 @@ export function amavisdAdoptionSuite(kind: 'postgres' | 'mariadb'): void {
       assert.equal(await tableWrites(db), before, 'apply of the export writes 0 rows');
 
       const diff = await run(['diff', '-f', dir]);
-      assert.deepEqual([diff.code, diff.stdout], [0, 'no changes: 5 mailbox(es) match the store\n']);
+      assert.deepEqual([diff.code, diff.stdout], [0, 'no changes: 6 mailbox(es) match the store\n']);
 
       // The counter sees writes: an edit is shown by diff and written by apply.
       const aliceFile = path.join(dir, 'alice-at-example.com.yaml');
       await writeFile(aliceFile, JSON.stringify({ ...alice, spec: { ...alice.spec, rejectedRecipients: ['@.xyz', '@new.test'] } }));
       const edited = await run(['diff', '-f', dir]);
       assert.equal(edited.code, 1);
-      assert.match(edited.stdout, /^~ alice@example\.com .*\n {4}rejectedRecipients {2}\+ @new\.test\n1 to change, 4 unchanged\n$/);
+      assert.match(edited.stdout, /^~ alice@example\.com .*\n {4}rejectedRecipients {2}\+ @new\.test\n1 to change, 5 unchanged\n$/);
       const applied2 = await run(['apply', '-f', dir]);
       assert.match(applied2.stdout, /^alice@example\.com: written \(rejectedRecipients\)$/m);
       assert.equal(await tableWrites(db), before + 2, 'exactly the difference: the new mailaddr row and its pair');
@@ -136,12 +143,12 @@ export function amavisdAdoptionSuite(kind: 'postgres' | 'mariadb'): void {
       assert.match(plain.stdout, /^~ alice@example\.com \(.*\)\n {4}allowedRecipients {3}\+ @partner\.test\n {4}rejectedRecipients {2}- @\.xyz\n/m);
       // The writer creates a users row for an account that has none: no "not found" here.
       assert.match(plain.stdout, /^~ ghost@example\.com \(.*ghost\.yaml\)\n {4}rejectedSenders {5}\+ @\.\n/m);
-      assert.match(plain.stdout, /\n2 to change, 3 unchanged\n$/);
+      assert.match(plain.stdout, /\n2 to change, 4 unchanged\n$/);
       assert.doesNotMatch(plain.stdout, /dora|bob/);
 
       const pruning = await run(['diff', '-f', dir, '--prune']);
       assert.equal(pruning.code, 1);
-      assert.match(pruning.stdout, /\n- dora@example\.com: no document declares it \(pruned\)\n {4}rejectedSenders {5}- @dora\.test\n2 to change, 1 to prune, 3 unchanged\n$/);
+      assert.match(pruning.stdout, /\n- dora@example\.com: no document declares it \(pruned\)\n {4}rejectedSenders {5}- @dora\.test\n2 to change, 1 to prune, 4 unchanged\n$/);
       const dryRun = await run(['apply', '-f', dir, '--prune', '--dry-run']);
       assert.deepEqual([dryRun.code, dryRun.stdout], [0, pruning.stdout]);
       assert.equal(await tableWrites(db), before, 'diff and --dry-run only read');

@@ -92,8 +92,14 @@ describe('export: a store as MailUserRestriction documents', () => {
     );
     assert.deepEqual(documents.map((d) => d.mailbox), ['dora@example.com']);
     assert.deepEqual(notes.map((n) => [n.mailbox, n.severity]), [['dora@example.com', 'info'], ['erin@example.com', 'lost']]);
-    assert.match(notes[0]!.message, /^stored with capitals as "Dora@Example.COM"; mailwarden writes this users row/);
+    assert.match(notes[0]!.message, /^stored as "Dora@Example.COM", not as "dora@example.com"; mailwarden writes this users row/);
     assert.match(notes[1]!.message, /^stored as "Erin@Example.com": another users row, "erin@example.com", is the one mailwarden writes for erin@example.com, so its lists are not exported/);
+  });
+
+  test('a Unicode domain is exported as stored and noted as such (not as upper case)', () => {
+    const { documents, notes } = exportDocuments([stored('hal@example.com', { allowedRecipients: ['@bücher.example'] })], { schema: 'amavisd' });
+    assert.deepEqual((documents[0]!.document.spec as Record<string, unknown>).allowedRecipients, ['@bücher.example']);
+    assert.deepEqual(notes.map((n) => n.message), ['"@bücher.example": a Unicode domain (exported as stored; it compares in its ASCII form), as stored, nothing matches it (the tables compare bytes)']);
   });
 
   test('document names are Kubernetes names, unique per mailbox', () => {
