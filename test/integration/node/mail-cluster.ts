@@ -134,9 +134,10 @@ export interface PostfixDeployment {
 /**
  * A Postfix Deployment from the test image, wired as docker-mailserver's chart renders it: a
  * ConfigMap with main.cf lines (here /etc/postfix/main.cf.override, which the image appends),
- * and the opt-in label in the pod template. `policy` is check_policy_service's address.
+ * and the opt-in label in the pod template. `policy` is check_policy_service's address; the pods
+ * run as `serviceAccountName` when given (the namespace's default otherwise).
  */
-export async function deployPostfix(node: SharedNode, namespace: string, name: string, policy: string, podLabels: Record<string, string>): Promise<PostfixDeployment> {
+export async function deployPostfix(node: SharedNode, namespace: string, name: string, policy: string, podLabels: Record<string, string>, serviceAccountName?: string): Promise<PostfixDeployment> {
   const labels = { app: name, ...podLabels };
   const manifest = `
 apiVersion: v1
@@ -162,7 +163,8 @@ spec:
     metadata:
       labels: ${JSON.stringify(labels)}
     spec:
-      terminationGracePeriodSeconds: 5
+      terminationGracePeriodSeconds: 5${serviceAccountName === undefined ? '' : `
+      serviceAccountName: ${serviceAccountName}`}
       containers:
         - name: postfix
           image: ${node.images.postfix}

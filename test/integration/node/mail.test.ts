@@ -1,8 +1,12 @@
 // Scenario 2 of issue #19, on the test node: mail through a Postfix pod, asking the injected
 // sidecar (and then a Service-mode daemon with two replicas), decided from an in-cluster
-// PostgreSQL the operator writes the MailUserRestrictions into.
+// PostgreSQL the operator writes the MailUserRestrictions into. Then store Kubernetes (#22): the
+// daemon reads the MailUserRestrictions itself, with the token the kubelet projects — the
+// Postfix pod's ServiceAccount as a sidecar, its own in Service mode — and no Secret.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { RbacAuthorizationV1Api } from '@kubernetes/client-node';
+import { TestClient } from '../../unit/policy/client.ts';
 import { ACCEPTED, rejected, sendMessage } from '../postfix/suite.ts';
 import { backendManifest, containerRunning, deployServiceDaemon, deployPostgres, deployPostfix, postfixPods, SMTP_PORT, LOOKUP_TIMEOUT, restrictionManifest, type ClusterPostgres, type PostfixDeployment } from './mail-cluster.ts';
 import { clients, createNamespaces, GROUP, installOperator, podReady, uninstallOperator, useKubeNode, VERSION, waitFor, type Clients, type OperatorRelease, type SharedNode } from './support.ts';
@@ -107,5 +111,85 @@ spec:
     const ip = (await c.core.readNamespacedService({ namespace: MAIL_NS, name: 'shared-policyd' })).spec!.clusterIP!;
     const d = await deployPostfix(node, MAIL_NS, 'postfix-svc', `inet:${ip}:7777`, { 'app.kubernetes.io/name': 'postfix-svc' });
     await checkFlow(t, d, 'service', '@changed-service.test', 8);
+  });
+
+  test('store Kubernetes: the sidecar reads as the Postfix pod\'s ServiceAccount with a projected token, Postfix end to end; Service mode as its own', async (t) => {
+    const kubeRestriction = (senders: string[]) => `
+apiVersion: ${GROUP}/${VERSION}
+kind: MailUserRestriction
+metadata: { name: alice-kube, namespace: ${MAIL_NS} }
+spec: { mailbox: alice@example.com, rejectedSenders: ${JSON.stringify(senders)} }
+`;
+    const applied = await node.kubectl(['apply', '-f', '-'], `
+apiVersion: v1
+kind: ServiceAccount
+metadata: { name: postfix-kube, namespace: ${MAIL_NS} }
+---
+apiVersion: ${GROUP}/${VERSION}
+kind: PolicyDaemon
+metadata: { name: kube, namespace: ${MAIL_NS} }
+spec:
+  store: Kubernetes
+  mode: Sidecar
+  podSelector: { matchLabels: { app.kubernetes.io/name: postfix-kube } }
+  policy: { lookupTimeout: ${LOOKUP_TIMEOUT} }
+---
+apiVersion: ${GROUP}/${VERSION}
+kind: PolicyDaemon
+metadata: { name: kube-svc, namespace: ${MAIL_NS} }
+spec: { store: Kubernetes, mode: Service, replicas: 1, policy: { lookupTimeout: ${LOOKUP_TIMEOUT} } }
+---${kubeRestriction(['@kube-spam.test'])}`);
+    assert.equal(applied.code, 0, applied.stderr);
+    await waitFor('the webhook knowing the PolicyDaemon', 60_000, async () => {
+      const r = await node.kubectl(['-n', MAIL_NS, 'run', 'probe-kube', `--image=${node.images.postfix}`, '--labels=app.kubernetes.io/name=postfix-kube,mailwarden.io/inject=true', '--dry-run=server', '-o', 'json']);
+      return r.stdout.includes('mailwarden-policyd') ? true : undefined;
+    });
+    const t0 = Date.now();
+    const d = await deployPostfix(node, MAIL_NS, 'postfix-kube', 'inet:127.0.0.1:7777', { 'app.kubernetes.io/name': 'postfix-kube', 'mailwarden.io/inject': 'true' }, 'postfix-kube');
+    const pod = await waitFor('Postfix and its sidecar running and Ready', 120_000, async () => (await postfixPods(node, d)).find((p) => podReady(p) && containerRunning(p, 'mailwarden-policyd')));
+    t.diagnostic(`store Kubernetes: Postfix pod with the injected sidecar Ready ${Date.now() - t0} ms after the Deployment was applied`);
+    // The token: projected into the daemon's container only, from the pod's own ServiceAccount; no Secret.
+    const sidecar = pod.spec!.containers.find((x) => x.name === 'mailwarden-policyd')!;
+    const tokenVolume = pod.spec!.volumes!.find((v) => v.name === 'mailwarden-policyd-kube')!;
+    const projectedToken = tokenVolume.projected?.sources?.[0]?.serviceAccountToken;
+    assert.deepEqual([projectedToken?.path, projectedToken?.expirationSeconds], ['token', 3600]);
+    assert.ok(sidecar.volumeMounts?.some((m) => m.name === tokenVolume.name));
+    assert.ok(!pod.spec!.containers.find((x) => x.name === 'postfix')!.volumeMounts?.some((m) => m.name === tokenVolume.name), 'not mounted into Postfix');
+    assert.ok(!(pod.spec!.volumes ?? []).some((v) => v.secret !== undefined), 'no Secret volume');
+    const rbac = c.kc.makeApiClient(RbacAuthorizationV1Api);
+    assert.deepEqual((await rbac.readNamespacedRoleBinding({ namespace: MAIL_NS, name: 'kube-policyd' })).subjects?.map((s) => s.name), ['postfix-kube']);
+    const can = async (...args: string[]) => (await node.kubectl(['auth', 'can-i', '--as', `system:serviceaccount:${MAIL_NS}:postfix-kube`, ...args, '-n', MAIL_NS])).stdout.trim();
+    assert.equal(await can('watch', 'mailuserrestrictions.mailwarden.io'), 'yes');
+    for (const args of [['update', 'mailuserrestrictions.mailwarden.io'], ['get', 'secrets'], ['get', 'mailbackends.mailwarden.io'], ['list', 'pods']]) assert.equal(await can(...args), 'no', args.join(' '));
+
+    const f = await node.forward(pod.status!.podIP!, SMTP_PORT);
+    try {
+      await waitFor('store Kubernetes: the first decision', 60_000, async () => ((await ask(f.port, ['x@kube-spam.test']))[0] === rejected('alice@example.com') ? true : undefined));
+      assert.deepEqual(await ask(f.port, ['x@kube-spam.test', 'friend@example.net']), [rejected('alice@example.com'), ACCEPTED]);
+      const t1 = Date.now();
+      const changed = await node.kubectl(['apply', '-f', '-'], kubeRestriction(['@kube-spam.test', '@kube-changed.test']));
+      assert.equal(changed.code, 0, changed.stderr);
+      await waitFor('store Kubernetes: Postfix seeing the change', 60_000, async () => ((await ask(f.port, ['y@kube-changed.test']))[0] === rejected('alice@example.com') ? true : undefined), 200);
+      t.diagnostic(`store Kubernetes: restriction changed → rejected by Postfix after ${Date.now() - t1} ms`);
+    } finally {
+      await f.close();
+    }
+
+    // Service mode: ready only once it has listed the restrictions, as its own ServiceAccount.
+    const svc = await waitFor('the Service-mode daemon ready', 180_000, async () => ((await c.apps.readNamespacedDeployment({ namespace: MAIL_NS, name: 'kube-svc-policyd' }).catch(() => undefined))?.status?.readyReplicas === 1 ? true : undefined)).then(() => c.apps.readNamespacedDeployment({ namespace: MAIL_NS, name: 'kube-svc-policyd' }));
+    assert.equal(svc.spec?.template.spec?.serviceAccountName, 'kube-svc-policyd-reader');
+    assert.ok(!(svc.spec?.template.spec?.volumes ?? []).some((v) => v.secret !== undefined), 'no Secret volume');
+    const ip = (await c.core.readNamespacedService({ namespace: MAIL_NS, name: 'kube-svc-policyd' })).spec!.clusterIP!;
+    const policy = await node.forward(ip, 7777);
+    const client = await TestClient.open({ host: '127.0.0.1', port: policy.port });
+    try {
+      client.send('request=smtpd_access_policy\nprotocol_state=RCPT\nsender=y@kube-changed.test\nrecipient=alice@example.com\n\n');
+      assert.equal((await client.waitAnswers(1, 30_000))[0], 'action=REJECT Not authorized');
+    } finally {
+      client.socket.destroy();
+      await policy.close();
+    }
+    const secrets = (await c.core.listNamespacedSecret({ namespace: MAIL_NS })).items.map((x) => `${x.metadata?.name} ${x.type}`);
+    assert.ok(!secrets.some((x) => x.endsWith('kubernetes.io/service-account-token')), secrets.join(', '));
   });
 });
