@@ -14,7 +14,7 @@ export class ConflictError extends Error {
 /**
  * The writes the operator makes to the API server, in one place: status through the status
  * subresource, finalizers with the object's resourceVersion (so a concurrent change is a
- * conflict, never a lost update).
+ * conflict, never a lost update); and the one read that must not come from a cache.
  */
 export class MailwardenKubeClient {
   readonly #requests: KubeRequests;
@@ -34,6 +34,19 @@ export class MailwardenKubeClient {
    */
   async setFinalizers(kind: MailwardenKind, namespace: string, name: string, finalizers: string[], resourceVersion: string): Promise<boolean> {
     return this.#call(() => this.#requests.patch(objectPath(kind, namespace, name), { metadata: { finalizers, resourceVersion } }, PatchStrategy.MergePatch));
+  }
+
+  /**
+   * The object as the API server has it now, not as an informer last saw it; undefined when it
+   * is gone (404).
+   */
+  async read(kind: MailwardenKind, namespace: string, name: string): Promise<unknown> {
+    try {
+      return await this.#requests.get(objectPath(kind, namespace, name));
+    } catch (error) {
+      if (error instanceof ApiException && error.code === 404) return undefined;
+      throw error;
+    }
   }
 
   /** True when the write was made; false when the object is gone (404). */

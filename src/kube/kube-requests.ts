@@ -24,9 +24,18 @@ export class KubeRequests {
   }
 
   /** PATCHes `path` (under the server URL) with `body`; resolves with the response object. */
-  async patch(path: string, body: unknown, contentType: string): Promise<unknown> {
+  patch(path: string, body: unknown, contentType: string): Promise<unknown> {
+    return this.#send(HttpMethod.PATCH, path, { body: JSON.stringify(body), contentType });
+  }
+
+  /** GETs `path` (under the server URL): a read from the API server itself, not a cache. */
+  get(path: string): Promise<unknown> {
+    return this.#send(HttpMethod.GET, path);
+  }
+
+  async #send(method: 'GET' | 'PATCH', path: string, payload?: { body: string; contentType: string }): Promise<unknown> {
     const url = this.#server + path;
-    const context = new RequestContext(url, HttpMethod.PATCH);
+    const context = new RequestContext(url, method);
     await this.#kc.applySecurityAuthentication(context);
     const dispatcher = context.getDispatcher() as Dispatcher | undefined;
     let status: number;
@@ -34,9 +43,9 @@ export class KubeRequests {
     let text: string;
     try {
       const response = await request(url, {
-        method: 'PATCH',
-        headers: { ...context.getHeaders(), 'content-type': contentType, accept: 'application/json' },
-        body: JSON.stringify(body),
+        method,
+        headers: { ...context.getHeaders(), ...(payload === undefined ? {} : { 'content-type': payload.contentType }), accept: 'application/json' },
+        ...(payload === undefined ? {} : { body: payload.body }),
         ...(dispatcher === undefined ? {} : { dispatcher }),
       });
       status = response.statusCode;

@@ -84,7 +84,7 @@ export interface RestrictionReconcilerDeps {
   readonly backends: Lister<BackendObject>;
   readonly secrets: SecretLister;
   readonly connections: Pick<BackendConnections, 'get'>;
-  readonly client: Pick<MailwardenKubeClient, 'setFinalizers'>;
+  readonly client: Pick<MailwardenKubeClient, 'setFinalizers' | 'read'>;
   /** Writes the outcome to status (kind MailUserRestriction). */
   readonly status: StatusWriter;
   readonly logger: Logger;
@@ -335,16 +335,25 @@ export class MailUserRestrictionReconciler {
   }
 
   /** Delete: clear the lists when this restriction owns the mailbox and the policy says so, then let go. */
-  async #finalize(restriction: RestrictionObject): Promise<void> {
-    const finalizers = restriction.metadata.finalizers ?? [];
-    const { namespace = '', name } = restriction.metadata;
-    if (!finalizers.includes(FINALIZER)) {
+  async #finalize(cached: RestrictionObject): Promise<void> {
+    const { namespace = '', name } = cached.metadata;
+    if (!(cached.metadata.finalizers ?? []).includes(FINALIZER)) {
       this.#deps.logger.debug({ namespace, name }, 'restriction being deleted without our finalizer: nothing to clean up');
       return;
     }
+    // The cache may be behind: a reconcile queued while the last one let go runs on the copy from
+    // before, whose mailbox the next owner may have written since (it takes over once the object
+    // is gone from its cache). Clearing on that copy's word wipes those lists; so the clear, and
+    // the deletionPolicy it follows, go by the object as the API server has it now.
+    const restriction = (await this.#deps.client.read('MailUserRestriction', namespace, name)) as RestrictionObject | undefined;
+    if (restriction === undefined || restriction.metadata.uid !== cached.metadata.uid || !(restriction.metadata.finalizers ?? []).includes(FINALIZER)) {
+      this.#deps.logger.debug({ namespace, name }, 'restriction already finalized (the cached copy was behind): nothing to clean up');
+      return;
+    }
+    const finalizers = restriction.metadata.finalizers ?? [];
     const spec = specSchema.safeParse(restriction.spec);
     const target = targetKey(restriction);
-    const owner = target === undefined ? undefined : this.#ownerOf(namespace, target);
+    const owner = target === undefined ? undefined : this.#ownerWith(restriction, target);
     // An observed restriction never writes: not even the clear on delete.
     if (spec.success && spec.data.deletionPolicy === 'Clear' && spec.data.managementPolicy !== 'Observe' && owner?.metadata.name === name && spec.data.backendRef !== undefined) {
       await this.#clear(restriction, spec.data.mailbox, spec.data.backendRef.name);
@@ -358,6 +367,13 @@ export class MailUserRestrictionReconciler {
       finalizers.filter((f) => f !== FINALIZER),
       restriction.metadata.resourceVersion!,
     );
+  }
+
+  /** The owner of `target` among the cached restrictions, `restriction` counted as it is now rather than as cached. */
+  #ownerWith(restriction: RestrictionObject, target: string): RestrictionObject | undefined {
+    const { namespace = '', name } = restriction.metadata;
+    const others = (this.#deps.sameTarget?.(target) ?? this.#deps.restrictions.list(namespace)).filter((r) => (r.metadata.namespace ?? '') !== namespace || r.metadata.name !== name);
+    return ownerOf([...others, restriction], target);
   }
 
   /** Empties the mailbox's lists; a failure is retried, so the finalizer holds until it is done. */

@@ -1,9 +1,10 @@
-// KubeRequests (the operator's direct PATCHes) against a real kube-apiserver: the write lands,
-// and errors are client-node's ApiException with the server's code, as the callers expect.
+// KubeRequests (the operator's direct PATCHes and GETs) against a real kube-apiserver: the write
+// lands, a read is the server's current object, and errors are client-node's ApiException with the
+// server's code, as the callers expect.
 // Run: source .ci/controlplane.sh && node --test test/integration/kube/kube-requests.test.ts
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ApiException, CoreV1Api, PatchStrategy, type KubeConfig } from '@kubernetes/client-node';
+import { ApiException, CoreV1Api, PatchStrategy, setHeaderOptions, type KubeConfig } from '@kubernetes/client-node';
 import { startControlPlane, type ControlPlane } from '../../harness/controlplane.ts';
 import { reuseConnections } from '../../../src/kube/kube-config.ts';
 import { KubeRequests } from '../../../src/kube/kube-requests.ts';
@@ -50,5 +51,15 @@ describe('KubeRequests (real API server)', () => {
     await assert.rejects(requests.patch(path('absent'), { data: { a: 'x' } }, PatchStrategy.MergePatch), (err: unknown) => err instanceof ApiException && err.code === 404);
     const afterwards = await core.readNamespacedConfigMap({ namespace: NS, name: 'target' });
     assert.equal(afterwards.metadata?.resourceVersion, before.metadata?.resourceVersion);
+  });
+
+  test('a GET returns the object as the server has it now; a missing one is ApiException 404', async () => {
+    const requests = new KubeRequests(reuseConnections(kc));
+    await core.patchNamespacedConfigMap({ namespace: NS, name: 'target', body: { data: { a: 'read' } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+    const current = await core.readNamespacedConfigMap({ namespace: NS, name: 'target' });
+    const read = (await requests.get(path('target'))) as { data?: Record<string, string>; metadata?: { resourceVersion?: string } };
+    assert.equal(read.data?.a, 'read');
+    assert.equal(read.metadata?.resourceVersion, current.metadata?.resourceVersion);
+    await assert.rejects(requests.get(path('absent')), (err: unknown) => err instanceof ApiException && err.code === 404);
   });
 });

@@ -25,6 +25,8 @@ interface RestrictionFixture {
   finalizers?: string[];
   created?: string;
   deleting?: boolean;
+  uid?: string;
+  resourceVersion?: string;
 }
 
 function restriction(f: RestrictionFixture = {}): RestrictionObject {
@@ -35,7 +37,8 @@ function restriction(f: RestrictionFixture = {}): RestrictionObject {
       namespace: 'mail',
       name: f.name ?? 'alice',
       generation: 2,
-      resourceVersion: '7',
+      uid: f.uid ?? `uid-${f.name ?? 'alice'}`,
+      resourceVersion: f.resourceVersion ?? '7',
       creationTimestamp: f.created ?? '2026-01-01T00:00:00Z',
       finalizers: f.finalizers ?? [FINALIZER],
       ...(f.deleting ? { deletionTimestamp: '2026-12-04T14:59:00Z' } : {}),
@@ -63,6 +66,8 @@ interface Case {
   readonly daemons?: string[];
   /** setFinalizers answers this (false: the object is gone). */
   readonly finalizerPresent?: boolean;
+  /** The object as the API server has it (null: gone); default the cached one. */
+  readonly live?: RestrictionObject | null;
   readonly expect: {
     /** Ready reason and status of the one status patch; undefined: no patch. */
     readonly ready?: { status: 'True' | 'False'; reason: string; message?: string };
@@ -71,6 +76,8 @@ interface Case {
     readonly result?: { requeueAfterMs?: number } | undefined;
     readonly retry?: boolean;
     readonly finalizers?: string[][];
+    /** The resourceVersion each finalizer patch was made at. */
+    readonly finalizerVersions?: string[];
     readonly debug?: RegExp;
     readonly drift?: number;
   };
@@ -271,6 +278,43 @@ const cases: Case[] = [
     store: new FakeStore({ [MAILBOX]: STORED }),
     expect: { writes: [], events: [], finalizers: [], debug: /without our finalizer/ },
   },
+  {
+    // The race behind a takeover that lost its lists: a reconcile queued while the owner let go
+    // ran on the cached copy from before; the younger restriction had already taken over and
+    // written, and that copy's clear wiped it.
+    name: 'deleted, but the cached copy is from before its finalizer went (the API server has it no more, the younger one took over): nothing cleared, no patch',
+    restrictions: [restriction({ deleting: true }), restriction({ name: 'young', created: '2026-06-01T00:00:00Z' })],
+    live: null,
+    store: new FakeStore({ [MAILBOX]: STORED }),
+    expect: { writes: [], events: [], finalizers: [], debug: /already finalized/ },
+  },
+  {
+    name: 'deleted, and created again under the same name since (the API server has another object): the old copy clears nothing',
+    restrictions: [restriction({ deleting: true })],
+    live: restriction({ uid: 'uid-alice-again', resourceVersion: '12' }),
+    store: new FakeStore({ [MAILBOX]: STORED }),
+    expect: { writes: [], events: [], finalizers: [], debug: /already finalized/ },
+  },
+  {
+    name: 'deleted, the cached copy says Clear but the API server\'s says Orphan (changed while the delete waited): the lists stay, the finalizer goes at its resourceVersion',
+    restrictions: [restriction({ deleting: true })],
+    live: restriction({ deleting: true, resourceVersion: '9', spec: { mailbox: MAILBOX, backendRef: { name: 'pg' }, deletionPolicy: 'Orphan' } }),
+    store: new FakeStore({ [MAILBOX]: STORED }),
+    expect: { writes: [], events: [], finalizers: [[]], finalizerVersions: ['9'], debug: /lists left as they are/ },
+  },
+  {
+    name: 'deleted, the cached copy says Orphan but the API server\'s says Clear: cleared',
+    restrictions: [restriction({ deleting: true, spec: { mailbox: MAILBOX, backendRef: { name: 'pg' }, deletionPolicy: 'Orphan' } })],
+    live: restriction({ deleting: true, resourceVersion: '9' }),
+    store: new FakeStore({ [MAILBOX]: STORED }),
+    expect: { writes: [`clear ${MAILBOX}`], events: [{ type: 'Normal', reason: Reason.Cleared }], finalizers: [[]], finalizerVersions: ['9'] },
+  },
+  {
+    name: 'deleted, not the owner (an older restriction names the mailbox): the lists stay',
+    restrictions: [restriction({ name: 'young', deleting: true, created: '2026-06-01T00:00:00Z' }), restriction({ name: 'old' })],
+    store: new FakeStore({ [MAILBOX]: STORED }),
+    expect: { writes: [], events: [], finalizers: [[]], debug: /not the owner/ },
+  },
 ];
 
 describe('MailUserRestrictionReconciler', () => {
@@ -279,6 +323,7 @@ describe('MailUserRestrictionReconciler', () => {
       const recorder = new Recorder();
       const store = c.store ?? new FakeStore({ [MAILBOX]: {} });
       const finalizers: string[][] = [];
+      const finalizerVersions: string[] = [];
       let drift = 0;
       const reconciler = new MailUserRestrictionReconciler({
         restrictions: lister(...c.restrictions),
@@ -286,10 +331,12 @@ describe('MailUserRestrictionReconciler', () => {
         secrets: lister(secret),
         connections: { get: async () => store },
         client: {
-          setFinalizers: async (_kind, _ns, _name, list) => {
+          setFinalizers: async (_kind, _ns, _name, list, resourceVersion) => {
             finalizers.push(list);
+            finalizerVersions.push(resourceVersion);
             return c.finalizerPresent ?? true;
           },
+          read: async (_kind, namespace, name) => (c.live === undefined ? c.restrictions.find((r) => r.metadata.namespace === namespace && r.metadata.name === name) : (c.live ?? undefined)),
         },
         status: recorder.statusWriter('MailUserRestriction'),
         logger: recorder.logger,
@@ -326,6 +373,7 @@ describe('MailUserRestrictionReconciler', () => {
       if (e.events !== undefined) assert.deepEqual(recorder.events.map(({ type, reason }) => ({ type, reason })), e.events);
       if (e.writes !== undefined) assert.deepEqual(store.writes, e.writes);
       if (e.finalizers !== undefined) assert.deepEqual(finalizers, e.finalizers);
+      if (e.finalizerVersions !== undefined) assert.deepEqual(finalizerVersions, e.finalizerVersions);
       if (e.debug !== undefined) assert.ok(recorder.debugLines().some((l) => e.debug!.test(l)), `a debug line matching ${e.debug}: ${recorder.debugLines().join(' | ')}`);
       assert.equal(drift, e.drift ?? 0);
     });
@@ -338,7 +386,7 @@ describe('MailUserRestrictionReconciler', () => {
       backends: lister(),
       secrets: lister(secret),
       connections: { get: async () => new FakeStore() },
-      client: { setFinalizers: async () => true },
+      client: { setFinalizers: async () => true, read: async () => undefined },
       status: recorder.statusWriter('MailUserRestriction'),
       logger: recorder.logger,
     });
