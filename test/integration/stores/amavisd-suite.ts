@@ -72,6 +72,23 @@ export function amavisdStoreSuite(kind: 'postgres' | 'mariadb'): void {
       assert.deepEqual(await store.observe('alice@example.com'), lists({ rejectedSenders: ['@.'] }));
     });
 
+    test('an internationalised domain is stored in its ASCII form, and a request in either form meets the same pair', async () => {
+      assert.deepEqual((await store.apply('Anna@Bücher.example', lists({ rejectedSenders: ['@Spam.例え.test'] }))).changed, ['rejectedSenders']);
+      assert.deepEqual(await rows('SELECT email FROM users'), [{ email: 'anna@xn--bcher-kva.example' }]);
+      assert.deepEqual(await rows('SELECT email FROM mailaddr'), [{ email: '@spam.xn--r8jz45g.test' }]);
+      assert.deepEqual((await store.apply('anna@xn--bcher-kva.example', lists({ rejectedSenders: ['@spam.xn--r8jz45g.test'] }))).changed, [], 'the ASCII form is what the spec meant');
+      for (const [sender, recipient] of [
+        ['x@spam.例え.test', 'anna@bücher.example'],
+        ['x@spam.xn--r8jz45g.test', 'anna@xn--bcher-kva.example'],
+        ['x@SPAM.例え.test', 'Anna@BÜCHER.example'],
+      ] as const) {
+        const plan = planWblist({ protocolState: 'RCPT', sender, recipient, saslUsername: undefined, clientAddress: '203.0.113.9' }, DEFAULT_WBLIST_OPTIONS);
+        assert.ok(typeof plan !== 'string', String(plan));
+        const decision = decideWblist(plan, await store.facts(plan, AbortSignal.timeout(2000)), DEFAULT_WBLIST_OPTIONS);
+        assert.equal(`${decision.action}: ${decision.account} ${decision.party} ${decision.wb}`, 'REJECT Blacklisted: anna@xn--bcher-kva.example @spam.xn--r8jz45g.test B', `${sender} -> ${recipient}`);
+      }
+    });
+
     describe('decisions from what the writer wrote, read back in one statement', () => {
       const cases: { sender: string; recipient: string; sasl?: string; client?: string; action: string; pair?: string }[] = [
         { sender: 'spam@evil.test', recipient: 'alice@example.com', action: 'REJECT Blacklisted', pair: 'alice@example.com spam@evil.test B' },
