@@ -57,6 +57,15 @@ export class PolicyServerError extends Error {
 
 export const DEFAULT_FAILURE_ACTION = 'DEFER_IF_PERMIT Service temporarily unavailable';
 
+/**
+ * Connections the kernel completes before we accept them (capped by net.core.somaxconn, 4096 by
+ * default since Linux 5.4). When this queue is full the kernel drops new SYNs, and the client
+ * (Postfix too) retries only after a second: a flood of connections that outpaces our accepting
+ * for a moment (each one evicts another once the limits are reached) must not fill it. Node's
+ * default is 511.
+ */
+const LISTEN_BACKLOG = 4096;
+
 export class PolicyServer {
   readonly #limits: PolicyServerLimits;
   readonly #logger: Logger;
@@ -126,8 +135,8 @@ export class PolicyServer {
         this.#server.off('error', onError);
         resolve();
       };
-      if ('path' in target) this.#server.listen(target.path, listening);
-      else this.#server.listen(target.port, target.host, listening);
+      if ('path' in target) this.#server.listen({ path: target.path, backlog: LISTEN_BACKLOG }, listening);
+      else this.#server.listen({ port: target.port, host: target.host, backlog: LISTEN_BACKLOG }, listening);
     }).catch((err: unknown) => {
       this.#state = 'closed';
       throw err;

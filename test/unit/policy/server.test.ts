@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
@@ -400,6 +402,47 @@ describe('PolicyServer connections', () => {
     assert.equal(server.connections, 1);
   });
 });
+
+describe('PolicyServer listen queue', () => {
+  it('holds a burst of 1,000 connections that arrive while the event loop is busy: no SYN dropped and retried a second later', async () => {
+    const { target } = await start();
+    const { port } = target as { port: number };
+    // A process of its own connects them all while this one cannot accept (Atomics.wait below):
+    // the kernel completes each handshake into the listen queue, and drops SYNs once it is full.
+    const connector = spawn(process.execPath, ['--input-type=module', '-e', CONNECT_BURST, String(port), '1000'], { stdio: ['pipe', 'pipe', 'inherit'] });
+    let out = '';
+    connector.stdout!.setEncoding('utf8').on('data', (t: string) => (out += t));
+    await once(connector.stdout!, 'data'); // it is ready
+    connector.stdin!.end('go\n');
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1_500);
+    await once(connector, 'exit');
+    const { slow, failed } = JSON.parse(out.slice(out.indexOf('{'))) as { slow: number; failed: number };
+    const somaxconn = await readFile('/proc/sys/net/core/somaxconn', 'utf8').catch(() => '?');
+    assert.equal(failed, 0);
+    assert.equal(slow, 0, `${slow} of 1,000 connects waited for a SYN retransmission (net.core.somaxconn ${somaxconn.trim()})`);
+  });
+});
+
+/** Waits for a line on stdin, then opens argv[2] connections at once; prints how many took 900 ms or more. */
+const CONNECT_BURST = `
+import { connect } from 'node:net';
+const [port, count] = process.argv.slice(1).map(Number);
+process.stdout.write('ready\\n');
+process.stdin.once('data', async () => {
+  let slow = 0, failed = 0;
+  const sockets = [];
+  await Promise.all(Array.from({ length: count }, () => new Promise((resolve) => {
+    const started = performance.now();
+    const socket = connect(port, '127.0.0.1');
+    sockets.push(socket);
+    socket.on('connect', () => { if (performance.now() - started >= 900) slow++; resolve(); });
+    socket.on('error', () => { failed++; resolve(); });
+  })));
+  process.stdout.write(JSON.stringify({ slow, failed }) + '\\n');
+  for (const socket of sockets) socket.destroy();
+  process.exit(0);
+});
+`;
 
 describe('PolicyServer.close', () => {
   it('answers requests in flight, closes idle connections at once, then resolves', async () => {
