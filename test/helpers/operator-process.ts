@@ -46,6 +46,8 @@ export interface OperatorProcess {
   readonly httpPort: number;
   /** Every stdout line so far, parsed (lines that are not JSON as `{ raw }`). */
   readonly logs: LogRecord[];
+  /** The same lines as written (what a terminal running `kubectl logs` would be sent). */
+  readonly rawLines: string[];
   stderr(): string;
   /** Resolves when the process has exited (never rejects). */
   readonly exited: Promise<ProcessExit>;
@@ -85,6 +87,7 @@ export async function startOperatorProcess(options: OperatorProcessOptions): Pro
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: LogRecord[] = [];
+  const rawLines: string[] = [];
   const waiters = new Set<{ test: (r: LogRecord) => boolean; resolve: (r: LogRecord) => void }>();
   let stderr = '';
   let partial = '';
@@ -95,6 +98,7 @@ export async function startOperatorProcess(options: OperatorProcessOptions): Pro
     while ((nl = partial.indexOf('\n')) >= 0) {
       const line = partial.slice(0, nl);
       partial = partial.slice(nl + 1);
+      rawLines.push(line);
       let record: LogRecord;
       try {
         record = JSON.parse(line) as LogRecord;
@@ -156,6 +160,7 @@ export async function startOperatorProcess(options: OperatorProcessOptions): Pro
     id: options.id,
     httpPort: http?.port ?? 0,
     logs,
+    rawLines,
     stderr: () => stderr,
     exited,
     get hasExited() {
