@@ -63,7 +63,7 @@ export async function applyCommand(args: readonly string[], io: Io): Promise<num
     for (const plan of await prunePlans(store, restrictions, pruneDomains)) {
       try {
         const { changed } = await store.clear(plan.mailbox);
-        io.stdout.write(`${plan.mailbox}: ${changed ? 'cleared (pruned: no document declares it)' : 'unchanged'}\n`);
+        io.stdout.write(`${plan.mailbox}: ${changed.length > 0 ? 'cleared (pruned: no document declares it)' : 'unchanged'}\n`);
       } catch (error) {
         if (!(error instanceof StoreError)) throw error;
         failures++;

@@ -212,6 +212,22 @@ export function amavisdAdoptionSuite(kind: 'postgres' | 'mariadb'): void {
       assert.doesNotMatch(pruned.stdout, /erin/, 'nor would --prune clear it');
     });
 
+    test('apply --prune clears exactly the undeclared account (in the users row it is stored in), and no spelling no write reaches', async () => {
+      const dir = path.join(work, 'prune');
+      await cp(path.join(work, 'erin'), dir, { recursive: true });
+      await rm(path.join(dir, 'dora-at-example.com.yaml'));
+      const before = await tableWrites(db);
+      const { code, stdout, stderr } = await run(['apply', '-f', dir, '--prune']);
+      assert.equal(code, 0, stderr);
+      assert.match(stdout, /^dora@example\.com: cleared \(pruned: no document declares it\)$/m);
+      assert.equal(stdout.match(/cleared/g)?.length, 1, stdout);
+      assert.equal(await tableWrites(db), before + 2, 'its two pairs deleted, nothing else');
+      assert.deepEqual(await pairsOf(db, 'Dora@Example.COM'), { inbound: [], outbound: [] });
+      assert.deepEqual(await pairsOf(db, 'Erin@Example.com'), { inbound: ['@erin.test B'], outbound: [] });
+      const again = await run(['diff', '-f', dir, '--prune']);
+      assert.equal(again.code, 0, again.stdout);
+    });
+
     // The time is printed, not asserted: a test is no benchmark (the goal, at most 10 s, is read from this line).
     test('a 10,000-account export: one document each, and how long it took', async () => {
       await seedBulk(db, 10_000);
