@@ -1,6 +1,7 @@
 import { request, type Agent } from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import { createInterface } from 'node:readline';
+import { setTimeout as delay } from 'node:timers/promises';
 import type { ApiCredentials } from './api-credentials.ts';
 
 /** An HTTP status other than success from the API server (`statusCode` as client-node's errors have it). */
@@ -19,6 +20,11 @@ export interface CollectionPage<T> {
   readonly metadata?: { resourceVersion?: string; _continue?: string };
 }
 
+/** Times a page is asked again when the server says to (client-go's REST client: 10). */
+const PAGE_RETRIES = 10;
+/** The longest wait for one retry, whatever the server says. */
+const MAX_RETRY_DELAY_MS = 10_000;
+
 /** No byte for this long ends a watch as TimeoutError (a connection gone silent); bookmarks come about every minute. */
 const WATCH_INACTIVITY_MS = 90_000;
 
@@ -28,19 +34,33 @@ const WATCH_INACTIVITY_MS = 90_000;
  */
 export class CollectionClient {
   readonly #credentials: ApiCredentials;
+  readonly #sleep: (ms: number) => Promise<unknown>;
 
-  constructor(credentials: ApiCredentials) {
+  /** `sleep`: how a retry waits (tests drive it). */
+  constructor(credentials: ApiCredentials, sleep: (ms: number) => Promise<unknown> = delay) {
     this.#credentials = credentials;
+    this.#sleep = sleep;
   }
 
-  /** One page of `path`. */
+  /**
+   * One page of `path`. A page the server asks to have again later (429, or a 5xx with a retry
+   * delay: a watch cache still behind the page's resourceVersion answers 504) is asked again
+   * after that delay, as client-go's REST client does, up to {@link PAGE_RETRIES} times: failing
+   * it would start a list of every page over.
+   */
   async list<T>(path: string, options: { labelSelector?: string; fieldSelector?: string; limit?: number; _continue?: string }): Promise<CollectionPage<T>> {
     const url = this.#url(path, { labelSelector: options.labelSelector, fieldSelector: options.fieldSelector, limit: options.limit, continue: options._continue });
-    const response = await get(url, this.#headers(), this.#credentials.agent);
-    const text = await readAll(response);
-    if (response.statusCode !== 200) throw new ApiStatusError(response.statusCode ?? 0, `HTTP ${response.statusCode} listing ${path}: ${text.slice(0, 300)}`);
-    const list = JSON.parse(text) as { items?: T[]; metadata?: { resourceVersion?: string; continue?: string } };
-    return { items: list.items ?? [], metadata: { resourceVersion: list.metadata?.resourceVersion, _continue: list.metadata?.continue || undefined } };
+    for (let attempt = 0; ; attempt++) {
+      const response = await get(url, this.#headers(), this.#credentials.agent);
+      const text = await readAll(response);
+      if (response.statusCode === 200) {
+        const list = JSON.parse(text) as { items?: T[]; metadata?: { resourceVersion?: string; continue?: string } };
+        return { items: list.items ?? [], metadata: { resourceVersion: list.metadata?.resourceVersion, _continue: list.metadata?.continue || undefined } };
+      }
+      const delay = attempt < PAGE_RETRIES ? retryDelayMs(response, text) : undefined;
+      if (delay === undefined) throw new ApiStatusError(response.statusCode ?? 0, `HTTP ${response.statusCode} listing ${path}: ${text.slice(0, 300)}`);
+      await this.#sleep(delay);
+    }
   }
 
   /**
@@ -135,4 +155,22 @@ function readAll(response: IncomingMessage): Promise<string> {
     response.on('error', reject);
     response.on('aborted', () => reject(new Error('the response was cut off')));
   });
+}
+
+/**
+ * How long to wait before asking for a refused page again: for 429 and 5xx answers that name a
+ * delay (the Retry-After header, or the Status's details.retryAfterSeconds); undefined otherwise.
+ */
+function retryDelayMs(response: IncomingMessage, text: string): number | undefined {
+  const status = response.statusCode ?? 0;
+  if (status !== 429 && status < 500) return undefined;
+  let seconds = Number(response.headers['retry-after']);
+  if (!Number.isFinite(seconds)) {
+    try {
+      seconds = Number((JSON.parse(text) as { details?: { retryAfterSeconds?: unknown } }).details?.retryAfterSeconds);
+    } catch {
+      return undefined;
+    }
+  }
+  return Number.isFinite(seconds) && seconds >= 0 ? Math.min(seconds * 1000, MAX_RETRY_DELAY_MS) : undefined;
 }
