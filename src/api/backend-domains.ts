@@ -45,6 +45,11 @@ export function mailboxInDomains(mailbox: string, domains: readonly string[] | u
   return domains === undefined || domains.includes(mailboxDomain(mailbox));
 }
 
+/** The status text of a restriction whose address reaches an entry of a domain outside the list. */
+export function outsideDomainsEntryMessage(mailbox: string, primary: string, backend: string, domains: readonly string[]): string {
+  return `mailbox ${mailbox} is an address of the directory entry of ${primary}, which is outside the domains of MailBackend ${backend} (${domains.join(', ')}); nothing is written or cleared`;
+}
+
 /** The status text of a restriction refused for its domain (admission says the same). */
 export function outsideDomainsMessage(mailbox: string, backend: string, domains: readonly string[]): string {
   return `mailbox ${mailbox} is outside the domains of MailBackend ${backend} (${domains.join(', ')}); nothing is written or cleared`;

@@ -15,7 +15,7 @@ import { storeIdentity } from '../api/store-identity.ts';
 import { RetryError, type Outcome, type StatusExtra, type StatusWriter } from './status.ts';
 import type { BackendObject, Lister, RestrictionObject, SecretLister } from './types.ts';
 import { keyOf, splitKey } from '../api/object-key.ts';
-import { mailboxInDomains, outsideDomainsMessage } from '../api/backend-domains.ts';
+import { mailboxInDomains, outsideDomainsEntryMessage, outsideDomainsMessage } from '../api/backend-domains.ts';
 import { statusText } from './status-text.ts';
 
 export const FINALIZER = 'mailwarden.io/cleanup';
@@ -160,6 +160,14 @@ export class MailUserRestrictionReconciler {
       const opened = await this.#storeFor(restriction, spec, backend);
       if ('outcome' in opened) return opened.outcome;
       store = opened.store;
+      // The tenancy boundary again where one entry has several addresses: a shadowAddress in a
+      // listed domain must not reach the lists of an account of another domain.
+      if (domains !== undefined && store.entryOf !== undefined) {
+        const { primary } = await store.entryOf(spec.mailbox);
+        if (!mailboxInDomains(primary, domains)) {
+          return this.#early(restriction, { ready: false, reason: Reason.OutsideDomains, message: outsideDomainsEntryMessage(spec.mailbox, primary, spec.backendRef.name, domains) });
+        }
+      }
       // The same entry through another of its addresses (an LDAP user's shadowAddress): one target.
       const alias = await this.#aliasOwner(restriction, spec.mailbox, backend, store);
       if (alias !== undefined) {

@@ -153,7 +153,8 @@ export class LdapMailboxStore implements MailboxReader, MailboxWriter {
   async entryOf(mailbox: string, signal?: AbortSignal): Promise<ReachedEntry> {
     const entry = await this.#find(mailboxKey(mailbox), this.#signal(signal));
     const addresses = [...new Set(entry.addresses.flat().map((a) => asciiAddress(a.trim().toLowerCase())))];
-    return { id: entry.dn.toLowerCase(), addresses };
+    // addresses keeps the order read: the first value of `mail` first (mailUser requires one).
+    return { id: entry.dn.toLowerCase(), addresses, primary: addresses[0] ?? mailboxKey(mailbox) };
   }
 
   async mailboxesWithLists(signal?: AbortSignal): Promise<StoredMailbox[]> {

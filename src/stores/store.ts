@@ -113,6 +113,8 @@ export interface ReachedEntry {
   readonly id: string;
   /** Every address the entry is found by (LDAP: mail and shadowAddress), lower-case. */
   readonly addresses: readonly string[];
+  /** The entry's own address (LDAP: its first `mail`), lower-case: whose account the lists are. */
+  readonly primary: string;
 }
 
 /**

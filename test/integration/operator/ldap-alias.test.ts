@@ -98,4 +98,22 @@ describe('operator: restrictions on two addresses of one LDAP entry', () => {
     assert.deepEqual((await ldap.readLists('dan@example.com'))?.rejectedRecipients, ['@dan.test']);
     assert.deepEqual((await ldap.readLists('dave@example.com'))?.rejectedRecipients, ['@dave.test']);
   });
+
+  test('tenancy through an alias: a shadowAddress in a tenant\'s domain does not reach the lists of an account of another domain', async () => {
+    // A MailBackend of the same directory for a tenant that owns tenant-b.test only.
+    await r.createBackend('tenant-b', { ...(ldap.spec as object), domains: ['tenant-b.test'] }, ldap.password);
+    await ldap.addMailbox('victim@example.com', ['victim@tenant-b.test']);
+    await ldap.addMailbox('own@tenant-b.test', ['owner@tenant-b.test']);
+    const mark = await ldap.writeMark('victim@example.com');
+    await r.create('through-alias', { mailbox: 'victim@tenant-b.test', backendRef: { name: 'tenant-b' }, rejectedSenders: ['@tenant.test'] });
+    const { ready } = await r.waitReason('through-alias', 'OutsideDomains');
+    assert.match(ready.message, /mailbox victim@tenant-b\.test is an address of the directory entry of victim@example\.com, which is outside the domains of MailBackend tenant-b \(tenant-b\.test\); nothing is written or cleared/);
+    // Its own account, reached through its own shadowAddress, the tenant may manage.
+    await r.create('own-alias', { mailbox: 'owner@tenant-b.test', backendRef: { name: 'tenant-b' }, rejectedSenders: ['@own.test'] });
+    await r.waitReason('own-alias', 'Applied');
+    assert.deepEqual((await ldap.readLists('own@tenant-b.test'))?.rejectedSenders, ['@own.test']);
+    assert.equal(await ldap.writeMark('victim@example.com'), mark, 'the other domain\'s entry was never written');
+    assert.deepEqual((await ldap.readLists('victim@example.com'))?.rejectedSenders, []);
+    assert.ok(!(await r.get('through-alias'))?.metadata.finalizers?.length, 'refused before any finalizer');
+  });
 });

@@ -43,7 +43,7 @@ export class FakeStore implements MailboxWriter {
   async entryOf(mailbox: string): Promise<ReachedEntry> {
     const id = this.lists.has(mailbox) ? mailbox : this.#aliases[mailbox];
     if (id === undefined || !this.lists.has(id)) throw new StoreError('MailboxNotFound', `mailbox ${mailbox} not found`);
-    return { id, addresses: [id, ...Object.keys(this.#aliases).filter((alias) => this.#aliases[alias] === id)] };
+    return { id, addresses: [id, ...Object.keys(this.#aliases).filter((alias) => this.#aliases[alias] === id)], primary: id };
   }
 
   async mailboxesWithLists(): Promise<StoredMailbox[]> {
