@@ -6,6 +6,7 @@ import { parseDuration } from '../api/durations.ts';
 import { parseListen } from '../policy/config.ts';
 import { Operator } from '../operator/manager.ts';
 import { RESTRICTED_ACTIONS } from '../reconcilers/daemon-allowance.ts';
+import { WebhookSecretMissingError } from '../webhook/certificate-keeper.ts';
 import { EXIT_FAILURE, EXIT_OK, parseCommandLine, UsageError, type Io } from './usage.ts';
 
 export const OPERATOR_HELP = `Usage: mailwarden operator [options]
@@ -48,7 +49,8 @@ PolicyDaemon (sidecar injection and Service mode):
       --webhook-url URL        reach the webhook at this https:// URL instead of a Service
       --webhook-secret NAME    Secret holding the webhook CA and certificate, in the Service's
                                namespace (default <configuration>-webhook-tls, or
-                               mailwarden-webhook-tls); created and rotated
+                               mailwarden-webhook-tls); it must exist (the Helm
+                               chart creates it, empty): filled and rotated, never created
       --webhook-configuration NAME     MutatingWebhookConfiguration kept current
                                (default mailwarden-policyd-injector)
       --webhook-cert-dir DIR   serve tls.crt and tls.key from DIR (cert-manager's Secret,
@@ -134,7 +136,17 @@ export async function operatorCommand(args: readonly string[], io: Io): Promise<
   const health = listen === 'off' ? undefined : new HealthServer({ registry: operator.registry, ready: () => operator.ready() });
   const http = await health?.listen(parseListen(listen));
   logger.info({ http, namespaces: values.namespace ?? 'all', leaderElection: Boolean(values['leader-elect']) }, 'operator starting');
-  await operator.start();
+  try {
+    await operator.start();
+  } catch (error) {
+    // Stop what did start (the informers' watches), or the process would never exit.
+    await operator.stop().catch((err: unknown) => logger.error({ err }, 'stopping after a failed start failed'));
+    await health?.close();
+    if (!(error instanceof WebhookSecretMissingError)) throw error;
+    logger.error({ certificateSecret: error.secret }, error.message);
+    logger.flush();
+    return EXIT_FAILURE;
+  }
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.once(signal, () => {
       logger.info({ signal }, 'signal received: draining');

@@ -19,6 +19,23 @@ import { RepeatingCheck } from './repeating-check.ts';
 
 const DAY_MS = 86_400_000;
 
+/**
+ * The certificate Secret does not exist. The operator fills and rotates it but never creates it
+ * (RBAC cannot narrow `create` to one name): the Helm chart creates it, empty.
+ */
+export class WebhookSecretMissingError extends Error {
+  readonly secret: string;
+
+  constructor(namespace: string, name: string) {
+    super(
+      `the webhook certificate Secret ${namespace}/${name} does not exist. The Helm chart creates it, empty; the operator fills and rotates it but never creates a Secret. ` +
+        `Restore it with \`helm upgrade\` (or \`kubectl create secret generic ${name} -n ${namespace}\`), or serve a mounted certificate (--webhook-cert-dir)`,
+    );
+    this.name = 'WebhookSecretMissingError';
+    this.secret = `${namespace}/${name}`;
+  }
+}
+
 export interface CertificateKeeperOptions {
   readonly kubeConfig: KubeConfig;
   /** Where the Secret lives (the operator's namespace). */
@@ -53,7 +70,9 @@ interface Material {
 /**
  * Keeps the webhook's certificates in a Secret and the configuration's caBundle current. Every
  * operator replica runs one (each serves the webhook); writes use the Secret's resourceVersion,
- * so two replicas never both rotate — the loser reads what the winner wrote.
+ * so two replicas never both rotate — the loser reads what the winner wrote. The Secret must
+ * exist (the chart creates it empty); only its data is written, so what the chart set (labels,
+ * annotations, Helm's ownership) stays.
  *
  * Renewal starts when a third of a certificate's life is left. A new CA is published in the
  * caBundle, next to the old one, before any serving certificate it signed is written, so the
@@ -94,7 +113,7 @@ export class CertificateKeeper {
     this.#loop.stop();
   }
 
-  /** One pass: read (or create) the Secret, renew what is due, publish the bundle. */
+  /** One pass: read the Secret (fill it when empty), renew what is due, publish the bundle. */
   check(): Promise<KeyPair> {
     this.#checking ??= this.#check({}).finally(() => (this.#checking = undefined));
     return this.#checking;
@@ -130,7 +149,7 @@ export class CertificateKeeper {
   async #reconcileSecret(force: { forceServing?: boolean; forceCa?: boolean }): Promise<Material> {
     const now = this.#now();
     const secret = await this.#readSecret();
-    const current = secret === undefined ? undefined : materialOf(secret);
+    const current = materialOf(secret);
     if (current === undefined || !verifyChain(current.serving.cert, current.ca.cert, now)) {
       const ca = createCa('mailwarden-webhook-ca', now, this.#o.caValidityMs ?? 365 * DAY_MS);
       // A previous CA stays trusted while it is valid: replicas may still serve what it signed.
@@ -138,7 +157,7 @@ export class CertificateKeeper {
       if (current !== undefined) await this.#applyConfiguration(bundle);
       const material = { ca, bundle, serving: this.#issue(ca, now) };
       await this.#writeSecret(secret, material);
-      this.#log.info({ reason: current === undefined ? 'missing or unreadable' : 'invalid chain' }, 'webhook CA and serving certificate created');
+      this.#log.info({ reason: current === undefined ? 'empty or unreadable' : 'invalid chain' }, 'webhook CA and serving certificate created');
       return material;
     }
     if (force.forceCa || dueForRenewal(current.ca.cert, now)) {
@@ -169,30 +188,27 @@ export class CertificateKeeper {
     return hasNames(cert, this.#o.dnsNames, this.#o.ipAddresses ?? []);
   }
 
-  async #readSecret(): Promise<V1Secret | undefined> {
+  async #readSecret(): Promise<V1Secret> {
     try {
       return await this.#core.readNamespacedSecret({ namespace: this.#o.namespace, name: this.#o.secretName });
     } catch (error) {
-      if (error instanceof ApiException && error.code === 404) return undefined;
+      if (error instanceof ApiException && error.code === 404) throw new WebhookSecretMissingError(this.#o.namespace, this.#o.secretName);
       throw error;
     }
   }
 
-  async #writeSecret(previous: V1Secret | undefined, material: Material): Promise<void> {
-    const body: V1Secret = {
-      apiVersion: 'v1',
-      kind: 'Secret',
-      type: 'kubernetes.io/tls',
-      metadata: {
-        name: this.#o.secretName,
-        namespace: this.#o.namespace,
-        labels: { 'app.kubernetes.io/part-of': 'mailwarden', 'app.kubernetes.io/managed-by': 'mailwarden' },
-        ...(previous?.metadata?.resourceVersion ? { resourceVersion: previous.metadata.resourceVersion } : {}),
-      },
-      stringData: { 'ca.crt': material.bundle, 'ca.key': material.ca.key, 'tls.crt': material.serving.cert, 'tls.key': material.serving.key },
+  /**
+   * The data alone, as a merge patch carrying the resourceVersion read: a replica that wrote in
+   * between makes this one fail with 409 (and read again), and the Secret's type, labels and
+   * annotations stay the chart's.
+   */
+  async #writeSecret(previous: V1Secret, material: Material): Promise<void> {
+    const base64 = (text: string) => Buffer.from(text, 'utf8').toString('base64');
+    const body = {
+      metadata: { resourceVersion: previous.metadata?.resourceVersion },
+      data: { 'ca.crt': base64(material.bundle), 'ca.key': base64(material.ca.key), 'tls.crt': base64(material.serving.cert), 'tls.key': base64(material.serving.key) },
     };
-    if (previous === undefined) await this.#core.createNamespacedSecret({ namespace: this.#o.namespace, body });
-    else await this.#core.replaceNamespacedSecret({ namespace: this.#o.namespace, name: this.#o.secretName, body });
+    await this.#core.patchNamespacedSecret({ namespace: this.#o.namespace, name: this.#o.secretName, body }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
   }
 
   /**
@@ -244,6 +260,7 @@ export class CertificateKeeper {
   }
 }
 
+/** What the Secret holds, or undefined while it is empty (as the chart creates it) or incomplete. */
 function materialOf(secret: V1Secret): Material | undefined {
   const text = (key: string) => (secret.data?.[key] === undefined ? undefined : Buffer.from(secret.data[key]!, 'base64').toString('utf8'));
   const bundle = text('ca.crt');

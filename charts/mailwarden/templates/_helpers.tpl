@@ -66,6 +66,11 @@ app.kubernetes.io/part-of: mailwarden
 {{- printf "%s-webhook" (include "mailwarden.fullname" .) | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
+{{- /* The operator's own certificate Secret (without cert-manager): the name --webhook-secret defaults to. */ -}}
+{{- define "mailwarden.webhookTlsSecret" -}}
+{{- printf "%s-webhook-tls" (include "mailwarden.fullname" .) -}}
+{{- end -}}
+
 {{- define "mailwarden.webhookCertificateSecret" -}}
 {{- printf "%s-webhook-cert" (include "mailwarden.fullname" .) | trunc 63 | trimSuffix "-" -}}
 {{- end -}}

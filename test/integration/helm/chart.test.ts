@@ -200,6 +200,69 @@ describe('Helm chart', () => {
     assert.equal(crd.code, 0, 'CRDs stay after uninstall (Helm never deletes crds/)');
   });
 
+  describe('the webhook certificate Secret: the chart creates it empty, the operator fills it (#25)', () => {
+    const NS = 'mailwarden-system';
+    // What the operator writes (a merge patch of data alone); the contents do not matter to Helm.
+    const FILLED = { 'ca.crt': 'Y2EtY2VydA==', 'ca.key': 'Y2Eta2V5', 'tls.crt': 'dGxzLWNlcnQ=', 'tls.key': 'dGxzLWtleQ==' };
+    type Secret = { type?: string; data?: Record<string, string>; metadata: { labels?: Record<string, string>; annotations?: Record<string, string> } };
+    const secret = async (release: string): Promise<Secret | undefined> => {
+      const got = await run('kubectl', ['-n', NS, 'get', 'secret', `${release}-mailwarden-webhook-tls`, '-o', 'json'], { kubeconfig });
+      if (got.code !== 0) return undefined;
+      return JSON.parse(got.stdout) as Secret;
+    };
+    const helm = async (...args: string[]) => run('helm', [...args, '--namespace', NS], { kubeconfig });
+
+    for (const [method, serverSide] of [['client-side three-way merge', 'false'], ['server-side apply', 'true']] as const) {
+      test(`what the operator wrote survives helm upgrade (${method}); helm uninstall deletes it`, async () => {
+        const release = serverSide === 'true' ? 'ssa' : 'csa';
+        const install = await helm('install', release, 'charts/mailwarden', `--server-side=${serverSide}`, '--set', 'watchNamespaces={mail}');
+        assert.equal(install.code, 0, install.stderr);
+        const created = await secret(release);
+        assert.ok(created, 'helm install created it');
+        assert.equal(created.data, undefined, 'empty');
+        assert.equal(created.type, 'Opaque');
+        const filled = await run('kubectl', ['-n', NS, 'patch', 'secret', `${release}-mailwarden-webhook-tls`, '--type', 'merge', '-p', JSON.stringify({ data: FILLED })], { kubeconfig });
+        assert.equal(filled.code, 0, filled.stderr);
+
+        const upgrade = await helm('upgrade', release, 'charts/mailwarden', '--set', 'watchNamespaces={mail,mail-eu}', '--set', 'operator.resync=10m');
+        assert.equal(upgrade.code, 0, upgrade.stderr);
+        assert.deepEqual((await secret(release))?.data, FILLED, 'the CA and certificate kept');
+
+        const uninstall = await helm('uninstall', release);
+        assert.equal(uninstall.code, 0, uninstall.stderr);
+        assert.equal(await secret(release), undefined, 'deleted with the release');
+      });
+    }
+
+    for (const [method, serverSide] of [['client-side', 'false'], ['server-side apply, with --force-conflicts', 'true']] as const) {
+      test(`upgrading from 0.1.0, whose operator created the Secret itself: helm upgrade --take-ownership (${method}) adopts it, certificate and type kept`, async () => {
+        // A release without the Secret in its manifest, and the Secret as 0.1.0's operator wrote it.
+        const release = serverSide === 'true' ? 'old-ssa' : 'old-csa';
+        const name = `${release}-mailwarden-webhook-tls`;
+        const install = await helm('install', release, 'charts/mailwarden', `--server-side=${serverSide}`, '--set', 'watchNamespaces={mail}', '--set', 'webhook.enabled=false');
+        assert.equal(install.code, 0, install.stderr);
+        const legacy = { apiVersion: 'v1', kind: 'Secret', type: 'kubernetes.io/tls', metadata: { name, namespace: NS, labels: { 'app.kubernetes.io/part-of': 'mailwarden', 'app.kubernetes.io/managed-by': 'mailwarden' } }, data: FILLED };
+        const created = await run('kubectl', ['create', '-f', '-'], { input: JSON.stringify(legacy), kubeconfig });
+        assert.equal(created.code, 0, created.stderr);
+        try {
+          const refused = await helm('upgrade', release, 'charts/mailwarden', '--set', 'watchNamespaces={mail}');
+          assert.notEqual(refused.code, 0);
+          assert.match(refused.stderr, new RegExp(`${name}.*exists and cannot be imported into the current release`));
+          // Server-side apply: 0.1.0's operator owns the managed-by label the chart sets.
+          const adopted = await helm('upgrade', release, 'charts/mailwarden', '--set', 'watchNamespaces={mail}', '--take-ownership', ...(serverSide === 'true' ? ['--force-conflicts'] : []));
+          assert.equal(adopted.code, 0, adopted.stderr);
+          const kept = await secret(release);
+          assert.deepEqual(kept?.data, FILLED, 'the CA and certificate kept');
+          assert.equal(kept?.type, 'kubernetes.io/tls', 'the chart sets no type, so the old one stays (a type cannot change)');
+          assert.equal(kept?.metadata.labels?.['app.kubernetes.io/managed-by'], 'Helm');
+          assert.equal(kept?.metadata.annotations?.['meta.helm.sh/release-name'], release);
+        } finally {
+          await helm('uninstall', release);
+        }
+      });
+    }
+  });
+
   test('NOTES warn when the operator would miss the namespaces the user meant', async () => {
     // A PolicyDaemon already in "mail", and a release that watches only its own namespace.
     const daemon = 'apiVersion: mailwarden.io/v1alpha1\nkind: PolicyDaemon\nmetadata: {name: notes-check, namespace: mail}\nspec: {backendRef: {name: vmail-postgres}, mode: Service}\n';
@@ -231,6 +294,10 @@ describe('Helm chart', () => {
       ['watch', 'secrets', '-n', 'mail'],
       ['create', 'events', '-n', 'mail'],
       ['update', 'leases.coordination.k8s.io', '-n', OPERATOR_NAMESPACE],
+      // The webhook's certificate Secret, which the chart creates: filled and rotated by name.
+      ['get', 'secrets/mw-mailwarden-webhook-tls', '-n', OPERATOR_NAMESPACE],
+      ['update', 'secrets/mw-mailwarden-webhook-tls', '-n', OPERATOR_NAMESPACE],
+      ['patch', 'secrets/mw-mailwarden-webhook-tls', '-n', OPERATOR_NAMESPACE],
     ];
     for (const args of allowed) {
       test(`can ${args.join(' ')}`, async () => assert.equal(await can(...args), 'yes'));
@@ -243,6 +310,13 @@ describe('Helm chart', () => {
       ['patch', 'secrets', '-n', 'mail'],
       ['delete', 'secrets', '-n', 'mail'],
       ['deletecollection', 'secrets', '-n', 'mail'],
+      // #25: nor in its own namespace, where the chart creates the webhook's Secret for it.
+      ['create', 'secrets', '-n', OPERATOR_NAMESPACE],
+      ['get', 'secrets', '-n', OPERATOR_NAMESPACE],
+      ['list', 'secrets', '-n', OPERATOR_NAMESPACE],
+      ['update', 'secrets', '-n', OPERATOR_NAMESPACE],
+      ['patch', 'secrets/other', '-n', OPERATOR_NAMESPACE],
+      ['delete', 'secrets/mw-mailwarden-webhook-tls', '-n', OPERATOR_NAMESPACE],
       ['get', 'secrets', '-n', 'kube-system'],
       ['get', 'secrets', '-n', 'mail-eu'],
       ['list', 'mailuserrestrictions.mailwarden.io', '-n', 'mail-eu'],

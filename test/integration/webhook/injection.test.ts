@@ -6,12 +6,13 @@ import type { Operator } from '../../../src/operator/manager.ts';
 import { splitBundle } from '../../../src/webhook/certificates.ts';
 import { webhookConfiguration } from '../../../src/webhook/configuration.ts';
 import { eventually, OPERATOR_NAMESPACE, startOperatorEnv, type OperatorEnv } from '../../harness/operator-env.ts';
-import { createBackendAndDaemon, createPod, freePort, INJECT, localWebhook, sidecarOf } from './support.ts';
+import { createBackendAndDaemon, createPod, freePort, INJECT, installChartWebhookSecret, localWebhook, sidecarOf } from './support.ts';
 
 // The sidecar webhook on a real API server: the operator (as the chart's ServiceAccount, with the
 // chart's RBAC) serves it over TLS on 127.0.0.1 and keeps the MutatingWebhookConfiguration's
-// caBundle current. The configuration is created first, as `helm install` would (release "mw"),
-// but with clientConfig.url: the API server dials 127.0.0.1, not a Service.
+// caBundle current. The configuration and the empty certificate Secret are created first, as
+// `helm install` would (release "mw"), the configuration with clientConfig.url: the API server
+// dials 127.0.0.1, not a Service.
 
 const CONFIGURATION = 'mw-mailwarden';
 const SECRET = 'mw-mailwarden-webhook-tls';
@@ -38,6 +39,7 @@ describe('sidecar injection webhook', () => {
     port = await freePort();
     const admission = env.kc.makeApiClient(AdmissionregistrationV1Api);
     await admission.createMutatingWebhookConfiguration({ body: webhookConfiguration(CONFIGURATION, { url: `https://127.0.0.1:${port}` }, '') });
+    assert.equal(await installChartWebhookSecret(env.cp), SECRET);
     operator = await env.operator([ns, restricted], { policyDaemons: localWebhook(port, { secretName: SECRET, configurationName: CONFIGURATION }) });
     // The API server loads a new webhook configuration asynchronously: wait until it injects.
     await eventually('the API server to call the webhook', async () => {
@@ -176,6 +178,8 @@ describe('sidecar injection webhook', () => {
     assert.ok(splitBundle(after).includes(splitBundle(before)[0]!), 'old CA still trusted');
     const secretAfter = await env.core.readNamespacedSecret({ namespace: OPERATOR_NAMESPACE, name: SECRET });
     assert.notEqual(secretAfter.data?.['tls.crt'], secretBefore.data?.['tls.crt']);
+    assert.equal(secretAfter.metadata?.labels?.['app.kubernetes.io/managed-by'], 'Helm', 'only the data is written: the chart\'s labels stay');
+    assert.equal(secretAfter.type, 'Opaque', 'and the type the chart created it with');
     assert.ok(new X509Certificate(serving.cert).checkIssued(new X509Certificate(splitBundle(after)[0]!)), 'serving certificate signed by the new CA');
 
     const pod = await createPod(env.core, ns, name('rotated'), { ...INJECT, app: 'postfix' });

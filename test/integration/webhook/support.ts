@@ -1,6 +1,8 @@
 import { createServer } from 'node:net';
 import type { CoreV1Api, CustomObjectsApi, V1Pod } from '@kubernetes/client-node';
 import type { OperatorOptions } from '../../../src/operator/manager.ts';
+import type { ControlPlane } from '../../harness/controlplane.ts';
+import { renderChart, run } from '../../harness/kube-tools.ts';
 import { OPERATOR_NAMESPACE } from '../../harness/operator-env.ts';
 
 /** A free TCP port on 127.0.0.1 (the webhook's URL must be known before it listens). */
@@ -76,4 +78,16 @@ export function localWebhook(port: number, names: { secretName: string; configur
       ...certificate,
     },
   };
+}
+
+/**
+ * The webhook certificate Secret as `helm install` (release "mw") creates it: empty, in the
+ * operator's namespace. The operator fills it; it never creates one.
+ */
+export async function installChartWebhookSecret(cp: ControlPlane): Promise<string> {
+  await run('kubectl', ['create', 'namespace', OPERATOR_NAMESPACE], { kubeconfig: cp.kubeconfigPath });
+  const yaml = await renderChart('mw', OPERATOR_NAMESPACE, [], ['--show-only', 'templates/webhook-secret.yaml']);
+  const applied = await run('kubectl', ['apply', '-f', '-'], { input: yaml, kubeconfig: cp.kubeconfigPath });
+  if (applied.code !== 0) throw new Error(`applying the chart's webhook Secret failed: ${applied.stderr}`);
+  return 'mw-mailwarden-webhook-tls';
 }
