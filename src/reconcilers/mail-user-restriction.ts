@@ -1,12 +1,13 @@
 import { findCondition, type Condition } from '../api/conditions.ts';
 import type { MailwardenKubeClient } from '../kube/kube-client.ts';
 import { formatIssues } from '../api/issues.ts';
+import type { MailBackendSpec } from '../api/mail-backend.ts';
 import { listsOf, storeListsOf, specSchema, type MailUserRestrictionSpec } from '../api/mail-user-restriction.ts';
 import { schemaProblems, type ListSchema } from '../restrictions/schema-forms.ts';
 import { changedLists, diffLists } from '../restrictions/list-diff.ts';
 import type { RestrictionLists } from '../restrictions/lists.ts';
 import type { Logger } from '../observability/logger.ts';
-import { StoreError, type MailboxWriter } from '../stores/store.ts';
+import { StoreError, type MailboxWriter, type ReachedEntry } from '../stores/store.ts';
 import type { BackendConnections } from './backend-connections.ts';
 import { listSchemaOf, parseBackendSpec } from './backend-spec.ts';
 import { backendSecretsOf } from './credentials.ts';
@@ -157,19 +158,19 @@ export class MailUserRestrictionReconciler {
 
     let store: MailboxWriter;
     try {
-      const opened = await this.#storeFor(restriction, spec, backend);
-      if ('outcome' in opened) return opened.outcome;
+      // Nothing is opened for forms the store's schema cannot hold.
+      const opened = await this.#storeFor(backend, (backendSpec) => schemaOutcome(spec, listSchemaOf(backendSpec)));
+      if ('outcome' in opened) return this.#early(restriction, opened.outcome);
       store = opened.store;
+      // Looked up once: the tenancy check and the alias check below both need it.
+      const entry = await store.entryOf?.(spec.mailbox);
       // The tenancy boundary again where one entry has several addresses: a shadowAddress in a
       // listed domain must not reach the lists of an account of another domain.
-      if (domains !== undefined && store.entryOf !== undefined) {
-        const { primary } = await store.entryOf(spec.mailbox);
-        if (!mailboxInDomains(primary, domains)) {
-          return this.#early(restriction, { ready: false, reason: Reason.OutsideDomains, message: outsideDomainsEntryMessage(spec.mailbox, primary, spec.backendRef.name, domains) });
-        }
+      if (domains !== undefined && entry !== undefined && !mailboxInDomains(entry.primary, domains)) {
+        return this.#early(restriction, { ready: false, reason: Reason.OutsideDomains, message: outsideDomainsEntryMessage(spec.mailbox, entry.primary, spec.backendRef.name, domains) });
       }
       // The same entry through another of its addresses (an LDAP user's shadowAddress): one target.
-      const alias = await this.#aliasOwner(restriction, spec.mailbox, backend, store);
+      const alias = await this.#aliasOwner(restriction, spec.mailbox, backend, store, entry);
       if (alias !== undefined) {
         const message = Message.sameEntry(spec.mailbox, spec.backendRef.name, alias.spec!.mailbox!, keyOf(alias.metadata.namespace, alias.metadata.name), alias.backend);
         return this.#early(restriction, { ready: false, reason: Reason.Conflict, message });
@@ -225,10 +226,8 @@ export class MailUserRestrictionReconciler {
 
   /** InvalidSpec when the mailbox or an entry is not a form the store's schema holds. */
   #schemaCheck(restriction: RestrictionObject, spec: MailUserRestrictionSpec, schema: ListSchema): Outcome | undefined {
-    // The lists only: invalidEntries are kept as stored (the amavisd writer refuses to add one: InvalidValue).
-    const problems = schemaProblems(spec.mailbox, listsOf(spec), schema);
-    if (problems.length === 0) return undefined;
-    return this.#early(restriction, { ready: false, reason: Reason.InvalidSpec, message: problems.join('; ') });
+    const invalid = schemaOutcome(spec, schema);
+    return invalid === undefined ? undefined : this.#early(restriction, invalid);
   }
 
   /**
@@ -251,14 +250,14 @@ export class MailUserRestrictionReconciler {
    * The oldest restriction older than `restriction` that names another address of the stored
    * entry `mailbox` reaches (an LDAP user's `mail` and `shadowAddress` values), through any
    * MailBackend writing the same store, this one included; undefined when there is none, or when
-   * the store keys each mailbox by one address. Each candidate is resolved by the store: its
-   * address may reach another entry (one whose primary address it is).
+   * the store keys each mailbox by one address (no `entry`: the store's entryOf, undefined when it
+   * has none). Each candidate is resolved by the store: its address may reach another entry (one
+   * whose primary address it is).
    */
-  async #aliasOwner(restriction: RestrictionObject, mailbox: string, backend: BackendObject, store: MailboxWriter): Promise<Rival | undefined> {
+  async #aliasOwner(restriction: RestrictionObject, mailbox: string, backend: BackendObject, store: MailboxWriter, entry: ReachedEntry | undefined): Promise<Rival | undefined> {
     const identity = identityOf(backend);
-    if (store.entryOf === undefined || identity === undefined) return undefined;
+    if (store.entryOf === undefined || entry === undefined || identity === undefined) return undefined;
     const name = mailboxName(mailbox);
-    const entry = await store.entryOf(mailbox);
     const candidates = entry.addresses.filter((address) => address !== name).flatMap((address) => this.#olderOnSameStore(restriction, address, identity));
     candidates.sort((a, b) => (isOlder(a, b) ? -1 : isOlder(b, a) ? 1 : 0));
     for (const candidate of candidates) {
@@ -296,14 +295,18 @@ export class MailUserRestrictionReconciler {
     return ownerOf(this.#deps.sameTarget?.(target) ?? this.#deps.restrictions.list(namespace), target);
   }
 
-  /** The store of `backend`, or the outcome when the backend or the spec's forms rule it out. */
-  async #storeFor(restriction: RestrictionObject, spec: MailUserRestrictionSpec, backend: BackendObject): Promise<{ store: MailboxWriter } | { outcome: Outcome }> {
+  /**
+   * The store of `backend`, or the outcome (not yet logged) when its spec does not parse or
+   * `admit`, given the parsed spec, rules the store out before it is opened. Opened with the
+   * parsed spec, never the raw one: that lacks the settings' defaults, so its connection
+   * fingerprint differs and opening it would close the store others are using (LDAP: clears
+   * then timed out, and deletes hung).
+   */
+  async #storeFor(backend: BackendObject, admit?: (backendSpec: MailBackendSpec) => Outcome | undefined): Promise<{ store: MailboxWriter } | { outcome: Outcome }> {
     const { spec: backendSpec, problems } = parseBackendSpec(backend);
-    if (backendSpec === undefined) {
-      return { outcome: this.#early(restriction, { ready: false, reason: Reason.BackendUnavailable, message: Message.backendInvalid(backend.metadata.name, problems) }) };
-    }
-    const invalid = this.#schemaCheck(restriction, spec, listSchemaOf(backendSpec));
-    if (invalid !== undefined) return { outcome: invalid };
+    if (backendSpec === undefined) return { outcome: { ready: false, reason: Reason.BackendUnavailable, message: Message.backendInvalid(backend.metadata.name, problems) } };
+    const refused = admit?.(backendSpec);
+    if (refused !== undefined) return { outcome: refused };
     return { store: await this.#deps.connections.get({ ...backend, spec: backendSpec }, backendSecretsOf(backend, this.#deps.secrets)) };
   }
 
@@ -398,15 +401,12 @@ export class MailUserRestrictionReconciler {
       return;
     }
     try {
-      // The parsed spec, as #sync passes it: the raw one lacks the settings' defaults, so its
-      // connection fingerprint differs and every clear would close the store others are using
-      // (LDAP: the clear itself then timed out, and deletes hung).
-      const { spec: backendSpec, problems } = parseBackendSpec(backend);
-      if (backendSpec === undefined) throw new InvalidBackendError(Message.backendInvalid(backend.metadata.name, problems));
-      const store = await this.#deps.connections.get({ ...backend, spec: backendSpec }, backendSecretsOf(backend, this.#deps.secrets));
+      const opened = await this.#storeFor(backend);
+      if ('outcome' in opened) throw new InvalidBackendError(opened.outcome.message);
+      const { store } = opened;
       // An older restriction owning the same row or entry another way (this one was in Conflict):
       // clearing would wipe its lists.
-      const owner = this.#sameStoreOwner(restriction, mailbox, backend) ?? (await this.#aliasOwner(restriction, mailbox, backend, store));
+      const owner = this.#sameStoreOwner(restriction, mailbox, backend) ?? (await this.#aliasOwner(restriction, mailbox, backend, store, await store.entryOf?.(mailbox)));
       if (owner !== undefined) {
         this.#deps.status.event(restriction, 'Normal', Reason.Conflict, Message.notClearedOwned(mailbox, keyOf(owner.metadata.namespace, owner.metadata.name), owner.backend));
         return;
@@ -446,6 +446,13 @@ function newDifference(previous: readonly Condition[] | undefined, message: stri
   const ready = findCondition(previous, 'Ready');
   if (ready?.reason !== Reason.StoreDiffers || ready.message === message) return undefined;
   return { type: 'Warning', reason: Reason.StoreDiffers, message };
+}
+
+/** InvalidSpec when the mailbox or an entry is not a form `schema` holds. */
+function schemaOutcome(spec: MailUserRestrictionSpec, schema: ListSchema): Outcome | undefined {
+  // The lists only: invalidEntries are kept as stored (the amavisd writer refuses to add one: InvalidValue).
+  const problems = schemaProblems(spec.mailbox, listsOf(spec), schema);
+  return problems.length === 0 ? undefined : { ready: false, reason: Reason.InvalidSpec, message: problems.join('; ') };
 }
 
 /** An older restriction that owns what another one names, with its MailBackend as `namespace/name`. */

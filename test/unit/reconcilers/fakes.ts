@@ -40,7 +40,11 @@ export class FakeStore implements MailboxWriter {
     this.#aliases = aliases;
   }
 
+  /** Each mailbox entryOf was asked for, in order. */
+  readonly entryLookups: string[] = [];
+
   async entryOf(mailbox: string): Promise<ReachedEntry> {
+    this.entryLookups.push(mailbox);
     const id = this.lists.has(mailbox) ? mailbox : this.#aliases[mailbox];
     if (id === undefined || !this.lists.has(id)) throw new StoreError('MailboxNotFound', `mailbox ${mailbox} not found`);
     return { id, addresses: [id, ...Object.keys(this.#aliases).filter((alias) => this.#aliases[alias] === id)], primary: id };

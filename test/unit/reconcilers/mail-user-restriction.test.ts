@@ -78,6 +78,8 @@ interface Case {
     readonly finalizers?: string[][];
     /** The resourceVersion each finalizer patch was made at. */
     readonly finalizerVersions?: string[];
+    /** The mailboxes the store's entryOf was asked for, in order. */
+    readonly entryLookups?: string[];
     readonly debug?: RegExp;
     readonly drift?: number;
   };
@@ -218,6 +220,13 @@ const cases: Case[] = [
     backends: [backend({ url: 'postgres://vmail@127.0.0.1:5432/vmail', credentialsSecretRef: { name: 'pg' }, domains: ['other.org', 'example.com'] })],
     store: new FakeStore({ 'Alice@Example.COM': {} }),
     expect: { ready: { status: 'True', reason: Reason.Applied } },
+  },
+  {
+    name: 'with domains, the stored entry is looked up once per reconcile: the tenancy and the alias checks share it',
+    restrictions: [restriction()],
+    backends: [backend({ url: 'postgres://vmail@127.0.0.1:5432/vmail', credentialsSecretRef: { name: 'pg' }, domains: ['example.com'] })],
+    store: new FakeStore({ [MAILBOX]: {} }, { 'al@example.com': MAILBOX }),
+    expect: { ready: { status: 'True', reason: Reason.Applied }, entryLookups: [MAILBOX] },
   },
   {
     name: 'deleting a restriction outside the domains clears nothing (create + delete must not wipe lists)',
@@ -374,6 +383,7 @@ describe('MailUserRestrictionReconciler', () => {
       if (e.writes !== undefined) assert.deepEqual(store.writes, e.writes);
       if (e.finalizers !== undefined) assert.deepEqual(finalizers, e.finalizers);
       if (e.finalizerVersions !== undefined) assert.deepEqual(finalizerVersions, e.finalizerVersions);
+      if (e.entryLookups !== undefined) assert.deepEqual(store.entryLookups, e.entryLookups);
       if (e.debug !== undefined) assert.ok(recorder.debugLines().some((l) => e.debug!.test(l)), `a debug line matching ${e.debug}: ${recorder.debugLines().join(' | ')}`);
       assert.equal(drift, e.drift ?? 0);
     });
