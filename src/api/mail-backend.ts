@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { objectNameSchema } from './object-name.ts';
 import { LdapStoreSettingsSchema, SqlStoreSettingsSchema } from './store-settings.ts';
 import { urlStoreKind } from './store-url.ts';
 import { backendDomainsSchema } from './backend-domains.ts';
@@ -32,14 +33,14 @@ export const storeUrlSchema = z
 
 export const secretKeyRefSchema = z
   .object({
-    name: z.string().min(1).max(253).describe('A Secret in the same namespace.'),
+    name: objectNameSchema('A Secret in the same namespace.'),
     key: z.string().min(1).max(253).default('password').describe('The key holding the password.'),
   })
   .strict();
 
 export const caSecretKeyRefSchema = z
   .object({
-    name: z.string().min(1).max(253).describe('A Secret in the same namespace.'),
+    name: objectNameSchema('A Secret in the same namespace.'),
     key: z.string().min(1).max(253).default('ca.crt').describe('The key holding the PEM certificates.'),
   })
   .strict();

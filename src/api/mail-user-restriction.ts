@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { objectNameSchema } from './object-name.ts';
 import { entryProblem, parseEntry } from '../restrictions/entry.ts';
 import { codePoints, entryCelRules, hasLoneSurrogate, MAX_ENTRY } from '../restrictions/entry-grammar.ts';
 import { asciiAddress } from '../restrictions/idn.ts';
@@ -125,7 +126,7 @@ export const specSchema = z
     allowedRecipients: entryList('Whom this mailbox may send to; consulted before rejectedRecipients.'),
     rejectedRecipients: entryList('Whom this mailbox may not send to.'),
     backendRef: z
-      .object({ name: z.string().min(1).max(253).describe('Name of a MailBackend in the same namespace.') })
+      .object({ name: objectNameSchema('Name of a MailBackend in the same namespace.') })
       .strict()
       .optional()
       .describe('The MailBackend (store) these lists are written to. Without it the resource itself is the store: policy daemons with store Kubernetes in this namespace decide from it (and the manifests store reads it).'),

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { objectNameSchema } from './object-name.ts';
 import { actionSchema } from './actions.ts';
 import { durationTextSchema } from './durations.ts';
 import { conditionSchema } from './conditions.ts';
@@ -91,7 +92,7 @@ export const policyDaemonSpecSchema = z
       .default('MailBackend')
       .describe('Where the daemon reads restrictions. MailBackend: the SQL or LDAP store backendRef names (iRedMail). Kubernetes: the MailUserRestriction resources without backendRef in this namespace, watched with the daemon\'s own read-only ServiceAccount; no database needed.'),
     backendRef: z
-      .object({ name: z.string().min(1).max(253).describe('Name of a MailBackend in the same namespace.') })
+      .object({ name: objectNameSchema('Name of a MailBackend in the same namespace.') })
       .strict()
       .optional()
       .describe('store MailBackend: the MailBackend (store) the daemon reads restrictions from.'),

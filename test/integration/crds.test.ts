@@ -4,6 +4,7 @@ import { after, before, describe, test } from 'node:test';
 import { ApiException, CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import { startControlPlane, type ControlPlane } from '../harness/controlplane.ts';
 import { installCrds } from '../harness/crds.ts';
+import { objectNameSchema } from '../../src/api/object-name.ts';
 
 const group = 'mailwarden.io';
 const version = 'v1alpha1';
@@ -121,6 +122,48 @@ describe('CRDs on a real API server', () => {
 
   test('a MailBackend with an unknown scheme is refused', async () => {
     assert.match(await refusal(backend('scheme', { url: 'http://db:5432/vmail' }), 'mailbackends'), /spec\.url/);
+  });
+
+  // Object-name references (#25 review): a name no object can have is refused at admission, as
+  // Kubernetes refuses it for the object itself (DNS-1123 subdomain, at most 253 characters).
+  const NOT_A_NAME = /Invalid value: "string": is not a Kubernetes object name: lower-case letters, digits, "-" and "\."/;
+  const policyDaemon = (name: string, spec: Record<string, unknown>) => ({ apiVersion: `${group}/${version}`, kind: 'PolicyDaemon', metadata: { name }, spec });
+  const badNames: [string, string, () => [Record<string, unknown>, string | undefined], RegExp][] = [
+    ['upper case', 'MailUserRestriction backendRef', () => [restriction('ref-upper', { mailbox: 'a@example.com', backendRef: { name: 'Vmail' } }), undefined], /spec\.backendRef\.name/],
+    ['an underscore', 'MailUserRestriction backendRef', () => [restriction('ref-underscore', { mailbox: 'a@example.com', backendRef: { name: 'vmail_db' } }), undefined], /spec\.backendRef\.name/],
+    ['a path', 'MailUserRestriction backendRef', () => [restriction('ref-path', { mailbox: 'a@example.com', backendRef: { name: '../other-ns/vmail' } }), undefined], /spec\.backendRef\.name/],
+    ['a trailing dot', 'PolicyDaemon backendRef', () => [policyDaemon('ref-dot', { backendRef: { name: 'vmail.' } }), 'policydaemons'], /spec\.backendRef\.name/],
+    ['a leading hyphen', 'MailBackend credentialsSecretRef', () => [backend('ref-hyphen', { url: 'postgres://vmail@db:5432/vmail', credentialsSecretRef: { name: '-vmail-db' } }), 'mailbackends'], /spec\.credentialsSecretRef\.name/],
+    ['white space', 'MailBackend caSecretRef', () => [backend('ref-space', { url: 'postgres://vmail@db:5432/vmail', caSecretRef: { name: 'db ca' }, sql: { tls: { mode: 'verify-full' } } }), 'mailbackends'], /spec\.caSecretRef\.name/],
+  ];
+  for (const [what, field, object, path] of badNames) {
+    test(`an object-name reference that is no object name is refused at admission: ${field}, ${what}`, async () => {
+      const [body, plural] = object();
+      const message = await refusal(body, plural);
+      assert.match(message, path);
+      assert.match(message, NOT_A_NAME);
+    });
+  }
+
+  test('object-name references: zod and the API server agree on every name of a corpus (dotted names accepted)', async () => {
+    const names = ['vmail', 'vmail-db', 'vmail.db', 'a', '0', 'a.b.c', 'a-1.b-2', 'x'.repeat(253), 'x'.repeat(254), 'Vmail', 'vmail_db', '-a', 'a-', '.a', 'a.', 'a..b', 'a.-b', 'a b', 'ä', 'a/b', 'a:b', 'a\u200b', '', 'a@b'];
+    const disagreements: string[] = [];
+    let accepted = 0;
+    for (const [index, name] of names.entries()) {
+      const zod = objectNameSchema('').safeParse(name).success;
+      let server: boolean;
+      try {
+        await objects.createNamespacedCustomObject({ group, version, namespace, plural: 'mailuserrestrictions', body: restriction(`corpus-${index}`, { mailbox: 'a@example.com', backendRef: { name } }), dryRun: 'All' });
+        server = true;
+      } catch (error) {
+        assert.ok(error instanceof ApiException && error.code === 422, String(error));
+        server = false;
+      }
+      if (server !== zod) disagreements.push(`${JSON.stringify(name)}: zod ${zod}, API server ${server}`);
+      if (server) accepted++;
+    }
+    assert.deepEqual(disagreements, []);
+    assert.equal(accepted, 8, 'the first eight are names');
   });
 
   test('status is a subresource and printer columns are served', async () => {
