@@ -25,6 +25,11 @@ export interface ConnectionContext {
   readonly logger: Logger;
   readonly metrics: PolicyServerMetrics;
   readonly now: () => number;
+  /**
+   * The connection became evictable, or its wait restarted (it is now the one that has waited
+   * least), or it stopped being evictable. Not called for the state it opens in (evictable).
+   */
+  readonly onEvictable: (connection: PolicyConnection, evictable: boolean) => void;
   readonly onClose: (connection: PolicyConnection) => void;
 }
 
@@ -71,11 +76,14 @@ export class PolicyConnection {
   #turnBudget = REQUESTS_PER_TURN;
   /** Yielded: reading waits for the next turn (#nextTurn). */
   #yielded = false;
+  /** When the wait that makes this connection evictable began, as last reported (see #noteEvictable). */
+  #evictableSince: number | undefined;
   readonly #sink: RequestSink = (request) => this.#onRequest(request);
   readonly #nextTurn = (): void => {
     this.#yielded = false;
     this.#turnBudget = REQUESTS_PER_TURN;
     this.#resumeIfPossible();
+    this.#noteEvictable();
   };
 
   constructor(socket: Socket, ctx: ConnectionContext) {
@@ -86,15 +94,18 @@ export class PolicyConnection {
     this.#remote = socket.remoteAddress === undefined ? 'unix' : `${socket.remoteAddress}:${socket.remotePort}`;
     this.#timed = ctx.metrics.onRequest !== undefined;
     this.#lastActivity = ctx.now();
+    this.#evictableSince = this.#lastActivity;
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     socket.on('drain', () => {
       this.#writeBlocked = false;
       this.#lastActivity = ctx.now();
       this.#resumeIfPossible();
+      this.#noteEvictable();
     });
     socket.on('end', () => {
       this.#peerEnded = true;
       this.#maybeFinish();
+      this.#noteEvictable();
     });
     // Resets and the like: the 'close' that follows does the cleanup; an unhandled 'error' would crash.
     socket.on('error', (err) => ctx.logger.debug({ remote: this.#remote, err }, 'policy connection error'));
@@ -112,17 +123,30 @@ export class PolicyConnection {
   }
 
   /**
-   * How long this connection has held its slot without a request in flight — idle between
+   * Since when this connection has held its slot without a request in flight — idle between
    * requests, stalled mid-request, or with answers the peer does not read — or undefined while an
-   * answer is being worked on or the connection is already ending. The server gives the slot of
-   * the connection with the largest value to a new one when it is full.
+   * answer is being worked on or the connection is already ending. Such a connection is
+   * evictable: a full server gives the slot of the one that has waited longest to a new
+   * connection. The server keeps evictable connections in the order it hears that their wait
+   * began ({@link ConnectionContext.onEvictable}), so the longest wait comes first without a
+   * search: each of these times is the current time when it changes, and a wait that began
+   * earlier than the moment the connection became evictable (a request begun behind one in
+   * flight) counts from that moment.
    */
-  heldFor(now: number): number | undefined {
+  #evictableSinceNow(): number | undefined {
     if (this.#state !== 'open') return undefined;
-    if (this.#writeBlocked) return now - this.#writeBlockedSince;
+    if (this.#writeBlocked) return this.#writeBlockedSince;
     if (this.#queue.length - this.#head > 0) return undefined;
-    if (this.#decoder.inRequest && this.#requestStartedAt !== 0) return now - this.#requestStartedAt;
-    return now - this.#lastActivity;
+    if (this.#decoder.inRequest && this.#requestStartedAt !== 0) return this.#requestStartedAt;
+    return this.#lastActivity;
+  }
+
+  /** Tells the server when the connection's evictable wait began anew or ended (after each event). */
+  #noteEvictable(): void {
+    const since = this.#evictableSinceNow();
+    if (since === this.#evictableSince) return;
+    this.#evictableSince = since;
+    this.#ctx.onEvictable(this, since !== undefined);
   }
 
   /** Closes at once and gives up the slot now, without waiting for the socket's 'close'. */
@@ -138,6 +162,7 @@ export class PolicyConnection {
     this.#socket.pause();
     this.#resumeIfPossible();
     this.#maybeFinish();
+    this.#noteEvictable();
   }
 
   destroy(): void {
@@ -146,6 +171,11 @@ export class PolicyConnection {
 
   /** Enforces the timeouts; called periodically by the server with the current time. */
   check(now: number): void {
+    this.#checkTimeouts(now);
+    this.#noteEvictable();
+  }
+
+  #checkTimeouts(now: number): void {
     if (this.#state === 'closing') {
       if (now > this.#lingerUntil) this.#socket.destroy();
       return;
@@ -177,14 +207,15 @@ export class PolicyConnection {
       // Defensive: no data should arrive while paused, but never drop or reorder it if it does.
       this.#held = Buffer.concat([this.#held.subarray(this.#heldOffset), chunk]);
       this.#heldOffset = 0;
-      return;
-    }
-    if (this.#yielded) {
+    } else if (this.#yielded) {
       // The previous read used this turn's budget up to its last byte: this one waits too.
       this.#hold(chunk, 0);
-      return;
+    } else {
+      // The budget is per read: a client that sends one request at a time never waits a turn.
+      this.#turnBudget = REQUESTS_PER_TURN;
+      this.#consume(chunk, 0);
     }
-    this.#consume(chunk, 0);
+    this.#noteEvictable();
   }
 
   #consume(chunk: Buffer, offset: number): void {
@@ -287,6 +318,7 @@ export class PolicyConnection {
     }
     this.#resumeIfPossible();
     this.#maybeFinish();
+    this.#noteEvictable();
   }
 
   #resumeIfPossible(): void {

@@ -73,8 +73,10 @@ export class PolicyServer {
   readonly #context: ConnectionContext;
   readonly #clock: Clock;
   readonly #connections = new Set<PolicyConnection>();
+  /** The open connections without a request in flight, the longest-waiting first (see {@link PolicyConnection}). */
+  readonly #evictable = new Set<PolicyConnection>();
   /** Open TCP connections by client address (unix-socket clients are not counted here). */
-  readonly #perClient = new Map<string, Set<PolicyConnection>>();
+  readonly #perClient = new Map<string, ClientConnections>();
   readonly #warnings: WarningThrottle;
   readonly #server: Server;
   #address: PolicyServerAddress | undefined;
@@ -98,6 +100,7 @@ export class PolicyServer {
       logger: this.#logger,
       metrics: this.#metrics,
       now: () => clock.now(),
+      onEvictable: (connection, evictable) => this.#onEvictable(connection, evictable),
       onClose: (connection) => this.#onConnectionClosed(connection),
     };
     // allowHalfOpen: a client that sends its requests and then shuts down its side still gets
@@ -195,11 +198,11 @@ export class PolicyServer {
     const fromClient = client === undefined ? undefined : this.#perClient.get(client);
     // One address over its share competes only with its own connections; otherwise a full server
     // frees the slot held longest without a request in flight, whoever holds it.
-    const contenders = fromClient !== undefined && fromClient.size >= this.#limits.maxConnectionsPerClient ? fromClient : this.#connections.size >= this.#limits.maxConnections ? this.#connections : undefined;
+    const contenders = fromClient !== undefined && fromClient.open >= this.#limits.maxConnectionsPerClient ? fromClient.evictable : this.#connections.size >= this.#limits.maxConnections ? this.#evictable : undefined;
     if (contenders !== undefined) {
-      const victim = longestHeld(contenders, this.#clock.now());
+      const victim = first(contenders);
       if (victim === undefined) {
-        this.#warnings.warn('refused', { remote: client ?? 'unix', open: this.#connections.size, fromClient: fromClient?.size ?? 0 }, 'policy connection refused: every slot has a request in flight');
+        this.#warnings.warn('refused', { remote: client ?? 'unix', open: this.#connections.size, fromClient: fromClient?.open ?? 0 }, 'policy connection refused: every slot has a request in flight');
         this.#metrics.onConnectionShed?.('refused');
         socket.on('error', () => {}); // a reset racing the destroy is of no interest
         socket.destroy();
@@ -211,22 +214,41 @@ export class PolicyServer {
     }
     const connection = new PolicyConnection(socket, this.#context);
     this.#connections.add(connection);
+    this.#evictable.add(connection);
     if (client !== undefined) {
-      const set = this.#perClient.get(client);
-      if (set === undefined) this.#perClient.set(client, new Set([connection]));
-      else set.add(connection);
+      const own = this.#perClient.get(client);
+      if (own === undefined) this.#perClient.set(client, { open: 1, evictable: new Set([connection]) });
+      else {
+        own.open++;
+        own.evictable.add(connection);
+      }
     }
     this.#metrics.onConnections?.(this.#connections.size);
     this.#logger.debug({ remote: connection.remote }, 'policy connection opened');
   }
 
+  /** Keeps the evictable sets in the order their waits began: a wait that begins anew goes last. */
+  #onEvictable(connection: PolicyConnection, evictable: boolean): void {
+    if (!this.#connections.has(connection)) return;
+    const own = connection.client === undefined ? undefined : this.#perClient.get(connection.client);
+    this.#evictable.delete(connection);
+    own?.evictable.delete(connection);
+    if (evictable) {
+      this.#evictable.add(connection);
+      own?.evictable.add(connection);
+    }
+  }
+
   #onConnectionClosed(connection: PolicyConnection): void {
     if (!this.#connections.delete(connection)) return;
+    this.#evictable.delete(connection);
     const client = connection.client;
     if (client !== undefined) {
-      const set = this.#perClient.get(client);
-      set?.delete(connection);
-      if (set?.size === 0) this.#perClient.delete(client);
+      const own = this.#perClient.get(client);
+      if (own !== undefined) {
+        own.evictable.delete(connection);
+        if (--own.open === 0) this.#perClient.delete(client);
+      }
     }
     this.#metrics.onConnections?.(this.#connections.size);
     this.#logger.debug({ remote: connection.remote }, 'policy connection closed');
@@ -249,18 +271,17 @@ export class PolicyServer {
   }
 }
 
-/** The connection that has held its slot longest without a request in flight, if any has. */
-function longestHeld(connections: Iterable<PolicyConnection>, now: number): PolicyConnection | undefined {
-  let victim: PolicyConnection | undefined;
-  let longest = -Infinity;
-  for (const connection of connections) {
-    const held = connection.heldFor(now);
-    if (held !== undefined && held > longest) {
-      longest = held;
-      victim = connection;
-    }
-  }
-  return victim;
+/** One client address's open connections. */
+interface ClientConnections {
+  open: number;
+  /** Those without a request in flight, the longest-waiting first. */
+  readonly evictable: Set<PolicyConnection>;
+}
+
+/** The first member in insertion order. */
+function first<T>(set: Set<T>): T | undefined {
+  for (const member of set) return member;
+  return undefined;
 }
 
 /** Removes `path` when it is a unix socket nobody answers on; refuses anything else. */

@@ -137,6 +137,25 @@ describe('PolicyServer answers', () => {
     assert.ok(before <= 2 * REQUESTS_PER_TURN, `${before} of the flood's requests were answered before the other connection's one`);
   });
 
+  it('answers up to REQUESTS_PER_TURN requests of each read at once, however many it answered before', async () => {
+    // The handler's calls that run in one go (before the microtasks that follow a read) are one batch.
+    const batches: number[] = [];
+    let batch = 0;
+    const handler: PolicyHandler = (r) => {
+      if (batch++ === 0) queueMicrotask(() => (batches.push(batch), (batch = 0)));
+      return `OK ${r.recipient}`;
+    };
+    const { target } = await start({ handler });
+    const c = await client(target);
+    for (let i = 0; i < REQUESTS_PER_TURN - 2; i++) {
+      c.send(rcpt(`single${i}`));
+      await c.waitAnswers(i + 1);
+    }
+    c.send(Array.from({ length: REQUESTS_PER_TURN }, (_, i) => rcpt(`burst${i}`)).join(''));
+    await c.waitAnswers(2 * REQUESTS_PER_TURN - 2);
+    assert.deepEqual(batches.slice(REQUESTS_PER_TURN - 2), [REQUESTS_PER_TURN], 'the burst, read at once, is answered in one go');
+  });
+
   it('a client that half-closes after writing still gets every answer', async () => {
     const { target } = await start();
     const c = await client(target);
@@ -273,6 +292,67 @@ describe('PolicyServer connections', () => {
     assert.deepEqual(gauge.readings, [1, 2, 1, 2]);
   });
 
+  it('the slot held longest counts from the last request answered, not from when the connection opened', async () => {
+    const clock = new FakeClock();
+    const { target } = await start({ clock, limits: { maxConnections: 3 } });
+    const first = await client(target);
+    clock.advance(1000);
+    const second = await client(target);
+    clock.advance(1000);
+    const third = await client(target);
+    clock.advance(1000);
+    first.send(rcpt('first'));
+    await first.waitAnswers(1); // now the one that has waited least
+    clock.advance(1000);
+    const extra = await client(target);
+    await second.waitClosed(1000);
+    clock.advance(1000);
+    await client(target);
+    await third.waitClosed(1000);
+    assert.equal(first.closed, false);
+    assert.equal(extra.closed, false);
+    first.send(rcpt('again'));
+    assert.equal((await first.waitAnswers(2))[1], 'action=OK again');
+  });
+
+  it('a connection with a request in flight is never given up, however long it has been open', async () => {
+    const held = heldHandler();
+    const clock = new FakeClock();
+    const { target } = await start({ handler: held.handler, clock, limits: { maxConnections: 2 } });
+    const busy = await client(target);
+    clock.advance(5000);
+    const idle = await client(target);
+    clock.advance(5000);
+    busy.send(rcpt('busy'));
+    await held.called(1);
+    clock.advance(5000);
+    const extra = await client(target);
+    await idle.waitClosed(1000);
+    assert.equal(busy.closed, false);
+    held.answerAll();
+    assert.deepEqual(await busy.waitAnswers(1), ['action=OK busy']);
+    // Answered: it waits from now, after the extra connection that has waited 5 s already.
+    clock.advance(1000);
+    await client(target);
+    await extra.waitClosed(1000);
+    assert.equal(busy.closed, false);
+  });
+
+  it('past maxConnectionsPerClient, the slot given up is the one of that address idle longest', async () => {
+    const clock = new FakeClock();
+    const { target } = await start({ clock, limits: { maxConnections: 10, maxConnectionsPerClient: 2 } });
+    const a = await client(target, '127.0.0.2');
+    clock.advance(1000);
+    const b = await client(target, '127.0.0.2');
+    clock.advance(1000);
+    a.send(rcpt('a'));
+    await a.waitAnswers(1);
+    clock.advance(1000);
+    await client(target, '127.0.0.2');
+    await b.waitClosed(1000);
+    assert.equal(a.closed, false);
+  });
+
   it('refuses a new connection only when every slot has a request in flight', async () => {
     const held = heldHandler();
     const shed: string[] = [];
@@ -294,7 +374,7 @@ describe('PolicyServer connections', () => {
     const { target } = await start({ clock, limits: { maxConnections: 2, requestTimeoutMs: 60_000 } });
     const stalled = await client(target);
     stalled.send('request=smtpd_access_policy\nrecipient=x');
-    await turn();
+    await afterTurns(2); // the server reads it in the next turn's poll, before the clock moves
     clock.advance(2000);
     const idle = await client(target);
     idle.send(rcpt('idle'));
