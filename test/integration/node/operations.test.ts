@@ -83,6 +83,11 @@ describe('on a real node: helm upgrade, GitOps applies and disruption while the 
 
   test('helm upgrade with changed values succeeds while the operator runs, and the values stay', async (t) => {
     const before = (await operatorPods()).map((p) => p.metadata!.name!);
+    // The chart creates the webhook's certificate Secret empty; what the operator wrote in it must
+    // survive the upgrade (the chart renders no data), or the webhook would get a new CA.
+    const certificates = async () => (await c.core.readNamespacedSecret({ namespace: OPERATOR_NS, name: `${rel!.fullname}-webhook-tls` })).data;
+    const written = await certificates();
+    assert.ok(written?.['tls.crt'], 'the operator filled the chart\'s Secret');
     const t0 = Date.now();
     const args = ['upgrade', RELEASE, 'charts/mailwarden', '--namespace', OPERATOR_NS, '--set', `watchNamespaces={${MAIL_NS}}`];
     for (const s of [...imageValues(node), 'webhook.timeoutSeconds=9', 'operator.resync=10m', 'webhook.objectSelector.matchLabels.mailwarden\\.io/inject=yes']) args.push('--set', s);
@@ -101,6 +106,7 @@ describe('on a real node: helm upgrade, GitOps applies and disruption while the 
     assert.deepEqual(cfg.webhooks[0]!.objectSelector, { matchLabels: { 'mailwarden.io/inject': 'yes' } });
     assert.equal(cfg.metadata.labels?.['app.kubernetes.io/managed-by'], 'Helm');
     assert.ok(cfg.webhooks[0]!.clientConfig.caBundle);
+    assert.deepEqual(await certificates(), written, 'the CA and serving certificate kept through the upgrade');
     const fields = owners(cfg.metadata.managedFields ?? []);
     const caOwned = [...fields].filter(([, o]) => o.includes(CA_MANAGER)).map(([k]) => k);
     t.diagnostic(`fields owned by ${CA_MANAGER}: ${caOwned.join(' ')}`);
