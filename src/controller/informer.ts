@@ -41,6 +41,13 @@ export interface ResourceInformerOptions<T extends KubernetesObject> {
    * so the list and the watch see the same objects.
    */
   list: ListFunction<T>;
+  /**
+   * The one namespace `path` lists, when it is a namespaced collection: the cache is then keyed
+   * by the objects' names, strings they hold already, instead of a new `namespace/name` string
+   * per object (tens of thousands of them in the policy daemon's store). Keys still read
+   * `namespace/name` outside (see {@link ResourceInformer.keys}).
+   */
+  namespace?: string;
   /** Server-side filters for both list and watch, e.g. `mailwarden.io/backend` or `metadata.name=x`. */
   labelSelector?: string;
   fieldSelector?: string;
@@ -166,7 +173,9 @@ export class ResourceInformer<T extends KubernetesObject> {
   }
 
   get(namespace: string | undefined, name: string): T | undefined {
-    return this.#cache.get(keyOf(namespace, name));
+    const only = this.#opts.namespace;
+    if (only === undefined) return this.#cache.get(keyOf(namespace, name));
+    return (namespace ?? '') === only ? this.#cache.get(name) : undefined;
   }
 
   /** Cached objects, all or those of one namespace. */
@@ -189,7 +198,8 @@ export class ResourceInformer<T extends KubernetesObject> {
 
   /** Cache keys (`namespace/name`, or `name` when cluster-scoped), for a controller's resync. */
   keys(): string[] {
-    return [...this.#cache.keys()];
+    const only = this.#opts.namespace;
+    return only === undefined ? [...this.#cache.keys()] : [...this.#cache.keys()].map((name) => keyOf(only, name));
   }
 
   /** Starts listing and watching in the background; see {@link waitForSync}. */
@@ -292,7 +302,7 @@ export class ResourceInformer<T extends KubernetesObject> {
     } while (token);
 
     const fresh = new Map<string, T>();
-    for (const obj of items) fresh.set(keyOfObject(obj), obj);
+    for (const obj of items) fresh.set(this.#keyOf(obj), obj);
     for (const [key, old] of this.#cache) {
       if (!fresh.has(key)) {
         this.#cache.delete(key);
@@ -381,11 +391,11 @@ export class ResourceInformer<T extends KubernetesObject> {
       case 'ADDED':
       case 'MODIFIED': {
         const transform = this.#opts.transform;
-        this.#apply(keyOfObject(obj), transform ? transform(obj) : obj);
+        this.#apply(this.#keyOf(obj), transform ? transform(obj) : obj);
         break;
       }
       case 'DELETED': {
-        const key = keyOfObject(obj);
+        const key = this.#keyOf(obj);
         const old = this.#cache.get(key);
         if (this.#cache.delete(key)) {
           this.#unindex(key, old!);
@@ -407,6 +417,11 @@ export class ResourceInformer<T extends KubernetesObject> {
     }
     const rv = obj.metadata?.resourceVersion;
     if (rv) this.#resourceVersion = rv;
+  }
+
+  /** The cache key of `obj`: see the `namespace` option. */
+  #keyOf(obj: T): string {
+    return this.#opts.namespace === undefined ? keyOfObject(obj) : (obj.metadata?.name ?? '');
   }
 
   /** Stores `obj` (already transformed), telling add or update handlers (nothing when the resourceVersion is unchanged). */

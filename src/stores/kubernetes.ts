@@ -94,6 +94,7 @@ export class KubernetesStore implements MailboxReader {
         watch: (p, query, onEvent, done) => client.watch(p, query, onEvent, done),
         name: `mailuserrestrictions/${namespace}`,
         path,
+        namespace,
         list: (o: ListOptions) => client.list(path, o) as Promise<KubernetesListObject<KubernetesObject>>,
         transform: (obj) => holdRestriction(obj, pools) as KubernetesObject,
         backoff: { initialMs: options.backoff?.initialMs ?? 500, maxMs: options.backoff?.maxMs ?? 10_000 },
@@ -173,8 +174,8 @@ export class KubernetesStore implements MailboxReader {
     const held = obj as HeldRestriction;
     if (held.problem !== undefined) {
       this.#log?.warn(
-        { restriction: `${held.metadata.namespace}/${held.metadata.name}`, mailbox: held.address },
-        `MailUserRestriction ${held.metadata.namespace}/${held.metadata.name} is invalid and ignored: ${held.problem}`,
+        { restriction: `${held.namespace}/${held.name}`, mailbox: held.address },
+        `MailUserRestriction ${held.namespace}/${held.name} is invalid and ignored: ${held.problem}`,
       );
     }
     return held;

@@ -7,24 +7,45 @@ import { ListsPool, type HeldLists, type StringInterner } from './in-memory-reco
 /**
  * What the Kubernetes store keeps of a MailUserRestriction: its identity, its age (for the
  * oldest-wins rule) and the lists decisions read — no managedFields, no status, no annotations.
- * One that decides is its own {@link MailboxRecord} (`address`, `lists`): no second object per
- * mailbox, and its lists are shared with every mailbox that has the same ones (ListsPool).
+ * One object per restriction, held by tens of thousands: its metadata is itself (`metadata`
+ * returns it, for the informer and the oldest-wins rule), one that decides is its own
+ * {@link MailboxRecord} (`address`, `lists`), and its lists are shared with every mailbox that
+ * has the same ones (ListsPool).
  */
-export interface HeldRestriction {
-  readonly metadata: {
-    readonly name: string;
-    readonly namespace?: string;
-    readonly resourceVersion?: string;
-    readonly creationTimestamp?: string;
-  };
-  /** The mailbox it names as decisions look it up (mailboxName); undefined when it names none at all. */
+export class HeldRestriction {
+  readonly name: string;
+  readonly namespace: string | undefined;
+  readonly resourceVersion: string | undefined;
+  readonly creationTimestamp: string | undefined;
+  /**
+   * The mailbox it decides for, as decisions look it up (mailboxName); undefined when it names
+   * none at all, or belongs to a MailBackend (backendRef: not this store's to serve).
+   */
   readonly address: string | undefined;
-  /** Set on restrictions written to a MailBackend (backendRef): not this store's to serve. */
-  readonly foreign: boolean;
   /** The lists to decide with; undefined when foreign or the spec is invalid (see `problem`). */
   readonly lists: HeldLists | undefined;
   /** Why the spec is invalid, one line; undefined when it is valid. */
   readonly problem: string | undefined;
+
+  constructor(
+    metadata: Pick<HeldRestriction, 'name' | 'namespace' | 'resourceVersion' | 'creationTimestamp'>,
+    address: string | undefined,
+    lists: HeldLists | undefined,
+    problem: string | undefined,
+  ) {
+    this.name = metadata.name;
+    this.namespace = metadata.namespace;
+    this.resourceVersion = metadata.resourceVersion;
+    this.creationTimestamp = metadata.creationTimestamp;
+    this.address = address;
+    this.lists = lists;
+    this.problem = problem;
+  }
+
+  /** Its metadata as a Kubernetes object's: the object itself (no second object per restriction). */
+  get metadata(): { readonly name: string; readonly namespace?: string; readonly resourceVersion?: string; readonly creationTimestamp?: string } {
+    return this as { name: string; namespace?: string; resourceVersion?: string; creationTimestamp?: string };
+  }
 }
 
 /** Where held restrictions share what they repeat: list sets, and strings (namespace, creation time, entries). */
@@ -54,11 +75,10 @@ export function holdRestriction(obj: unknown, pools: HoldPools = UNSHARED): Held
   const spec = raw.spec;
   // Keyed as requests are looked up: an internationalised domain in its ASCII form.
   const address = typeof spec?.mailbox === 'string' ? mailboxName(spec.mailbox) : undefined;
-  const foreign = spec?.backendRef !== undefined && spec.backendRef !== null;
-  if (foreign) return { metadata, address, foreign, lists: undefined, problem: undefined };
+  if (spec?.backendRef !== undefined && spec.backendRef !== null) return new HeldRestriction(metadata, undefined, undefined, undefined);
   const parsed = specSchema.safeParse(spec);
-  if (!parsed.success) return { metadata, address, foreign, lists: undefined, problem: formatIssues(parsed.error).join('; ') };
-  return { metadata, address, foreign, lists: pools.lists.of(listsOf(parsed.data)), problem: undefined };
+  if (!parsed.success) return new HeldRestriction(metadata, address, undefined, formatIssues(parsed.error).join('; '));
+  return new HeldRestriction(metadata, address, pools.lists.of(listsOf(parsed.data)), undefined);
 }
 
 /** The record `held` decides with, or undefined when it decides nothing (invalid, foreign). */
@@ -98,7 +118,7 @@ export class RestrictionIndex {
   /** Adds or replaces a restriction (`previous`: its former state); returns the mailboxes whose answer may have changed. */
   set(restriction: HeldRestriction, previous?: HeldRestriction): string[] {
     const changed = previous === undefined ? [] : this.delete(previous);
-    if (restriction.foreign || restriction.address === undefined) return changed;
+    if (restriction.address === undefined) return changed;
     const mailbox = restriction.address;
     const held = this.#byMailbox.get(mailbox);
     if (held === undefined) {
@@ -116,7 +136,7 @@ export class RestrictionIndex {
   /** Removes a restriction; returns the mailboxes whose answer may have changed. */
   delete(restriction: HeldRestriction): string[] {
     const mailbox = restriction.address;
-    if (restriction.foreign || mailbox === undefined) return [];
+    if (mailbox === undefined) return [];
     const held = this.#byMailbox.get(mailbox);
     if (held === undefined) return [];
     const rest = (Array.isArray(held) ? held : [held]).filter((h) => !sameObject(h, restriction));
@@ -127,5 +147,5 @@ export class RestrictionIndex {
 }
 
 function sameObject(a: HeldRestriction, b: HeldRestriction): boolean {
-  return a.metadata.name === b.metadata.name && a.metadata.namespace === b.metadata.namespace;
+  return a.name === b.name && a.namespace === b.namespace;
 }

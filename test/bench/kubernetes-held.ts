@@ -64,6 +64,7 @@ async function measure(size: number): Promise<void> {
   const index = new RestrictionIndex();
   const informer = new ResourceInformer<KubernetesObject>({
     path: '/apis/mailwarden.io/v1alpha1/namespaces/mail/mailuserrestrictions',
+    namespace: 'mail',
     list: async (o) => JSON.parse(page(Number(o._continue ?? 0), size)),
     // A watch that never sends: the list is what is measured.
     watch: async () => ({ abort() {} }),

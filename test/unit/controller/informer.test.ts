@@ -27,4 +27,32 @@ describe('ResourceInformer', () => {
     assert.equal(watches, 0);
     assert.deepEqual(informer.keys(), ['mail/a']);
   });
+
+  test('an informer of one namespace keys its cache by name: get, keys, updates and deletes read as with namespace/name keys', async () => {
+    const obj = (name: string, resourceVersion: string, data: string) => ({ metadata: { name, namespace: 'mail', resourceVersion }, data: { v: data } });
+    let send: ((type: string, object: unknown) => void) | undefined;
+    const informer = new ResourceInformer<KubernetesObject & { data?: { v: string } }>({
+      path: '/api/v1/namespaces/mail/configmaps',
+      namespace: 'mail',
+      list: async () => ({ metadata: { resourceVersion: '2' }, items: [obj('a', '1', 'a1'), obj('b', '2', 'b1')] }) as KubernetesListObject<KubernetesObject>,
+      watch: async (_path, _query, onEvent) => {
+        send = onEvent;
+        return { abort() {} };
+      },
+    });
+    const seen: string[] = [];
+    informer.onChange((o, type) => seen.push(`${type} ${o.metadata?.name} ${(o as { data?: { v: string } }).data?.v}`));
+    informer.start();
+    await informer.waitForSync();
+    while (send === undefined) await new Promise((resolve) => setImmediate(resolve));
+    send('MODIFIED', obj('a', '3', 'a2'));
+    send('DELETED', obj('b', '4', 'b1'));
+    send('ADDED', obj('c', '5', 'c1'));
+    assert.deepEqual(seen, ['add a a1', 'add b b1', 'update a a2', 'delete b b1', 'add c c1']);
+    assert.equal(informer.get('mail', 'a')?.data?.v, 'a2');
+    assert.equal(informer.get('other', 'a'), undefined);
+    assert.equal(informer.get('mail', 'b'), undefined);
+    assert.deepEqual(informer.keys().sort(), ['mail/a', 'mail/c']);
+    await informer.stop();
+  });
 });
