@@ -11,6 +11,7 @@ import type { MailboxRecord } from '../restrictions/lists.ts';
 import type { Logger } from '../observability/logger.ts';
 import { holdRestriction, RestrictionIndex, type HeldRestriction, type HoldPools } from './restriction-index.ts';
 import { ListsPool, peekEach } from './in-memory-records.ts';
+import { releaseGarbage } from './heap.ts';
 import { StoreError, type MailboxReader } from './store.ts';
 
 /** The `--store` value of this store; its namespaces and credentials are settings. */
@@ -125,6 +126,9 @@ export class KubernetesStore implements MailboxReader {
         if (!(error instanceof InformerError && error.kind === 'SyncTimeout')) return;
       }
     }
+    // The list's garbage (every page parsed whole, the maps grown to hold it) would sit in the heap
+    // until the old generation fills, which a daemon that keeps what it holds may never do.
+    releaseGarbage();
     this.#loaded = true;
     this.#log?.info({ mailboxes: this.#index.size, namespaces: this.#informers.length }, 'restrictions listed; deciding from them now');
     for (const listener of this.#listeners) listener();
