@@ -2,7 +2,8 @@
  * The attacker of policy-lockout.test.ts, in a process of its own so that its work never delays
  * the probe's measurements. Usage: node policy-lockout-attacker.ts MODE PORT|/SOCKET ADDRESS[,ADDRESS…] COUNT
  *   idle       opens COUNT connections from each address and sends nothing
- *   slowloris  opens COUNT connections from each address and sends one byte of a request a second
+ *   slowloris  opens COUNT connections from each address and sends one byte of a request a second;
+ *              a connection the daemon closes is opened again a second later
  *   pipeline   opens COUNT connections from each address that pipeline requests and never read
  * Prints one JSON line per event ({"event":"ready"} once the attack is in place); on a line "stop"
  * on stdin it prints {"event":"stopped","open":N} and exits. Bounded: it exits by itself after 120 s.
@@ -46,10 +47,28 @@ for (const from of addresses) await openMany(from, count);
 if (mode === 'idle') {
   say({ event: 'ready', open: open() });
 } else if (mode === 'slowloris') {
+  // As slow-loris tools do, a connection the daemon closes (timed out or evicted) is opened again
+  // a second later, so the attack lasts as long as the attacker runs.
   const partial = 'request=smtpd_access_policy\nprotocol_state=RCPT\nrecipient=slow';
+  const reopen = (socket: Socket, from: string): void => {
+    socket.once('close', () => {
+      if (stopped) return;
+      setTimeout(() => {
+        if (stopped) return;
+        const again = connect('path' in target ? target : { ...target, localAddress: from });
+        again.on('error', () => {});
+        sockets[sockets.indexOf(socket)] = again;
+        reopened++;
+        reopen(again, from);
+      }, 1_000);
+    });
+  };
+  let reopened = 0;
+  sockets.forEach((socket, i) => reopen(socket, addresses[Math.floor(i / count)]!));
   say({ event: 'ready', open: open() });
   for (let second = 0; !stopped; second++) {
     for (const socket of sockets) if (!socket.destroyed) socket.write(partial[second % partial.length]!);
+    if (second % 5 === 4) say({ event: 'progress', open: open(), reopened });
     await delay(1_000);
   }
 } else if (mode === 'pipeline') {
