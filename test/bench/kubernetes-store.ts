@@ -8,9 +8,13 @@
  *            (500 a page, the daemon's client) read and dropped by this process
  *   RSS      the daemon's resident memory once ready, and after answering the whole request
  *            stream once (VmRSS; VmHWM is the peak, reached while listing)
- *   warm     at the size of the manifests section: requests/s, p99 and the daemon's CPU per
- *            request against the manifests store holding the same restrictions, in paired
- *            rounds (goal: within 5 %; CPU per request is the figure the machine's load moves least)
+ *   warm     at the size of the manifests section only, so at equal size: both stores hold the
+ *            same restrictions and get the same requests; requests/s, p99 and the daemon's CPU per
+ *            request against the manifests store, in paired rounds (goal: within 5 %; CPU per
+ *            request is the figure the machine's load moves least). With --control a third daemon
+ *            joins each round: the manifests store with the Kubernetes store listing and watching
+ *            beside it in the same process, deciding nothing (test/bench/kubernetes-list-preload.ts):
+ *            what the Kubernetes client costs the request path apart from the store's decisions
  *
  * Both daemons run with the heap options the operator gives a daemon container with the default
  * 256Mi memory limit (nodeHeapOptions): without them Node sizes its young generation from the
@@ -18,7 +22,7 @@
  * restrictions. Run by `npm run bench:policyd` after the
  * manifests section (its --kubernetes option), or alone:
  *   node test/bench/kubernetes-store.ts [--sizes 10000,100000] [--connections 8,32]
- *        [--seconds 3] [--warmup 1] [--rounds 5]
+ *        [--seconds 3] [--warmup 1] [--rounds 5] [--control]
  * Needs the control plane binaries (`source .ci/controlplane.sh`).
  */
 import { randomUUID } from 'node:crypto';
@@ -48,6 +52,8 @@ export interface KubernetesBenchOptions {
   readonly seconds: number;
   readonly warmup: number;
   readonly rounds: number;
+  /** A third daemon in the warm rounds: manifests, with the Kubernetes store listing beside it (see the header). */
+  readonly control?: boolean;
 }
 
 const NAMESPACE = 'mail';
@@ -81,7 +87,7 @@ async function readyz(server: RunningServer): Promise<boolean> {
  * watching them through the API server — is the same either way. Returns when the API server
  * lists them all.
  */
-async function seedRestrictions(cp: ControlPlane, from: number, to: number): Promise<void> {
+export async function seedRestrictions(cp: ControlPlane, from: number, to: number): Promise<void> {
   const api = reuseConnections(cp.kubeConfig()).makeApiClient(CustomObjectsApi);
   const base = { group: 'mailwarden.io', version: 'v1alpha1', namespace: NAMESPACE, plural: 'mailuserrestrictions' };
   const prefix = `/registry/mailwarden.io/mailuserrestrictions/${NAMESPACE}/`;
@@ -140,7 +146,7 @@ async function timeList(kubeconfig: string, expected: number): Promise<number> {
 }
 
 /** Waits until a full paged list succeeds (the watch cache has every seeded object). */
-async function untilListed(kubeconfig: string, expected: number): Promise<void> {
+export async function untilListed(kubeconfig: string, expected: number): Promise<void> {
   for (;;) {
     try {
       await timeList(kubeconfig, expected);
@@ -198,7 +204,7 @@ export async function runKubernetesBench(options: KubernetesBenchOptions): Promi
         `  ${size}: start → ready ${(readyMs / 1000).toFixed(2)} s (the daemon's CPU meanwhile ${cpuAtReady.toFixed(2)} s); RSS ${atReady.now.toFixed(0)} MB when ready, ${afterRequests.now.toFixed(0)} MB after the request stream, peak ${afterRequests.peak.toFixed(0)} MB\n`,
       );
 
-      if (size === options.mailboxes) await compareWithManifests(daemon, size, requestsFile, work, options);
+      if (size === options.mailboxes) await compareWithManifests(daemon, size, requestsFile, work, options, { namespaces: [NAMESPACE], kubeconfig: cp.kubeconfigPath });
       await stop(daemon.child);
       children.splice(children.indexOf(daemon), 1);
     }
@@ -209,22 +215,42 @@ export async function runKubernetesBench(options: KubernetesBenchOptions): Promi
   }
 }
 
-/** Warm requests/s and p99: the Kubernetes store against the manifests store, same restrictions. */
-async function compareWithManifests(kube: RunningServer, size: number, requestsFile: string, work: string, options: KubernetesBenchOptions): Promise<void> {
+/**
+ * Warm requests/s, p99 and CPU per request: the Kubernetes store against the manifests store,
+ * same restrictions and requests (and the control, see the header), in paired rounds.
+ */
+async function compareWithManifests(
+  kube: RunningServer,
+  size: number,
+  requestsFile: string,
+  work: string,
+  options: KubernetesBenchOptions,
+  settings: { namespaces: string[]; kubeconfig: string },
+): Promise<void> {
   const dir = join(work, 'manifests');
   await writeManifests(dir, size);
   const manifests = await startServer('manifests daemon', `${DAEMON} --store ${dir}`, DAEMON_ENV);
+  let control: RunningServer | undefined;
   try {
     await prime(manifests, requestsFile);
     process.stdout.write(`  manifests store, ${size}: RSS ${rss(manifests.child.pid).now.toFixed(0)} MB after the request stream\n`);
+    if (options.control) {
+      const preload = join(ROOT, 'test/bench/kubernetes-list-preload.ts');
+      const env = { ...DAEMON_ENV, NODE_OPTIONS: `${DAEMON_ENV.NODE_OPTIONS ?? ''} --import=${preload}`, MW_BENCH_KUBE_SETTINGS: JSON.stringify(settings) };
+      control = await startServer('control daemon', `${DAEMON} --store ${dir}`, env);
+      await prime(control, requestsFile);
+    }
+    process.stdout.write(`  warm, equal size: ${size} restrictions in each store, the same ${JSON.parse(readFileSync(requestsFile, 'utf8')).length} requests\n`);
     for (const c of options.connections) {
       const kubeRuns: RunResult[] = [];
       const manifestRuns: RunResult[] = [];
+      const controlRuns: RunResult[] = [];
       for (let round = 0; round < options.rounds; round++) {
-        // A round is a pair, back to back; which goes first alternates.
-        const pair = [{ runs: manifestRuns, server: manifests }, { runs: kubeRuns, server: kube }];
-        if (round % 2 === 1) pair.reverse();
-        for (const { runs, server } of pair) runs.push(await loadRun(server, c, requestsFile, options.seconds, options.warmup));
+        // A round runs each daemon once, back to back; the order turns from round to round.
+        const order = [{ runs: manifestRuns, server: manifests }, { runs: kubeRuns, server: kube }];
+        if (control !== undefined) order.push({ runs: controlRuns, server: control });
+        for (let turn = 0; turn < round % order.length; turn++) order.push(order.shift()!);
+        for (const { runs, server } of order) runs.push(await loadRun(server, c, requestsFile, options.seconds, options.warmup));
       }
       const k = medianRun(kubeRuns);
       const m = medianRun(manifestRuns);
@@ -236,9 +262,18 @@ async function compareWithManifests(kube: RunningServer, size: number, requestsF
           // the shared machine's load than req/s, which swings by tens of percent between runs.
           `CPU/req ratio ${formatRatio(pairedRatio(kubeRuns, manifestRuns, (r) => r.cpuUs))}\n`,
       );
+      if (control !== undefined) {
+        const x = medianRun(controlRuns);
+        process.stdout.write(
+          `  warm C=${c}: control (manifests + Kubernetes store beside) ${x.rps.toFixed(0)} req/s ${x.cpuUs.toFixed(1)} µs CPU/req; ` +
+            `CPU/req ratio control / manifests ${formatRatio(pairedRatio(controlRuns, manifestRuns, (r) => r.cpuUs))}, ` +
+            `kubernetes / control ${formatRatio(pairedRatio(kubeRuns, controlRuns, (r) => r.cpuUs))}\n`,
+        );
+      }
     }
   } finally {
     await stop(manifests.child);
+    if (control !== undefined) await stop(control.child);
   }
 }
 
@@ -251,6 +286,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
       seconds: { type: 'string', default: '3' },
       warmup: { type: 'string', default: '1' },
       rounds: { type: 'string', default: '5' },
+      control: { type: 'boolean', default: false },
     },
   });
   await runKubernetesBench({
@@ -260,5 +296,6 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     seconds: Number(values.seconds),
     warmup: Number(values.warmup),
     rounds: Number(values.rounds),
+    control: values.control,
   });
 }
