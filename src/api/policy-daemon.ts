@@ -99,7 +99,7 @@ export const policyDaemonSpecSchema = z
     mode: z.enum(['Sidecar', 'Service']).default('Sidecar').describe('Sidecar: injected into the Postfix pods podSelector matches. Service: a Deployment and a Service.'),
     podSelector: labelSelectorSchema
       .optional()
-      .describe('Sidecar mode: the Postfix pods (in this namespace, labelled mailwarden.io/inject: "true") that get the daemon. Service mode: the Postfix pods (in this namespace) its NetworkPolicy admits to the policy port; without it, every pod of the namespace.'),
+      .describe('Sidecar mode: the Postfix pods (in this namespace, labelled mailwarden.io/inject: "true") that get the daemon. Service mode: the Postfix pods (in this namespace) its NetworkPolicy admits to the policy port; without it, no pod (Ready stays False, reason NoClientsAdmitted); {} admits every pod of the namespace.'),
     policy: policyOptionsSchema.default({ semantics: 'default', logLevel: 'info' }).describe('Decision and cache options.'),
     port: z.number().int().min(1).max(65535).default(7777).describe('Policy port. Sidecar: on 127.0.0.1 only (check_policy_service inet:127.0.0.1:PORT). Service: the Service port.'),
     httpPort: z.number().int().min(1).max(65535).default(7778).describe('Port of /healthz, /readyz and /metrics (probes and scrapes; no decision data).'),

@@ -287,12 +287,14 @@ export function serviceFor(daemon: PolicyDaemonRef): V1Service {
 /**
  * Service mode listens on the pod IP: without a policy any pod in the cluster could open
  * connections to it (and hold its connection slots). This admits to the policy port only the
- * Postfix pods `podSelector` names (all pods of the daemon's namespace when it names none) and to
- * the HTTP port (metrics) only the namespaces the chart lists. The kubelet's probes come from the
- * node, which network policies leave alone. (`_from` is the client's name for `from`.)
+ * Postfix pods `podSelector` names, and without one no pod at all: a Service-mode daemon has no
+ * other way to know its clients (no webhook labels them), and "every pod of the namespace" would
+ * let any workload there fill its slots. To the HTTP port (probes, metrics) only the namespaces the
+ * chart lists; the kubelet's probes come from the node, which network policies always admit.
+ * (`_from` is the client's name for `from`.)
  */
 export function networkPolicyFor(daemon: PolicyDaemonRef, metricsNamespaces: readonly string[] = []): V1NetworkPolicy {
-  const clients = daemon.spec.podSelector ?? {};
+  const clients = daemon.spec.podSelector;
   return {
     apiVersion: 'networking.k8s.io/v1',
     kind: 'NetworkPolicy',
@@ -301,7 +303,8 @@ export function networkPolicyFor(daemon: PolicyDaemonRef, metricsNamespaces: rea
       podSelector: { matchLabels: selectorLabels(daemon) },
       policyTypes: ['Ingress'],
       ingress: [
-        { _from: [{ podSelector: { ...clients } }], ports: [{ protocol: 'TCP', port: daemon.spec.port }] },
+        // No rule rather than a rule without `from`, which would admit every source.
+        ...(clients === undefined ? [] : [{ _from: [{ podSelector: { ...clients } }], ports: [{ protocol: 'TCP', port: daemon.spec.port }] }]),
         ...(metricsNamespaces.length === 0
           ? []
           : [

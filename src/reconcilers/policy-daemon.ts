@@ -61,6 +61,8 @@ export const DaemonReason = {
   Injecting: 'Injecting',
   Available: 'Available',
   Progressing: 'Progressing',
+  /** Service mode without podSelector: its NetworkPolicy admits no pod to the policy port. */
+  NoClientsAdmitted: 'NoClientsAdmitted',
 } as const;
 
 /** The texts its status carries. */
@@ -70,6 +72,8 @@ export const DaemonMessage = {
   injecting: (pods: number) => `pods labelled mailwarden.io/inject: "true" that podSelector matches get the daemon; ${pods} running with it`,
   available: (ready: number, replicas: number, address: string) => `${ready}/${replicas} replicas ready; Postfix: check_policy_service ${address}`,
   progressing: (deployment: string) => `no replica ready yet (Deployment ${deployment})`,
+  noClientsAdmitted: (policy: string, port: number, ready: number, replicas: number) =>
+    `no podSelector: NetworkPolicy ${policy} admits no pod to port ${port} (where the network plugin enforces NetworkPolicies); set spec.podSelector to the Postfix pods that use this daemon; ${ready}/${replicas} replicas ready`,
 } as const;
 
 /** The SidecarsRunning condition, its fields and Event (sidecar-health.ts) as the StatusWriter's extra. */
@@ -154,6 +158,9 @@ export class PolicyDaemonReconciler {
     const readyReplicas = deployment?.status?.readyReplicas ?? 0;
     const address = `inet:${objectName(ref.name)}.${namespace}.svc:${ref.spec.port}`;
     const fields = daemonFields({ readyReplicas, configHash: hash });
+    if (ref.spec.podSelector === undefined) {
+      return { ready: false, reason: DaemonReason.NoClientsAdmitted, message: DaemonMessage.noClientsAdmitted(objectName(ref.name), ref.spec.port, readyReplicas, ref.spec.replicas), fields };
+    }
     if (readyReplicas > 0) return { ready: true, reason: DaemonReason.Available, message: DaemonMessage.available(readyReplicas, ref.spec.replicas, address), fields };
     return { ready: false, reason: DaemonReason.Progressing, message: DaemonMessage.progressing(objectName(ref.name)), fields };
   }

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { isDeepStrictEqual } from 'node:util';
 import { AppsV1Api, CoreV1Api, CustomObjectsApi, NetworkingV1Api, PolicyV1Api, type KubeConfig, type V1Deployment } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { Operator } from '../../../src/operator/manager.ts';
@@ -71,28 +72,42 @@ describe('PolicyDaemon in Service mode', () => {
     assert.ok(hashOf(d));
   });
 
-  test('a NetworkPolicy admits to the policy port only the selected Postfix pods, to metrics only the chart\'s namespaces', async () => {
+  test('a NetworkPolicy admits to the policy port only the Postfix pods podSelector names (none without one), to metrics only the chart\'s namespaces', async () => {
     const read = () => networking.readNamespacedNetworkPolicy({ namespace: ns, name: OBJECT }).catch(() => undefined);
     const plain = (value: unknown): unknown => JSON.parse(JSON.stringify(value));
-    const np = await eventually('NetworkPolicy', read);
+    const metricsRule = { _from: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }], ports: [{ protocol: 'TCP', port: 7778 }] };
+    const policyRule = { _from: [{ podSelector: { matchLabels: { app: 'postfix' } } }], ports: [{ protocol: 'TCP', port: 7777 }] };
+    const ingressBecomes = (rules: unknown[]) =>
+      eventually(`ingress ${JSON.stringify(rules)}`, async () => {
+        const np = await read();
+        return np !== undefined && isDeepStrictEqual(plain(np.spec?.ingress ?? []), rules) ? np : undefined;
+      });
+    const setSelector = async (podSelector: object | undefined) => {
+      const current = await daemon();
+      const { podSelector: _, ...spec } = current.spec;
+      await objects.replaceNamespacedCustomObject({ ...base, name: NAME, body: { ...current, spec: podSelector === undefined ? spec : { ...spec, podSelector } } });
+    };
+    const ready = async () => (await daemon()).status?.conditions?.find((c) => c.type === 'Ready');
+
+    // No podSelector: the Service-mode daemon does not know its clients, so no pod is admitted to
+    // the policy port; only the metrics rule is there (a rule without `from` would admit everyone).
+    const np = await ingressBecomes([metricsRule]);
     assert.equal(np.metadata?.ownerReferences?.[0]?.uid, (await daemon()).metadata.uid);
     assert.deepEqual(plain(np.spec?.podSelector), { matchLabels: { 'app.kubernetes.io/name': 'mailwarden-policyd', 'app.kubernetes.io/instance': NAME } });
     assert.deepEqual(np.spec?.policyTypes, ['Ingress']);
-    const [policyRule, metricsRule, ...more] = np.spec?.ingress ?? [];
-    assert.deepEqual(more, []);
-    // No podSelector on the daemon: the pods of its own namespace only (no namespaceSelector).
-    assert.deepEqual(plain(policyRule?._from), [{ podSelector: {} }]);
-    assert.deepEqual(plain(policyRule?.ports), [{ protocol: 'TCP', port: 7777 }]);
-    assert.deepEqual(plain(metricsRule?._from), [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }]);
-    assert.deepEqual(plain(metricsRule?.ports), [{ protocol: 'TCP', port: 7778 }]);
-    // The daemon names its Postfix pods: only they are admitted.
-    const current = await daemon();
-    await objects.replaceNamespacedCustomObject({ ...base, name: NAME, body: { ...current, spec: { ...current.spec, podSelector: { matchLabels: { app: 'postfix' } } } } });
-    const narrowed = await eventually('narrowed', async () => {
-      const np = await read();
-      return JSON.stringify(np?.spec?.ingress?.[0]?._from) === JSON.stringify([{ podSelector: { matchLabels: { app: 'postfix' } } }]) ? np : undefined;
-    });
-    assert.deepEqual(plain(narrowed.spec?.ingress?.[0]?.ports), [{ protocol: 'TCP', port: 7777 }]);
+    const nobody = await eventually('NoClientsAdmitted', async () => ((await ready())?.reason === 'NoClientsAdmitted' ? ready() : undefined));
+    assert.equal(nobody?.status, 'False');
+    assert.match(nobody!.message, /^no podSelector: NetworkPolicy relay-policyd admits no pod to port 7777 .*set spec\.podSelector/);
+
+    // The daemon names its Postfix pods: only they are admitted (in its namespace: no namespaceSelector).
+    await setSelector({ matchLabels: { app: 'postfix' } });
+    await ingressBecomes([policyRule, metricsRule]);
+    await eventually('Ready leaves NoClientsAdmitted', async () => (await ready())?.reason === 'Progressing');
+    // Taken away again: the rule goes with it.
+    await setSelector(undefined);
+    await ingressBecomes([metricsRule]);
+    await setSelector({ matchLabels: { app: 'postfix' } });
+    await ingressBecomes([policyRule, metricsRule]);
   });
 
   test("the Deployment's pod template passes Pod Security restricted (server-side dry run)", async () => {

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { parse as parseYaml } from 'yaml';
-import type { V1Pod, V1Role, V1RoleBinding, V1ServiceAccount } from '@kubernetes/client-node';
+import type { V1NetworkPolicy, V1Pod, V1Role, V1RoleBinding, V1ServiceAccount } from '@kubernetes/client-node';
 import { mailBackendSpecSchema, type MailBackendSpec } from '../../../src/api/mail-backend.ts';
 import { policyDaemonSpecSchema, quantityValue } from '../../../src/api/policy-daemon.ts';
 import { caOf, CredentialsError } from '../../../src/reconcilers/credentials.ts';
-import { configHash, daemonContainer, daemonIdentityObjects, daemonReaders, daemonVolumes, deploymentFor, mountsLegacyToken, nodeHeapOptions, policydConfigYaml } from '../../../src/reconcilers/policy-daemon-objects.ts';
+import { configHash, daemonContainer, daemonIdentityObjects, daemonReaders, daemonVolumes, deploymentFor, mountsLegacyToken, networkPolicyFor, nodeHeapOptions, policydConfigYaml } from '../../../src/reconcilers/policy-daemon-objects.ts';
 
 describe('quantityValue', () => {
   const cases: [string, number | undefined][] = [
@@ -228,5 +228,25 @@ describe('deploymentFor (Service mode)', () => {
 
   test('none given: no imagePullSecrets field', () => {
     assert.equal(deploymentFor(daemon, backend, 'img:1', 'h').spec?.template.spec?.imagePullSecrets, undefined);
+  });
+});
+
+describe('networkPolicyFor (Service mode)', () => {
+  const daemon = (extra: Record<string, unknown>) => ({ name: 'relay', namespace: 'mail', uid: 'u', spec: policyDaemonSpecSchema.parse({ backendRef: { name: 'vmail' }, mode: 'Service', ...extra }) });
+  const rules = (policy: V1NetworkPolicy) => JSON.parse(JSON.stringify(policy.spec?.ingress)) as unknown;
+
+  test('the policy port admits the pods podSelector names, in the daemon\'s namespace only', () => {
+    const policy = networkPolicyFor(daemon({ podSelector: { matchLabels: { app: 'postfix' } } }));
+    assert.deepEqual(policy.spec?.policyTypes, ['Ingress']);
+    assert.deepEqual(rules(policy), [{ _from: [{ podSelector: { matchLabels: { app: 'postfix' } } }], ports: [{ protocol: 'TCP', port: 7777 }] }]);
+  });
+
+  test('without podSelector no pod is admitted to the policy port (no rule: a rule without from would admit everyone)', () => {
+    assert.deepEqual(rules(networkPolicyFor(daemon({}))), []);
+    assert.deepEqual(rules(networkPolicyFor(daemon({}), ['monitoring'])), [{ _from: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }], ports: [{ protocol: 'TCP', port: 7778 }] }]);
+  });
+
+  test('an empty podSelector is the admin\'s explicit choice: every pod of the namespace', () => {
+    assert.deepEqual(rules(networkPolicyFor(daemon({ podSelector: {} }))), [{ _from: [{ podSelector: {} }], ports: [{ protocol: 'TCP', port: 7777 }] }]);
   });
 });

@@ -9,7 +9,8 @@ import { lister, Recorder, type RecordedEvent } from './fakes.ts';
 
 const backend = { apiVersion: 'mailwarden.io/v1alpha1', kind: 'MailBackend', metadata: { namespace: 'mail', name: 'pg' }, spec: { url: 'postgres://vmail@127.0.0.1:5432/vmail' } } as BackendObject;
 const SIDECAR = { backendRef: { name: 'pg' }, mode: 'Sidecar', podSelector: { matchLabels: { app: 'postfix' } } };
-const SERVICE = { backendRef: { name: 'pg' }, mode: 'Service', replicas: 2 };
+const SERVICE = { backendRef: { name: 'pg' }, mode: 'Service', replicas: 2, podSelector: { matchLabels: { app: 'postfix' } } };
+const { podSelector: _, ...SERVICE_FOR_NOBODY } = SERVICE;
 
 function daemon(spec: Record<string, unknown>, extra: { deleting?: boolean; status?: Record<string, unknown> } = {}): PolicyDaemonObject {
   return {
@@ -85,6 +86,17 @@ const cases: Case[] = [
     name: 'Service mode with no replica ready yet: Progressing',
     daemons: [daemon(SERVICE)],
     expect: { ready: { status: 'False', reason: DaemonReason.Progressing, message: DaemonMessage.progressing(objectName('policyd')) }, fields: { injectedPods: null, readyReplicas: 0, configHash: 'set' }, events: [{ type: 'Warning', reason: 'Progressing' }] },
+  },
+  {
+    name: 'Service mode without podSelector: everything applied, but not Ready (its NetworkPolicy admits no client)',
+    daemons: [daemon(SERVICE_FOR_NOBODY)],
+    deployments: [deployment(2)],
+    expect: {
+      ready: { status: 'False', reason: DaemonReason.NoClientsAdmitted, message: DaemonMessage.noClientsAdmitted(objectName('policyd'), 7777, 2, 2) },
+      fields: { injectedPods: null, readyReplicas: 2, configHash: 'set' },
+      applied: ['ConfigMap', 'NetworkPolicy', 'Deployment', 'Service', 'PodDisruptionBudget'],
+      events: [{ type: 'Warning', reason: 'NoClientsAdmitted' }],
+    },
   },
 ];
 
