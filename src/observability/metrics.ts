@@ -15,11 +15,11 @@ export class PolicyMetrics {
   readonly storeLookupDuration: Histogram.Internal<'store'>;
   readonly cache: Readonly<Record<'hit' | 'miss' | 'stale' | 'refresh', HotCounterChild>>;
   readonly invalidEntries: Counter;
-  readonly connections: Gauge;
   readonly protocolErrors: Counter<'reason'>;
-  readonly connectionsShed: Counter<'reason'>;
+  readonly connectionsShed: Readonly<Record<'evicted' | 'refused', HotCounterChild>>;
   readonly #store: string;
   #stale: () => boolean = () => false;
+  #openConnections: () => number = () => 0;
 
   constructor(options: { store: string; registry?: Registry; defaultMetrics?: boolean }) {
     const registry = options.registry ?? new Registry();
@@ -65,10 +65,15 @@ export class PolicyMetrics {
       help: 'Invalid list entries found in fetched mailboxes and ignored.',
       registers: [registry],
     });
-    this.connections = new Gauge({
+    // Read when scraped: an idle flood opens and evicts thousands of connections a second.
+    const openConnections = () => this.#openConnections();
+    new Gauge({
       name: 'mailwarden_policy_connections',
       help: 'Open policy connections.',
       registers: [registry],
+      collect() {
+        this.set(openConnections());
+      },
     });
     const stale = () => this.#stale();
     new Gauge({
@@ -86,17 +91,23 @@ export class PolicyMetrics {
       labelNames: ['reason'] as const,
       registers: [registry],
     });
-    this.connectionsShed = new Counter({
+    this.connectionsShed = new HotCounter({
       name: 'mailwarden_policy_connections_shed_total',
       help: 'Connections closed (evicted) or refused to keep slots for new ones, by reason.',
-      labelNames: ['reason'] as const,
+      label: 'reason',
+      values: ['evicted', 'refused'] as const,
       registers: [registry],
-    });
+    }).children;
   }
 
   /** Where mailwarden_store_stale reads from (the daemon's current store). */
   reportStaleness(stale: () => boolean): void {
     this.#stale = stale;
+  }
+
+  /** Where mailwarden_policy_connections reads from (the policy server's open connections). */
+  reportOpenConnections(open: () => number): void {
+    this.#openConnections = open;
   }
 
   storeError(kind: string): void {

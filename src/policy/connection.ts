@@ -56,7 +56,6 @@ export class PolicyConnection {
   readonly #socket: Socket;
   readonly #ctx: ConnectionContext;
   readonly #decoder: PolicyDecoder;
-  readonly #remote: string;
   readonly #client: string | undefined;
   readonly #timed: boolean;
   readonly #queue: PendingAnswer[] = [];
@@ -91,30 +90,23 @@ export class PolicyConnection {
     this.#ctx = ctx;
     this.#decoder = new PolicyDecoder(ctx.limits);
     this.#client = socket.remoteAddress;
-    this.#remote = socket.remoteAddress === undefined ? 'unix' : `${socket.remoteAddress}:${socket.remotePort}`;
     this.#timed = ctx.metrics.onRequest !== undefined;
     this.#lastActivity = ctx.now();
     this.#evictableSince = this.#lastActivity;
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
-    socket.on('drain', () => {
-      this.#writeBlocked = false;
-      this.#lastActivity = ctx.now();
-      this.#resumeIfPossible();
-      this.#noteEvictable();
-    });
     socket.on('end', () => {
       this.#peerEnded = true;
       this.#maybeFinish();
       this.#noteEvictable();
     });
     // Resets and the like: the 'close' that follows does the cleanup; an unhandled 'error' would crash.
-    socket.on('error', (err) => ctx.logger.debug({ remote: this.#remote, err }, 'policy connection error'));
+    socket.on('error', (err) => ctx.logger.debug({ remote: this.remote, err }, 'policy connection error'));
     socket.on('close', () => this.#onClose());
   }
 
   /** The peer, for logs: `address:port`, or `unix`. */
   get remote(): string {
-    return this.#remote;
+    return this.#client === undefined ? 'unix' : `${this.#client}:${this.#socket.remotePort}`;
   }
 
   /** The peer's address (no port), or undefined on a unix socket. */
@@ -182,7 +174,7 @@ export class PolicyConnection {
     }
     if (this.#state === 'closed') return;
     if (this.#writeBlocked && now - this.#writeBlockedSince > this.#ctx.limits.writeTimeoutMs) {
-      this.#ctx.logger.warn({ remote: this.#remote, reason: 'write-timeout' }, `policy client disconnected: it read none of its answers for more than ${this.#ctx.limits.writeTimeoutMs} ms`);
+      this.#ctx.logger.warn({ remote: this.remote, reason: 'write-timeout' }, `policy client disconnected: it read none of its answers for more than ${this.#ctx.limits.writeTimeoutMs} ms`);
       this.#ctx.metrics.onProtocolError?.('write-timeout');
       this.evict();
       return;
@@ -191,7 +183,7 @@ export class PolicyConnection {
     if (this.#requestStartedAt !== 0 && now - this.#requestStartedAt > this.#ctx.limits.requestTimeoutMs) {
       this.#fail('request-timeout', `client stalled mid-request for more than ${this.#ctx.limits.requestTimeoutMs} ms`);
     } else if (this.#isIdle() && now - this.#lastActivity > this.#ctx.limits.idleTimeoutMs) {
-      this.#ctx.logger.debug({ remote: this.#remote }, 'closing idle policy connection');
+      this.#ctx.logger.debug({ remote: this.remote }, 'closing idle policy connection');
       this.#close(false);
     }
   }
@@ -277,7 +269,7 @@ export class PolicyConnection {
 
   #handlerFailed(err: unknown): string {
     this.#ctx.metrics.onHandlerFailure?.();
-    this.#ctx.logger.error({ remote: this.#remote, err }, 'policy handler failed; answering the failure action');
+    this.#ctx.logger.error({ remote: this.remote, err }, 'policy handler failed; answering the failure action');
     return this.#ctx.failureAction();
   }
 
@@ -296,8 +288,16 @@ export class PolicyConnection {
     if (!socket.write(encodeReply(answer)) && !this.#writeBlocked) {
       this.#writeBlocked = true;
       this.#writeBlockedSince = this.#ctx.now();
+      socket.once('drain', () => this.#onDrain()); // only now: most connections never block
     }
     if (this.#timed) this.#ctx.metrics.onRequest?.(this.#ctx.now() - startedAt);
+  }
+
+  #onDrain(): void {
+    this.#writeBlocked = false;
+    this.#lastActivity = this.#ctx.now();
+    this.#resumeIfPossible();
+    this.#noteEvictable();
   }
 
   /** Writes the answers at the head of the queue that are ready, then reads on if it may. */
@@ -347,7 +347,7 @@ export class PolicyConnection {
     this.#state = 'failing';
     this.#held = undefined;
     this.#socket.pause();
-    this.#ctx.logger.warn({ remote: this.#remote, reason }, `policy client disconnected: ${message}`);
+    this.#ctx.logger.warn({ remote: this.remote, reason }, `policy client disconnected: ${message}`);
     this.#ctx.metrics.onProtocolError?.(reason);
     this.#maybeFinish();
   }

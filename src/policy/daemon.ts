@@ -80,10 +80,10 @@ export class PolicyDaemon {
         onRequest: (latencyMs) => requestDuration.observe(latencyMs / 1000),
         onProtocolError: (reason) => metrics.protocolErrors.labels(reason).inc(),
         onHandlerFailure: () => metrics.decisions.failure.inc(),
-        onConnections: (open) => metrics.connections.set(open),
-        onConnectionShed: (reason) => metrics.connectionsShed.labels(reason).inc(),
+        onConnectionShed: (reason) => metrics.connectionsShed[reason].inc(),
       },
     });
+    metrics.reportOpenConnections(() => server.connections);
     this.#server = server;
 
     let http: AddressInfo | string | undefined;
