@@ -5,6 +5,7 @@ import { KubernetesObjectApi, type KubeConfig, type KubernetesObject } from '@ku
 import { parse, parseAllDocuments } from 'yaml';
 import { startControlPlane, type ControlPlane } from '../../harness/controlplane.ts';
 import { installCrds } from '../../harness/crds.ts';
+import { run } from '../../harness/kube-tools.ts';
 import { repoPath } from '../../helpers/paths.ts';
 
 // Every Kubernetes manifest under examples/policydaemon and examples/postfix is accepted by a
@@ -90,6 +91,24 @@ describe('examples', () => {
       const option = /backendRef: \{ name: ([a-z0-9-]+) \}/.exec(text)?.[1];
       assert.ok(option, `${chart}: the iRedMail option names a MailBackend`);
       assert.match(kustomized, new RegExp(`kind: MailBackend\nmetadata:\n  name: ${option}\n`), chart);
+    }
+  });
+
+  test('the per-chart PolicyDaemons serve examples/kubernetes-store: created together on the API server, the restrictions in the daemons\' namespace and without backendRef', async () => {
+    const built = await run('kubectl', ['kustomize', 'examples/kubernetes-store/']);
+    assert.equal(built.code, 0, built.stderr);
+    const api = KubernetesObjectApi.makeApiClient(kc);
+    const restrictions = parseAllDocuments(built.stdout).map((d) => d.toJS() as KubernetesObject & { spec: { backendRef?: unknown } });
+    assert.ok(restrictions.length >= 4, `${restrictions.length} restrictions`);
+    const daemons = Object.keys(POD_LABELS).map((chart) => parse(readFileSync(repoPath('examples/postfix', chart, 'policydaemon.yaml'), 'utf8')) as KubernetesObject);
+    for (const object of [...daemons, ...restrictions]) await api.create(object);
+    for (const daemon of daemons) {
+      const served = restrictions.filter((r) => r.metadata?.namespace === daemon.metadata?.namespace && r.spec.backendRef === undefined);
+      assert.equal(served.length, restrictions.length, `${daemon.metadata?.name} serves every recipe`);
+    }
+    for (const r of restrictions) {
+      const stored = (await api.read({ apiVersion: r.apiVersion!, kind: r.kind!, metadata: { name: r.metadata!.name!, namespace: r.metadata!.namespace! } })) as KubernetesObject & { spec: { backendRef?: unknown } };
+      assert.equal(stored.spec.backendRef, undefined, r.metadata?.name);
     }
   });
 });
