@@ -47,6 +47,8 @@ spec:
   template:
     metadata: { labels: { app: postgres } }
     spec:
+      # Removed mid-file (mail.test.ts, store Kubernetes): gone in seconds, not the default 30.
+      terminationGracePeriodSeconds: 2
       containers:
         - name: postgres
           image: ${node.images.postgres}

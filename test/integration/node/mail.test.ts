@@ -2,7 +2,8 @@
 // sidecar (and then a Service-mode daemon with two replicas), decided from an in-cluster
 // PostgreSQL the operator writes the MailUserRestrictions into. Then store Kubernetes (#22): the
 // daemon reads the MailUserRestrictions itself, with the token the kubelet projects — the
-// Postfix pod's ServiceAccount as a sidecar, its own in Service mode — and no Secret.
+// Postfix pod's ServiceAccount as a sidecar, its own in Service mode — and no Secret, with the
+// PostgreSQL removed first: no SQL or LDAP server runs anywhere on the node.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { RbacAuthorizationV1Api } from '@kubernetes/client-node';
@@ -30,6 +31,12 @@ describe('on a real node: mail through a Postfix pod', () => {
       return senders.every((s) => rows[0]?.rejectedsenders.includes(s)) ? true : undefined;
     });
   };
+
+  /** Pods in any namespace running a SQL or LDAP server image: 'namespace/pod image'. */
+  const databasePods = async (): Promise<string[]> =>
+    (await c.core.listPodForAllNamespaces()).items.flatMap((p) =>
+      (p.spec?.containers ?? []).filter((x) => x.image === node.images.postgres || /postgres|mariadb|mysql|ldap/i.test(x.image ?? '')).map((x) => `${p.metadata?.namespace}/${p.metadata?.name} ${x.image}`),
+    );
 
   /** RCPT replies for mail to alice from each sender, over one SMTP session per sender. */
   const ask = async (port: number, senders: string[]): Promise<string[]> => {
@@ -120,6 +127,15 @@ kind: MailUserRestriction
 metadata: { name: alice-kube, namespace: ${MAIL_NS} }
 spec: { mailbox: alice@example.com, rejectedSenders: ${JSON.stringify(senders)} }
 `;
+    // #22: no SQL or LDAP server runs while these daemons decide. The in-cluster PostgreSQL of
+    // the scenarios above goes first, and the API server shows no database pod left anywhere.
+    await store?.close();
+    store = undefined;
+    const removed = await node.kubectl(['-n', MAIL_NS, 'delete', 'deployment/postgres', 'service/postgres']);
+    assert.equal(removed.code, 0, removed.stderr);
+    const t00 = Date.now();
+    await waitFor('no SQL or LDAP server pod left', 60_000, async () => ((await databasePods()).length === 0 ? true : undefined));
+    t.diagnostic(`store Kubernetes: PostgreSQL's pod gone ${Date.now() - t00} ms after its Deployment was deleted`);
     const applied = await node.kubectl(['apply', '-f', '-'], `
 apiVersion: v1
 kind: ServiceAccount
@@ -189,6 +205,7 @@ spec: { store: Kubernetes, mode: Service, replicas: 1, policy: { lookupTimeout: 
       client.socket.destroy();
       await policy.close();
     }
+    assert.deepEqual(await databasePods(), [], 'still no SQL or LDAP server pod');
     const secrets = (await c.core.listNamespacedSecret({ namespace: MAIL_NS })).items.map((x) => `${x.metadata?.name} ${x.type}`);
     assert.ok(!secrets.some((x) => x.endsWith('kubernetes.io/service-account-token')), secrets.join(', '));
   });
