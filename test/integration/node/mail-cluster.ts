@@ -94,8 +94,12 @@ spec:
   return { clusterIp, query, close: () => forward.close() };
 }
 
-/** PolicyDaemon `shared` in Service mode (backend `vmail`, two replicas), and waits until both are ready. */
-export async function deployServiceDaemon(node: SharedNode, namespace: string, cacheTTL: string): Promise<void> {
+/**
+ * PolicyDaemon `shared` in Service mode (backend `vmail`, two replicas) whose clients are the pods
+ * labelled `app.kubernetes.io/name: <clientName>` (its NetworkPolicy admits only them), and waits until
+ * both replicas are ready.
+ */
+export async function deployServiceDaemon(node: SharedNode, namespace: string, cacheTTL: string, clientName: string): Promise<void> {
   const applied = await node.kubectl(['apply', '-f', '-'], `
 apiVersion: ${GROUP}/${VERSION}
 kind: PolicyDaemon
@@ -104,6 +108,7 @@ spec:
   backendRef: { name: vmail }
   mode: Service
   replicas: 2
+  podSelector: { matchLabels: { app.kubernetes.io/name: ${clientName} } }
   policy: { cacheTTL: ${cacheTTL}, lookupTimeout: ${LOOKUP_TIMEOUT} }
 `);
   if (applied.code !== 0) throw new Error(applied.stderr);

@@ -113,7 +113,7 @@ spec:
 
   test('Service mode with two daemon replicas: Postfix asks the daemon through its Service', async (t) => {
     const t0 = Date.now();
-    await deployServiceDaemon(node, MAIL_NS, CACHE_TTL);
+    await deployServiceDaemon(node, MAIL_NS, CACHE_TTL, 'postfix-svc');
     t.diagnostic(`Service-mode Deployment with 2 ready replicas ${Date.now() - t0} ms after the PolicyDaemon`);
     const ip = (await c.core.readNamespacedService({ namespace: MAIL_NS, name: 'shared-policyd' })).spec!.clusterIP!;
     const d = await deployPostfix(node, MAIL_NS, 'postfix-svc', `inet:${ip}:7777`, { 'app.kubernetes.io/name': 'postfix-svc' });

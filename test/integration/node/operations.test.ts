@@ -124,7 +124,7 @@ describe('on a real node: helm upgrade, GitOps applies and disruption while the 
 ${restriction(['@spam.test'])}
 `);
     assert.equal(applied.code, 0, applied.stderr);
-    await deployServiceDaemon(node, MAIL_NS, '5s');
+    await deployServiceDaemon(node, MAIL_NS, '5s', 'postfix');
     const daemonIp = (await c.core.readNamespacedService({ namespace: MAIL_NS, name: 'shared-policyd' })).spec!.clusterIP!;
     await deployPostfix(node, MAIL_NS, 'postfix', `inet:${daemonIp}:7777`, { 'app.kubernetes.io/name': 'postfix' });
     const svc = await node.kubectl(['-n', MAIL_NS, 'expose', 'deployment', 'postfix', `--port=${SMTP_PORT}`, '--name=smtp']);
