@@ -23,6 +23,11 @@ export interface ConnectionContext {
   readonly failureAction: () => string;
   readonly limits: PolicyServerLimits;
   readonly logger: Logger;
+  /**
+   * Warns at most once an interval per kind: for what a client can cause at will (each of an
+   * attack's connections timing out or breaking the protocol).
+   */
+  readonly warn: (kind: string, context: object, msg: string) => void;
   readonly metrics: PolicyServerMetrics;
   readonly now: () => number;
   /**
@@ -174,7 +179,7 @@ export class PolicyConnection {
     }
     if (this.#state === 'closed') return;
     if (this.#writeBlocked && now - this.#writeBlockedSince > this.#ctx.limits.writeTimeoutMs) {
-      this.#ctx.logger.warn({ remote: this.remote, reason: 'write-timeout' }, `policy client disconnected: it read none of its answers for more than ${this.#ctx.limits.writeTimeoutMs} ms`);
+      this.#ctx.warn('write-timeout', { remote: this.remote, reason: 'write-timeout' }, `policy client disconnected: it read none of its answers for more than ${this.#ctx.limits.writeTimeoutMs} ms`);
       this.#ctx.metrics.onProtocolError?.('write-timeout');
       this.evict();
       return;
@@ -341,13 +346,13 @@ export class PolicyConnection {
     this.#close(state === 'failing');
   }
 
-  /** One log line, then answer what was complete and close. */
+  /** One (rate-limited) log line, then answer what was complete and close. */
   #fail(reason: DisconnectReason, message: string): void {
     if (this.#state !== 'open' && this.#state !== 'draining') return;
     this.#state = 'failing';
     this.#held = undefined;
     this.#socket.pause();
-    this.#ctx.logger.warn({ remote: this.remote, reason }, `policy client disconnected: ${message}`);
+    this.#ctx.warn(reason, { remote: this.remote, reason }, `policy client disconnected: ${message}`);
     this.#ctx.metrics.onProtocolError?.(reason);
     this.#maybeFinish();
   }

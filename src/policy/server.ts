@@ -98,6 +98,7 @@ export class PolicyServer {
       failureAction: typeof failureAction === 'string' ? () => failureAction : failureAction,
       limits: this.#limits,
       logger: this.#logger,
+      warn: (kind, context, msg) => this.#warnings.warn(`disconnected:${kind}`, context, msg),
       metrics: this.#metrics,
       now: () => clock.now(),
       onEvictable: (connection, evictable) => this.#onEvictable(connection, evictable),

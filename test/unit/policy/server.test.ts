@@ -407,6 +407,34 @@ describe('PolicyServer connections', () => {
     assert.equal((await postfix.waitAnswers(2))[1], 'action=OK again');
   });
 
+  it('warnings about disconnected clients are rate-limited per reason, with the count left out', async () => {
+    const { lines, logger } = recordingLogger();
+    const clock = new FakeClock();
+    const reasons: string[] = [];
+    const { target } = await start({ logger, clock, limits: { requestTimeoutMs: 100 }, metrics: { onProtocolError: (r) => reasons.push(r) } });
+    const stalled = await Promise.all(Array.from({ length: 5 }, () => client(target)));
+    // An answered request first: once it is answered, the partial one behind it has been read.
+    for (const c of stalled) c.send(rcpt('answered') + 'request=smtpd_access_policy\nrecipi');
+    await Promise.all(stalled.map((c) => c.waitAnswers(1)));
+    clock.advance(125);
+    await Promise.all(stalled.map((c) => c.waitClosed(2000)));
+    const timedOut = () => lines.filter((l) => l.level === 'warn' && (l.obj as { reason?: string }).reason === 'request-timeout');
+    assert.equal(timedOut().length, 1, 'one line for five timeouts within the interval');
+    assert.deepEqual(reasons, Array(5).fill('request-timeout'), 'every one counted in the metric');
+    const garbage = await client(target);
+    garbage.send('HELO example.com\r\n');
+    await garbage.waitClosed(2000);
+    assert.equal(lines.filter((l) => (l.obj as { reason?: string }).reason === 'malformed-attribute').length, 1, 'another reason has its own line');
+    clock.advance(10_000);
+    const late = await client(target);
+    late.send(rcpt('answered') + 'request=smtpd_access_policy\nrecipi');
+    await late.waitAnswers(1);
+    clock.advance(125);
+    await late.waitClosed(2000);
+    assert.equal(timedOut().length, 2);
+    assert.equal((timedOut()[1]!.obj as { suppressed?: number }).suppressed, 4);
+  });
+
   it('warnings about shed connections are rate-limited, with the count left out', async () => {
     const { lines, logger } = recordingLogger();
     const clock = new FakeClock();
