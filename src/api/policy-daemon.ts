@@ -129,6 +129,7 @@ export const policyDaemonStatusSchema = z.object({
   injectedPods: z.number().int().optional().describe('Sidecar mode: pods running with the injected daemon.'),
   sidecarsNotRunning: z.number().int().optional().describe('Sidecar mode: injected pods whose daemon container is not running (its image missing, crash-looping…); Postfix there answers with its default_action.'),
   sidecarsNotRunningPods: z.array(z.string()).max(20).optional().describe('Sidecar mode: the names of (at most 20 of) those pods; the SidecarsRunning condition gives the kubelet\'s reason for each.'),
+  readySidecars: z.number().int().optional().describe('Sidecar mode: injected pods whose daemon container is ready (with store Kubernetes: it has listed the MailUserRestrictions).'),
   readyReplicas: z.number().int().optional().describe('Service mode: ready replicas of the Deployment.'),
   configHash: z.string().optional().describe('Hash of the configuration the daemon was given.'),
 });

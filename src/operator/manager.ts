@@ -9,7 +9,7 @@ import { ControllerManager, type CacheReader, type Change, type ControllerDefini
 import type { Logger } from '../observability/logger.ts';
 import { BackendConnections, type StoreOpener } from '../reconcilers/backend-connections.ts';
 import { MailBackendReconciler } from '../reconcilers/mail-backend.ts';
-import { FINALIZER, MailUserRestrictionReconciler } from '../reconcilers/mail-user-restriction.ts';
+import { FINALIZER, MailUserRestrictionReconciler, type ServingDaemon } from '../reconcilers/mail-user-restriction.ts';
 import { targetKey } from '../api/restriction-owner.ts';
 import { PolicyDaemonReconciler, type PolicyDaemonObject } from '../reconcilers/policy-daemon.ts';
 import { POLICY_DAEMON_LABEL } from '../reconcilers/policy-daemon-objects.ts';
@@ -238,17 +238,31 @@ function servesUnbound(d: PolicyDaemonObject | undefined): boolean {
   return d !== undefined && d.spec?.store === 'Kubernetes' && d.metadata.deletionTimestamp === undefined;
 }
 
-/** The PolicyDaemons with store Kubernetes in `namespace` (not being deleted). */
-function kubernetesDaemons(daemons: CacheReader<PolicyDaemonObject>, namespace: string): string[] {
-  return daemons.list(namespace).filter(servesUnbound).map((d) => d.metadata.name);
+/** Whether a daemon of this PolicyDaemon is ready, as its status says: in Sidecar mode an injected
+ *  pod whose daemon container is ready, in Service mode a ready replica (both ready only once
+ *  the daemon has listed the restrictions). */
+function daemonReady(d: PolicyDaemonObject): boolean {
+  const status = d.status;
+  return ((d.spec?.mode === 'Service' ? status?.readyReplicas : status?.readySidecars) ?? 0) > 0;
+}
+
+/** What a restriction without backendRef reports from this PolicyDaemon: none, not ready, ready. */
+function servingState(d: PolicyDaemonObject | undefined): 'none' | 'waiting' | 'ready' {
+  if (!servesUnbound(d)) return 'none';
+  return daemonReady(d!) ? 'ready' : 'waiting';
+}
+
+/** The PolicyDaemons with store Kubernetes in `namespace` (not being deleted), and whether they are ready. */
+function kubernetesDaemons(daemons: CacheReader<PolicyDaemonObject>, namespace: string): ServingDaemon[] {
+  return daemons.list(namespace).filter(servesUnbound).map((d) => ({ name: d.metadata.name, ready: daemonReady(d) }));
 }
 
 /**
  * MailUserRestriction: a restriction's own change also queues the others on its mailbox (and on
  * the one it left) — a conflict may resolve, or the owner may have gone. A MailBackend's change,
  * or a change of a Secret it reads, queues the restrictions that name it. Restrictions without
- * backendRef report whether a store-Kubernetes daemon serves them: looked at again when one
- * comes, goes or changes store (not on its status writes). Queues de-duplicate, so generous is
+ * backendRef report whether a ready store-Kubernetes daemon serves them: looked at again when one
+ * comes, goes, changes store or its status turns ready or not ready (not on its other status writes). Queues de-duplicate, so generous is
  * cheap.
  */
 function restrictionController(
@@ -261,7 +275,7 @@ function restrictionController(
   const naming = (b: BackendObject) => restrictions.byIndex(Index.Backend, keyOf(b.metadata.namespace, b.metadata.name)).map(ref);
   const daemonWatch: WatchDefinition<OperatorKind, PolicyDaemonObject> = {
     kind: 'PolicyDaemon',
-    predicate: (d, change, old) => (change === 'delete' ? servesUnbound(d) : servesUnbound(d) !== servesUnbound(old)),
+    predicate: (d, change, old) => (change === 'delete' ? servesUnbound(d) : servingState(d) !== servingState(old)),
     map: (d) => restrictions.list(d.metadata.namespace).filter((r) => r.spec?.backendRef === undefined).map(ref),
   };
   return {

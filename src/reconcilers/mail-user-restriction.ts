@@ -35,9 +35,9 @@ export const Reason = {
   StoreMatches: 'StoreMatches',
   /** managementPolicy Observe: the store differs from the spec (nothing written; the message says how). */
   StoreDiffers: 'StoreDiffers',
-  /** No backendRef: valid, owns its mailbox, and a PolicyDaemon with store Kubernetes serves it. */
+  /** No backendRef: valid, owns its mailbox, and a ready PolicyDaemon with store Kubernetes serves it. */
   Served: 'Served',
-  /** No backendRef and no PolicyDaemon with store Kubernetes in the namespace to decide from it. */
+  /** No backendRef and no ready PolicyDaemon with store Kubernetes in the namespace to decide from it. */
   NotServed: 'NotServed',
   /** The mailbox is outside the domains of its MailBackend (docs/tenancy.md): nothing written. */
   OutsideDomains: 'OutsideDomains',
@@ -69,6 +69,8 @@ export const Message = {
   unboundConflict: (mailbox: string, owner: string) => `mailbox ${mailbox} is already restricted by MailUserRestriction ${owner} (the oldest wins); policy daemons ignore this one`,
   servedToReaders: (mailbox: string, namespace: string) => `the lists of ${mailbox} are served to policy daemons reading the MailUserRestrictions of ${namespace}`,
   notServed: (namespace: string) => `no PolicyDaemon with store Kubernetes in ${namespace} decides from this restriction; create one, or name a MailBackend in spec.backendRef`,
+  notReady: (namespace: string, daemons: readonly string[]) =>
+    `no daemon of PolicyDaemon ${[...daemons].sort().join(', ')} (store Kubernetes) in ${namespace} is ready yet: no injected pod whose daemon has listed the MailUserRestrictions (Sidecar mode), no ready replica (Service mode)`,
   servedBy: (mailbox: string, daemons: readonly string[]) => `the lists of ${mailbox} are served by PolicyDaemon ${[...daemons].sort().join(', ')}`,
 } as const;
 
@@ -78,6 +80,12 @@ class InvalidBackendError extends Error {
     super(message);
     this.name = 'InvalidBackendError';
   }
+}
+
+/** A PolicyDaemon with store Kubernetes; ready when one of its daemons has listed the restrictions. */
+export interface ServingDaemon {
+  readonly name: string;
+  readonly ready: boolean;
 }
 
 export interface RestrictionReconcilerDeps {
@@ -99,10 +107,11 @@ export interface RestrictionReconcilerDeps {
   readonly sameMailbox?: (mailbox: string) => RestrictionObject[];
   /**
    * The PolicyDaemons with store Kubernetes in a namespace (they decide from restrictions without
-   * backendRef). Undefined when the operator does not manage PolicyDaemons: such restrictions
-   * are then Ready once valid and owning their mailbox, for daemons set up by other means.
+   * backendRef), and whether a daemon of each is ready (has listed them) as its status says.
+   * Undefined when the operator does not manage PolicyDaemons: such restrictions are then Ready
+   * once valid and owning their mailbox, for daemons set up by other means.
    */
-  readonly kubernetesDaemons?: (namespace: string) => readonly string[];
+  readonly kubernetesDaemons?: (namespace: string) => readonly ServingDaemon[];
 }
 
 /**
@@ -215,7 +224,10 @@ export class MailUserRestrictionReconciler {
     const daemons = this.#deps.kubernetesDaemons?.(namespace);
     if (daemons === undefined) return { ready: true, reason: Reason.Served, message: Message.servedToReaders(spec.mailbox, namespace), ...served };
     if (daemons.length === 0) return this.#early(restriction, { ready: false, reason: Reason.NotServed, message: Message.notServed(namespace) });
-    return { ready: true, reason: Reason.Served, message: Message.servedBy(spec.mailbox, daemons), ...served };
+    // Served means decided from: a daemon that has listed the restrictions, not one that may.
+    const ready = daemons.filter((d) => d.ready).map((d) => d.name);
+    if (ready.length === 0) return this.#early(restriction, { ready: false, reason: Reason.NotServed, message: Message.notReady(namespace, daemons.map((d) => d.name)) });
+    return { ready: true, reason: Reason.Served, message: Message.servedBy(spec.mailbox, ready), ...served };
   }
 
   /** An outcome decided before touching the store, logged as cert-manager logs its guards. */

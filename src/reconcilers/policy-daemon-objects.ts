@@ -227,10 +227,13 @@ export function daemonContainer(daemon: PolicyDaemonRef, backend: MailBackendSpe
     // on a busy node Node.js took over 30 s to listen, and a kill then only starts it over.
     startupProbe: { httpGet: http, periodSeconds: 1, failureThreshold: 120, timeoutSeconds: 2 },
     livenessProbe: { httpGet: http, periodSeconds: 10, failureThreshold: 3, timeoutSeconds: 2 },
-    // Service mode: only replicas that reach the store get sessions. A sidecar has no readiness
-    // probe: its readiness is the Postfix pod's, and a store outage would take every Postfix pod
-    // out of its Services at once, when Postfix could still answer with the failure action.
-    ...(spec.mode === 'Service' ? { readinessProbe: { httpGet: { ...http, path: '/readyz' }, periodSeconds: 5, failureThreshold: 3, timeoutSeconds: 2 } } : {}),
+    // Service mode: only replicas that reach the store get sessions. A sidecar of a SQL or LDAP
+    // store has no readiness probe: its readiness is the Postfix pod's, and a store outage would
+    // take every Postfix pod out of its Services at once, when Postfix could still answer with
+    // the failure action. With store Kubernetes it is ready once it has listed the restrictions
+    // and stays so through an API server outage: the probe holds back only that first list, and
+    // tells the operator (readySidecars) that the daemon serves its restrictions.
+    ...(spec.mode === 'Service' || backend === undefined ? { readinessProbe: { httpGet: { ...http, path: '/readyz' }, periodSeconds: 5, failureThreshold: 3, timeoutSeconds: 2 } } : {}),
     volumeMounts: [
       { name: CONFIG_VOLUME, mountPath: CONFIG_DIR, readOnly: true },
       ...(backend?.credentialsSecretRef ? [{ name: SECRET_VOLUME, mountPath: SECRET_DIR, readOnly: true }] : []),

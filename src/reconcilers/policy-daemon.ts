@@ -82,8 +82,8 @@ function sidecarStatus(health: SidecarHealth | undefined): (current: StatusNow) 
 }
 
 /** The status fields beside Ready; each mode sets its own count and clears the other's. */
-function daemonFields(counts: { injectedPods?: number; readyReplicas?: number; configHash?: string }): Outcome['fields'] {
-  return { injectedPods: counts.injectedPods, readyReplicas: counts.readyReplicas, configHash: counts.configHash };
+function daemonFields(counts: { injectedPods?: number; readySidecars?: number; readyReplicas?: number; configHash?: string }): Outcome['fields'] {
+  return { injectedPods: counts.injectedPods, readySidecars: counts.readySidecars, readyReplicas: counts.readyReplicas, configHash: counts.configHash };
 }
 
 /**
@@ -147,7 +147,7 @@ export class PolicyDaemonReconciler {
       }
       const sidecars = sidecarHealth(this.#deps.pods.list(namespace), ref.name);
       const injected = sidecars.injected;
-      return { ready: true, reason: DaemonReason.Injecting, message: DaemonMessage.injecting(injected), fields: daemonFields({ injectedPods: injected, configHash: hash }), extra: sidecarStatus(sidecars) };
+      return { ready: true, reason: DaemonReason.Injecting, message: DaemonMessage.injecting(injected), fields: daemonFields({ injectedPods: injected, readySidecars: sidecars.ready, configHash: hash }), extra: sidecarStatus(sidecars) };
     }
 
     // The policy first: the daemon's port is never open to the whole cluster, not even briefly.

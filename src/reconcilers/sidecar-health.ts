@@ -24,6 +24,8 @@ export interface SidecarProblem {
 export interface SidecarHealth {
   /** Injected pods that are live (not finished, not being deleted). */
   readonly injected: number;
+  /** Of those, the pods whose daemon container the kubelet reports ready. */
+  readonly ready: number;
   readonly notRunning: readonly SidecarProblem[];
 }
 
@@ -63,7 +65,7 @@ export function sidecarHealth(pods: readonly V1Pod[], daemonName: string): Sidec
     if (reason !== undefined) notRunning.push({ pod: pod.metadata?.name ?? '', reason });
   }
   notRunning.sort((a, b) => a.pod.localeCompare(b.pod));
-  return { injected: live.length, notRunning };
+  return { injected: live.length, ready: live.filter((p) => daemonStatus(p)?.ready === true).length, notRunning };
 }
 
 /** The condition's message: how many, and which pods with the kubelet's reason. */

@@ -178,6 +178,14 @@ spec: { store: Kubernetes, mode: Service, replicas: 1, policy: { lookupTimeout: 
     assert.equal(await can('watch', 'mailuserrestrictions.mailwarden.io'), 'yes');
     for (const args of [['update', 'mailuserrestrictions.mailwarden.io'], ['get', 'secrets'], ['get', 'mailbackends.mailwarden.io'], ['list', 'pods']]) assert.equal(await can(...args), 'no', args.join(' '));
 
+    // Ready only once the injected daemon has listed the restrictions (its readiness probe): the
+    // PolicyDaemon counts it, and the restriction reports Served by it.
+    type Status = { status?: { readySidecars?: number; conditions?: { type: string; reason?: string; message?: string }[] } };
+    const get = async (plural: string, name: string) => (await c.objects.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: MAIL_NS, plural, name })) as Status;
+    assert.ok(pod.status?.containerStatuses?.find((x) => x.name === 'mailwarden-policyd')?.ready, 'the daemon container is ready');
+    await waitFor('PolicyDaemon kube counting a ready sidecar', 60_000, async () => (((await get('policydaemons', 'kube')).status?.readySidecars ?? 0) >= 1 ? true : undefined));
+    const served = await waitFor('alice-kube Served', 60_000, async () => (await get('mailuserrestrictions', 'alice-kube')).status?.conditions?.find((x) => x.type === 'Ready' && x.reason === 'Served'));
+    assert.match(served.message ?? '', /served by PolicyDaemon kube(,|$)/);
     const f = await node.forward(pod.status!.podIP!, SMTP_PORT);
     try {
       await waitFor('store Kubernetes: the first decision', 60_000, async () => ((await ask(f.port, ['x@kube-spam.test']))[0] === rejected('alice@example.com') ? true : undefined));

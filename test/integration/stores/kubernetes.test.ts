@@ -112,10 +112,11 @@ describe('policy daemon with store Kubernetes, on a real API server', () => {
       plural: 'policydaemons',
       body: { apiVersion: `${GROUP}/${VERSION}`, kind: 'PolicyDaemon', metadata: { name: DAEMON }, spec: { store: 'Kubernetes', podSelector: { matchLabels: { app: 'postfix' } } } },
     });
-    // A Postfix pod the daemon was injected into (no node here: it stays Pending); the operator
-    // binds its ServiceAccount to the daemon's read-only Role.
+    // A Postfix pod the daemon was injected into (no node here: it stays Pending until the test
+    // reports its daemon ready, as the kubelet would); the operator binds its ServiceAccount to
+    // the daemon's read-only Role.
     await env.core.createNamespacedServiceAccount({ namespace: ns, body: { metadata: { name: IDENTITY } } });
-    await env.core.createNamespacedPod({ namespace: ns, body: { metadata: { name: 'postfix-0', labels: { app: 'postfix', 'mailwarden.io/inject': 'true', 'mailwarden.io/policy-daemon': DAEMON } }, spec: { serviceAccountName: IDENTITY, containers: [{ name: 'postfix', image: 'postfix:test' }] } } });
+    await env.core.createNamespacedPod({ namespace: ns, body: { metadata: { name: 'postfix-0', labels: { app: 'postfix', 'mailwarden.io/inject': 'true', 'mailwarden.io/policy-daemon': DAEMON } }, spec: { serviceAccountName: IDENTITY, containers: [{ name: 'postfix', image: 'postfix:test' }, { name: 'mailwarden-policyd', image: 'mailwarden:test' }] } } });
     await eventually('the daemon identity', async () => {
       const rbac = env.kc.makeApiClient(RbacAuthorizationV1Api);
       const binding = await rbac.readNamespacedRoleBinding({ namespace: ns, name: `${DAEMON}-policyd` });
@@ -174,6 +175,21 @@ describe('policy daemon with store Kubernetes, on a real API server', () => {
     assert.equal(await asker.ask('dave@example.com', 'x@example.com'), REJECT);
     await r.delete('dave');
     await asker.until('dave@example.com', 'x@example.com', ALLOW);
+  });
+
+  test('Served only once a daemon serving the namespace is ready: NotServed while no injected daemon has listed the restrictions, Served when the kubelet reports one ready', async () => {
+    await r.create('ivan', { mailbox: 'ivan@example.com', rejectedRecipients: ['@.'] });
+    const waiting = await r.waitReason('ivan', 'NotServed');
+    assert.match(waiting.ready.message, /no daemon of PolicyDaemon mx \(store Kubernetes\) in \S+ is ready yet/);
+    // The kubelet's report once the sidecar's readiness probe passes (/readyz: the first full list).
+    const pod = await env.core.readNamespacedPod({ namespace: ns, name: 'postfix-0' });
+    const startedAt = new Date();
+    const containerStatuses = pod.spec!.containers.map((c) => ({ name: c.name, image: c.image!, imageID: '', restartCount: 0, started: true, ready: true, state: { running: { startedAt } } }));
+    await env.core.replaceNamespacedPodStatus({ namespace: ns, name: 'postfix-0', body: { ...pod, status: { ...pod.status, phase: 'Running', conditions: [{ type: 'Ready', status: 'True' }], containerStatuses } } });
+    const served = await r.waitReason('ivan', 'Served');
+    assert.match(served.ready.message, /served by PolicyDaemon mx/);
+    const daemonStatus = (await env.objects.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural: 'policydaemons', name: DAEMON })) as { status?: { readySidecars?: number; injectedPods?: number } };
+    assert.deepEqual([daemonStatus.status?.injectedPods, daemonStatus.status?.readySidecars], [1, 1]);
   });
 
   test('two restrictions for one mailbox: the oldest decides, and the operator reports the same', async () => {

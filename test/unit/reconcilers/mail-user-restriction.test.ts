@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { V1Secret } from '@kubernetes/client-node';
-import { FINALIZER, Message, MailUserRestrictionReconciler, Reason } from '../../../src/reconcilers/mail-user-restriction.ts';
+import { FINALIZER, Message, MailUserRestrictionReconciler, Reason, type ServingDaemon } from '../../../src/reconcilers/mail-user-restriction.ts';
 import { RetryError } from '../../../src/reconcilers/status.ts';
 import type { BackendObject, RestrictionObject } from '../../../src/reconcilers/types.ts';
 import { StoreError } from '../../../src/stores/store.ts';
@@ -63,7 +63,7 @@ interface Case {
   readonly backends?: BackendObject[];
   readonly store?: FakeStore;
   /** PolicyDaemons with store Kubernetes in the namespace; undefined: the operator manages none. */
-  readonly daemons?: string[];
+  readonly daemons?: ServingDaemon[];
   /** setFinalizers answers this (false: the object is gone). */
   readonly finalizerPresent?: boolean;
   /** The object as the API server has it (null: gone); default the cached one. */
@@ -97,9 +97,9 @@ const cases: Case[] = [
     expect: { ready: { status: 'False', reason: Reason.InvalidSpec }, events: [{ type: 'Warning', reason: Reason.InvalidSpec }], writes: [], debug: /not synced/ },
   },
   {
-    name: 'no backendRef, a PolicyDaemon with store Kubernetes in the namespace: Served by it, nothing written, no finalizer',
+    name: 'no backendRef, a ready PolicyDaemon with store Kubernetes in the namespace: Served by it (not by one not ready), nothing written, no finalizer',
     restrictions: [restriction({ spec: { mailbox: MAILBOX }, finalizers: [] })],
-    daemons: ['policyd'],
+    daemons: [{ name: 'policyd', ready: true }, { name: 'starting', ready: false }],
     expect: { ready: { status: 'True', reason: Reason.Served, message: Message.servedBy(MAILBOX, ['policyd']) }, events: [{ type: 'Normal', reason: Reason.Served }], writes: [], finalizers: [] },
   },
   {
@@ -109,6 +109,12 @@ const cases: Case[] = [
     expect: { ready: { status: 'False', reason: Reason.NotServed, message: Message.notServed('mail') }, events: [{ type: 'Warning', reason: Reason.NotServed }], debug: /not synced/ },
   },
   {
+    name: 'no backendRef, PolicyDaemons with store Kubernetes but none ready (no daemon has listed the restrictions): NotServed, naming them',
+    restrictions: [restriction({ spec: { mailbox: MAILBOX }, finalizers: [] })],
+    daemons: [{ name: 'policyd', ready: false }],
+    expect: { ready: { status: 'False', reason: Reason.NotServed, message: Message.notReady('mail', ['policyd']) }, events: [{ type: 'Warning', reason: Reason.NotServed }], writes: [], finalizers: [], debug: /not synced/ },
+  },
+  {
     name: 'no backendRef, PolicyDaemons not managed by this operator: Served to whoever reads them',
     restrictions: [restriction({ spec: { mailbox: MAILBOX }, finalizers: [] })],
     expect: { ready: { status: 'True', reason: Reason.Served, message: Message.servedToReaders(MAILBOX, 'mail') } },
@@ -116,7 +122,7 @@ const cases: Case[] = [
   {
     name: 'no backendRef, an older one on the same mailbox: Conflict, ignored by the daemons',
     restrictions: [restriction({ name: 'young', spec: { mailbox: MAILBOX }, created: '2026-06-01T00:00:00Z' }), restriction({ name: 'old', spec: { mailbox: MAILBOX } })],
-    daemons: ['policyd'],
+    daemons: [{ name: 'policyd', ready: true }],
     expect: { ready: { status: 'False', reason: Reason.Conflict, message: Message.unboundConflict(MAILBOX, 'old') }, debug: /not synced/ },
   },
   {

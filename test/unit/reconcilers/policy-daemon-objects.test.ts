@@ -71,6 +71,13 @@ describe('daemonContainer probes', () => {
     assert.equal(container.livenessProbe?.httpGet?.path, '/healthz');
   });
 
+  test('a sidecar with store Kubernetes is ready once it has listed the restrictions (/readyz; it stays so through an API server outage)', () => {
+    const kube = { name: 'mx', namespace: 'mail', spec: policyDaemonSpecSchema.parse({ store: 'Kubernetes', mode: 'Sidecar', podSelector: { matchLabels: { app: 'postfix' } } }) };
+    const container = daemonContainer(kube, undefined, 'mailwarden:test');
+    assert.equal(container.readinessProbe?.httpGet?.path, '/readyz');
+    assert.equal(container.startupProbe?.httpGet?.path, '/healthz');
+  });
+
   test('a Service-mode replica is ready only while it can answer from its store', () => {
     const container = daemonContainer(daemon('Service'), backend, 'mailwarden:test');
     assert.equal(container.readinessProbe?.httpGet?.path, '/readyz');

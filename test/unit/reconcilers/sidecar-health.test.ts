@@ -56,6 +56,17 @@ describe('sidecar health', () => {
     assert.match(sidecarMessage(health), /^2 of 3 injected pods run without the policy daemon .*: a \(ImagePullBackOff\), c \(CrashLoopBackOff\)$/);
   });
 
+  test('counts the live injected pods whose daemon container the kubelet reports ready (the Postfix container\'s readiness is not the daemon\'s)', () => {
+    const ready = (name: string, extra: { deleting?: boolean; daemon?: string } = {}): V1Pod => {
+      const p = pod(name, { running: {} }, extra);
+      p.status!.containerStatuses![1] = { ...p.status!.containerStatuses![1]!, ready: true };
+      return p;
+    };
+    const health = sidecarHealth([ready('a'), pod('b', { running: {} }), ready('gone', { deleting: true }), ready('other', { daemon: 'other' })], 'mx');
+    assert.deepEqual([health.injected, health.ready], [2, 1]);
+    assert.equal(sidecarHealth([pod('b', { running: {} })], 'mx').ready, 0);
+  });
+
   test('the message names at most MAX_NAMED_PODS pods and says how many more', () => {
     const pods = Array.from({ length: MAX_NAMED_PODS + 3 }, (_, i) => pod(`p${String(i).padStart(2, '0')}`, { waiting: { reason: 'ErrImagePull' } }));
     const message = sidecarMessage(sidecarHealth(pods, 'mx'));
