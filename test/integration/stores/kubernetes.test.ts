@@ -178,15 +178,15 @@ describe('policy daemon with store Kubernetes, on a real API server', () => {
   });
 
   test('Served only once a daemon serving the namespace is ready: NotServed while no injected daemon has listed the restrictions, Served when the kubelet reports one ready', async () => {
-    await r.create('ivan', { mailbox: 'ivan@example.com', rejectedRecipients: ['@.'] });
-    const waiting = await r.waitReason('ivan', 'NotServed');
+    await r.create('nina', { mailbox: 'nina@example.com', rejectedRecipients: ['@.'] });
+    const waiting = await r.waitReason('nina', 'NotServed');
     assert.match(waiting.ready.message, /no daemon of PolicyDaemon mx \(store Kubernetes\) in \S+ is ready yet/);
     // The kubelet's report once the sidecar's readiness probe passes (/readyz: the first full list).
     const pod = await env.core.readNamespacedPod({ namespace: ns, name: 'postfix-0' });
     const startedAt = new Date();
     const containerStatuses = pod.spec!.containers.map((c) => ({ name: c.name, image: c.image!, imageID: '', restartCount: 0, started: true, ready: true, state: { running: { startedAt } } }));
     await env.core.replaceNamespacedPodStatus({ namespace: ns, name: 'postfix-0', body: { ...pod, status: { ...pod.status, phase: 'Running', conditions: [{ type: 'Ready', status: 'True' }], containerStatuses } } });
-    const served = await r.waitReason('ivan', 'Served');
+    const served = await r.waitReason('nina', 'Served');
     assert.match(served.ready.message, /served by PolicyDaemon mx/);
     const daemonStatus = (await env.objects.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural: 'policydaemons', name: DAEMON })) as { status?: { readySidecars?: number; injectedPods?: number } };
     assert.deepEqual([daemonStatus.status?.injectedPods, daemonStatus.status?.readySidecars], [1, 1]);
