@@ -2,7 +2,7 @@
  * The server side of the policy robustness test, in its own process (as in production, and so
  * a crash shows as an exit). Answers with a deterministic function of the recipient, half of the
  * answers synchronously, half asynchronously, and reports over IPC what the test checks: memory,
- * log lines by reason, handler failures, and (asked 'idle') the moment no connection is open.
+ * log lines and protocol errors (the metric) by reason, handler failures, and (asked 'idle') the moment no connection is open.
  *
  * argv[2]: the limits as JSON. Run with --expose-gc so memory is measured after a collection.
  */
@@ -12,6 +12,7 @@ import { answerFor } from './policy-robustness-model.ts';
 
 const limits = JSON.parse(process.argv[2] ?? '{}') as Record<string, number>;
 const warnings: Record<string, number> = {};
+const protocolErrors: Record<string, number> = {};
 let errors = 0;
 let maxRss = 0;
 const logger: Logger = {
@@ -34,6 +35,9 @@ const server = new PolicyServer({
   logger,
   limits,
   metrics: {
+    onProtocolError(reason) {
+      protocolErrors[reason] = (protocolErrors[reason] ?? 0) + 1;
+    },
     onConnections(open) {
       if (open === 0) answerIdle();
     },
@@ -52,7 +56,7 @@ process.on('message', (message: string) => {
     (globalThis as { gc?: () => void }).gc?.();
     const memory = process.memoryUsage();
     maxRss = Math.max(maxRss, memory.rss);
-    process.send?.({ kind: 'stats', heapUsed: memory.heapUsed, rss: memory.rss, maxRss, warnings, errors, connections: server.connections });
+    process.send?.({ kind: 'stats', heapUsed: memory.heapUsed, rss: memory.rss, maxRss, warnings, protocolErrors, errors, connections: server.connections });
   } else if (message === 'idle') {
     idleWaiters++;
     if (server.connections === 0) answerIdle();
