@@ -69,6 +69,16 @@ export function nodeHeapOptions(limit: string | undefined): string | undefined {
   return `--max-old-space-size=${oldSpace} --max-semi-space-size=${semiSpace}`;
 }
 
+/**
+ * The daemon container's command: for a daemon of the Kubernetes store (no `backend`) with
+ * --expose-gc, with which the store collects a full list's garbage once it has been listed
+ * (stores/heap.ts). On the command line, not in NODE_OPTIONS, which Node.js refuses to start with
+ * it before 22.3.
+ */
+export function daemonCommand(backend: MailBackendSpec | undefined): string[] {
+  return backend === undefined ? [DAEMON_COMMAND[0]!, '--expose-gc', ...DAEMON_COMMAND.slice(1)] : DAEMON_COMMAND;
+}
+
 export interface PolicyDaemonRef {
   readonly name: string;
   readonly namespace: string;
@@ -204,7 +214,7 @@ export function daemonContainer(daemon: PolicyDaemonRef, backend: MailBackendSpe
     name: CONTAINER_NAME,
     image: spec.image ?? image,
     ...(spec.imagePullPolicy ? { imagePullPolicy: spec.imagePullPolicy } : {}),
-    command: DAEMON_COMMAND,
+    command: daemonCommand(backend),
     args: ['policyd', '-c', `${CONFIG_DIR}/${CONFIG_FILE}`],
     ports: [
       ...(spec.mode === 'Service' ? [{ name: 'mw-policy', containerPort: spec.port, protocol: 'TCP' }] : []),

@@ -1,6 +1,3 @@
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
-
 type Collect = (options: { type: 'major'; execution: 'sync'; flavor: 'last-resort' }) => void;
 
 /**
@@ -8,16 +5,19 @@ type Collect = (options: { type: 'major'; execution: 'sync'; flavor: 'last-resor
  * freed pages to the system: for a store that has just taken in a large transient allocation (a
  * list of every object) and will hold what it kept, so that the garbage does not stay resident
  * until V8 next marks the old generation. Synchronous: a pause of the order of the live heap's
- * marking, once.
+ * marking, once. Returns false, collecting nothing, when Node was started without --expose-gc
+ * (the daemon's container is started with it: daemonCommand).
+ *
+ * Not V8's gc() from a new vm context, which --expose-gc set at run time would give: a second
+ * context in the isolate, even one created and dropped at once, leaves the daemon's request path
+ * slower for the rest of its life (process.nextTick's object literal falls to V8's runtime); the
+ * figures are in docs/performance.md. Nor v8.queryObjects(), which collects as thoroughly but
+ * walks the heap afterwards and kept 35 MB more resident.
  */
-export function releaseGarbage(): void {
-  // V8's gc() is installed in contexts created once --expose-gc is set; this one was created
-  // before. The "last-resort" flavour is V8's collection for a low-memory notification.
-  const collect = (globalThis as { gc?: Collect }).gc ?? exposeGc();
+export function releaseGarbage(): boolean {
+  const collect = (globalThis as { gc?: Collect }).gc;
+  if (typeof collect !== 'function') return false;
+  // The "last-resort" flavour is V8's collection for a low-memory notification.
   collect({ type: 'major', execution: 'sync', flavor: 'last-resort' });
-}
-
-function exposeGc(): Collect {
-  setFlagsFromString('--expose-gc');
-  return runInNewContext('gc') as Collect;
+  return true;
 }

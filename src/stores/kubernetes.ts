@@ -128,9 +128,10 @@ export class KubernetesStore implements MailboxReader {
     }
     // The list's garbage (every page parsed whole, the maps grown to hold it) would sit in the heap
     // until the old generation fills, which a daemon that keeps what it holds may never do.
-    releaseGarbage();
+    const collected = releaseGarbage();
     this.#loaded = true;
     this.#log?.info({ mailboxes: this.#index.size, namespaces: this.#informers.length }, 'restrictions listed; deciding from them now');
+    if (!collected) this.#log?.info("Node.js was started without --expose-gc: the list's garbage stays in the heap until V8 next collects the old generation (the daemon's container starts it with the option)");
     for (const listener of this.#listeners) listener();
   }
 
