@@ -11,7 +11,7 @@ import { BackendConnections, type StoreOpener } from '../reconcilers/backend-con
 import { MailBackendReconciler } from '../reconcilers/mail-backend.ts';
 import { FINALIZER, MailUserRestrictionReconciler, type ServingDaemon } from '../reconcilers/mail-user-restriction.ts';
 import { targetKey } from '../api/restriction-owner.ts';
-import { PolicyDaemonReconciler, type PolicyDaemonObject } from '../reconcilers/policy-daemon.ts';
+import { daemonServes, PolicyDaemonReconciler, type PolicyDaemonObject } from '../reconcilers/policy-daemon.ts';
 import { POLICY_DAEMON_LABEL } from '../reconcilers/policy-daemon-objects.ts';
 import { KubePolicyDaemonWriter } from '../reconcilers/policy-daemon-writer.ts';
 import { StatusWriter } from '../reconcilers/status.ts';
@@ -241,20 +241,15 @@ function servesUnbound(d: PolicyDaemonObject | undefined): boolean {
 /** Whether a daemon of this PolicyDaemon is ready, as its status says: in Sidecar mode an injected
  *  pod whose daemon container is ready, in Service mode a ready replica (both ready only once
  *  the daemon has listed the restrictions). */
-function daemonReady(d: PolicyDaemonObject): boolean {
-  const status = d.status;
-  return ((d.spec?.mode === 'Service' ? status?.readyReplicas : status?.readySidecars) ?? 0) > 0;
-}
-
 /** What a restriction without backendRef reports from this PolicyDaemon: none, not ready, ready. */
 function servingState(d: PolicyDaemonObject | undefined): 'none' | 'waiting' | 'ready' {
   if (!servesUnbound(d)) return 'none';
-  return daemonReady(d!) ? 'ready' : 'waiting';
+  return daemonServes(d!) ? 'ready' : 'waiting';
 }
 
 /** The PolicyDaemons with store Kubernetes in `namespace` (not being deleted), and whether they are ready. */
 function kubernetesDaemons(daemons: CacheReader<PolicyDaemonObject>, namespace: string): ServingDaemon[] {
-  return daemons.list(namespace).filter(servesUnbound).map((d) => ({ name: d.metadata.name, ready: daemonReady(d) }));
+  return daemons.list(namespace).filter(servesUnbound).map((d) => ({ name: d.metadata.name, ready: daemonServes(d) }));
 }
 
 /**

@@ -70,7 +70,7 @@ export const Message = {
   servedToReaders: (mailbox: string, namespace: string) => `the lists of ${mailbox} are served to policy daemons reading the MailUserRestrictions of ${namespace}`,
   notServed: (namespace: string) => `no PolicyDaemon with store Kubernetes in ${namespace} decides from this restriction; create one, or name a MailBackend in spec.backendRef`,
   notReady: (namespace: string, daemons: readonly string[]) =>
-    `no daemon of PolicyDaemon ${[...daemons].sort().join(', ')} (store Kubernetes) in ${namespace} is ready yet: no injected pod whose daemon has listed the MailUserRestrictions (Sidecar mode), no ready replica (Service mode)`,
+    `no daemon of PolicyDaemon ${[...daemons].sort().join(', ')} (store Kubernetes) in ${namespace} is ready yet: no injected pod whose daemon has listed the MailUserRestrictions (Sidecar mode), no ready replica or none that a Postfix pod may reach (Service mode, NoClientsAdmitted)`,
   servedBy: (mailbox: string, daemons: readonly string[]) => `the lists of ${mailbox} are served by PolicyDaemon ${[...daemons].sort().join(', ')}`,
 } as const;
 

@@ -30,6 +30,19 @@ import type { BackendObject, KubeMeta, Lister } from './types.ts';
 /** A PolicyDaemon as the informer holds it. */
 export type PolicyDaemonObject = PolicyDaemonResource & { metadata: PolicyDaemonResource['metadata'] & KubeMeta };
 
+/**
+ * Whether a PolicyDaemon decides mail now, from its status: a daemon that has listed what it
+ * reads (a ready sidecar; a ready replica in Service mode) and that Postfix can reach. A
+ * Service-mode daemon whose NetworkPolicy admits no pod (Ready False, NoClientsAdmitted) answers
+ * nobody, however many replicas are ready.
+ */
+export function daemonServes(d: PolicyDaemonObject): boolean {
+  const status = d.status;
+  if (d.spec?.mode !== 'Service') return (status?.readySidecars ?? 0) > 0;
+  if (status?.conditions?.some((c) => c.type === 'Ready' && c.reason === DaemonReason.NoClientsAdmitted)) return false;
+  return (status?.readyReplicas ?? 0) > 0;
+}
+
 export interface PolicyDaemonReconcilerDeps {
   readonly daemons: Lister<PolicyDaemonObject>;
   readonly backends: Lister<BackendObject>;

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { KubernetesObject, V1Deployment, V1Pod, V1RoleBinding } from '@kubernetes/client-node';
-import { DaemonMessage, DaemonReason, PolicyDaemonReconciler, type PolicyDaemonObject } from '../../../src/reconcilers/policy-daemon.ts';
+import { daemonServes, DaemonMessage, DaemonReason, PolicyDaemonReconciler, type PolicyDaemonObject } from '../../../src/reconcilers/policy-daemon.ts';
 import { objectName, POLICY_DAEMON_LABEL } from '../../../src/reconcilers/policy-daemon-objects.ts';
 import type { PolicyDaemonWriter } from '../../../src/reconcilers/policy-daemon-writer.ts';
 import type { BackendObject } from '../../../src/reconcilers/types.ts';
@@ -99,6 +99,27 @@ const cases: Case[] = [
     },
   },
 ];
+
+describe('daemonServes: whether a PolicyDaemon decides mail now (what restrictions without backendRef report as Served)', () => {
+  const daemon = (mode: 'Sidecar' | 'Service', status: PolicyDaemonObject['status']) => ({ metadata: { name: 'mx', namespace: 'mail' }, spec: { store: 'Kubernetes', mode }, status }) as unknown as PolicyDaemonObject;
+  const admitted = { type: 'Ready', status: 'False' as const, reason: DaemonReason.Progressing, message: '', lastTransitionTime: '2026-12-05T00:00:00Z' };
+  const nobody = { ...admitted, reason: DaemonReason.NoClientsAdmitted };
+
+  test('a sidecar daemon serves once one of its sidecars is ready', () => {
+    assert.equal(daemonServes(daemon('Sidecar', { readySidecars: 1 })), true);
+    assert.equal(daemonServes(daemon('Sidecar', { readySidecars: 0, injectedPods: 3 })), false);
+    assert.equal(daemonServes(daemon('Sidecar', undefined)), false);
+  });
+
+  test('a Service-mode daemon serves once a replica is ready and its NetworkPolicy admits Postfix pods', () => {
+    assert.equal(daemonServes(daemon('Service', { readyReplicas: 2, conditions: [admitted] })), true);
+    assert.equal(daemonServes(daemon('Service', { readyReplicas: 0, conditions: [admitted] })), false);
+  });
+
+  test('a Service-mode daemon that admits no pod (NoClientsAdmitted) serves nobody, however many replicas are ready', () => {
+    assert.equal(daemonServes(daemon('Service', { readyReplicas: 2, conditions: [nobody] })), false);
+  });
+});
 
 describe('PolicyDaemonReconciler', () => {
   for (const c of cases) {
