@@ -12,7 +12,7 @@ type Collect = (options: { type: 'major'; execution: 'sync'; flavor: 'last-resor
  * context in the isolate, even one created and dropped at once, leaves the daemon's request path
  * slower for the rest of its life (process.nextTick's object literal falls to V8's runtime); the
  * figures are in docs/performance.md. Nor v8.queryObjects(), which collects as thoroughly but
- * walks the heap afterwards and kept 35 MB more resident.
+ * then walks the heap, and leaves more of it resident.
  */
 export function releaseGarbage(): boolean {
   const collect = (globalThis as { gc?: Collect }).gc;
