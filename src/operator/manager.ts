@@ -238,9 +238,6 @@ function servesUnbound(d: PolicyDaemonObject | undefined): boolean {
   return d !== undefined && d.spec?.store === 'Kubernetes' && d.metadata.deletionTimestamp === undefined;
 }
 
-/** Whether a daemon of this PolicyDaemon is ready, as its status says: in Sidecar mode an injected
- *  pod whose daemon container is ready, in Service mode a ready replica (both ready only once
- *  the daemon has listed the restrictions). */
 /** What a restriction without backendRef reports from this PolicyDaemon: none, not ready, ready. */
 function servingState(d: PolicyDaemonObject | undefined): 'none' | 'waiting' | 'ready' {
   if (!servesUnbound(d)) return 'none';
