@@ -1,9 +1,9 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { isIPv6 } from 'node:net';
-import { Agent } from 'node:https';
 import path from 'node:path';
 import { parse } from 'yaml';
+import { HttpsConnections } from './https-connections.ts';
 
 /**
  * How to reach one API server as one identity, without @kubernetes/client-node: importing that
@@ -20,8 +20,8 @@ export interface ApiCredentials {
   readonly server: string;
   /** The namespace the kubeconfig context or the mounted token names, if any. */
   readonly namespace: string | undefined;
-  /** A keep-alive pool with the TLS material, shared by every request (node:https: undici alone costs 30 MB). */
-  readonly agent: Agent;
+  /** Keep-alive connections with the TLS material, shared by every request (not undici: it alone costs 30 MB). */
+  readonly connections: HttpsConnections;
   /** The Authorization header, when the identity is a token (a token file is read each time: rotation). */
   authorization(): string | undefined;
 }
@@ -50,7 +50,7 @@ export function mountedTokenCredentials(dir: string, env: NodeJS.ProcessEnv = pr
   return {
     server: `https://${isIPv6(host) ? `[${host}]` : host}:${port}`,
     namespace,
-    agent: tlsAgent({ ca: readBytes(path.join(dir, 'ca.crt')) }),
+    connections: new HttpsConnections({ ca: readBytes(path.join(dir, 'ca.crt')), rejectUnauthorized: true }),
     authorization: () => `Bearer ${tokenOf(tokenFile)}`,
   };
 }
@@ -86,16 +86,16 @@ export function kubeconfigCredentials(file?: string, env: NodeJS.ProcessEnv = pr
   }
   const material = (data: string | undefined, file: string | undefined): Buffer | undefined =>
     data !== undefined ? Buffer.from(data, 'base64') : file !== undefined ? readBytes(path.resolve(base, file)) : undefined;
-  const agent = tlsAgent({
+  const connections = new HttpsConnections({
     ca: material(cluster['certificate-authority-data'], cluster['certificate-authority']),
     cert: material(user['client-certificate-data'], user['client-certificate']),
     key: material(user['client-key-data'], user['client-key']),
-    insecure: cluster['insecure-skip-tls-verify'] === true,
     servername: cluster['tls-server-name'],
+    rejectUnauthorized: cluster['insecure-skip-tls-verify'] !== true,
   });
   const tokenFile = user.tokenFile === undefined ? undefined : path.resolve(base, user.tokenFile);
   const authorization = user.token !== undefined ? () => `Bearer ${user.token}` : tokenFile !== undefined ? () => `Bearer ${tokenOf(tokenFile)}` : () => undefined;
-  return { server: cluster.server.replace(/\/+$/, ''), namespace: context.namespace, agent, authorization };
+  return { server: cluster.server.replace(/\/+$/, ''), namespace: context.namespace, connections, authorization };
 }
 
 interface KubeconfigCluster {
@@ -131,17 +131,6 @@ function defaultKubeconfig(env: NodeJS.ProcessEnv): string | undefined {
   const listed = (env.KUBECONFIG ?? '').split(path.delimiter).filter((p) => p !== '');
   for (const candidate of [...listed, path.join(homedir(), '.kube', 'config')]) if (existsSync(candidate)) return candidate;
   return undefined;
-}
-
-function tlsAgent(tls: { ca?: Buffer; cert?: Buffer; key?: Buffer; insecure?: boolean; servername?: string }): Agent {
-  return new Agent({
-    keepAlive: true,
-    ...(tls.ca ? { ca: tls.ca } : {}),
-    ...(tls.cert ? { cert: tls.cert } : {}),
-    ...(tls.key ? { key: tls.key } : {}),
-    ...(tls.servername ? { servername: tls.servername } : {}),
-    rejectUnauthorized: !tls.insecure,
-  });
 }
 
 function tokenOf(file: string): string {

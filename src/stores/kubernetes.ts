@@ -172,7 +172,7 @@ export class KubernetesStore implements MailboxReader {
 
   async close(): Promise<void> {
     await Promise.all(this.#informers.map((i) => i.stop()));
-    this.#credentials.agent.destroy();
+    this.#credentials.connections.destroy();
   }
 
   #held(obj: KubernetesObject): HeldRestriction {

@@ -143,7 +143,7 @@ async function timeList(kubeconfig: string, expected: number): Promise<number> {
       token = page.metadata?._continue;
     } while (token);
   } finally {
-    credentials.agent.destroy();
+    credentials.connections.destroy();
   }
   if (count !== expected) throw new Error(`listed ${count} restrictions, expected ${expected}`);
   return performance.now() - started;

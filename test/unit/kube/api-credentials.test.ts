@@ -30,7 +30,7 @@ describe('kubeconfigCredentials', () => {
     assert.equal(c.server, 'https://127.0.0.1:6443');
     assert.equal(c.namespace, 'mail');
     assert.equal(c.authorization(), 'Bearer abc');
-    c.agent.destroy();
+    c.connections.destroy();
   });
 
   test('a token file, relative to the kubeconfig, is read on every request: a rotated token is used at once', () => {
@@ -40,13 +40,13 @@ describe('kubeconfigCredentials', () => {
     writeFileSync(path.join(dir, 'sa-token'), 'second\n');
     assert.equal(c.authorization(), 'Bearer second');
     assert.equal(c.namespace, undefined);
-    c.agent.destroy();
+    c.connections.destroy();
   });
 
   test('a client certificate: no Authorization header', () => {
     const c = kubeconfigCredentials(kubeconfig('cert.yaml', { 'client-certificate-data': 'Y2VydA==', 'client-key-data': 'a2V5' }));
     assert.equal(c.authorization(), undefined);
-    c.agent.destroy();
+    c.connections.destroy();
   });
 
   test('refused with a message that says why: exec plugins, a missing user, no https server, no file', () => {
@@ -70,7 +70,7 @@ describe('mountedTokenCredentials', () => {
     assert.equal(c.server, 'https://[fd00::1]:443');
     assert.equal(c.namespace, 'mail');
     assert.equal(c.authorization(), 'Bearer tok');
-    c.agent.destroy();
+    c.connections.destroy();
     assert.throws(() => mountedTokenCredentials(mount, {}), /KUBERNETES_SERVICE_HOST/);
   });
 
@@ -89,6 +89,6 @@ describe('mountedTokenCredentials', () => {
     symlinkSync('..2026_12_04_second', path.join(mount, '..data_tmp'));
     renameSync(path.join(mount, '..data_tmp'), path.join(mount, '..data'));
     assert.equal(c.authorization(), 'Bearer second');
-    c.agent.destroy();
+    c.connections.destroy();
   });
 });
