@@ -3,6 +3,7 @@ import { loadPolicydConfig } from '../policy/config.ts';
 import { ConfigReloader } from '../policy/config-reload.ts';
 import { PolicyDaemon } from '../policy/daemon.ts';
 import { applyPolicydV8Flags } from '../policy/runtime-flags.ts';
+import { keepTickShapes } from '../policy/tick-shapes.ts';
 import { readPassword } from './secrets.ts';
 import { DECISION_FLAGS, DECISION_FLAGS_HELP, decisionOverrides, EXIT_OK, parseCommandLine, type Io } from './usage.ts';
 
@@ -40,6 +41,7 @@ export async function policydCommand(args: readonly string[], io: Io): Promise<n
     logLevel: values['log-level'],
   };
   applyPolicydV8Flags();
+  keepTickShapes();
   const config = await loadPolicydConfig(values.config, overrides);
   const logger = createLogger({ level: config.logLevel });
   const daemon = new PolicyDaemon({ config, logger, password: readPassword(config, io.env) });

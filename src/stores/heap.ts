@@ -20,11 +20,12 @@ export function releaseGarbage(): boolean {
   // A tick object alive through the collection keeps the shapes of process.nextTick's object
   // literal. Collected (no tick pending, as when a list has just been taken in), the next tick
   // builds new ones, and V8 marks the literal's property definitions megamorphic for good: every
-  // later tick, several per policy request, then goes through V8's runtime.
-  process.nextTick(keepTickShapes);
+  // later tick, several per policy request, then goes through V8's runtime. (The policy daemon
+  // also holds one tick object for good: src/policy/tick-shapes.ts.)
+  process.nextTick(aliveThroughCollection);
   // The "last-resort" flavour is V8's collection for a low-memory notification.
   collect({ type: 'major', execution: 'sync', flavor: 'last-resort' });
   return true;
 }
 
-function keepTickShapes(): void {}
+function aliveThroughCollection(): void {}
