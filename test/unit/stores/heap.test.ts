@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { tickLiteralFeedback } from '../../harness/tick-literal-feedback.ts';
 
 const HEAP = fileURLToPath(new URL('../../../src/stores/heap.ts', import.meta.url));
 
@@ -25,32 +26,6 @@ function releaseIn(flags: string[]): { returned: boolean; freedMb: number; young
   return JSON.parse(execFileSync(process.execPath, [...flags, '--input-type=module', '--eval', script], { encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: '' } }));
 }
 
-/**
- * V8's feedback for process.nextTick's object literal (its five property definitions) after ten
- * rounds of many ticks, all run, each followed by releaseGarbage, in a fresh Node.js. Ten rounds,
- * some resumed by a timer: whether a tick object happens to be alive at one collection depends on
- * where the code runs from.
- */
-function tickLiteralFeedback(): string[] {
-  const script = `
-    import { releaseGarbage } from ${JSON.stringify(HEAP)};
-    const feedback = new Function('f', 'return %GetFeedback(f)');
-    const literal = () => feedback(process.nextTick).filter((slot) => slot?.[0] === 'DefineKeyedOwnPropertyInLiteral').map((slot) => slot[1]);
-    const turn = () => new Promise((resolve) => setImmediate(resolve));
-    for (let round = 0; round < 10; round++) {
-      for (let t = 0; t < 5; t++) {
-        for (let i = 0; i < 1000; i++) process.nextTick(() => {});
-        await turn();
-      }
-      if (round % 2) await new Promise((resolve) => setTimeout(resolve, 1));
-      releaseGarbage();
-    }
-    for (let i = 0; i < 100; i++) process.nextTick(() => {});
-    await turn();
-    process.stdout.write(JSON.stringify(literal()));`;
-  return JSON.parse(execFileSync(process.execPath, ['--expose-gc', '--allow-natives-syntax', '--input-type=module', '--eval', script], { encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: '' } }));
-}
-
 describe('releaseGarbage', () => {
   test('in a Node.js started with --expose-gc (the daemon container): collects what nothing holds any more and gives its memory back, young generation included', () => {
     const seen = releaseIn(['--expose-gc']);
@@ -71,6 +46,6 @@ describe('releaseGarbage', () => {
     // With no tick object alive, a full collection frees the literal's intermediate shapes; the
     // next tick finds new ones and V8 marks the definitions megamorphic for good: every tick of
     // every later request then goes through V8's runtime (docs/performance.md).
-    assert.deepEqual(tickLiteralFeedback(), Array(5).fill('MONOMORPHIC'));
+    assert.deepEqual(tickLiteralFeedback(`import { releaseGarbage } from ${JSON.stringify(HEAP)};`, 'releaseGarbage()'), Array(5).fill('MONOMORPHIC'));
   });
 });
