@@ -1,6 +1,6 @@
 import type { SocketConstructorOpts } from 'node:net';
 import { connect, type ConnectionOptions, type TLSSocket } from 'node:tls';
-import { HttpResponseError, HttpResponseParser, type ResponseHead, type ResponseSink } from './http-response-parser.ts';
+import { HttpResponseError, HttpResponseParser, type ResponseSink } from './http-response-parser.ts';
 
 /** The TLS side of one API server identity. */
 export interface TlsMaterial {
@@ -231,5 +231,3 @@ function requestText(url: URL, headers: Readonly<Record<string, string>>): strin
   }
   return `${text}\r\n`;
 }
-
-export type { ResponseHead };
