@@ -3,14 +3,16 @@
  * each like an smtpd process — send one request, wait for its answer, send the next.
  *
  * Usage: node test/bench/load-generator.ts --port P [--host H] --connections C --seconds S
- *        --warmup W --requests FILE(JSON array of request texts)
+ *        --warmup W --requests FILE(JSON array of request texts) [--server-pid PID]
  * Prints one JSON line: requests, seconds, rps, latency percentiles (ms), the client's CPU per
- * request (µs), answers by action.
+ * request (µs), answers by action; with --server-pid, the server's CPU per request (µs) over the
+ * measured window alone, read from /proc at the window's two ends.
  */
 import { readFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
+import { processCpuNanoseconds } from '../helpers/proc.ts';
 
 const { values } = parseArgs({
   options: {
@@ -20,11 +22,13 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '5' },
     warmup: { type: 'string', default: '1' },
     requests: { type: 'string' },
+    'server-pid': { type: 'string' },
   },
 });
 const connections = Number(values.connections);
 const seconds = Number(values.seconds);
 const warmup = Number(values.warmup);
+const serverPid = values['server-pid'] === undefined ? undefined : Number(values['server-pid']);
 const pool = (JSON.parse(await readFile(String(values.requests), 'utf8')) as string[]).map((r) => Buffer.from(r));
 
 /** Latencies of the measured window; grown by doubling. */
@@ -83,8 +87,10 @@ await new Promise((r) => setTimeout(r, warmup * 1000));
 measuring = true;
 const started = performance.now();
 const cpuStarted = process.cpuUsage();
+const serverCpuStarted = serverPid === undefined ? NaN : processCpuNanoseconds(serverPid);
 await new Promise((r) => setTimeout(r, seconds * 1000));
 measuring = false;
+const serverCpu = serverPid === undefined ? NaN : processCpuNanoseconds(serverPid) - serverCpuStarted;
 const elapsed = (performance.now() - started) / 1000;
 const cpu = process.cpuUsage(cpuStarted);
 stopping = true;
@@ -103,6 +109,9 @@ process.stdout.write(
     p999: at(0.999),
     // The client's own CPU per answered request (µs): it shares the cores with the server.
     clientCpuUs: (cpu.user + cpu.system) / count,
+    // The server's CPU per answered request (µs): the answers in flight at either end of the
+    // window cost it CPU inside or outside the window alike, which evens out over thousands.
+    ...(serverPid === undefined ? {} : { serverCpuUs: serverCpu / 1000 / count }),
     actions: Object.fromEntries(actions),
   }) + '\n',
 );

@@ -39,7 +39,6 @@ import { parseArgs } from 'node:util';
 import { rcptRequests, writeManifests } from './fixtures.ts';
 import { parseStoreList, runStoreBench } from './stores.ts';
 import { parseSizes, runKubernetesBench } from './kubernetes-store.ts';
-import { processCpuSeconds } from '../helpers/proc.ts';
 import { startServer, stop, type RunResult } from './store-support.ts';
 import { formatRatio, formatRounds, medianRun, pairedRatio } from './paired-rounds.ts';
 
@@ -68,23 +67,19 @@ const DAEMON_CMD = `${process.execPath} ${join(root, 'bin/mailwarden.js')} polic
 type Result = RunResult;
 
 async function runLoad(server: { child: ChildProcess; port: number }, connections: number, requestsFile: string): Promise<Result> {
-  // CPU is counted over the warm-up too, so it is divided by every request sent, estimated
-  // from the measured rate; the figure compares servers, it is not an absolute cost.
-  const cpuBefore = processCpuSeconds(server.child.pid);
-  const result = await generate(server.port, connections, requestsFile);
-  const cpu = processCpuSeconds(server.child.pid) - cpuBefore;
-  const total = result.rps * (Number(values.seconds) + Number(values.warmup));
-  return { ...result, cpuUs: (cpu / total) * 1e6 };
+  const { serverCpuUs, ...result } = await generate(server.port, server.child.pid, connections, requestsFile);
+  return { ...result, cpuUs: serverCpuUs };
 }
 
-function generate(port: number, connections: number, requestsFile: string): Promise<Omit<Result, 'cpuUs'>> {
+/** The load generator; it reads the server's CPU over its measured window alone. */
+function generate(port: number, pid: number | undefined, connections: number, requestsFile: string): Promise<Omit<Result, 'cpuUs'> & { serverCpuUs: number }> {
   return new Promise((resolveRun, reject) => {
-    const args = [join(here, 'load-generator.ts'), '--port', String(port), '--connections', String(connections)];
+    const args = [join(here, 'load-generator.ts'), '--port', String(port), '--connections', String(connections), '--server-pid', String(pid)];
     args.push('--seconds', String(values.seconds), '--warmup', String(values.warmup), '--requests', requestsFile);
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     child.stdout.setEncoding('utf8').on('data', (t: string) => (out += t));
-    child.once('exit', (code) => (code === 0 ? resolveRun(JSON.parse(out) as Omit<Result, 'cpuUs'>) : reject(new Error(`load generator exited ${code}`))));
+    child.once('exit', (code) => (code === 0 ? resolveRun(JSON.parse(out) as Omit<Result, 'cpuUs'> & { serverCpuUs: number }) : reject(new Error(`load generator exited ${code}`))));
   });
 }
 

@@ -8,7 +8,6 @@ import { readFile } from 'node:fs/promises';
 import { connect, createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { processCpuSeconds } from '../helpers/proc.ts';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const HERE = join(ROOT, 'test/bench');
@@ -104,30 +103,25 @@ function answers(port: number): Promise<boolean> {
   });
 }
 
-/** Runs a bench child script that prints one JSON line of figures; CPU of `measured` per request. */
-async function runChild(script: string, args: string[], measured: number | undefined, totalSeconds: number): Promise<RunResult> {
-  const cpuBefore = processCpuSeconds(measured);
-  const result = await new Promise<Omit<RunResult, 'cpuUs'>>((resolveRun, reject) => {
+/** Runs a bench child script that prints one JSON line of figures. */
+function runChild<T>(script: string, args: string[]): Promise<T> {
+  return new Promise<T>((resolveRun, reject) => {
     const child = spawn(process.execPath, [join(HERE, script), ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     child.stdout.setEncoding('utf8').on('data', (t: string) => (out += t));
-    child.once('exit', (code) =>
-      code === 0 ? resolveRun(JSON.parse(out) as Omit<RunResult, 'cpuUs'>) : reject(new Error(`${script} exited ${code}`)),
-    );
+    child.once('exit', (code) => (code === 0 ? resolveRun(JSON.parse(out) as T) : reject(new Error(`${script} exited ${code}`))));
   });
-  // The store ceiling client measures its own CPU.
-  if (measured === undefined) return { cpuUs: NaN, ...result };
-  const cpu = processCpuSeconds(measured) - cpuBefore;
-  // CPU is counted over the warm-up too, so it is divided by the requests of the whole run,
-  // estimated from the measured rate (as test/bench/policyd.ts does).
-  return { ...result, cpuUs: (cpu / (result.rps * totalSeconds)) * 1e6 };
 }
 
-/** The load generator against a policy server: C persistent connections. */
-export function loadRun(server: RunningServer, connections: number, requestsFile: string, seconds: number, warmup: number): Promise<RunResult> {
-  const args = ['--port', String(server.port), '--connections', String(connections)];
+/**
+ * The load generator against a policy server: C persistent connections. The server's CPU per
+ * request is the generator's reading over the measured window alone.
+ */
+export async function loadRun(server: RunningServer, connections: number, requestsFile: string, seconds: number, warmup: number): Promise<RunResult> {
+  const args = ['--port', String(server.port), '--connections', String(connections), '--server-pid', String(server.child.pid)];
   args.push('--seconds', String(seconds), '--warmup', String(warmup), '--requests', requestsFile);
-  return runChild('load-generator.ts', args, server.child.pid, seconds + warmup);
+  const { serverCpuUs, ...result } = await runChild<Omit<RunResult, 'cpuUs'> & { serverCpuUs: number }>('load-generator.ts', args);
+  return { ...result, cpuUs: serverCpuUs };
 }
 
 /**
@@ -136,7 +130,7 @@ export function loadRun(server: RunningServer, connections: number, requestsFile
  */
 export function ceilingRun(args: string[], connections: number, seconds: number, warmup: number): Promise<RunResult> {
   const runArgs = [...args, '--connections', String(connections), '--seconds', String(seconds), '--warmup', String(warmup)];
-  return runChild('store-ceiling.ts', runArgs, undefined, seconds + warmup);
+  return runChild<RunResult>('store-ceiling.ts', runArgs);
 }
 
 /**
