@@ -18,13 +18,20 @@
  *
  * Both daemons run with the heap options the operator gives a daemon container with the default
  * 256Mi memory limit (nodeHeapOptions): without them Node sizes its young generation from the
- * machine's memory, and RSS measures that rather than the store. The kubernetes daemon (and the
+ * machine's memory, and RSS measures that rather than the store. In the warm rounds every daemon's young
+ * generation is also held at that size (--min-semi-space-size equal to the maximum, unless
+ * --natural-young-generation): V8 sizes it by the heap's history — the manifests daemon's grows
+ * while it loads its files, the kubernetes daemon's is shrunk by the collection once listed, any
+ * daemon's by V8's memory reducer after an idle spell — and at equal allocation per request a
+ * young generation a quarter the size scavenges four times as often. The warm comparison is of
+ * the stores, not of that history; each daemon's scavenges per 1000 decisions are printed beside
+ * it (its /metrics). The ready and RSS figures are of a daemon started as its container starts it. The kubernetes daemon (and the
  * control, which holds a Kubernetes store) is started with --expose-gc as its container is
  * (daemonCommand), with which the store collects the list's garbage. Goal: RSS ≤ 150 MB at 100,000
  * restrictions. Run by `npm run bench:policyd` after the
  * manifests section (its --kubernetes option), or alone:
  *   node test/bench/kubernetes-store.ts [--sizes 10000,100000] [--connections 8,32]
- *        [--seconds 3] [--warmup 1] [--rounds 5] [--control]
+ *        [--seconds 3] [--warmup 1] [--rounds 5] [--control] [--natural-young-generation]
  * Needs the control plane binaries (`source .ci/controlplane.sh`).
  */
 import { randomUUID } from 'node:crypto';
@@ -56,6 +63,8 @@ export interface KubernetesBenchOptions {
   readonly rounds: number;
   /** A third daemon in the warm rounds: manifests, with the Kubernetes store listing beside it (see the header). */
   readonly control?: boolean;
+  /** Warm daemons with the young generation V8 gives them rather than a fixed one (see the header). */
+  readonly naturalYoungGeneration?: boolean;
 }
 
 const NAMESPACE = 'mail';
@@ -64,6 +73,25 @@ const DAEMON_ENV = { ...process.env, NODE_OPTIONS: nodeHeapOptions(DEFAULT_RESOU
 const DAEMON = `${process.execPath} ${join(ROOT, 'bin/mailwarden.js')} policyd --listen {host}:{port} --http-listen {host}:{httpPort} --log-level warn`;
 /** A Kubernetes store daemon's command, as in its container (daemonCommand). */
 const KUBERNETES_DAEMON = DAEMON.replace(' ', ' --expose-gc ');
+
+/** `command` (a daemon's) with its young generation fixed at the container's maximum (see the header). */
+function fixedYoungGeneration(command: string): string {
+  const semiSpace = /--max-semi-space-size=(\d+)/.exec(DAEMON_ENV.NODE_OPTIONS ?? '')?.[1];
+  if (semiSpace === undefined) throw new Error('nodeHeapOptions gave no --max-semi-space-size');
+  // On the command line: Node.js refuses --min-semi-space-size in NODE_OPTIONS.
+  return command.replace(' ', ` --min-semi-space-size=${semiSpace} `);
+}
+
+/** Scavenges (V8's young generation collections) per 1000 decisions, from a daemon's /metrics. */
+async function scavengesPerThousand(server: RunningServer): Promise<number> {
+  const text = await (await fetch(`http://${HOST}:${server.httpPort}/metrics`)).text();
+  const total = (prefix: string): number =>
+    text
+      .split('\n')
+      .filter((line) => line.startsWith(prefix))
+      .reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(' ') + 1)), 0);
+  return (total('mailwarden_nodejs_gc_duration_seconds_count{kind="minor"') / total('mailwarden_policy_decisions_total')) * 1000;
+}
 
 /** Parses `10000,100000`; `none` gives an empty list. */
 export function parseSizes(text: string): number[] {
@@ -208,9 +236,9 @@ export async function runKubernetesBench(options: KubernetesBenchOptions): Promi
         `  ${size}: start → ready ${(readyMs / 1000).toFixed(2)} s (the daemon's CPU meanwhile ${cpuAtReady.toFixed(2)} s); RSS ${atReady.now.toFixed(0)} MB when ready, ${afterRequests.now.toFixed(0)} MB after the request stream, peak ${afterRequests.peak.toFixed(0)} MB\n`,
       );
 
-      if (size === options.mailboxes) await compareWithManifests(daemon, size, requestsFile, work, options, { namespaces: [NAMESPACE], kubeconfig: cp.kubeconfigPath });
       await stop(daemon.child);
       children.splice(children.indexOf(daemon), 1);
+      if (size === options.mailboxes) await compareWithManifests(config, size, requestsFile, work, options, { namespaces: [NAMESPACE], kubeconfig: cp.kubeconfigPath });
     }
   } finally {
     await Promise.all(children.map((c) => stop(c.child)));
@@ -224,7 +252,7 @@ export async function runKubernetesBench(options: KubernetesBenchOptions): Promi
  * same restrictions and requests (and the control, see the header), in paired rounds.
  */
 async function compareWithManifests(
-  kube: RunningServer,
+  config: string,
   size: number,
   requestsFile: string,
   work: string,
@@ -233,18 +261,26 @@ async function compareWithManifests(
 ): Promise<void> {
   const dir = join(work, 'manifests');
   await writeManifests(dir, size);
-  const manifests = await startServer('manifests daemon', `${DAEMON} --store ${dir}`, DAEMON_ENV);
+  const warm = (command: string): string => (options.naturalYoungGeneration ? command : fixedYoungGeneration(command));
+  const kube = await startServer('kubernetes daemon', `${warm(KUBERNETES_DAEMON)} -c ${config}`, DAEMON_ENV);
+  const manifests = await startServer('manifests daemon', `${warm(DAEMON)} --store ${dir}`, DAEMON_ENV).catch(async (error: unknown) => {
+    await stop(kube.child);
+    throw error;
+  });
   let control: RunningServer | undefined;
   try {
+    while (!(await readyz(kube))) await new Promise((r) => setTimeout(r, 20));
+    await prime(kube, requestsFile);
     await prime(manifests, requestsFile);
     process.stdout.write(`  manifests store, ${size}: RSS ${rss(manifests.child.pid).now.toFixed(0)} MB after the request stream\n`);
     if (options.control) {
       const preload = join(ROOT, 'test/bench/kubernetes-list-preload.ts');
       const env = { ...DAEMON_ENV, NODE_OPTIONS: `${DAEMON_ENV.NODE_OPTIONS ?? ''} --import=${preload}`, MW_BENCH_KUBE_SETTINGS: JSON.stringify(settings) };
-      control = await startServer('control daemon', `${KUBERNETES_DAEMON} --store ${dir}`, env);
+      control = await startServer('control daemon', `${warm(KUBERNETES_DAEMON)} --store ${dir}`, env);
       await prime(control, requestsFile);
     }
-    process.stdout.write(`  warm, equal size: ${size} restrictions in each store, the same ${JSON.parse(readFileSync(requestsFile, 'utf8')).length} requests\n`);
+    const young = options.naturalYoungGeneration ? "each daemon's young generation as V8 sized it" : 'young generation of each daemon fixed (--min-semi-space-size)';
+    process.stdout.write(`  warm, equal size: ${size} restrictions in each store, the same ${JSON.parse(readFileSync(requestsFile, 'utf8')).length} requests; ${young}\n`);
     for (const c of options.connections) {
       const kubeRuns: RunResult[] = [];
       const manifestRuns: RunResult[] = [];
@@ -264,7 +300,8 @@ async function compareWithManifests(
           `req/s ratio ${formatRatio(pairedRatio(kubeRuns, manifestRuns, (r) => r.rps))}, p99 ratio ${formatRatio(pairedRatio(kubeRuns, manifestRuns, (r) => r.p99))}, ` +
           // The daemon's CPU per request: what the store costs a decision, and far less moved by
           // the shared machine's load than req/s, which swings by tens of percent between runs.
-          `CPU/req ratio ${formatRatio(pairedRatio(kubeRuns, manifestRuns, (r) => r.cpuUs))}\n`,
+          `CPU/req ratio ${formatRatio(pairedRatio(kubeRuns, manifestRuns, (r) => r.cpuUs))}; ` +
+          `scavenges per 1000 decisions so far: kubernetes ${(await scavengesPerThousand(kube)).toFixed(2)}, manifests ${(await scavengesPerThousand(manifests)).toFixed(2)}\n`,
       );
       if (control !== undefined) {
         const x = medianRun(controlRuns);
@@ -276,6 +313,7 @@ async function compareWithManifests(
       }
     }
   } finally {
+    await stop(kube.child);
     await stop(manifests.child);
     if (control !== undefined) await stop(control.child);
   }
@@ -291,6 +329,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
       warmup: { type: 'string', default: '1' },
       rounds: { type: 'string', default: '5' },
       control: { type: 'boolean', default: false },
+      'natural-young-generation': { type: 'boolean', default: false },
     },
   });
   await runKubernetesBench({
@@ -301,5 +340,6 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     warmup: Number(values.warmup),
     rounds: Number(values.rounds),
     control: values.control,
+    naturalYoungGeneration: values['natural-young-generation'],
   });
 }
