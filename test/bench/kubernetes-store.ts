@@ -18,20 +18,21 @@
  *
  * Both daemons run with the heap options the operator gives a daemon container with the default
  * 256Mi memory limit (nodeHeapOptions): without them Node sizes its young generation from the
- * machine's memory, and RSS measures that rather than the store. In the warm rounds every daemon's young
- * generation is also held at that size (--min-semi-space-size equal to the maximum, unless
- * --natural-young-generation): V8 sizes it by the heap's history — the manifests daemon's grows
- * while it loads its files, the kubernetes daemon's is shrunk by the collection once listed, any
- * daemon's by V8's memory reducer after an idle spell — and at equal allocation per request a
- * young generation a quarter the size scavenges four times as often. The warm comparison is of
- * the stores, not of that history; each daemon's scavenges per 1000 decisions are printed beside
- * it (its /metrics). The ready and RSS figures are of a daemon started as its container starts it. The kubernetes daemon (and the
- * control, which holds a Kubernetes store) is started with --expose-gc as its container is
- * (daemonCommand), with which the store collects the list's garbage. Goal: RSS ≤ 150 MB at 100,000
- * restrictions. Run by `npm run bench:policyd` after the
+ * machine's memory, and RSS measures that rather than the store. In the warm rounds every
+ * daemon's young generation is also held at that size (--min-semi-space-size equal to the
+ * maximum, unless --natural-young-generation): V8 sizes it by the heap's history — the manifests
+ * daemon's grows while it loads its files, the kubernetes daemon's is shrunk by the collection
+ * once listed, any daemon's by V8's memory reducer after an idle spell — and at equal allocation
+ * per request a young generation a quarter the size scavenges four times as often. The warm
+ * comparison is of the stores, not of that history; each daemon's scavenges per 1000 decisions
+ * in the rounds are printed beside it (its /metrics). --idle S leaves both daemons idle S seconds
+ * before the rounds. The ready and RSS figures are of a daemon started as its container starts
+ * it. The kubernetes daemon (and the control, which holds a Kubernetes store) is started with
+ * --expose-gc as its container is (daemonCommand), with which the store collects the list's
+ * garbage. Goal: RSS ≤ 150 MB at 100,000 restrictions. Run by `npm run bench:policyd` after the
  * manifests section (its --kubernetes option), or alone:
  *   node test/bench/kubernetes-store.ts [--sizes 10000,100000] [--connections 8,32]
- *        [--seconds 3] [--warmup 1] [--rounds 5] [--control] [--natural-young-generation]
+ *        [--seconds 3] [--warmup 1] [--rounds 5] [--control] [--natural-young-generation] [--idle S]
  * Needs the control plane binaries (`source .ci/controlplane.sh`).
  */
 import { randomUUID } from 'node:crypto';
@@ -65,6 +66,8 @@ export interface KubernetesBenchOptions {
   readonly control?: boolean;
   /** Warm daemons with the young generation V8 gives them rather than a fixed one (see the header). */
   readonly naturalYoungGeneration?: boolean;
+  /** Seconds both daemons stay idle, primed, before the warm rounds (V8's memory reducer runs in such a spell). */
+  readonly idleSeconds?: number;
 }
 
 const NAMESPACE = 'mail';
@@ -82,15 +85,20 @@ function fixedYoungGeneration(command: string): string {
   return command.replace(' ', ` --min-semi-space-size=${semiSpace} `);
 }
 
-/** Scavenges (V8's young generation collections) per 1000 decisions, from a daemon's /metrics. */
-async function scavengesPerThousand(server: RunningServer): Promise<number> {
+/** A daemon's scavenges (V8's young generation collections) and decisions so far, from its /metrics. */
+async function gcCounts(server: RunningServer): Promise<{ scavenges: number; decisions: number }> {
   const text = await (await fetch(`http://${HOST}:${server.httpPort}/metrics`)).text();
   const total = (prefix: string): number =>
     text
       .split('\n')
       .filter((line) => line.startsWith(prefix))
       .reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(' ') + 1)), 0);
-  return (total('mailwarden_nodejs_gc_duration_seconds_count{kind="minor"') / total('mailwarden_policy_decisions_total')) * 1000;
+  return { scavenges: total('mailwarden_nodejs_gc_duration_seconds_count{kind="minor"'), decisions: total('mailwarden_policy_decisions_total') };
+}
+
+/** Scavenges per 1000 decisions between two readings of {@link gcCounts}. */
+function scavengesPerThousand(before: { scavenges: number; decisions: number }, after: { scavenges: number; decisions: number }): string {
+  return (((after.scavenges - before.scavenges) / (after.decisions - before.decisions)) * 1000).toFixed(2);
 }
 
 /** Parses `10000,100000`; `none` gives an empty list. */
@@ -281,7 +289,13 @@ async function compareWithManifests(
     }
     const young = options.naturalYoungGeneration ? "each daemon's young generation as V8 sized it" : 'young generation of each daemon fixed (--min-semi-space-size)';
     process.stdout.write(`  warm, equal size: ${size} restrictions in each store, the same ${JSON.parse(readFileSync(requestsFile, 'utf8')).length} requests; ${young}\n`);
+    if (options.idleSeconds) {
+      // V8's memory reducer collects in an idle spell, shrinking the young generation.
+      process.stdout.write(`  both daemons idle for ${options.idleSeconds} s\n`);
+      await new Promise((r) => setTimeout(r, options.idleSeconds! * 1000));
+    }
     for (const c of options.connections) {
+      const gcBefore = { kube: await gcCounts(kube), manifests: await gcCounts(manifests) };
       const kubeRuns: RunResult[] = [];
       const manifestRuns: RunResult[] = [];
       const controlRuns: RunResult[] = [];
@@ -301,7 +315,8 @@ async function compareWithManifests(
           // The daemon's CPU per request: what the store costs a decision, and far less moved by
           // the shared machine's load than req/s, which swings by tens of percent between runs.
           `CPU/req ratio ${formatRatio(pairedRatio(kubeRuns, manifestRuns, (r) => r.cpuUs))}; ` +
-          `scavenges per 1000 decisions so far: kubernetes ${(await scavengesPerThousand(kube)).toFixed(2)}, manifests ${(await scavengesPerThousand(manifests)).toFixed(2)}\n`,
+          `scavenges per 1000 decisions in these rounds: kubernetes ${scavengesPerThousand(gcBefore.kube, await gcCounts(kube))}, ` +
+          `manifests ${scavengesPerThousand(gcBefore.manifests, await gcCounts(manifests))}\n`,
       );
       if (control !== undefined) {
         const x = medianRun(controlRuns);
@@ -330,6 +345,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
       rounds: { type: 'string', default: '5' },
       control: { type: 'boolean', default: false },
       'natural-young-generation': { type: 'boolean', default: false },
+      idle: { type: 'string', default: '0' },
     },
   });
   await runKubernetesBench({
@@ -341,5 +357,6 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     rounds: Number(values.rounds),
     control: values.control,
     naturalYoungGeneration: values['natural-young-generation'],
+    idleSeconds: Number(values.idle),
   });
 }
