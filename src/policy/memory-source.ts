@@ -30,8 +30,13 @@ export class InMemorySource implements MailboxSource {
   readonly #compiled = new Map<string, CompiledMailbox | null>();
   #absent = 0;
   readonly #resolved: Resolution;
-  /** A store that fills in the background (kubernetes://): its failure until it has loaded. */
-  readonly #notLoaded: (() => Resolution | undefined) | undefined;
+  /**
+   * A store that fills in the background (kubernetes://): its `loaded`, asked until it first says
+   * true and then dropped (once true it stays true), so that a loaded store's requests cost no
+   * call into it; and the failure answered until then.
+   */
+  #loaded: (() => boolean) | undefined;
+  readonly #notLoaded: Resolution | undefined;
 
   constructor(params: {
     peek: (key: string) => MailboxRecord | undefined;
@@ -43,11 +48,9 @@ export class InMemorySource implements MailboxSource {
     logger?: Logger;
   }) {
     this.#peek = params.peek;
-    const loaded = params.loaded;
-    if (loaded !== undefined) {
-      const failed: Resolution = Object.freeze({ failed: new StoreError('Unavailable', `the ${params.kind ?? 'in-memory'} store has not loaded its data yet`) });
-      this.#notLoaded = () => (loaded() ? undefined : failed);
-    }
+    this.#loaded = params.loaded;
+    this.#notLoaded =
+      params.loaded === undefined ? undefined : Object.freeze({ failed: new StoreError('Unavailable', `the ${params.kind ?? 'in-memory'} store has not loaded its data yet`) });
     this.#decision = params.decision;
     this.#invalid = new InvalidEntries(params.metrics, params.logger);
     const lookup: MailboxLookup = (key) => this.#lookup(key);
@@ -56,7 +59,11 @@ export class InMemorySource implements MailboxSource {
 
   /** Every key is at hand: the keys themselves are never read. */
   resolve(_wanted: MailboxKeys): Resolution {
-    return this.#notLoaded?.() ?? this.#resolved;
+    if (this.#loaded !== undefined) {
+      if (!this.#loaded()) return this.#notLoaded!;
+      this.#loaded = undefined;
+    }
+    return this.#resolved;
   }
 
   clear(keys?: readonly string[]): void {

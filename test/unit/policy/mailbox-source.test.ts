@@ -412,6 +412,19 @@ describe('mailbox source: in memory (stores that peek)', () => {
     assert.equal(after.failed, undefined);
   });
 
+  test('a store that has loaded is not asked again: once true, loaded stays true', () => {
+    let asked = 0;
+    let loaded = false;
+    const { store } = memoryStore(() => undefined, { kind: 'kubernetes', loaded: () => (asked++, loaded) });
+    const source = mailboxSourceFor({ store, decision: options });
+    source.resolve({ keys: ['alice@example.com'] });
+    source.resolve({ keys: ['alice@example.com'] });
+    assert.equal(asked, 2, 'asked on every request until loaded');
+    loaded = true;
+    for (let i = 0; i < 3; i++) assert.equal((source.resolve({ keys: ['alice@example.com'] }) as { failed?: unknown }).failed, undefined);
+    assert.equal(asked, 3, 'asked once more, when it first said true, and not afterwards');
+  });
+
   test('absent keys are remembered up to a bound, then forgotten', () => {
     const asked: string[] = [];
     const { store } = memoryStore((key) => (asked.push(key), undefined));
