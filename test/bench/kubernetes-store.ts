@@ -21,10 +21,11 @@
  * machine's memory, and RSS measures that rather than the store. In the warm rounds every
  * daemon's young generation is also held at that size (--min-semi-space-size equal to the
  * maximum, unless --natural-young-generation): V8 sizes it by the heap's history — the manifests
- * daemon's grows while it loads its files, the kubernetes daemon's is shrunk by the collection
- * once listed, any daemon's by V8's memory reducer after an idle spell — and at equal allocation
- * per request a young generation a quarter the size scavenges four times as often. The warm
- * comparison is of the stores, not of that history; each daemon's scavenges per 1000 decisions
+ * daemon's grows while it loads its files, the kubernetes daemon's is shrunk by the store's
+ * collection once listed (last-resort, for RSS) and stays small through the request stream — and
+ * at equal allocation per request a young generation a quarter the size scavenges four times as
+ * often. Held equal, the warm rounds compare the request paths; --natural-young-generation adds
+ * the store's memory choice to the comparison. Each daemon's scavenges per 1000 decisions
  * in the rounds are printed beside it (its /metrics). --idle S leaves both daemons idle S seconds
  * before the rounds. The ready and RSS figures are of a daemon started as its container starts
  * it. The kubernetes daemon (and the control, which holds a Kubernetes store) is started with
@@ -66,7 +67,7 @@ export interface KubernetesBenchOptions {
   readonly control?: boolean;
   /** Warm daemons with the young generation V8 gives them rather than a fixed one (see the header). */
   readonly naturalYoungGeneration?: boolean;
-  /** Seconds both daemons stay idle, primed, before the warm rounds (V8's memory reducer runs in such a spell). */
+  /** Seconds both daemons stay idle, primed, before the warm rounds (V8's memory reducer collects in such a spell). */
   readonly idleSeconds?: number;
 }
 
@@ -290,7 +291,7 @@ async function compareWithManifests(
     const young = options.naturalYoungGeneration ? "each daemon's young generation as V8 sized it" : 'young generation of each daemon fixed (--min-semi-space-size)';
     process.stdout.write(`  warm, equal size: ${size} restrictions in each store, the same ${JSON.parse(readFileSync(requestsFile, 'utf8')).length} requests; ${young}\n`);
     if (options.idleSeconds) {
-      // V8's memory reducer collects in an idle spell, shrinking the young generation.
+      // V8's memory reducer collects in an idle spell: does either daemon's young generation change?
       process.stdout.write(`  both daemons idle for ${options.idleSeconds} s\n`);
       await new Promise((r) => setTimeout(r, options.idleSeconds! * 1000));
     }
