@@ -18,14 +18,14 @@
  *
  * Both daemons run with the heap options the operator gives a daemon container with the default
  * 256Mi memory limit (nodeHeapOptions): without them Node sizes its young generation from the
- * machine's memory, and RSS measures that rather than the store. In the warm rounds every
- * daemon's young generation is also held at that size (--min-semi-space-size equal to the
- * maximum, unless --natural-young-generation): V8 sizes it by the heap's history — the manifests
- * daemon's grows while it loads its files, the kubernetes daemon's is shrunk by the store's
- * collection once listed (last-resort, for RSS) and stays small through the request stream — and
- * at equal allocation per request a young generation a quarter the size scavenges four times as
- * often. Held equal, the warm rounds compare the request paths; --natural-young-generation adds
- * the store's memory choice to the comparison. Each daemon's scavenges per 1000 decisions
+ * machine's memory, and RSS measures that rather than the store. The kubernetes daemon's young
+ * generation is held at that size too, as its container holds it (daemonCommand: the store's
+ * collection once listed would leave it at its smallest); in the warm rounds the manifests
+ * daemon's is held likewise, unless --as-deployed: V8 sizes it by the heap's history (it grows
+ * while the files load, by how much varies), and at equal allocation per request a young
+ * generation a quarter the size scavenges four times as often. Held equal, the warm rounds
+ * compare the request paths; --as-deployed compares the daemons as their containers start them.
+ * Each daemon's scavenges per 1000 decisions
  * in the rounds are printed beside it (its /metrics). --idle S leaves both daemons idle S seconds
  * before the rounds. The ready and RSS figures are of a daemon started as its container starts
  * it. The kubernetes daemon (and the control, which holds a Kubernetes store) is started with
@@ -33,7 +33,7 @@
  * garbage. Goal: RSS ≤ 150 MB at 100,000 restrictions. Run by `npm run bench:policyd` after the
  * manifests section (its --kubernetes option), or alone:
  *   node test/bench/kubernetes-store.ts [--sizes 10000,100000] [--connections 8,32]
- *        [--seconds 3] [--warmup 1] [--rounds 5] [--control] [--natural-young-generation] [--idle S]
+ *        [--seconds 3] [--warmup 1] [--rounds 5] [--control] [--as-deployed] [--idle S]
  * Needs the control plane binaries (`source .ci/controlplane.sh`).
  */
 import { randomUUID } from 'node:crypto';
@@ -47,7 +47,7 @@ import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import { reuseConnections } from '../../src/kube/kube-config.ts';
 import { kubeconfigCredentials } from '../../src/kube/api-credentials.ts';
 import { ApiStatusError, CollectionClient } from '../../src/kube/collection-client.ts';
-import { DEFAULT_RESOURCES, nodeHeapOptions } from '../../src/reconcilers/policy-daemon-objects.ts';
+import { daemonCommand, DEFAULT_RESOURCES, nodeHeapOptions } from '../../src/reconcilers/policy-daemon-objects.ts';
 import { startControlPlane, type ControlPlane } from '../harness/controlplane.ts';
 import { installCrds } from '../harness/crds.ts';
 import { listsFor, mailbox, rcptRequests, writeManifests } from './fixtures.ts';
@@ -65,8 +65,8 @@ export interface KubernetesBenchOptions {
   readonly rounds: number;
   /** A third daemon in the warm rounds: manifests, with the Kubernetes store listing beside it (see the header). */
   readonly control?: boolean;
-  /** Warm daemons with the young generation V8 gives them rather than a fixed one (see the header). */
-  readonly naturalYoungGeneration?: boolean;
+  /** Each daemon as its container starts it: the manifests daemon's young generation as V8 sizes it (see the header). */
+  readonly asDeployed?: boolean;
   /** Seconds both daemons stay idle, primed, before the warm rounds (V8's memory reducer collects in such a spell). */
   readonly idleSeconds?: number;
 }
@@ -75,11 +75,12 @@ const NAMESPACE = 'mail';
 /** As in the daemon's container (see the header). */
 const DAEMON_ENV = { ...process.env, NODE_OPTIONS: nodeHeapOptions(DEFAULT_RESOURCES.limits.memory) };
 const DAEMON = `${process.execPath} ${join(ROOT, 'bin/mailwarden.js')} policyd --listen {host}:{port} --http-listen {host}:{httpPort} --log-level warn`;
-/** A Kubernetes store daemon's command, as in its container (daemonCommand). */
-const KUBERNETES_DAEMON = DAEMON.replace(' ', ' --expose-gc ');
+/** A Kubernetes store daemon's command, as in its container: daemonCommand's Node.js options. */
+const KUBERNETES_DAEMON = DAEMON.replace(' ', ` ${daemonCommand(undefined, DEFAULT_RESOURCES.limits.memory).slice(1, -1).join(' ')} `);
 
 /** `command` (a daemon's) with its young generation fixed at the container's maximum (see the header). */
 function fixedYoungGeneration(command: string): string {
+  if (command.includes('--min-semi-space-size=')) return command;
   const semiSpace = /--max-semi-space-size=(\d+)/.exec(DAEMON_ENV.NODE_OPTIONS ?? '')?.[1];
   if (semiSpace === undefined) throw new Error('nodeHeapOptions gave no --max-semi-space-size');
   // On the command line: Node.js refuses --min-semi-space-size in NODE_OPTIONS.
@@ -270,7 +271,7 @@ async function compareWithManifests(
 ): Promise<void> {
   const dir = join(work, 'manifests');
   await writeManifests(dir, size);
-  const warm = (command: string): string => (options.naturalYoungGeneration ? command : fixedYoungGeneration(command));
+  const warm = (command: string): string => (options.asDeployed ? command : fixedYoungGeneration(command));
   const kube = await startServer('kubernetes daemon', `${warm(KUBERNETES_DAEMON)} -c ${config}`, DAEMON_ENV);
   const manifests = await startServer('manifests daemon', `${warm(DAEMON)} --store ${dir}`, DAEMON_ENV).catch(async (error: unknown) => {
     await stop(kube.child);
@@ -288,7 +289,7 @@ async function compareWithManifests(
       control = await startServer('control daemon', `${warm(KUBERNETES_DAEMON)} --store ${dir}`, env);
       await prime(control, requestsFile);
     }
-    const young = options.naturalYoungGeneration ? "each daemon's young generation as V8 sized it" : 'young generation of each daemon fixed (--min-semi-space-size)';
+    const young = options.asDeployed ? 'each daemon as its container starts it (the manifests daemon\'s young generation as V8 sizes it)' : 'young generation of each daemon held at its maximum (--min-semi-space-size)';
     process.stdout.write(`  warm, equal size: ${size} restrictions in each store, the same ${JSON.parse(readFileSync(requestsFile, 'utf8')).length} requests; ${young}\n`);
     if (options.idleSeconds) {
       // V8's memory reducer collects in an idle spell: does either daemon's young generation change?
@@ -345,7 +346,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
       warmup: { type: 'string', default: '1' },
       rounds: { type: 'string', default: '5' },
       control: { type: 'boolean', default: false },
-      'natural-young-generation': { type: 'boolean', default: false },
+      'as-deployed': { type: 'boolean', default: false },
       idle: { type: 'string', default: '0' },
     },
   });
@@ -357,7 +358,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     warmup: Number(values.warmup),
     rounds: Number(values.rounds),
     control: values.control,
-    naturalYoungGeneration: values['natural-young-generation'],
+    asDeployed: values['as-deployed'],
     idleSeconds: Number(values.idle),
   });
 }

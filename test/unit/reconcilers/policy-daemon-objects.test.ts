@@ -59,11 +59,16 @@ describe('daemonContainer heap options', () => {
     assert.deepEqual(container.env, [{ name: 'NODE_OPTIONS', value: '--max-old-space-size=512 --max-semi-space-size=16' }]);
   });
 
-  test("a daemon of the Kubernetes store is started with --expose-gc on its command line, so that it can collect a full list's garbage (stores/heap.ts); a MailBackend's is not", () => {
-    const kube = { name: 'mx', namespace: 'mail', spec: policyDaemonSpecSchema.parse({ store: 'Kubernetes', podSelector: { matchLabels: { app: 'postfix' } } }) };
-    const container = daemonContainer(kube, undefined, 'mailwarden:test');
-    assert.deepEqual(container.command, ['node', '--expose-gc', '/app/bin/mailwarden.js']);
+  test("a daemon of the Kubernetes store is started with --expose-gc on its command line, so that it can collect a full list's garbage (stores/heap.ts), and its young generation held at its maximum, which that collection would leave at its smallest; a MailBackend's is not", () => {
+    const kube = (resources?: object) => ({
+      name: 'mx',
+      namespace: 'mail',
+      spec: policyDaemonSpecSchema.parse({ store: 'Kubernetes', podSelector: { matchLabels: { app: 'postfix' } }, ...(resources ? { resources } : {}) }),
+    });
+    const container = daemonContainer(kube(), undefined, 'mailwarden:test');
+    assert.deepEqual(container.command, ['node', '--expose-gc', '--min-semi-space-size=8', '/app/bin/mailwarden.js']);
     assert.deepEqual(container.env, [{ name: 'NODE_OPTIONS', value: '--max-old-space-size=128 --max-semi-space-size=8' }]);
+    assert.deepEqual(daemonContainer(kube({ limits: { memory: '1Gi' } }), undefined, 'mailwarden:test').command, ['node', '--expose-gc', '--min-semi-space-size=16', '/app/bin/mailwarden.js']);
     assert.deepEqual(daemonContainer(daemon(), backend, 'mailwarden:test').command, ['node', '/app/bin/mailwarden.js']);
   });
 });
