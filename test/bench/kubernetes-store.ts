@@ -75,16 +75,16 @@ const NAMESPACE = 'mail';
 /** As in the daemon's container (see the header). */
 const DAEMON_ENV = { ...process.env, NODE_OPTIONS: nodeHeapOptions(DEFAULT_RESOURCES.limits.memory) };
 const DAEMON = `${process.execPath} ${join(ROOT, 'bin/mailwarden.js')} policyd --listen {host}:{port} --http-listen {host}:{httpPort} --log-level warn`;
-/** A Kubernetes store daemon's command, as in its container: daemonCommand's Node.js options. */
-const KUBERNETES_DAEMON = DAEMON.replace(' ', ` ${daemonCommand(undefined, DEFAULT_RESOURCES.limits.memory).slice(1, -1).join(' ')} `);
+/** A Kubernetes store daemon's Node.js options, as in its container (daemonCommand). */
+const KUBERNETES_NODE_OPTIONS = daemonCommand(undefined, DEFAULT_RESOURCES.limits.memory).slice(1, -1);
+const KUBERNETES_DAEMON = DAEMON.replace(' ', ` ${KUBERNETES_NODE_OPTIONS.join(' ')} `);
+/** The young generation held at the container's maximum, as that container's command holds it (see the header). */
+const HELD_YOUNG_GENERATION = KUBERNETES_NODE_OPTIONS.find((option) => option.startsWith('--min-semi-space-size='));
 
-/** `command` (a daemon's) with its young generation fixed at the container's maximum (see the header). */
-function fixedYoungGeneration(command: string): string {
-  if (command.includes('--min-semi-space-size=')) return command;
-  const semiSpace = /--max-semi-space-size=(\d+)/.exec(DAEMON_ENV.NODE_OPTIONS ?? '')?.[1];
-  if (semiSpace === undefined) throw new Error('nodeHeapOptions gave no --max-semi-space-size');
-  // On the command line: Node.js refuses --min-semi-space-size in NODE_OPTIONS.
-  return command.replace(' ', ` --min-semi-space-size=${semiSpace} `);
+/** `command` (a daemon's) with its young generation held as the kubernetes daemon's is. */
+function heldYoungGeneration(command: string): string {
+  if (HELD_YOUNG_GENERATION === undefined) throw new Error('daemonCommand holds no young generation at the default memory limit');
+  return command.includes(HELD_YOUNG_GENERATION) ? command : command.replace(' ', ` ${HELD_YOUNG_GENERATION} `);
 }
 
 /** A daemon's scavenges (V8's young generation collections) and decisions so far, from its /metrics. */
@@ -271,7 +271,7 @@ async function compareWithManifests(
 ): Promise<void> {
   const dir = join(work, 'manifests');
   await writeManifests(dir, size);
-  const warm = (command: string): string => (options.asDeployed ? command : fixedYoungGeneration(command));
+  const warm = (command: string): string => (options.asDeployed ? command : heldYoungGeneration(command));
   const kube = await startServer('kubernetes daemon', `${warm(KUBERNETES_DAEMON)} -c ${config}`, DAEMON_ENV);
   const manifests = await startServer('manifests daemon', `${warm(DAEMON)} --store ${dir}`, DAEMON_ENV).catch(async (error: unknown) => {
     await stop(kube.child);

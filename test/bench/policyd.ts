@@ -29,7 +29,7 @@
  *                        ready, RSS, and warm against the manifests store at --mailboxes; "none"
  *                        skips it (default 10000,100000; needs `source .ci/controlplane.sh`)
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -39,7 +39,7 @@ import { parseArgs } from 'node:util';
 import { rcptRequests, writeManifests } from './fixtures.ts';
 import { parseStoreList, runStoreBench } from './stores.ts';
 import { parseSizes, runKubernetesBench } from './kubernetes-store.ts';
-import { startServer, stop, type RunResult } from './store-support.ts';
+import { loadRun, startServer, stop, type RunResult } from './store-support.ts';
 import { formatRatio, formatRounds, medianRun, pairedRatio } from './paired-rounds.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -66,21 +66,8 @@ const DAEMON_CMD = `${process.execPath} ${join(root, 'bin/mailwarden.js')} polic
 
 type Result = RunResult;
 
-async function runLoad(server: { child: ChildProcess; port: number }, connections: number, requestsFile: string): Promise<Result> {
-  const { serverCpuUs, ...result } = await generate(server.port, server.child.pid, connections, requestsFile);
-  return { ...result, cpuUs: serverCpuUs };
-}
-
-/** The load generator; it reads the server's CPU over its measured window alone. */
-function generate(port: number, pid: number | undefined, connections: number, requestsFile: string): Promise<Omit<Result, 'cpuUs'> & { serverCpuUs: number }> {
-  return new Promise((resolveRun, reject) => {
-    const args = [join(here, 'load-generator.ts'), '--port', String(port), '--connections', String(connections), '--server-pid', String(pid)];
-    args.push('--seconds', String(values.seconds), '--warmup', String(values.warmup), '--requests', requestsFile);
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    child.stdout.setEncoding('utf8').on('data', (t: string) => (out += t));
-    child.once('exit', (code) => (code === 0 ? resolveRun(JSON.parse(out) as Omit<Result, 'cpuUs'> & { serverCpuUs: number }) : reject(new Error(`load generator exited ${code}`))));
-  });
+function runLoad(server: { child: ChildProcess; port: number }, connections: number, requestsFile: string): Promise<Result> {
+  return loadRun(server, connections, requestsFile, Number(values.seconds), Number(values.warmup));
 }
 
 const fmt = (n: number, digits = 2): string => n.toFixed(digits);

@@ -117,7 +117,7 @@ function runChild<T>(script: string, args: string[]): Promise<T> {
  * The load generator against a policy server: C persistent connections. The server's CPU per
  * request is the generator's reading over the measured window alone.
  */
-export async function loadRun(server: RunningServer, connections: number, requestsFile: string, seconds: number, warmup: number): Promise<RunResult> {
+export async function loadRun(server: Pick<RunningServer, 'child' | 'port'>, connections: number, requestsFile: string, seconds: number, warmup: number): Promise<RunResult> {
   const args = ['--port', String(server.port), '--connections', String(connections), '--server-pid', String(server.child.pid)];
   args.push('--seconds', String(seconds), '--warmup', String(warmup), '--requests', requestsFile);
   const { serverCpuUs, ...result } = await runChild<Omit<RunResult, 'cpuUs'> & { serverCpuUs: number }>('load-generator.ts', args);
